@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up podpath on a Debian machine, as root: system packages, a virtualenv with the Python
+# dependencies, and the BPF objects. Idempotent and quiet when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  iproute2 iptables nftables conntrack dnsmasq-base iputils-ping   # the lab and the snapshots
+  clang llvm libbpf-dev libbpf1 bpftool                            # building and loading BPF (tracer)
+  iperf3 python3 python3-venv python3-pip                          # benchmarks, the virtualenv
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages and builds network namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.podpath-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python dependencies" >&2
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -i '^warning' >&2 || true
+  .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich' # fail loudly if the install did not work
+  echo "$want" > "$stamp"
+fi
+
+if [ -f bpf/Makefile ]; then
+  make -s -C bpf
+fi

@@ -1,0 +1,583 @@
+"""Per-namespace collectors: one small function per kernel object, registered in one table.
+
+Every collector is `fn(ctx) -> None` and fills one part of `ctx.host`. live.py runs them in a
+thread that has already `setns`'d into the target network namespace, so netlink sockets opened
+here, files read under /proc/sys/net and /proc/thread-self/net, and child processes started here
+all see that namespace. A collector that cannot read its object raises `Gap("why")` (or anything
+else) and the runner records `host.gaps[name]` and goes on with the next one.
+
+Adding an object type = one function decorated with `@collector("name")`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..bundle import (
+    Addr,
+    Conntrack,
+    Fdb,
+    Host,
+    IpvsDest,
+    IpvsService,
+    Link,
+    Listener,
+    Neigh,
+    Route,
+    Rule,
+    Vxlan,
+)
+
+
+class Gap(Exception):
+    """A collector could not read its object; str(e) is the one-line reason."""
+
+
+@dataclass
+class Flow:
+    """Optional 5-tuple that limits the conntrack dump (None = any)."""
+
+    src: str | None = None
+    dst: str | None = None
+    proto: int | None = None  # IP protocol number
+    sport: int | None = None
+    dport: int | None = None
+
+
+@dataclass
+class Ctx:
+    host: Host
+    ipr: Any  # pyroute2 IPRoute opened inside the namespace
+    flow: Flow | None = None
+    names: dict[int, str] = field(default_factory=dict)  # ifindex -> ifname
+    timeout: float = 10.0  # per child process
+
+
+Collector = Callable[[Ctx], None]
+COLLECTORS: list[tuple[str, Collector]] = []
+
+
+def collector(name: str) -> Callable[[Collector], Collector]:
+    def register(fn: Collector) -> Collector:
+        COLLECTORS.append((name, fn))
+        return fn
+
+    return register
+
+
+def run_collectors(ctx: Ctx, only: set[str] | None = None) -> None:
+    for name, fn in COLLECTORS:
+        if only is not None and name not in only:
+            continue
+        try:
+            fn(ctx)
+        except Gap as e:
+            ctx.host.gaps[name] = str(e)
+        except Exception as e:  # noqa: BLE001 - a snapshot goes on whatever one collector hits
+            ctx.host.gaps[name] = _one_line(f"{type(e).__name__}: {e}")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- name tables (as iproute2 spells them) -------------------------------------------------
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+ARPHRD = {1: "ether", 772: "loopback", 65534: "none", 768: "ipip", 776: "sit", 778: "gre"}
+SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
+RTN_TYPES = {
+    1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
+    7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat", 11: "xresolve",
+}
+RT_PROTOS = {
+    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra",
+    10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp",
+    17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis",
+    188: "ospf", 189: "rip", 192: "eigrp",
+}
+RULE_ACTIONS = {1: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+FIB_RULE_INVERT = 0x2
+RTM_F_CLONED = 0x200
+RTNH_F_ONLINK = 0x4
+NUD = [
+    (0x01, "INCOMPLETE"), (0x02, "REACHABLE"), (0x04, "STALE"), (0x08, "DELAY"),
+    (0x10, "PROBE"), (0x20, "FAILED"), (0x40, "NOARP"), (0x80, "PERMANENT"),
+]
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF = [(0x02, "self"), (0x04, "master"), (0x10, "extern_learn"), (0x20, "offload"),
+       (0x40, "sticky"), (0x80, "router")]
+NTF_ROUTER = 0x80
+IPPROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp", 58: "icmpv6", 2: "igmp"}
+IPS_ASSURED, IPS_SEEN_REPLY = 0x4, 0x2
+
+
+def proto_number(proto: str | int | None) -> int | None:
+    if proto is None or isinstance(proto, int):
+        return proto
+    p = str(proto).lower()
+    if p.isdigit():
+        return int(p)
+    for num, name in IPPROTO_NAMES.items():
+        if name == p:
+            return num
+    raise ValueError(f"unknown protocol {proto!r}; use tcp, udp, icmp or a number")
+
+
+def _mac(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+def _name(ctx: Ctx, index: int | None) -> str | None:
+    if not index:
+        return None
+    return ctx.names.get(index)
+
+
+# --- links ----------------------------------------------------------------------------------
+
+
+@collector("links")
+def links(ctx: Ctx) -> None:
+    msgs = list(ctx.ipr.link("dump"))
+    ctx.names.update({m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs})
+    out = []
+    for m in msgs:
+        flags = m["flags"]
+        info = m.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        if kind is None:
+            kind = ARPHRD.get(m["ifi_type"])
+        operstate = m.get_attr("IFLA_OPERSTATE")
+        no_carrier = bool(flags & IFF_UP) and not flags & IFF_RUNNING
+        link = Link(
+            name=m.get_attr("IFLA_IFNAME"),
+            index=m["index"],
+            kind=kind,
+            up=bool(flags & IFF_UP),
+            carrier=operstate not in ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT") and not no_carrier,
+            mtu=m.get_attr("IFLA_MTU"),
+            mac=_mac(m.get_attr("IFLA_ADDRESS")) if m["ifi_type"] != 65534 else None,
+            master=_name(ctx, m.get_attr("IFLA_MASTER")),
+        )
+        if kind == "veth":
+            peer = m.get_attr("IFLA_LINK")
+            link.peer_index = peer if peer else None
+            link.peer_netnsid = m.get_attr("IFLA_LINK_NETNSID")
+        if kind == "vxlan" and info:
+            data = info.get_attr("IFLA_INFO_DATA")
+            if data:
+                port = data.get_attr("IFLA_VXLAN_PORT")
+                link.vxlan = Vxlan(
+                    vni=data.get_attr("IFLA_VXLAN_ID"),
+                    port=port if port is not None else 8472,
+                    local=data.get_attr("IFLA_VXLAN_LOCAL"),
+                    dev=_name(ctx, data.get_attr("IFLA_VXLAN_LINK")),
+                    learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
+                )
+        if info and info.get_attr("IFLA_INFO_SLAVE_KIND") == "bridge":
+            sdata = info.get_attr("IFLA_INFO_SLAVE_DATA")
+            mode = sdata.get_attr("IFLA_BRPORT_MODE") if sdata else None
+            link.hairpin = bool(mode) if mode is not None else None
+        out.append(link)
+    ctx.host.links = out
+
+
+# --- addresses, rules, routes ---------------------------------------------------------------
+
+
+@collector("addrs")
+def addrs(ctx: Ctx) -> None:
+    out = []
+    for m in ctx.ipr.addr("dump", family=socket.AF_INET):
+        address = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+        out.append(Addr(
+            ifname=_name(ctx, m["index"]) or m.get_attr("IFA_LABEL"),
+            address=address,
+            prefixlen=m["prefixlen"],
+            scope=SCOPES.get(m["scope"], str(m["scope"])),
+        ))
+    ctx.host.addrs = out
+
+
+def _prefix(addr: str | None, plen: int) -> str | None:
+    if addr is None:
+        return None
+    return f"{addr}/{plen}"
+
+
+@collector("rules")
+def rules(ctx: Ctx) -> None:
+    out = []
+    for m in ctx.ipr.rule("dump", family=socket.AF_INET):
+        fwmark = m.get_attr("FRA_FWMARK")
+        fwmask = m.get_attr("FRA_FWMASK")
+        action = RULE_ACTIONS.get(m["action"], str(m["action"]))
+        table = m.get_attr("FRA_TABLE") or m["table"] or None
+        out.append(Rule(
+            priority=m.get_attr("FRA_PRIORITY") or 0,
+            table=table if action == "lookup" else None,
+            action=action,
+            src=_prefix(m.get_attr("FRA_SRC"), m["src_len"]) if m["src_len"] else None,
+            dst=_prefix(m.get_attr("FRA_DST"), m["dst_len"]) if m["dst_len"] else None,
+            iif=m.get_attr("FRA_IIFNAME"),
+            oif=m.get_attr("FRA_OIFNAME"),
+            fwmark=fwmark if fwmark or fwmask else None,
+            fwmask=fwmask if fwmark or fwmask else None,
+            invert=bool(m["flags"] & FIB_RULE_INVERT),
+        ))
+    out.sort(key=lambda r: r.priority)
+    ctx.host.rules = out
+
+
+@collector("routes")
+def routes(ctx: Ctx) -> None:
+    """Routes of main, local and every table an ip rule looks up (all of them if rules failed)."""
+    tables = {254, 255} | {r.table for r in ctx.host.rules if r.table is not None}
+    all_tables = "rules" in ctx.host.gaps
+    out = []
+    for m in ctx.ipr.route("dump", family=socket.AF_INET):
+        if m["flags"] & RTM_F_CLONED:
+            continue
+        table = m.get_attr("RTA_TABLE") or m["table"]
+        if not all_tables and table not in tables:
+            continue
+        dst = m.get_attr("RTA_DST")
+        base = dict(
+            dst="default" if not m["dst_len"] and dst is None else f"{dst or '0.0.0.0'}/{m['dst_len']}",
+            table=table,
+            type=RTN_TYPES.get(m["type"], str(m["type"])),
+            prefsrc=m.get_attr("RTA_PREFSRC"),
+            scope=SCOPES.get(m["scope"], str(m["scope"])),
+            metric=m.get_attr("RTA_PRIORITY"),
+            proto=RT_PROTOS.get(m["proto"], str(m["proto"])),
+        )
+        multipath = m.get_attr("RTA_MULTIPATH")
+        if multipath:  # one Route per nexthop, same dst
+            for nh in multipath:
+                out.append(Route(
+                    **base,
+                    gateway=nh.get_attr("RTA_GATEWAY"),
+                    dev=_name(ctx, nh["oif"]),
+                    onlink=bool(nh["flags"] & RTNH_F_ONLINK),
+                ))
+            continue
+        out.append(Route(
+            **base,
+            gateway=m.get_attr("RTA_GATEWAY"),
+            dev=_name(ctx, m.get_attr("RTA_OIF")),
+            onlink=bool(m["flags"] & RTNH_F_ONLINK),
+        ))
+    ctx.host.routes = out
+
+
+# --- neighbours and FDB ---------------------------------------------------------------------
+
+
+def _nud_names(state: int) -> list[str]:
+    names = [name for bit, name in NUD if state & bit]
+    return names or ["NONE"]
+
+
+@collector("neigh")
+def neigh(ctx: Ctx) -> None:
+    out = []
+    for m in ctx.ipr.neigh("dump", family=socket.AF_INET):
+        dst = m.get_attr("NDA_DST")
+        if dst is None:
+            continue
+        state = m["state"]
+        if state & NUD_NOARP and not state & NUD_PERMANENT:
+            ip = ipaddress.ip_address(dst)
+            if ip.is_multicast or dst == "255.255.255.255" or ip.is_loopback:
+                continue  # kernel-made NOARP entries for multicast/broadcast/loopback
+        out.append(Neigh(
+            ifname=_name(ctx, m["ifindex"]),
+            dst=dst,
+            lladdr=_mac(m.get_attr("NDA_LLADDR")),
+            state=_nud_names(state),
+            router=bool(m["flags"] & NTF_ROUTER),
+        ))
+    ctx.host.neigh = out
+
+
+def _fdb_noise(mac: str, dst: str | None) -> bool:
+    # Multicast MACs the kernel adds to every port's own (self) list: 33:33:* (IPv6), 01:00:5e:*
+    # (IPv4). The all-zero entry stays: on a VXLAN device it is the default (flood) destination.
+    return dst is None and (mac.startswith("33:33:") or mac.startswith("01:00:5e:"))
+
+
+@collector("fdb")
+def fdb(ctx: Ctx) -> None:
+    out = []
+    for m in ctx.ipr.neigh("dump", family=socket.AF_BRIDGE):
+        mac = _mac(m.get_attr("NDA_LLADDR"))
+        if mac is None:
+            continue
+        dst = m.get_attr("NDA_DST")
+        if _fdb_noise(mac, dst):
+            continue
+        flags = [name for bit, name in NTF if m["flags"] & bit]
+        state = m["state"]
+        if state & NUD_PERMANENT:
+            flags.append("permanent")
+        elif state & NUD_NOARP:
+            flags.append("static")
+        out.append(Fdb(
+            ifname=_name(ctx, m["ifindex"]),
+            mac=mac,
+            master=_name(ctx, m.get_attr("NDA_MASTER")),
+            dst=dst,
+            vlan=m.get_attr("NDA_VLAN"),
+            flags=flags,
+        ))
+    ctx.host.fdb = out
+
+
+# --- sysctls --------------------------------------------------------------------------------
+
+CONF_KEYS = ("rp_filter", "forwarding", "proxy_arp", "accept_local")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+@collector("sysctls")
+def sysctls(ctx: Ctx) -> None:
+    """Read /proc/sys/net from this (setns'd) thread: the files follow the opener's netns."""
+    base = "/proc/sys/net"
+    out: dict[str, str] = {}
+    value = _read(f"{base}/ipv4/ip_forward")
+    if value is None:
+        raise Gap(f"cannot read {base}/ipv4/ip_forward")
+    out["net.ipv4.ip_forward"] = value
+    try:
+        devs = sorted(os.listdir(f"{base}/ipv4/conf"))
+    except OSError as e:
+        raise Gap(f"cannot list {base}/ipv4/conf: {e.strerror}") from None
+    # all, default, then devices (names kept as the kernel spells them, dots included)
+    devs = ["all", "default"] + [d for d in devs if d not in ("all", "default")]
+    for dev in devs:
+        for key in CONF_KEYS:
+            v = _read(f"{base}/ipv4/conf/{dev}/{key}")
+            if v is not None:
+                out[f"net.ipv4.conf.{dev}.{key}"] = v
+    for key in ("bridge-nf-call-iptables",):
+        v = _read(f"{base}/bridge/{key}")
+        if v is not None:
+            out[f"net.bridge.{key}"] = v
+    ctx.host.sysctls = out
+    for link in ctx.host.links:
+        fwd = out.get(f"net.ipv4.conf.{link.name}.forwarding")
+        link.forwarding = None if fwd is None else fwd == "1"
+
+
+# --- netfilter (child processes inherit this thread's netns) --------------------------------
+
+
+def _run(ctx: Ctx, argv: list[str]) -> str:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise Gap(f"{argv[0]} not installed")
+    try:
+        p = subprocess.run(
+            [exe, *argv[1:]], capture_output=True, text=True, timeout=ctx.timeout,
+            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
+        )
+    except subprocess.TimeoutExpired:
+        raise Gap(f"{argv[0]} timed out after {ctx.timeout:g} s") from None
+    if p.returncode != 0:
+        err = p.stderr.strip().splitlines()
+        raise Gap(_one_line(f"{' '.join(argv)} failed (exit {p.returncode}): "
+                            f"{err[-1] if err else 'no message'}"))
+    return p.stdout
+
+
+def _has_table(text: str) -> bool:
+    return any(line.startswith("*") for line in text.splitlines())
+
+
+@collector("iptables")
+def iptables_nft(ctx: Ctx) -> None:
+    tool = "iptables-nft-save" if shutil.which("iptables-nft-save") else "iptables-save"
+    text = _run(ctx, [tool, "-c"])
+    if _has_table(text):
+        ctx.host.iptables_save["nft"] = text
+
+
+@collector("iptables-legacy")
+def iptables_legacy(ctx: Ctx) -> None:
+    text = _run(ctx, ["iptables-legacy-save", "-c"])
+    if _has_table(text):
+        ctx.host.iptables_save["legacy"] = text
+
+
+@collector("nftables")
+def nftables(ctx: Ctx) -> None:
+    text = _run(ctx, ["nft", "-j", "list", "ruleset"])
+    try:
+        ctx.host.nftables = json.loads(text) if text.strip() else {"nftables": []}
+    except json.JSONDecodeError as e:
+        raise Gap(f"nft -j printed invalid JSON ({e.msg})") from None
+
+
+# --- IPVS, conntrack, listeners -------------------------------------------------------------
+
+IPVS_FWD = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route", 4: "Bypass"}
+
+
+def ipvs_service(nla: Any) -> IpvsService:
+    """An IpvsService from a pyroute2 IPVS_CMD_ATTR_SERVICE nla (anything with get_attr)."""
+    fwmark = nla.get_attr("IPVS_SVC_ATTR_FWMARK")
+    proto = nla.get_attr("IPVS_SVC_ATTR_PROTOCOL")
+    return IpvsService(
+        proto=IPPROTO_NAMES.get(proto, str(proto)).upper(),
+        address=None if fwmark else nla.get_attr("IPVS_SVC_ATTR_ADDR"),
+        port=None if fwmark else nla.get_attr("IPVS_SVC_ATTR_PORT"),
+        scheduler=nla.get_attr("IPVS_SVC_ATTR_SCHED_NAME") or "rr",
+        fwmark=fwmark or None,
+    )
+
+
+def ipvs_dest(nla: Any) -> IpvsDest:
+    """An IpvsDest from a pyroute2 IPVS_CMD_ATTR_DEST nla."""
+    fwd = (nla.get_attr("IPVS_DEST_ATTR_FWD_METHOD") or 0) & 0x7
+    return IpvsDest(
+        address=nla.get_attr("IPVS_DEST_ATTR_ADDR"),
+        port=nla.get_attr("IPVS_DEST_ATTR_PORT"),
+        forward=IPVS_FWD.get(fwd, str(fwd)),
+        weight=nla.get_attr("IPVS_DEST_ATTR_WEIGHT") or 0,
+        active=nla.get_attr("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+        inactive=nla.get_attr("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+    )
+
+
+@collector("ipvs")
+def ipvs(ctx: Ctx) -> None:
+    from pyroute2 import IPVS, IPVSService
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        sock = IPVS()
+    except NetlinkError as e:
+        if e.code == 2:  # generic netlink family "IPVS" not registered
+            raise Gap("kernel has no IPVS (ip_vs)") from None
+        raise
+    except Exception as e:
+        if "IPVS" in str(e) or "family" in str(e).lower():
+            raise Gap("kernel has no IPVS (ip_vs)") from None
+        raise
+    out = []
+    with sock:
+        for msg in sock.service("dump"):
+            service = ipvs_service(msg.get_attr("IPVS_CMD_ATTR_SERVICE"))
+            for d in sock.dest("dump", service=IPVSService.from_message(msg)):
+                service.dests.append(ipvs_dest(d.get_attr("IPVS_CMD_ATTR_DEST")))
+            out.append(service)
+    ctx.host.ipvs = out
+
+
+def _ct_match(flow: Flow, e: Any) -> bool:
+    """The flow's packets are the entry's original direction; after DNAT the flow's dst may be
+    the endpoint that answers (reply src), so either side counts for dst and dport."""
+    o, r = e.tuple_orig, e.tuple_reply
+    if flow.proto is not None and o.proto != flow.proto:
+        return False
+    if flow.src is not None and flow.src not in (o.saddr, r.daddr):
+        return False
+    if flow.dst is not None and flow.dst not in (o.daddr, r.saddr):
+        return False
+    if flow.sport is not None and flow.sport not in (o.sport, r.dport):
+        return False
+    if flow.dport is not None and flow.dport not in (o.dport, r.sport):
+        return False
+    return True
+
+
+@collector("conntrack")
+def conntrack(ctx: Ctx) -> None:
+    from pyroute2 import Conntrack as CT
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    flow = ctx.flow
+    kernel_filter = None
+    if flow is not None and (flow.src is not None or flow.proto is not None):
+        # kernel-side filter on what survives NAT in the original tuple: source and protocol
+        kernel_filter = NFCTAttrTuple(saddr=flow.src, proto=flow.proto)
+    out = []
+    try:
+        with CT() as ct:
+            for e in ct.dump_entries(tuple_orig=kernel_filter):
+                if flow is not None and not _ct_match(flow, e):
+                    continue
+                o, r = e.tuple_orig, e.tuple_reply
+                if e.protoinfo is not None:
+                    state = e.protoinfo.state_name()
+                elif not (e.status or 0) & IPS_SEEN_REPLY:
+                    state = "UNREPLIED"
+                elif (e.status or 0) & IPS_ASSURED:
+                    state = "ASSURED"
+                else:
+                    state = None
+                out.append(Conntrack(
+                    proto=IPPROTO_NAMES.get(o.proto, str(o.proto)),
+                    src=o.saddr, dst=o.daddr, sport=o.sport, dport=o.dport,
+                    reply_src=r.saddr, reply_dst=r.daddr, reply_sport=r.sport,
+                    reply_dport=r.dport, state=state, mark=e.mark,
+                ))
+    except NetlinkError as e:
+        raise Gap(_one_line(f"conntrack netlink dump failed: {e}")) from None
+    except OSError as e:
+        raise Gap(_one_line(f"kernel has no conntrack netlink (nf_conntrack_netlink): {e}")) from None
+    ctx.host.conntrack = out
+
+
+def _listen_addr(family: int, addr: str, attrs: dict) -> str | None:
+    if family == socket.AF_INET:
+        return addr
+    if addr == "::":
+        return None if attrs.get("INET_DIAG_SKV6ONLY") else "0.0.0.0"
+    if addr.startswith("::ffff:") and "." in addr:
+        return addr[7:]
+    return None  # IPv6-only address: not reachable over IPv4
+
+
+@collector("listeners")
+def listeners(ctx: Ctx) -> None:
+    from pyroute2 import DiagSocket
+    from pyroute2.netlink.diag import SS_LISTEN
+
+    TCP_CLOSE = 7  # an unconnected (bound) UDP socket
+    seen: set[tuple[str, str, int]] = set()
+    out = []
+    with DiagSocket() as ds:
+        ds.bind()
+        for proto, ipproto, states in (("tcp", socket.IPPROTO_TCP, 1 << SS_LISTEN),
+                                       ("udp", socket.IPPROTO_UDP, 1 << TCP_CLOSE)):
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for m in ds.get_sock_stats(family=family, states=states, protocol=ipproto):
+                    port = m["idiag_sport"]
+                    if not port:
+                        continue
+                    addr = _listen_addr(family, m["idiag_src"], dict(m["attrs"]))
+                    if addr is None or (proto, addr, port) in seen:
+                        continue
+                    seen.add((proto, addr, port))
+                    out.append(Listener(proto=proto, address=addr, port=port))
+    out.sort(key=lambda l: (l.proto, l.port, l.address))
+    ctx.host.listeners = out

@@ -1,0 +1,206 @@
+"""The `Lab` object: up/down, inventory, hosts to snapshot, faults, probes of one netns lab."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+from ..bundle import Inventory
+from ..errors import LabError, PermissionNeeded, UsageError
+from . import state
+from .faults import FAULTS, Flow
+from .topology import DEFAULT_LAB, NODES, PODS, UNDERLAY, Names, base_inventory, check_lab_name
+
+
+@dataclass
+class HostRef:
+    """A namespace to snapshot: short name (node-a, pod-a, underlay), kind node|pod|network."""
+
+    name: str
+    kind: str
+    node: str | None
+    netns: str
+    namespace: str | None = None
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise PermissionNeeded(f"`podpath lab {what}` needs root: run as root (sudo podpath lab {what})")
+
+
+def _up_hint(name: str) -> str:
+    return "podpath lab up" + ("" if name == DEFAULT_LAB else f" --name {name}")
+
+
+class Lab:
+    """One lab. `Lab(name)` for up; `Lab.load(name)` for a lab that must already be up."""
+
+    def __init__(self, name: str = DEFAULT_LAB):
+        self.name = check_lab_name(name)
+        self.names = Names(self.name)
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r})"
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_LAB) -> "Lab":
+        lab = cls(name)
+        st = state.read(lab.names)
+        if st is None:
+            raise LabError(f"lab '{name}' is not up; run `{_up_hint(name)}`")
+        from . import nsutil
+
+        missing = [ns for ns in lab.names.all_netns if not nsutil.exists(ns)]
+        if missing:
+            raise LabError(f"lab '{name}' is not up (namespace {missing[0]} is missing); run `{_up_hint(name)}`")
+        return lab
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def up(self) -> list[str]:
+        """Build the lab, or repair it to exactly what up builds; a healthy lab is left untouched.
+
+        Faults still injected are undone (the repair restores everything) and dropped from the state.
+        Returns the changes made (empty when the lab was already up and healthy).
+        """
+        require_root("up")
+        from . import build
+
+        with state.locked(self.names):
+            st = state.read(self.names)
+            try:
+                changes = build.reconcile(self.names)
+            except (LabError, PermissionNeeded, UsageError):
+                raise
+            except Exception as e:  # noqa: BLE001 - netlink/OS errors become one line
+                raise LabError(f"lab '{self.name}' could not be built: {e}; `podpath lab down"
+                               f"{'' if self.name == DEFAULT_LAB else ' --name ' + self.name}` and retry") from None
+            if st is not None and st.faults:
+                changes.append(f"faults undone by the repair: {', '.join(st.faults)}")
+            if st is None or changes or st.inventory != base_inventory(self.name):
+                state.write(self.names, state.LabState(lab=self.name, inventory=base_inventory(self.name),
+                                                       created=st.created if st else state.now()))
+            return changes
+
+    def down(self) -> list[str]:
+        """Remove every namespace, /etc/netns dir, server and state file of the lab (fine if already down)."""
+        require_root("down")
+        from . import build
+
+        with state.locked(self.names):
+            done = build.teardown(self.names)
+            if self.names.state_file.exists():
+                done.append(f"removed {self.names.state_file}")
+            state.remove(self.names)
+        state.remove_lock(self.names)
+        return done
+
+    def drift(self) -> list[str]:
+        """What differs from what `up` builds (injected faults show up here), without changing anything."""
+        from . import build
+
+        return build.reconcile(self.names, dry=True)
+
+    # ------------------------------------------------------------------ what it holds
+
+    def _state(self) -> state.LabState:
+        st = state.read(self.names)
+        if st is None:
+            raise LabError(f"lab '{self.name}' is not up; run `{_up_hint(self.name)}`")
+        return st
+
+    def inventory(self) -> Inventory:
+        """Nodes, pods and services as the cluster would report them (faults like no-endpoints applied)."""
+        st = self._state()
+        inv = copy.deepcopy(st.inventory)
+        for f in st.faults:
+            fault = FAULTS.get(f)
+            if fault is not None and fault.patch_inventory is not None:
+                fault.patch_inventory(inv)
+        return inv
+
+    def hosts(self) -> list[HostRef]:
+        out = [HostRef(n.name, "node", n.name, self.netns(n.name)) for n in NODES]
+        out += [HostRef(p.name, "pod", p.node, self.netns(p.name), p.namespace) for p in PODS]
+        out.append(HostRef(UNDERLAY, "network", None, self.netns(UNDERLAY)))
+        return out
+
+    def netns(self, short_name: str) -> str:
+        if short_name not in self.names.all_short:
+            raise UsageError(f"{short_name!r} is not a lab host; hosts: {', '.join(self.names.all_short)}")
+        return self.names.netns(short_name)
+
+    def faults(self) -> list[str]:
+        st = state.read(self.names)
+        return list(st.faults) if st else []
+
+    # ------------------------------------------------------------------ faults
+
+    @staticmethod
+    def fault(name: str):
+        try:
+            return FAULTS[name]
+        except KeyError:
+            raise UsageError(f"unknown fault {name!r}; see `podpath lab fault list`") from None
+
+    def inject(self, name: str) -> list[str]:
+        """Inject one fault; returns what changed (a message only if it is already injected)."""
+        require_root("fault inject")
+        fault = self.fault(name)
+        from . import build
+
+        with state.locked(self.names):
+            st = self._state()
+            if name in st.faults:
+                return [f"fault {name} is already injected in lab '{self.name}'; nothing changed"]
+            saved: dict = {}
+            with build.Ctx(self.names) as ctx:
+                try:
+                    fault.apply(ctx, saved)
+                except LabError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - netlink/OS errors become one line
+                    raise LabError(f"injecting {name} failed: {e}; `{_up_hint(self.name)}` repairs the lab") from None
+            st.faults.append(name)
+            st.saved[name] = saved
+            state.write(self.names, st)
+            return ctx.changes
+
+    def clear(self, name: str) -> list[str]:
+        """Undo one injected fault exactly; a fault that is not injected is a no-op with a message."""
+        require_root("fault clear")
+        fault = self.fault(name)
+        from . import build
+
+        with state.locked(self.names):
+            st = self._state()
+            if name not in st.faults:
+                return [f"fault {name} is not injected in lab '{self.name}'; nothing to clear"]
+            with build.Ctx(self.names) as ctx:
+                try:
+                    fault.revert(ctx, st.saved.get(name) or {})
+                except LabError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    raise LabError(f"clearing {name} failed: {e}; `{_up_hint(self.name)}` repairs the lab") from None
+            st.faults.remove(name)
+            st.saved.pop(name, None)
+            state.write(self.names, st)
+            return ctx.changes
+
+    def clear_all(self) -> list[str]:
+        out: list[str] = []
+        for name in reversed(self.faults()):
+            out += self.clear(name)
+        return out or [f"no faults are injected in lab '{self.name}'"]
+
+    # ------------------------------------------------------------------ traffic
+
+    def probe(self, flow: Flow, timeout: float = 1.0):
+        """Send the flow's real test traffic inside the lab; returns probe.Result (ok, detail, answered_by)."""
+        require_root("probe")
+        from . import probe
+
+        t = probe.resolve(self.names, flow.src, flow.dst, flow.proto, flow.port, flow.size)
+        return probe.run(t, timeout)

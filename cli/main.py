@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from podpath.tracer.errors import PodpathError
@@ -33,16 +32,10 @@ def _register() -> None:
 def main() -> None:
     _register()
     try:
-        rc = app(standalone_mode=False)
-    except click.ClickException as e:  # bad flags or arguments: click's own one-line usage error
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
+        app()  # standalone: typer prints usage errors itself and exits 2
     except PodpathError as e:
         print(f"podpath: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("podpath: interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)

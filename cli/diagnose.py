@@ -1,0 +1,94 @@
+"""`podpath diagnose SRC DST`: every problem on the expected path, from snapshots alone (no eBPF)."""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+
+from podpath.cli.common import BundleOpt, LabOpt, Output, OutputOpt, err, get_bundle, out, print_json
+from podpath.tracer.model.path import SEGMENTS
+
+EXIT_FINDINGS = 1  # errors found: like a linter, so scripts can gate on it
+
+MARK = {"error": "[bold red]✗[/]", "warning": "[yellow]![/]", "info": "[dim]i[/]"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diagnose")(diagnose)
+
+
+def diagnose(
+    src: str = typer.Argument(None, help="source: a pod name (pod-a), a pod IP, or namespace/pod"),
+    dst: str = typer.Argument(None, help="destination: a pod, an IP, or svc/<namespace>/<name>[:port]"),
+    proto: str = typer.Option(None, "--proto", "-p", help="icmp (default), tcp or udp; a Service's own by default"),
+    port: int = typer.Option(None, "--port", help="destination port for tcp/udp"),
+    size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
+    bundle: str = BundleOpt,
+    lab: str = LabOpt,
+    show_path: bool = typer.Option(False, "--path", help="also print the expected path hop by hop"),
+    output: Output = OutputOpt,
+) -> None:
+    """Find where and why SRC cannot reach DST by reading every kernel table on the path.
+
+    Simulates the kernel hop by hop (policy routing, neighbours, bridge/VXLAN FDB, veth peers,
+    netfilter with kube-proxy's DNAT, forwarding, rp_filter, MTU, local sockets) and runs one check
+    per failure class. Without SRC and DST, runs the node-wide checks only.
+
+    \b
+    Examples:
+      podpath diagnose pod-a pod-b
+      podpath diagnose pod-a svc/default/web:80
+      podpath diagnose pod-a svc/kube-system/kube-dns:53 --proto udp
+      podpath diagnose pod-a pod-b --size 1400 --bundle ticket.json -o json | jq .findings
+    """
+    from podpath.tracer.diagnose import diagnose as run
+
+    data = get_bundle(bundle, lab)
+    result = run(data, src, dst, proto=proto, port=port, size=size)
+    if output == Output.json:
+        print_json(result.to_dict())
+    else:
+        render(result, show_path)
+    if result.errors:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def render(result, show_path: bool) -> None:
+    flow = result.flow
+    if flow:
+        out.print(f"[bold]diagnose[/] {escape(result.src)} → {escape(result.dst)}: {escape(flow.describe())}")
+        main = result.paths[0]
+        last = next((h for h in main.hops if h.status == "fail"), None)
+        verdict = f"[green]{main.outcome}[/]" if main.outcome == "delivered" else f"[red]{main.outcome}[/]"
+        where = f" at {last.host} {last.device or ''} ({last.point})" if last else ""
+        out.print(f"expected path: {verdict}{escape(where)}"
+                  + (f"  [dim](+{len(result.paths) - 1} alternative paths)[/]" if len(result.paths) > 1 else ""))
+        if show_path:
+            render_path(result.paths)
+        groups = [(s, [f for f in result.findings if f.segment == s]) for s in SEGMENTS]
+    else:
+        out.print("[bold]diagnose[/]: node-wide checks")
+        groups = [("node-wide", result.findings)]
+    for name, findings in groups:
+        out.print(f"\n[bold underline]{escape(name)}[/]")
+        if not findings:
+            out.print("  [green]✓[/] no problem found")
+        for f in findings:
+            where = f"{f.node or '?'}/{f.location}" + (f" {f.device}" if f.device else "")
+            out.print(f"  {MARK[f.severity]} [bold]{f.cause}[/] [cyan]{escape(where)}[/]: {escape(f.message)}")
+            out.print(f"      object: {escape(f.object)}")
+            out.print(f"      fix:    {escape(f.fix)}")
+    n_err = len(result.errors)
+    summary = "[green]no errors[/]" if n_err == 0 else f"[red]{n_err} error{'s' * (n_err != 1)}[/]"
+    err.print(f"\n{summary}, {len(result.findings) - n_err} other findings")
+
+
+def render_path(paths) -> None:
+    for p in paths:
+        title = f"path ({p.alternative})" if p.alternative else "path"
+        out.print(f"\n[bold]{escape(title)}[/]: {p.outcome}")
+        for h in p.hops:
+            mark = {"ok": " ", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}[h.status]
+            arrow = "←" if h.direction == "reply" else "→"
+            out.print(f"  {mark} {arrow} {escape(h.host):<10} {escape(h.device or '-'):<12} {h.point:<10} "
+                      f"{escape(h.detail)}")

@@ -1,0 +1,67 @@
+"""`podpath snapshot`: read every kernel table on the path into a bundle, or import pasted output."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from podpath.cli.common import LabOpt, err
+from podpath.tracer.errors import BundleError, UsageError
+
+
+def register(app: typer.Typer) -> None:
+    snap = typer.Typer(help="Save kernel state as a bundle that `diagnose --bundle` re-analyses offline.",
+                       no_args_is_help=False, invoke_without_command=True)
+
+    @snap.callback()
+    def take(ctx: typer.Context,
+             output: str = typer.Option("-", "--output", "-o", help="bundle file to write ('-' = stdout)",
+                                        metavar="FILE"),
+             lab: str = LabOpt) -> None:
+        """Snapshot every namespace of the lab (links, addresses, rules, routes, neighbours, FDB,
+        sysctls, iptables, nftables, IPVS, conntrack, listeners) into one versioned JSON bundle."""
+        if ctx.invoked_subcommand:
+            return
+        from podpath.cli.common import get_bundle
+
+        bundle = get_bundle(None, lab)
+        write(bundle.to_json(), output)
+        err.print(f"snapshot of {len(bundle.hosts)} namespaces → {output if output != '-' else 'stdout'}")
+
+    @snap.command("import")
+    def import_(files: list[Path] = typer.Argument(..., help="text files with pasted output of ip a, ip r, "
+                                                   "ip r get, arp -a, ip neigh, bridge fdb, iptables-save, ipvsadm -Ln",
+                                                   metavar="FILE..."),
+                name: str = typer.Option(None, "--name", help="host name for the result (default: file stem)"),
+                output: str = typer.Option("-", "--output", "-o", help="bundle file to write ('-' = stdout)",
+                                           metavar="FILE")) -> None:
+        """Build a bundle from pasted command output (tickets, chat; squashed one-line forms too)."""
+        from podpath.tracer.snapshot.importers import import_texts
+
+        texts = []
+        for f in files:
+            if not f.is_file():
+                raise UsageError(f"'{f}' is not a file; give the text files holding the pasted output")
+            try:
+                texts.append((f.name, f.read_text(errors="replace")))
+            except OSError as e:
+                raise BundleError(f"cannot read '{f}': {e.strerror}") from None
+        bundle = import_texts(texts, host_name=name)
+        write(bundle.to_json(), output)
+        for h in bundle.hosts:
+            err.print(f"{h.name}: {', '.join(h.sources) or 'nothing recognised'}"
+                      + (f" (not parsed: {h.gaps})" if h.gaps else ""))
+
+    app.add_typer(snap, name="snapshot")
+
+
+def write(text: str, output: str) -> None:
+    if output == "-":
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        Path(output).write_text(text + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write '{output}': {e.strerror}") from None

@@ -1,0 +1,106 @@
+"""What a check receives and returns. A check is a small function `(ctx) -> list[Finding]`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..bundle import Bundle, Host, Link
+from ..model.path import Evidence, Flow, Hop, Path
+from ..model.topology import Topology
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+
+@dataclass
+class Finding:
+    cause: str  # a cause name from DESIGN.md's table
+    severity: str  # error, warning, info
+    node: str | None
+    location: str  # pod name or "host"
+    object: str  # the config object to blame, as text a user can paste into a command
+    message: str
+    fix: str
+    evidence: list[Evidence] = field(default_factory=list)
+    segment: str | None = None
+    device: str | None = None
+    hook: str | None = None
+
+    def key(self) -> tuple:
+        return (self.cause, self.node, self.location, self.object)
+
+
+@dataclass
+class Context:
+    bundle: Bundle
+    topo: Topology
+    flow: Flow | None = None
+    paths: list[Path] = field(default_factory=list)
+    src_host: Host | None = None
+    dst_host: Host | None = None
+    dst_service: object | None = None  # ServiceInfo when the flow targets a Service
+
+    def hops(self, *reasons: str):
+        """(path, hop) for every problem hop with one of `reasons`, over all alternative paths."""
+        for path in self.paths:
+            for hop in path.hops:
+                if hop.reason in reasons:
+                    yield path, hop
+
+    def host(self, name: str) -> Host:
+        return self.topo.host(name)
+
+    def nodes(self) -> list[Host]:
+        return [h for h in self.bundle.hosts if h.kind == "node"]
+
+    @property
+    def is_dns(self) -> bool:
+        return bool(self.flow and self.flow.dport == 53 and self.flow.proto in ("udp", "tcp"))
+
+
+def from_hop(hop: Hop, cause: str, obj: str, message: str, fix: str, severity: str = ERROR) -> Finding:
+    return Finding(cause=cause, severity=severity, node=hop.node, location=hop.location, object=obj,
+                   message=message, fix=fix, evidence=list(hop.evidence), device=hop.device, hook=hop.hook,
+                   segment=hop.segment)
+
+
+def for_host(ctx: Context, host: Host, cause: str, obj: str, message: str, fix: str, severity: str = ERROR,
+             device: str | None = None, evidence: list[tuple[str, str]] = ()) -> Finding:
+    node, loc = ctx.topo.node_of(host), ctx.topo.location(host)
+    return Finding(cause=cause, severity=severity, node=node, location=loc, object=obj, message=message,
+                   fix=fix, device=device, evidence=[Evidence(k, node, loc, o) for k, o in evidence])
+
+
+def ip_cmd(host: Host, args: str) -> str:
+    """An iproute2 command for `host`, run in its namespace when the snapshot came from one."""
+    return f"ip -n {host.netns} {args}" if host.netns else f"ip {args}"
+
+
+def ns_cmd(host: Host, cmd: str) -> str:
+    return f"ip netns exec {host.netns} {cmd}" if host.netns else cmd
+
+
+def subnet_of(host: Host, ifname: str) -> ipaddress.IPv4Network | None:
+    for a in host.addrs:
+        if a.ifname == ifname:
+            return ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
+    return None
+
+
+def addr_on(host: Host, ifname: str) -> str | None:
+    return next((a.address for a in host.addrs if a.ifname == ifname), None)
+
+
+def pod_gateway(host: Host) -> str | None:
+    """The gateway flannel's CNI gives a pod: the first address of its eth0 subnet (cni0's .1)."""
+    net = subnet_of(host, "eth0")
+    return str(net.network_address + 1) if net else None
+
+
+def bridge_of(host: Host) -> Link | None:
+    return next((l for l in host.links if l.kind == "bridge" and l.name == "cni0"), None) or \
+        next((l for l in host.links if l.kind == "bridge"), None)
+
+
+def vxlan_of(host: Host) -> Link | None:
+    return next((l for l in host.links if l.kind == "vxlan" and l.vxlan), None)

@@ -1,0 +1,105 @@
+"""Interfaces: down links, MTUs along the path, and pod veths that left their bridge."""
+
+from __future__ import annotations
+
+from ..model.walk import VXLAN_OVERHEAD, link_text
+from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, vxlan_of
+from .routing import ROUTE_FAILS, down_link_with_address
+
+
+def link_down(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("link_down"):
+        host = ctx.host(hop.host)
+        link = host.link(hop.data["link"])
+        out.append(from_hop(hop, "link_down", link_text(link), f"{link.name} in {host.name} is down ({hop.detail})",
+                            ip_cmd(host, f"link set {link.name} up")))
+    for _, hop in ctx.hops(*ROUTE_FAILS):  # a down interface takes its routes with it
+        host = ctx.host(hop.host)
+        link = down_link_with_address(host)
+        if link:
+            f = from_hop(hop, "link_down", link_text(link),
+                         f"{link.name} in {host.name} is down, so its routes are gone ({hop.detail})",
+                         ip_cmd(host, f"link set {link.name} up"))
+            f.device = link.name
+            out.append(f)
+    on_path = {h.host for p in ctx.paths for h in p.hops}
+    for host in ctx.bundle.hosts:
+        for link in host.links:
+            if link.up or link.kind == "loopback" or not expected_up(host, link):
+                continue
+            out.append(for_host(ctx, host, "link_down", link_text(link), f"{link.name} in {host.name} is down",
+                                ip_cmd(host, f"link set {link.name} up"),
+                                severity=ERROR if host.name in on_path or not ctx.paths else WARNING,
+                                device=link.name, evidence=[("link", link_text(link))]))
+    return out
+
+
+def expected_up(host, link) -> bool:
+    """Links the pod network needs: pod eth0, bridges, VXLAN, bridge ports, the underlay."""
+    if host.kind == "pod":
+        return link.name == "eth0"
+    return link.kind in ("bridge", "vxlan") or link.master is not None or link.name == "eth0"
+
+
+def mtu(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("mtu_exceeded"):
+        host = ctx.host(hop.host)
+        link = host.link(hop.device)
+        out.append(from_hop(hop, "mtu", link_text(link), hop.detail, mtu_fix(ctx, host, link)))
+    for node in ctx.nodes():
+        vx = vxlan_of(node)
+        under = node.link(vx.vxlan.dev) if vx and vx.vxlan and vx.vxlan.dev else None
+        if vx and under and vx.mtu and under.mtu and vx.mtu + VXLAN_OVERHEAD > under.mtu:
+            out.append(for_host(ctx, node, "mtu", link_text(vx),
+                                f"{vx.name} MTU {vx.mtu} + {VXLAN_OVERHEAD} bytes of VXLAN overhead exceeds "
+                                f"{under.name} MTU {under.mtu}: full-size pod packets are dropped",
+                                ip_cmd(node, f"link set {vx.name} mtu {under.mtu - VXLAN_OVERHEAD}") +
+                                f"  # and pods' eth0 to {under.mtu - VXLAN_OVERHEAD}, or raise {under.name} to "
+                                f"{vx.mtu + VXLAN_OVERHEAD}", severity=WARNING, device=vx.name,
+                                evidence=[("link", link_text(vx)), ("link", link_text(under))]))
+    for pod in (h for h in ctx.bundle.hosts if h.kind == "pod"):
+        node = ctx.topo.hosts.get(pod.node or "")
+        eth0, vx = pod.link("eth0"), vxlan_of(node) if node else None
+        if eth0 and vx and eth0.mtu and vx.mtu and eth0.mtu > vx.mtu:
+            out.append(for_host(ctx, pod, "mtu", link_text(eth0),
+                                f"{pod.name} eth0 MTU {eth0.mtu} exceeds {vx.name} MTU {vx.mtu} on {node.name}",
+                                ip_cmd(pod, f"link set eth0 mtu {vx.mtu}"), severity=WARNING, device="eth0",
+                                evidence=[("link", link_text(eth0))]))
+    return out
+
+
+def mtu_fix(ctx: Context, host, link) -> str:
+    vx = vxlan_of(host)
+    if vx and vx.vxlan and vx.vxlan.dev == link.name:
+        return (ip_cmd(host, f"link set {vx.name} mtu {link.mtu - VXLAN_OVERHEAD}") +
+                f"  # or raise {link.name} MTU to {vx.mtu + VXLAN_OVERHEAD} on every node")
+    return ip_cmd(host, f"link set {link.name} mtu <the path MTU>") + "  # every hop of the path must carry the same MTU"
+
+
+def bridge_port(ctx: Context) -> list[Finding]:
+    out = []
+    for node in ctx.nodes():
+        br = bridge_of(node)
+        if br is None:
+            continue
+        for link in node.links:
+            peer = ctx.topo.peer_host_of(node, link)
+            if link.kind != "veth" or peer is None or peer.kind != "pod":
+                continue
+            if link.master != br.name:
+                where = f"enslaved to {link.master}" if link.master else "not enslaved to any bridge"
+                out.append(for_host(ctx, node, "bridge_port", link_text(link),
+                                    f"{peer.name}'s host veth {link.name} is {where}, not {br.name}: "
+                                    f"{peer.name} is cut off from its gateway and from other pods",
+                                    ip_cmd(node, f"link set {link.name} master {br.name}") + " && " +
+                                    f"bridge -n {node.netns} link set dev {link.name} hairpin on" if node.netns else
+                                    ip_cmd(node, f"link set {link.name} master {br.name}"),
+                                    device=link.name, evidence=[("link", link_text(link))]))
+            elif link.hairpin is False:
+                out.append(for_host(ctx, node, "bridge_port", link_text(link),
+                                    f"hairpin is off on {link.name}: {peer.name} cannot reach itself through a Service",
+                                    (f"bridge -n {node.netns} " if node.netns else "bridge ") +
+                                    f"link set dev {link.name} hairpin on", severity=WARNING, device=link.name))
+    return out

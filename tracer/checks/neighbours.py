@@ -1,0 +1,204 @@
+"""Layer 2: neighbour (ARP) entries, bridge and VXLAN forwarding databases, duplicate addresses."""
+
+from __future__ import annotations
+
+
+from ..model.topology import BAD_NEIGH_STATES
+from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, subnet_of, vxlan_of
+
+
+def detached_pod_veth(ctx: Context, host_names: set[str]):
+    """A pod's host-side veth outside the bridge, on one of `host_names`: bridge_port explains it."""
+    for name in host_names:
+        host = ctx.topo.hosts.get(name)
+        if host is None or host.kind != "node" or bridge_of(host) is None:
+            continue
+        for link in host.links:
+            peer = ctx.topo.peer_host_of(host, link)
+            if link.kind == "veth" and peer is not None and peer.kind == "pod" and link.master is None:
+                return host, link
+    return None
+
+
+def segment_hosts(hop) -> set[str]:
+    return {m.split("/")[0] for m in hop.data.get("segment") or []} | {hop.host}
+
+
+def arp(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("neigh_wrong_mac"):
+        host = ctx.host(hop.host)
+        ip, dev, want = hop.data["ip"], hop.device, hop.data["expected"]
+        nud = " nud permanent" if hop.data.get("permanent") else ""
+        out.append(from_hop(hop, "arp", hop.evidence[0].object if hop.evidence else f"{ip} dev {dev}",
+                            hop.detail, ip_cmd(host, f"neigh replace {ip} lladdr {want} dev {dev}{nud}"),
+                            severity=ERROR if hop.data.get("permanent") else WARNING))
+    for _, hop in ctx.hops("neigh_unresolved"):
+        host = ctx.host(hop.host)
+        ip, dev = hop.data["ip"], hop.device
+        if detached_pod_veth(ctx, segment_hosts(hop)) or _down_on_segment(ctx, hop):
+            continue  # bridge_port / link_down name the cause
+        owners = ctx.topo.owners.get(ip, [])
+        if hop.data.get("vxlan"):
+            want = hop.data.get("expected")
+            fix = ip_cmd(host, f"neigh replace {ip} lladdr {want} dev {dev} nud permanent") if want else \
+                "restart flanneld on this node so it re-installs its neighbours"
+            obj = f"{ip} dev {dev} lladdr {want or '<VtepMAC>'} PERMANENT"
+        elif not owners:
+            obj, fix = f"{ip} dev {dev}", f"{ip} belongs to no interface in the snapshot: is the pod gone? " \
+                                          "Check the endpoint or route that sends traffic to it"
+        else:
+            obj = f"{ip} dev {dev} {'/'.join(hop.data.get('state') or ['INCOMPLETE'])}"
+            fix = ip_cmd(host, f"neigh del {ip} dev {dev}") + f"  # then check why {owners[0].host} does not answer ARP"
+        out.append(from_hop(hop, "arp", obj, hop.detail, fix))
+    for _, hop in ctx.hops("neigh_stale_failure"):
+        host = ctx.host(hop.host)
+        out.append(from_hop(hop, "arp", hop.evidence[0].object if hop.evidence else hop.data["ip"], hop.detail,
+                            ip_cmd(host, f"neigh del {hop.data['ip']} dev {hop.device}"), severity=WARNING))
+    for _, hop in ctx.hops("mac_mismatch"):
+        host = ctx.host(hop.host)
+        out.append(from_hop(hop, "arp", f"{hop.data['mac']} (frame) vs {hop.data['dev_mac']} ({hop.device})",
+                            hop.detail, "fix the sender's neighbour entry for this hop's address: "
+                            f"it must hold {hop.data['dev_mac']}"))
+    out += _node_wide_neighbours(ctx)
+    return out
+
+
+def _down_on_segment(ctx: Context, hop) -> bool:
+    for member in hop.data.get("segment") or []:
+        host, _, name = member.partition("/")
+        link = ctx.topo.hosts[host].link(name)
+        if link is not None and not link.up:
+            return True
+    return False
+
+
+def _node_wide_neighbours(ctx: Context) -> list[Finding]:
+    out = []
+    for host in ctx.bundle.hosts:
+        by_ip: dict[str, set[str]] = {}
+        for n in host.neigh:
+            if n.lladdr and not set(n.state) & BAD_NEIGH_STATES:
+                by_ip.setdefault(n.dst, set()).add(n.lladdr)
+            if set(n.state) & BAD_NEIGH_STATES:
+                owners = ctx.topo.owners.get(n.dst, [])
+                out.append(for_host(ctx, host, "arp", n.text(),
+                                    f"neighbour {n.dst} on {n.ifname} is {'/'.join(n.state)}: "
+                                    + ("nothing answered ARP for it" if not owners else
+                                       f"{owners[0].host} holds it but did not answer"),
+                                    ip_cmd(host, f"neigh del {n.dst} dev {n.ifname}"), severity=WARNING,
+                                    device=n.ifname, evidence=[("neigh", n.text())]))
+        for ip, macs in by_ip.items():
+            if len(macs) > 1:
+                out.append(for_host(ctx, host, "ip_conflict", f"{ip} at {', '.join(sorted(macs))}",
+                                    f"{ip} is known at {len(macs)} MACs ({', '.join(sorted(macs))}) in {host.name}'s "
+                                    "neighbour table: two machines answer for one IP", "find the two owners "
+                                    f"(`arping -D {ip}`) and give one of them another address", severity=ERROR))
+        vx = vxlan_of(host)
+        if vx is None:
+            continue
+        vteps = {l.mac for h in ctx.bundle.hosts for l in h.links if l.kind == "vxlan" and h is not host}
+        for n in host.neigh:
+            if n.ifname == vx.name and n.lladdr and vteps and n.lladdr not in vteps:
+                out.append(for_host(ctx, host, "arp", n.text(),
+                                    f"{vx.name} neighbour {n.dst} → {n.lladdr}, a MAC no node's VTEP has",
+                                    ip_cmd(host, f"neigh replace {n.dst} lladdr <VtepMAC of the node owning {n.dst}> "
+                                                 f"dev {vx.name} nud permanent"), device=vx.name,
+                                    evidence=[("neigh", n.text())]))
+    return out
+
+
+def fdb(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("fdb_missing", "fdb_missing_unknown"):
+        host = ctx.host(hop.host)
+        mac, dst = hop.data["mac"], hop.data.get("expected_dst")
+        want = f"{mac} dev {hop.device} dst {dst or '<node IP>'} self permanent"
+        out.append(from_hop(hop, "fdb", want, hop.detail + (f"; it should send to {hop.data['vtep']} ({dst})"
+                                                            if dst else ""),
+                            _bridge_cmd(host, f"fdb append {want}")))
+    for _, hop in ctx.hops("fdb_wrong_dst"):
+        host = ctx.host(hop.host)
+        entry = hop.evidence[0].object if hop.evidence else hop.data["mac"]
+        want = f"{hop.data['mac']} dev {hop.device} dst {hop.data['expected_dst']} self permanent"
+        out.append(from_hop(hop, "fdb", entry, hop.detail,
+                            _bridge_cmd(host, f"fdb del {hop.data['mac']} dev {hop.device} dst {hop.data['dst']} self")
+                            + " && " + _bridge_cmd(host, f"fdb append {want}")))
+    for _, hop in ctx.hops("bridge_no_port"):
+        if detached_pod_veth(ctx, {hop.host}):
+            continue
+        host = ctx.host(hop.host)
+        out.append(from_hop(hop, "fdb", f"{hop.data['mac']} master {hop.data['bridge']}", hop.detail,
+                            _bridge_cmd(host, "fdb show br " + hop.data["bridge"]) + "  # find where the MAC went"))
+    out += _node_wide_vxlan_fdb(ctx)
+    return out
+
+
+def _bridge_cmd(host, args: str) -> str:
+    return f"bridge -n {host.netns} {args}" if host.netns else f"bridge {args}"
+
+
+def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:
+    """flannel's triple: every permanent VXLAN neighbour needs an FDB entry to that VTEP's node."""
+    out = []
+    for node in ctx.nodes():
+        vx = vxlan_of(node)
+        if vx is None:
+            continue
+        for n in node.neigh:
+            if n.ifname != vx.name or not n.lladdr:
+                continue
+            vtep = ctx.topo.vtep_for_mac(n.lladdr)
+            expected = vtep[1].vxlan.local if vtep and vtep[1].vxlan else None
+            entries = [f for f in ctx.topo.fdb_entries(node, vx.name, n.lladdr) if f.dst]
+            if not entries and expected:
+                want = f"{n.lladdr} dev {vx.name} dst {expected} self permanent"
+                out.append(for_host(ctx, node, "fdb", want, f"no FDB entry sends {vtep[0].name}'s VTEP MAC "
+                                    f"{n.lladdr} anywhere: pods behind {n.dst} are unreachable",
+                                    _bridge_cmd(node, f"fdb append {want}"), device=vx.name))
+            elif entries and expected and entries[0].dst != expected:
+                want = f"{n.lladdr} dev {vx.name} dst {expected} self permanent"
+                out.append(for_host(ctx, node, "fdb", entries[0].text(),
+                                    f"FDB sends {n.lladdr} to {entries[0].dst}, but {vtep[0].name} is at {expected}",
+                                    _bridge_cmd(node, f"fdb del {n.lladdr} dev {vx.name} dst {entries[0].dst} self")
+                                    + " && " + _bridge_cmd(node, f"fdb append {want}"), device=vx.name,
+                                    evidence=[("fdb", entries[0].text())]))
+    return out
+
+
+def ip_conflict(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("neigh_conflict", "wrong_host"):
+        owners = hop.data.get("owners") or [hop.data.get("expected")]
+        ip = hop.data.get("ip") or (ctx.flow.dst if ctx.flow else "")
+        out.append(from_hop(hop, "ip_conflict", f"{ip} on {', '.join(o for o in owners if o)}", hop.detail,
+                            f"give one of {', '.join(o for o in owners if o)} another address (the CNI's IPAM "
+                            "must not hand out one IP twice)"))
+    seen: dict[str, list[tuple]] = {}
+    for host in ctx.bundle.hosts:
+        for a in host.addrs:
+            if not a.address.startswith("127."):
+                seen.setdefault(a.address, []).append((host, a.ifname))
+    for ip, holders in seen.items():
+        if len({h.name for h, _ in holders}) > 1:
+            names = [f"{h.name}/{i}" for h, i in holders]
+            host, ifname = holders[-1]
+            out.append(for_host(ctx, host, "ip_conflict", f"{ip} on {', '.join(names)}",
+                                f"{ip} is assigned in {len(holders)} namespaces ({', '.join(names)}): ARP answers race",
+                                ip_cmd(host, f"addr del {ip}/{_prefix(host, ip)} dev {ifname}") +
+                                "  # or re-create the pod so IPAM gives it a free address", device=ifname))
+    nets = [(n, subnet_of(n, bridge_of(n).name)) for n in ctx.nodes() if bridge_of(n) and subnet_of(n, bridge_of(n).name)]
+    for i, (a, na) in enumerate(nets):
+        for b, nb in nets[i + 1:]:
+            if na.overlaps(nb):
+                out.append(for_host(ctx, b, "ip_conflict", f"{nb} (cni0) overlaps {na} on {a.name}",
+                                    f"pod CIDRs of {a.name} ({na}) and {b.name} ({nb}) overlap",
+                                    "give each node its own podCIDR (kubectl get nodes -o jsonpath="
+                                    "'{.items[*].spec.podCIDR}')"))
+    return out
+
+
+def _prefix(host, ip: str) -> int:
+    return next((a.prefixlen for a in host.addrs if a.address == ip), 32)
+
+

@@ -1,0 +1,142 @@
+"""Route decisions: pod routes, node routes, forwarding and the reverse-path filter."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ..bundle import Host, Route
+from ..model.routing import lookup
+from .base import ERROR, WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, \
+    pod_gateway, subnet_of, vxlan_of
+
+ROUTE_FAILS = ("no_route", "route_blackhole", "route_unreachable", "route_prohibit")
+
+
+def down_link_with_address(host: Host):
+    """A configured interface that is down: its routes vanished with it, so it is the cause."""
+    for link in host.links:
+        if link.kind != "loopback" and not link.up and any(a.ifname == link.name for a in host.addrs):
+            return link
+    return None
+
+
+def expected_pod_routes(host: Host) -> list[Route]:
+    gw = pod_gateway(host)
+    return [Route(dst="default", gateway=gw, dev="eth0"), Route(dst="10.244.0.0/16", gateway=gw, dev="eth0")] if gw else []
+
+
+def pod_route(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops(*ROUTE_FAILS):
+        host = ctx.host(hop.host)
+        if host.kind != "pod" or down_link_with_address(host):
+            continue
+        want = expected_pod_routes(host)
+        obj = want[0].text() if want else f"route to {hop.data.get('dst')}"
+        fix = " && ".join(ip_cmd(host, f"route replace {r.text()}") for r in want) or \
+            f"add a route to {hop.data.get('dst')} in {host.name}"
+        out.append(from_hop(hop, "pod_route", obj, f"{host.name} has no usable route to {hop.data.get('dst')} "
+                            f"({hop.detail}); flannel's CNI gives every pod `{obj}`", fix))
+    for host in (h for h in ctx.bundle.hosts if h.kind == "pod"):
+        gw = pod_gateway(host)
+        if gw is None or down_link_with_address(host):
+            continue
+        for other in ctx.bundle.hosts:
+            if other.kind != "pod" or other is host:
+                continue
+            ip = addr_on(other, "eth0")
+            if ip is None or subnet_of(host, "eth0") and ipaddress.IPv4Address(ip) in subnet_of(host, "eth0"):
+                continue
+            dec = lookup(host, ip)
+            if dec.route is None or dec.drops or dec.route.dev != "eth0" or dec.route.gateway != gw:
+                want = expected_pod_routes(host)[0]
+                got = dec.route.text() if dec.route else "no route"
+                out.append(for_host(ctx, host, "pod_route", want.text(),
+                                    f"{host.name} routes {ip} ({other.name}) by `{got}`, not via its gateway {gw}",
+                                    ip_cmd(host, f"route replace {want.text()}"), device="eth0",
+                                    evidence=[("route", got)]))
+                break
+    return out
+
+
+def expected_node_route(ctx: Context, node: Host, dst_ip: str) -> Route | None:
+    """What flannel would have installed on `node` for the pod subnet holding `dst_ip`."""
+    for other in ctx.nodes():
+        br, vx = bridge_of(other), vxlan_of(other)
+        net = subnet_of(other, br.name) if br else None
+        if net is None or ipaddress.IPv4Address(dst_ip) not in net:
+            continue
+        if other is node:
+            return Route(dst=str(net), dev=br.name, proto="kernel", scope="link", prefsrc=addr_on(node, br.name))
+        local_vx = vxlan_of(node)
+        gw = addr_on(other, vx.name) if vx else None
+        if local_vx and gw:
+            return Route(dst=str(net), gateway=gw, dev=local_vx.name, onlink=True)
+    return None
+
+
+def host_route(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops(*ROUTE_FAILS):
+        host = ctx.host(hop.host)
+        if host.kind == "pod" or down_link_with_address(host):
+            continue
+        dst = hop.data.get("dst")
+        want = expected_node_route(ctx, host, dst) if dst else None
+        if want and want.dev and host.link(want.dev) and not host.link(want.dev).up:
+            continue  # the route went with its device: link_down names that
+        obj = want.text() if want else f"route to {dst}"
+        fix = ip_cmd(host, f"route replace {want.text()}") if want else f"add a route to {dst} on {host.name}"
+        out.append(from_hop(hop, "host_route", obj, f"{host.name} has no usable route to {dst} ({hop.detail})", fix))
+    for node in ctx.nodes():
+        for other in ctx.nodes():
+            br = bridge_of(other)
+            net = subnet_of(other, br.name) if br else None
+            if net is None:
+                continue
+            probe = str(net.network_address + 2)
+            want = expected_node_route(ctx, node, probe)
+            if want is None or (want.dev and node.link(want.dev) and not node.link(want.dev).up):
+                continue
+            dec = lookup(node, probe)
+            r = dec.route
+            if r is not None and not dec.drops and r.dev == want.dev and r.gateway == want.gateway:
+                continue
+            got = r.text() if r else "no route"
+            out.append(for_host(ctx, node, "host_route", want.text(),
+                                f"{node.name} routes {net} ({other.name}'s pods) by `{got}`; expected `{want.text()}`",
+                                ip_cmd(node, f"route replace {want.text()}"), device=want.dev,
+                                evidence=[("route", got)]))
+    return out
+
+
+def ip_forward(ctx: Context) -> list[Finding]:
+    out = [from_hop(hop, "ip_forward", hop.evidence[0].object if hop.evidence else hop.data["key"],
+                    f"{hop.host} does not forward: {hop.detail}", ns_cmd(ctx.host(hop.host), f"sysctl -w {hop.data['key']}=1"))
+           for _, hop in ctx.hops("forwarding_off")]
+    for node in ctx.nodes():
+        if node.sysctl("net.ipv4.ip_forward") == "0":
+            out.append(for_host(ctx, node, "ip_forward", "net.ipv4.ip_forward = 0",
+                                f"{node.name} has forwarding disabled: no pod traffic can cross it",
+                                ns_cmd(node, "sysctl -w net.ipv4.ip_forward=1"),
+                                evidence=[("sysctl", "net.ipv4.ip_forward = 0")]))
+    return out
+
+
+def rp_filter(ctx: Context) -> list[Finding]:
+    out = []
+    for _, hop in ctx.hops("rp_filter"):
+        host = ctx.host(hop.host)
+        key = next((e.object.split(" = ")[0] for e in hop.evidence if e.kind == "sysctl" and e.object.endswith("= 1")),
+                   f"net.ipv4.conf.{hop.device}.rp_filter")
+        fix = (ns_cmd(host, f"sysctl -w {key}=2") + f"  # loose mode; or make the route back to the source "
+               f"leave by {hop.device}")
+        out.append(from_hop(hop, "rp_filter", f"{key} = 1", hop.detail, fix))
+    for node in ctx.nodes():
+        vx = vxlan_of(node)
+        if vx and node.sysctl(f"net.ipv4.conf.{vx.name}.rp_filter") == "1":
+            out.append(for_host(ctx, node, "rp_filter", f"net.ipv4.conf.{vx.name}.rp_filter = 1",
+                                f"strict reverse-path filtering on {vx.name}: any asymmetric route drops pod traffic",
+                                ns_cmd(node, f"sysctl -w net.ipv4.conf.{vx.name}.rp_filter=2"), severity=WARNING,
+                                device=vx.name))
+    return out

@@ -1,0 +1,121 @@
+"""`diagnose`: the expected path from the snapshot, and every problem on it, as findings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .bundle import Bundle
+from .checks import SEVERITY_ORDER, Context, Finding, run_checks
+from .errors import UsageError
+from .model.path import SEGMENTS, Flow, Path
+from .model.walk import Model
+from .targets.resolve import Endpoint, resolve
+
+PROTOS = ("icmp", "tcp", "udp")
+EPHEMERAL_PORT = 40000
+
+
+@dataclass
+class Diagnosis:
+    flow: Flow | None
+    findings: list[Finding]
+    paths: list[Path] = field(default_factory=list)
+    src: str | None = None
+    dst: str | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def to_dict(self) -> dict:
+        main = self.paths[0] if self.paths else None
+        return {
+            "flow": dataclasses.asdict(self.flow) if self.flow else None,
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "path": [dataclasses.asdict(h) for h in main.hops] if main else [],
+            "outcome": main.outcome if main else None,
+            "paths": [{"alternative": p.alternative, "outcome": p.outcome, "probability": p.probability,
+                       "hops": [dataclasses.asdict(h) for h in p.hops]} for p in self.paths[1:]],
+        }
+
+
+def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None, size: int | None) -> Flow:
+    if proto is not None and proto not in PROTOS:
+        raise UsageError(f"unknown protocol '{proto}': use one of {', '.join(PROTOS)}")
+    if dst.kind == "service":
+        proto = proto or dst.proto or "tcp"
+        port = port or dst.port
+        if proto == "icmp":
+            raise UsageError("a ClusterIP does not answer ping (kube-proxy only NATs its ports); "
+                             "use --proto tcp|udp with --port")
+    proto = proto or ("tcp" if port else "icmp")
+    if proto in ("tcp", "udp") and not port:
+        raise UsageError(f"--proto {proto} needs --port N")
+    if size is not None and not 28 <= size <= 65535:
+        raise UsageError(f"--size {size} is not a valid IPv4 packet size (28..65535)")
+    return Flow(src=src.ip, dst=dst.ip, proto=proto, sport=EPHEMERAL_PORT if proto != "icmp" else None,
+                dport=port if proto != "icmp" else None, size=size or 84, src_name=src.name,
+                dst_name=dst.host.name if dst.host else dst.name)
+
+
+def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, proto: str | None = None,
+             port: int | None = None, size: int | None = None) -> Diagnosis:
+    model = Model(bundle)
+    if (src is None) != (dst is None):
+        raise UsageError("give both SRC and DST, or neither (node-wide checks only)")
+    if src is None:
+        ctx = Context(bundle=bundle, topo=model.topo)
+        return Diagnosis(None, sort_findings(run_checks(ctx), []))
+    s, d = resolve(bundle, src), resolve(bundle, dst)
+    if s.host is None:
+        raise UsageError(f"source '{src}' is no pod or node in the snapshot; the source must be where the packet "
+                         "starts (a pod name or a pod IP)")
+    flow = build_flow(s, d, proto, port, size)
+    paths = model.paths(flow, s.host, d.host.name if d.host else None)
+    for p in paths:
+        assign_segments(p, s.host.name, d.host.name if d.host else None)
+    ctx = Context(bundle=bundle, topo=model.topo, flow=flow, paths=paths, src_host=s.host, dst_host=d.host,
+                  dst_service=d.service)
+    findings = run_checks(ctx)
+    for f in findings:
+        if f.segment is None:
+            f.segment = segment_for(f, s, d, paths)
+    return Diagnosis(flow, sort_findings(findings, paths), paths, src, dst)
+
+
+def assign_segments(path: Path, src: str, dst: str | None) -> None:
+    """Cut the hops into DESIGN.md's four segments (the reply counts as the end-to-end segment)."""
+    routes = [i for i, h in enumerate(path.hops) if h.direction == "request" and h.point == "route"
+              and h.location == "host" and h.host != src]
+    first, last = (routes[0], routes[-1]) if routes else (len(path.hops), len(path.hops))
+    for i, h in enumerate(path.hops):
+        if h.direction == "reply":
+            h.segment = SEGMENTS[3]
+        elif h.host == src or i <= first:
+            h.segment = SEGMENTS[0]
+        elif h.host == dst or (i >= last and last != first) or (first == last and i > first):
+            h.segment = SEGMENTS[2]
+        else:
+            h.segment = SEGMENTS[1]
+
+
+def segment_for(f: Finding, s: Endpoint, d: Endpoint, paths: list[Path]) -> str:
+    if f.location != "host":
+        return SEGMENTS[0] if s.host and f.location == s.host.name else \
+            SEGMENTS[2] if d.host and f.location == d.host.name else SEGMENTS[3]
+    src_node = s.host.node if s.host else None
+    dst_node = d.host.node if d.host else None
+    if f.node == dst_node and f.node != src_node:
+        return SEGMENTS[2]
+    return SEGMENTS[1] if paths else SEGMENTS[3]
+
+
+def sort_findings(findings: list[Finding], paths: list[Path]) -> list[Finding]:
+    """Errors first; within a severity, in path order (the first break first)."""
+    order = {}
+    for p in paths:
+        for i, h in enumerate(p.hops):
+            order.setdefault((h.node, h.location, h.device), i)
+    big = 10 ** 6
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], order.get((f.node, f.location, f.device), big)))

@@ -1,0 +1,557 @@
+"""Simulate the kernel's decisions for one flow, hop by hop, across every namespace in a bundle.
+
+The walk follows what the kernel does with an IPv4 packet: netfilter hooks, policy routing,
+neighbour resolution, bridge forwarding by FDB, veth peers across namespaces, VXLAN encapsulation
+by the device's FDB, underlay routing, decapsulation on the receiving node, local delivery and the
+reply with conntrack's reverse NAT. It records every decision as a Hop with the objects behind it.
+
+Where the kernel would drop but its intent is clear (a dropping rule, forwarding off, a wrong
+neighbour MAC, a stale FDB entry), the walk marks the hop failed and goes on as if it had passed,
+so that one diagnose run reports every problem on the path, not only the first.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from ..bundle import Bundle, Host, Link
+from ..netfilter.evaluate import Netfilter, Packet
+from .path import FAIL, OK, WARN, Evidence, Flow, Hop, Path
+from .routing import Decision, local_addresses, lookup
+from .topology import BAD_NEIGH_STATES, BROADCAST, Port, Topology
+
+VXLAN_OVERHEAD = 50  # outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+MAX_HOPS = 200
+# Reasons after which the kernel's next step is unknowable: the walk stops there.
+HARD_STOPS = {"no_route", "route_blackhole", "route_unreachable", "route_prohibit", "neigh_unresolved",
+              "bridge_no_port", "leaves_snapshot", "mac_mismatch", "no_vxlan_receiver", "ttl_exceeded",
+              "no_listener", "link_missing", "fdb_missing_unknown", "loop"}
+
+
+class Stop(Exception):
+    """The walk cannot go on (hard failure or end of the snapshot)."""
+
+
+@dataclasses.dataclass
+class Pkt:
+    src: str
+    dst: str
+    proto: str
+    sport: int | None
+    dport: int | None
+    size: int
+    ttl: int = 64
+    mark: int = 0
+    ct_state: str = "NEW"
+    icmp_type: int | None = 8
+    inner: "Pkt | None" = None  # the encapsulated packet of a VXLAN outer packet
+    inner_mac: str | None = None  # inner destination MAC (the remote VtepMAC)
+    vni: int | None = None
+
+    def nf(self, iif: str | None, oif: str | None) -> Packet:
+        return Packet(src=self.src, dst=self.dst, proto=self.proto, sport=self.sport, dport=self.dport,
+                      iif=iif, oif=oif, mark=self.mark, ct_state=self.ct_state,
+                      icmp_type=self.icmp_type if self.proto == "icmp" else None, size=self.size)
+
+
+@dataclasses.dataclass
+class NatEntry:
+    host: str
+    kind: str  # dnat, snat
+    before: str
+    after: str
+    before_port: int | None
+    after_port: int | None
+
+
+class Walk:
+    """One walk of one flow along one choice of every branch point (statistic endpoints)."""
+
+    def __init__(self, model: "Model", flow: Flow, choices: list[int]):
+        self.model = model
+        self.topo = model.topo
+        self.flow = flow
+        self.choices = choices
+        self.branch_sizes: list[int] = []
+        self.path = Path(flow=flow)
+        self.direction = "request"
+        self.nat: list[NatEntry] = []
+        self.delivered_at: str | None = None
+        self.alternative: list[str] = []
+
+    # -- recording --------------------------------------------------------------------------
+    def hop(self, host: Host, point: str, device: str | None, *, status: str = OK, reason: str | None = None,
+            detail: str = "", hook: str | None = None, evidence: list[tuple[str, str]] = (), **data) -> Hop:
+        h = Hop(host=host.name, node=self.topo.node_of(host), location=self.topo.location(host), device=device,
+                point=point, direction=self.direction, status=status, reason=reason, detail=detail, hook=hook,
+                evidence=[Evidence(k, self.topo.node_of(host), self.topo.location(host), o) for k, o in evidence],
+                data=data)
+        self.path.hops.append(h)
+        if len(self.path.hops) > MAX_HOPS:
+            h.status, h.reason, h.detail = FAIL, "loop", f"the path loops: more than {MAX_HOPS} hops"
+            raise Stop("loop")
+        return h
+
+    def fail(self, host: Host, point: str, device: str | None, reason: str, detail: str,
+             evidence: list[tuple[str, str]] = (), status: str = FAIL, **data) -> None:
+        self.hop(host, point, device, status=status, reason=reason, detail=detail, evidence=evidence, **data)
+        if status == FAIL and reason in HARD_STOPS:
+            raise Stop(reason)
+
+    def choose(self, n: int) -> int:
+        i = len(self.branch_sizes)
+        self.branch_sizes.append(n)
+        return self.choices[i] if i < len(self.choices) else 0
+
+    # -- netfilter --------------------------------------------------------------------------
+    def netfilter(self, host: Host, hook: str, pkt: Pkt, iif: str | None, oif: str | None) -> Pkt:
+        nf = self.model.netfilter(host)
+        if nf is None:
+            return pkt
+        results = nf.evaluate(hook, pkt.nf(iif, oif), self.model.local_addrs(host), self.model.iface_addrs(host))
+        if not results:
+            return pkt
+        pick = results[self.choose(len(results))] if len(results) > 1 else results[0]
+        out = dataclasses.replace(pkt, src=pick.packet.src, dst=pick.packet.dst, sport=pick.packet.sport,
+                                  dport=pick.packet.dport, mark=pick.packet.mark)
+        nat_text = [r.text for r in pick.nat]
+        if out.dst != pkt.dst or out.dport != pkt.dport:
+            self.nat.append(NatEntry(host.name, "dnat", pkt.dst, out.dst, pkt.dport, out.dport))
+            if len(results) > 1:
+                self.alternative.append(f"{out.dst}:{out.dport}" if out.dport else out.dst)
+        if out.src != pkt.src or out.sport != pkt.sport:
+            self.nat.append(NatEntry(host.name, "snat", pkt.src, out.src, pkt.sport, out.sport))
+        detail = f"{hook}: {pick.verdict}"
+        if nat_text:
+            detail += f", {'DNAT' if out.dst != pkt.dst else 'NAT'} {pkt.dst} → {out.dst}" if out.dst != pkt.dst \
+                else f", SNAT {pkt.src} → {out.src}"
+        data = {"rules": [dataclasses.asdict(r) for r in pick.trail], "probability": pick.probability,
+                "unsupported": [dataclasses.asdict(r) for r in pick.unsupported]}
+        device = iif if hook in ("prerouting", "input") else oif
+        if pick.verdict in ("drop", "reject"):
+            rule = pick.decided_by
+            ev = [("rule", rule.text)] if rule else []
+            self.hop(host, "netfilter", device, status=FAIL, reason=f"nf_{pick.verdict}", hook=hook,
+                     detail=f"{hook}: {pick.verdict} by {rule.table}/{rule.chain} rule {rule.number}: {rule.text}"
+                     if rule else f"{hook}: {pick.verdict}", evidence=ev,
+                     rule=dataclasses.asdict(rule) if rule else None, reject_with=pick.reject_with, **data)
+        elif pick.trail or pick.nat:
+            self.hop(host, "netfilter", device, hook=hook, detail=detail,
+                     evidence=[("rule", t) for t in nat_text], **data)
+        return out
+
+    # -- sending ----------------------------------------------------------------------------
+    def route(self, host: Host, pkt: Pkt, iif: str | None) -> Decision:
+        dec = lookup(host, pkt.dst, src=pkt.src if iif else None, iif=iif, mark=pkt.mark)
+        ev = [("route", dec.route.text())] if dec.route else []
+        if dec.route is None:
+            self.fail(host, "route", iif, "no_route", f"no route to {pkt.dst}", evidence=ev, dst=pkt.dst,
+                      origin=iif is None)
+        if dec.route.type in ("blackhole", "unreachable", "prohibit"):
+            self.fail(host, "route", iif, f"route_{dec.route.type}", f"{dec.route.type} route for {pkt.dst}",
+                      evidence=ev, dst=pkt.dst)
+        via = f"via {dec.route.gateway} " if dec.route.gateway else ""
+        self.hop(host, "route", dec.route.dev, detail=f"{pkt.dst}: {'local' if dec.local else via + 'dev ' + str(dec.route.dev)}",
+                 evidence=ev, dst=pkt.dst, table=dec.route.table)
+        return dec
+
+    def send(self, host: Host, pkt: Pkt) -> None:
+        """A packet generated by a socket (or the VXLAN driver) in `host`."""
+        dec = self.route(host, pkt, None)
+        if dec.local:
+            self.local_deliver(host, "lo", pkt)
+            return
+        dnat = self.netfilter(host, "output", pkt, None, dec.route.dev)
+        if dnat.dst != pkt.dst:  # OUTPUT DNAT re-routes the packet
+            dec = self.route(host, dnat, None)
+        pkt = self.netfilter(host, "postrouting", dnat, None, dec.route.dev)
+        self.transmit(host, dec.route.dev, dec.route.gateway or pkt.dst, pkt)
+
+    def transmit(self, host: Host, dev: str, nexthop: str, pkt: Pkt) -> None:
+        link = host.link(dev)
+        if link is None:
+            self.fail(host, "egress", dev, "link_missing", f"route points at {dev}, which does not exist")
+        self.check_link(host, link, "egress")
+        if link.mtu and pkt.size > link.mtu:
+            self.fail(host, "egress", dev, "mtu_exceeded", f"{pkt.size}-byte packet with DF set exceeds "
+                      f"{dev} MTU {link.mtu}", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
+        if link.kind == "vxlan":
+            self.vxlan_xmit(host, link, nexthop, pkt)
+            return
+        mac = self.resolve(host, link, nexthop)
+        self.hop(host, "egress", dev, detail=f"to {nexthop} ({mac})", mac=mac)
+        self.l2_out(host, link, pkt, mac)
+
+    def check_link(self, host: Host, link: Link, point: str) -> None:
+        if not link.up or not link.carrier:
+            state = "DOWN" if not link.up else "NO-CARRIER"
+            self.fail(host, point, link.name, "link_down", f"{link.name} is {state}",
+                      evidence=[("link", link_text(link))], link=link.name, admin_down=not link.up)
+
+    # -- layer 2 ----------------------------------------------------------------------------
+    def resolve(self, host: Host, link: Link, ip: str) -> str | None:
+        """The MAC the kernel puts on a packet to `ip` out of `link` (neighbour table, else ARP)."""
+        if link.kind == "loopback":
+            return None
+        entry = self.topo.neighbour(host, link.name, ip)
+        answers = self.topo.arp_answerers(Port(host.name, link.name), ip)
+        macs = sorted({m for _, m in answers if m})
+        owners = [f"{p.host}/{p.link}" for p, _ in answers]
+        ev = [("neigh", entry.text())] if entry else []
+        if entry and entry.lladdr and not (set(entry.state) & BAD_NEIGH_STATES):
+            if macs and entry.lladdr not in macs:
+                permanent = "PERMANENT" in entry.state
+                self.fail(host, "neigh", link.name, "neigh_wrong_mac",
+                          f"neighbour {ip} → {entry.lladdr}, but {ip} is at {', '.join(macs)} ({', '.join(owners)})",
+                          evidence=ev, status=FAIL if permanent else WARN, ip=ip, mac=entry.lladdr,
+                          expected=macs[0], owners=owners, permanent=permanent)
+                return macs[0]
+            self.hop(host, "neigh", link.name, detail=f"{ip} is {entry.lladdr} ({'/'.join(entry.state)})",
+                     evidence=ev, ip=ip, mac=entry.lladdr)
+            return entry.lladdr
+        if len(macs) > 1:
+            self.fail(host, "neigh", link.name, "neigh_conflict",
+                      f"{len(macs)} interfaces answer ARP for {ip}: {', '.join(owners)}", evidence=ev,
+                      ip=ip, macs=macs, owners=owners)
+            return self.preferred_mac(ip, answers)
+        if macs:
+            if entry:  # FAILED/INCOMPLETE but someone answers: the kernel re-resolves on next send
+                self.hop(host, "neigh", link.name, status=WARN, reason="neigh_stale_failure",
+                         detail=f"{ip} is {'/'.join(entry.state)} in the neighbour table, though {owners[0]} answers",
+                         evidence=ev, ip=ip, mac=macs[0], state=entry.state)
+            else:
+                self.hop(host, "neigh", link.name, detail=f"{ip} resolves by ARP to {macs[0]} ({owners[0]})",
+                         ip=ip, mac=macs[0])
+            return macs[0]
+        if link.kind not in ("veth", "bridge", "vxlan"):  # a real NIC: the segment leaves the snapshot
+            if entry and entry.lladdr is None:
+                self.fail(host, "neigh", link.name, "neigh_unresolved", f"{ip} is {'/'.join(entry.state)}: "
+                          "nothing answers ARP", evidence=ev, ip=ip, state=entry.state)
+            return entry.lladdr if entry else None
+        segment = [f"{p.host}/{p.link}" for p in self.topo.segment(Port(host.name, link.name))]
+        self.fail(host, "neigh", link.name, "neigh_unresolved",
+                  f"nothing on {link.name}'s segment answers ARP for {ip}", evidence=ev, ip=ip,
+                  state=entry.state if entry else None, segment=segment)
+        return None
+
+    def preferred_mac(self, ip: str, answers) -> str | None:
+        # With two owners the packet goes to whichever ARP reply came last: follow the one the user
+        # did not mean, so the walk shows the misdelivery (the intended host is the flow's dst name).
+        intended = self.flow.dst_name
+        for port, mac in answers:
+            if port.host != intended:
+                return mac
+        return answers[0][1]
+
+    def l2_out(self, host: Host, link: Link, pkt: Pkt, mac: str | None) -> None:
+        if link.kind == "bridge":
+            self.bridge_forward(host, link, pkt, mac, in_port=None)
+            return
+        peer = self.topo.peer(Port(host.name, link.name))
+        if peer is None:
+            self.fail(host, "egress", link.name, "leaves_snapshot",
+                      f"{link.name} leads out of the snapshot (no namespace in the bundle holds its peer)")
+        self.receive(self.topo.host(peer.host), peer.link, pkt, mac)
+
+    def bridge_forward(self, host: Host, bridge: Link, pkt: Pkt, mac: str | None, in_port: str | None) -> None:
+        self.check_link(host, bridge, "bridge")
+        entry = self.topo.bridge_fdb(host, bridge.name, mac) if mac else None
+        port = host.link(entry.ifname) if entry else self.topo.port_towards_mac(host, bridge.name, mac, in_port)
+        if port is None or port.name == in_port:
+            ports = [l.name for l in self.topo.bridge_ports(host, bridge.name)]
+            self.fail(host, "bridge", bridge.name, "bridge_no_port",
+                      f"no port of {bridge.name} leads to {mac} (ports: {', '.join(ports) or 'none'})",
+                      mac=mac, bridge=bridge.name, ports=ports)
+        ev = [("fdb", entry.text())] if entry else []
+        self.hop(host, "bridge", bridge.name, detail=f"{mac} → port {port.name}" + ("" if entry else " (flooded)"),
+                 evidence=ev, port=port.name)
+        if host.sysctl("net.bridge.bridge-nf-call-iptables") == "1" and in_port is not None:
+            # br_netfilter: bridged IPv4 traverses iptables FORWARD with the bridge as in/out device
+            pkt = self.netfilter(host, "forward", pkt, bridge.name, bridge.name)
+        self.check_link(host, port, "egress")
+        self.hop(host, "egress", port.name, detail=f"bridged out of {bridge.name}")
+        self.l2_out(host, port, pkt, mac)
+
+    def vxlan_xmit(self, host: Host, vx: Link, nexthop: str, pkt: Pkt) -> None:
+        entry = self.topo.neighbour(host, vx.name, nexthop)
+        owner = next((p for p in self.topo.owners.get(nexthop, []) if (self.topo.link(p) or vx).kind == "vxlan"), None)
+        true_mac = self.topo.link(owner).mac if owner else None
+        ev = [("neigh", entry.text())] if entry else []
+        if entry is None or not entry.lladdr or set(entry.state) & BAD_NEIGH_STATES:
+            self.fail(host, "neigh", vx.name, "neigh_unresolved",
+                      f"no neighbour entry for {nexthop} on {vx.name} (flannel installs it permanent; VXLAN "
+                      "with nolearning cannot resolve it by ARP)", evidence=ev, ip=nexthop, vxlan=True,
+                      expected=true_mac, owner=f"{owner.host}/{owner.link}" if owner else None)
+        mac = entry.lladdr
+        if true_mac and mac != true_mac:
+            self.fail(host, "neigh", vx.name, "neigh_wrong_mac",
+                      f"neighbour {nexthop} → {mac}, but the VTEP {owner.host}/{owner.link} has {true_mac}",
+                      evidence=ev, ip=nexthop, mac=mac, expected=true_mac, permanent="PERMANENT" in entry.state,
+                      owners=[f"{owner.host}/{owner.link}"])
+        else:
+            self.hop(host, "neigh", vx.name, detail=f"{nexthop} is {mac} ({'/'.join(entry.state)})",
+                     evidence=ev, ip=nexthop, mac=mac)
+        remote = self.vxlan_remote(host, vx, mac, true_mac)
+        outer = Pkt(src=vx.vxlan.local or "", dst=remote, proto="udp", sport=None, dport=vx.vxlan.port,
+                    size=pkt.size + VXLAN_OVERHEAD, inner=pkt, inner_mac=mac, vni=vx.vxlan.vni)
+        self.hop(host, "encap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} to {remote}:{vx.vxlan.port}",
+                 remote=remote, vni=vx.vxlan.vni)
+        if not outer.src:
+            outer.src = self.model.iface_addrs(host).get(vx.vxlan.dev or "", "")
+        self.send(host, outer)
+
+    def vxlan_remote(self, host: Host, vx: Link, mac: str, true_mac: str | None) -> str:
+        """The underlay IP the VXLAN FDB sends `mac` to; on a missing/wrong entry, the true VTEP."""
+        entries = [f for f in self.topo.fdb_entries(host, vx.name, mac) if f.dst]
+        vtep = self.topo.vtep_for_mac(true_mac or mac)
+        expected = vtep[1].vxlan.local if vtep and vtep[1].vxlan else None
+        if not entries:
+            default = [f for f in self.topo.fdb_entries(host, vx.name, "00:00:00:00:00:00") if f.dst]
+            if default:
+                return default[0].dst
+            self.fail(host, "fdb", vx.name, "fdb_missing" if expected else "fdb_missing_unknown",
+                      f"no FDB entry for {mac} on {vx.name}: the kernel does not know which node to send to",
+                      mac=mac, expected_dst=expected, vtep=vtep[0].name if vtep else None)
+            return expected
+        entry = entries[0]
+        if expected and entry.dst != expected:
+            self.fail(host, "fdb", vx.name, "fdb_wrong_dst",
+                      f"FDB sends {mac} to {entry.dst}, but that VTEP is {vtep[0].name} at {expected}",
+                      evidence=[("fdb", entry.text())], mac=mac, dst=entry.dst, expected_dst=expected,
+                      vtep=vtep[0].name)
+            return expected
+        self.hop(host, "fdb", vx.name, detail=f"{mac} → {entry.dst}", evidence=[("fdb", entry.text())], dst=entry.dst)
+        return entry.dst
+
+    # -- receiving --------------------------------------------------------------------------
+    def receive(self, host: Host, dev: str, pkt: Pkt, mac: str | None) -> None:
+        link = host.link(dev)
+        self.hop(host, "ingress", dev, detail=f"{pkt.src} → {pkt.dst}")
+        self.check_link(host, link, "ingress")
+        if link.mtu and pkt.size > link.mtu and link.kind == "veth":
+            self.fail(host, "ingress", dev, "mtu_exceeded", f"{pkt.size}-byte frame exceeds {dev} MTU {link.mtu}; "
+                      "the veth drops it", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
+        if link.master:
+            bridge = host.link(link.master)
+            if bridge is None:
+                self.fail(host, "bridge", dev, "link_missing", f"{dev} is enslaved to missing {link.master}")
+            if mac and mac == bridge.mac:
+                self.check_link(host, bridge, "ingress")
+                self.l3_receive(host, bridge, pkt)
+            else:
+                self.bridge_forward(host, bridge, pkt, mac, in_port=dev)
+            return
+        if mac and link.mac and mac not in (link.mac, BROADCAST):
+            owners = [f"{p.host}/{p.link}" for p in self.topo.macs.get(mac, [])]
+            self.fail(host, "ingress", dev, "mac_mismatch",
+                      f"frame for {mac} arrives at {dev} ({link.mac}); the kernel drops it as PACKET_OTHERHOST",
+                      mac=mac, dev_mac=link.mac, owners=owners)
+        self.l3_receive(host, link, pkt)
+
+    def l3_receive(self, host: Host, link: Link, pkt: Pkt) -> None:
+        if self.direction == "reply":
+            pkt = self.undo_nat(host, pkt, "snat")
+        pkt = self.netfilter(host, "prerouting", pkt, link.name, None)
+        dec = self.route(host, pkt, link.name)
+        self.check_rp_filter(host, link, pkt)
+        if dec.local:
+            pkt = self.netfilter(host, "input", pkt, link.name, None)
+            self.local_deliver(host, link.name, pkt)
+            return
+        self.check_forwarding(host, link)
+        pkt = dataclasses.replace(pkt, ttl=pkt.ttl - 1)
+        if pkt.ttl <= 0:
+            self.fail(host, "forward", link.name, "ttl_exceeded", "TTL exceeded: the routes loop")
+        pkt = self.netfilter(host, "forward", pkt, link.name, dec.route.dev)
+        if self.direction == "reply":
+            pkt = self.undo_nat(host, pkt, "dnat")
+        pkt = self.netfilter(host, "postrouting", pkt, None, dec.route.dev)
+        self.transmit(host, dec.route.dev, dec.route.gateway or pkt.dst, pkt)
+
+    def check_rp_filter(self, host: Host, link: Link, pkt: Pkt) -> None:
+        modes = [host.sysctl(f"net.ipv4.conf.{k}.rp_filter") for k in ("all", link.name)]
+        mode = max(int(m) for m in modes if m is not None) if any(m is not None for m in modes) else 0
+        if mode == 0 or pkt.src in local_addresses(host):
+            return
+        back = lookup(host, pkt.src, src=pkt.dst)
+        ev = [("sysctl", f"net.ipv4.conf.{link.name}.rp_filter = {host.sysctl(f'net.ipv4.conf.{link.name}.rp_filter')}"),
+              ("sysctl", f"net.ipv4.conf.all.rp_filter = {host.sysctl('net.ipv4.conf.all.rp_filter')}")]
+        if back.route is not None:
+            ev.append(("route", back.route.text()))
+        if back.drops or (mode == 1 and back.route.dev != link.name):
+            why = "no route back" if back.drops else f"the route back to {pkt.src} leaves by {back.route.dev}"
+            self.fail(host, "ingress", link.name, "rp_filter",
+                      f"reverse-path filter ({'strict' if mode == 1 else 'loose'}) drops {pkt.src} arriving on "
+                      f"{link.name}: {why}", evidence=ev, mode=mode, back_dev=back.route.dev if back.route else None)
+
+    def check_forwarding(self, host: Host, link: Link) -> None:
+        glob = host.sysctl("net.ipv4.ip_forward")
+        dev = host.sysctl(f"net.ipv4.conf.{link.name}.forwarding")
+        if glob == "0" or dev == "0":
+            key, val = ("net.ipv4.ip_forward", glob) if glob == "0" else (f"net.ipv4.conf.{link.name}.forwarding", dev)
+            self.fail(host, "forward", link.name, "forwarding_off", f"forwarding is disabled ({key} = {val})",
+                      evidence=[("sysctl", f"{key} = {val}")], key=key)
+
+    def local_deliver(self, host: Host, dev: str, pkt: Pkt) -> None:
+        if pkt.inner is not None or (pkt.proto == "udp" and self.vxlan_for(host, pkt)):
+            self.decap(host, pkt)
+            return
+        if pkt.proto in ("tcp", "udp"):
+            self.check_listener(host, pkt)
+        self.hop(host, "deliver", dev, detail=f"delivered to {host.name} ({pkt.proto} {pkt.dst}"
+                 f"{':' + str(pkt.dport) if pkt.dport else ''})")
+        self.delivered_at = host.name
+        self.delivered_pkt = pkt
+
+    def vxlan_for(self, host: Host, pkt: Pkt) -> Link | None:
+        for vx in self.topo.vxlan_devices(host):
+            if vx.vxlan.port == pkt.dport and (vx.vxlan.local in (None, pkt.dst)):
+                if pkt.vni is None or vx.vxlan.vni == pkt.vni:
+                    return vx
+        return None
+
+    def decap(self, host: Host, outer: Pkt) -> None:
+        vx = self.vxlan_for(host, outer)
+        if vx is None:
+            self.fail(host, "decap", None, "no_vxlan_receiver",
+                      f"nothing receives VXLAN VNI {outer.vni} on UDP {outer.dport} at {outer.dst}")
+        self.hop(host, "decap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} from {outer.src}")
+        if outer.inner_mac and vx.mac and outer.inner_mac != vx.mac:
+            self.fail(host, "decap", vx.name, "mac_mismatch",
+                      f"inner frame is for {outer.inner_mac}, but {vx.name} here is {vx.mac}: dropped as PACKET_OTHERHOST",
+                      mac=outer.inner_mac, dev_mac=vx.mac, owners=[])
+        self.receive(host, vx.name, outer.inner, vx.mac)
+
+    def check_listener(self, host: Host, pkt: Pkt) -> None:
+        if "listeners" in host.gaps or "netlink" not in host.sources:
+            return  # nothing known about sockets here
+        for l in host.listeners:
+            if l.proto == pkt.proto and l.port == pkt.dport and l.address in ("0.0.0.0", "::", pkt.dst):
+                return
+        self.fail(host, "deliver", None, "no_listener", f"nothing listens on {pkt.proto} {pkt.dst}:{pkt.dport}",
+                  proto=pkt.proto, port=pkt.dport,
+                  listening=[f"{l.proto} {l.address}:{l.port}" for l in host.listeners])
+
+    def undo_nat(self, host: Host, pkt: Pkt, kind: str) -> Pkt:
+        """conntrack's reverse translation of a reply at the host that translated the request."""
+        for e in self.nat:
+            if e.host != host.name or e.kind != kind:
+                continue
+            if kind == "dnat" and pkt.src == e.after:
+                pkt = dataclasses.replace(pkt, src=e.before, sport=e.before_port)
+                self.hop(host, "netfilter", None, hook="postrouting", detail=f"reply: un-DNAT {e.after} → {e.before}")
+            if kind == "snat" and pkt.dst == e.after:
+                pkt = dataclasses.replace(pkt, dst=e.before, dport=e.before_port)
+                self.hop(host, "netfilter", None, hook="prerouting", detail=f"reply: un-SNAT {e.after} → {e.before}")
+        return pkt
+
+    # -- driver -----------------------------------------------------------------------------
+    def run(self, src_host: Host, dst_host: str | None) -> Path:
+        flow = self.flow
+        pkt = Pkt(src=flow.src, dst=flow.dst, proto=flow.proto, sport=flow.sport, dport=flow.dport,
+                  size=flow.size, icmp_type=8 if flow.proto == "icmp" else None)
+        try:
+            self.send(src_host, pkt)
+        except Stop:
+            pass
+        if self.delivered_at and not self.path.problems:
+            if dst_host and self.delivered_at != dst_host:
+                self.hop(self.topo.host(self.delivered_at), "deliver", None, status=FAIL, reason="wrong_host",
+                         detail=f"delivered to {self.delivered_at}, not {dst_host}", expected=dst_host)
+        if self.delivered_at and self.delivered_at != src_host.name:
+            self.reply(src_host)
+        self.path.outcome = outcome(self.path, src_host.name)
+        self.path.alternative = ", ".join(self.alternative) or None
+        return self.path
+
+    def reply(self, src_host: Host) -> None:
+        req = self.delivered_pkt
+        self.direction = "reply"
+        rep = Pkt(src=req.dst, dst=req.src, proto=req.proto, sport=req.dport, dport=req.sport, size=req.size,
+                  ct_state="ESTABLISHED", icmp_type=0 if req.proto == "icmp" else None)
+        at = self.topo.host(self.delivered_at)
+        self.delivered_at = None
+        try:
+            self.send(at, rep)
+        except Stop:
+            return
+        if self.delivered_at and self.delivered_at != src_host.name:
+            self.hop(self.topo.host(self.delivered_at), "deliver", None, status=FAIL, reason="wrong_host",
+                     detail=f"reply delivered to {self.delivered_at}, not {src_host.name}", expected=src_host.name)
+
+
+def link_text(link: Link) -> str:
+    state = "UP" if link.up else "DOWN"
+    if link.up and not link.carrier:
+        state = "NO-CARRIER"
+    s = f"{link.name}: state {state} mtu {link.mtu}"
+    if link.master:
+        s += f" master {link.master}"
+    if link.mac:
+        s += f" link/ether {link.mac}"
+    return s
+
+
+def outcome(path: Path, src_host: str) -> str:
+    first = next((h for h in path.hops if h.status == FAIL), None)
+    if first is None:
+        return "delivered" if any(h.point == "deliver" for h in path.hops) else "lost"
+    if first.reason in ("nf_reject", "no_listener"):
+        return "rejected"
+    if first.reason in ("mac_mismatch", "wrong_host"):
+        return "misdelivered"
+    if first.reason == "leaves_snapshot":
+        return "lost"
+    if first.host == src_host and first.direction == "request" and first.reason in (
+            "no_route", "route_unreachable", "route_prohibit", "route_blackhole", "link_down", "neigh_unresolved"):
+        return "unsent"
+    return "dropped"
+
+
+class Model:
+    """Expected paths for flows over one bundle. Caches parsed rulesets and address maps."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.topo = Topology(bundle)
+        self._nf: dict[str, Netfilter | None] = {}
+        self._local: dict[str, set[str]] = {}
+        self._iface: dict[str, dict[str, str]] = {}
+
+    def netfilter(self, host: Host) -> Netfilter | None:
+        if host.name not in self._nf:
+            nf = Netfilter.from_host(host)
+            self._nf[host.name] = None if nf.is_empty() else nf
+        return self._nf[host.name]
+
+    def local_addrs(self, host: Host) -> set[str]:
+        if host.name not in self._local:
+            self._local[host.name] = local_addresses(host)
+        return self._local[host.name]
+
+    def iface_addrs(self, host: Host) -> dict[str, str]:
+        if host.name not in self._iface:
+            m: dict[str, str] = {}
+            for a in host.addrs:
+                m.setdefault(a.ifname, a.address)
+            self._iface[host.name] = m
+        return self._iface[host.name]
+
+    def paths(self, flow: Flow, src_host: Host, dst_host: str | None = None, limit: int = 16) -> list[Path]:
+        """Every alternative path (one per -m statistic branch combination, up to `limit`)."""
+        paths: list[Path] = []
+        todo: list[list[int]] = [[]]
+        while todo and len(paths) < limit:
+            choices = todo.pop(0)
+            walk = Walk(self, copy.copy(flow), choices)
+            path = walk.run(src_host, dst_host)
+            paths.append(path)
+            # enumerate siblings of every branch point beyond the fixed prefix
+            for i in range(len(choices), len(walk.branch_sizes)):
+                for alt in range(1, walk.branch_sizes[i]):
+                    todo.append(choices + [0] * (i - len(choices)) + [alt])
+        total = sum(1 for _ in paths)
+        for p in paths:
+            p.probability = 1.0 / total if total else 1.0
+        return paths

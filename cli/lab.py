@@ -9,7 +9,7 @@ import typer
 
 from podpath.cli.common import Output, OutputOpt, err, out, print_json
 
-NameOpt = typer.Option("pp", "--name", "-n", help="lab name: namespaces are <name>-node-a, <name>-pod-b, ...")
+NameOpt = typer.Option("pp", "--lab", "--name", "-n", help="lab name: namespaces are <name>-node-a, <name>-pod-b, ...")
 
 
 def register(app: typer.Typer) -> None:

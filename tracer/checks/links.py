@@ -23,7 +23,8 @@ def link_down(ctx: Context) -> list[Finding]:
                          ip_cmd(host, f"link set {link.name} up"))
             f.device = link.name
             out.append(f)
-    on_path = {h.host for p in ctx.paths for h in p.hops}
+    on_path = {h.host for p in ctx.paths for h in p.hops} | {h.name for h in (ctx.src_host, ctx.dst_host) if h}
+    on_path |= {m.split("/")[0] for p in ctx.paths for h in p.hops for m in h.data.get("segment") or []}
     for host in ctx.bundle.hosts:
         for link in host.links:
             if link.up or link.kind == "loopback" or not expected_up(host, link):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ..model.topology import BAD_NEIGH_STATES
-from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, subnet_of, vxlan_of
+from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, subnet_of, vxlan_of
 
 
 def detached_pod_veth(ctx: Context, host_names: set[str]):
@@ -39,7 +39,11 @@ def arp(ctx: Context) -> list[Finding]:
         if detached_pod_veth(ctx, segment_hosts(hop)) or _down_on_segment(ctx, hop):
             continue  # bridge_port / link_down name the cause
         owners = ctx.topo.owners.get(ip, [])
-        if hop.data.get("vxlan"):
+        if hop.data.get("solicit") is False:
+            obj = hop.evidence[0].object if hop.evidence else f"{ip} dev {dev}"
+            fix = (ns_cmd(host, f"sysctl -w net.ipv4.neigh.{dev}.mcast_solicit=3 net.ipv4.neigh.{dev}.ucast_solicit=3")
+                   + " && " + ip_cmd(host, f"neigh del {ip} dev {dev}"))
+        elif hop.data.get("vxlan"):
             want = hop.data.get("expected")
             fix = ip_cmd(host, f"neigh replace {ip} lladdr {want} dev {dev} nud permanent") if want else \
                 "restart flanneld on this node so it re-installs its neighbours"

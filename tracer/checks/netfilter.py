@@ -69,8 +69,8 @@ def dns(ctx: Context) -> list[Finding]:
             out.append(from_hop(hop, "dns", obj, msg, fix))
     for node in ctx.nodes():
         for text in node.iptables_save.values():
-            if f'"{DNS_SERVICE}:' in text and "has no endpoints" in text:
-                line = next(l for l in text.splitlines() if DNS_SERVICE in l and "has no endpoints" in l)
+            line = next((l for l in text.splitlines() if f"{DNS_SERVICE}:" in l and "has no endpoints" in l), None)
+            if line:
                 out.append(for_host(ctx, node, "dns", line.split("] ", 1)[-1],
                                     "cluster DNS has no endpoints: every lookup in the cluster fails",
                                     "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide  # bring CoreDNS back",

@@ -82,6 +82,13 @@ def host_route(ctx: Context) -> list[Finding]:
         if host.kind == "pod" or down_link_with_address(host):
             continue
         dst = hop.data.get("dst")
+        if host.kind == "network":  # the underlay: a node sent pod traffic out of the cluster network
+            out.append(from_hop(hop, "host_route", f"route to {dst}", f"{dst} reached the underlay network "
+                                f"({host.name}), which cannot route it: a node sent pod traffic out of the "
+                                "cluster network instead of into its VXLAN device",
+                                "fix the node's route to the pod CIDR (see the node's host_route finding)",
+                                severity=WARNING))
+            continue
         want = expected_node_route(ctx, host, dst) if dst else None
         if want and want.dev and host.link(want.dev) and not host.link(want.dev).up:
             continue  # the route went with its device: link_down names that

@@ -83,8 +83,9 @@ def lookup(host: Host, dst: str, *, src: str | None = None, iif: str | None = No
            oif: str | None = None, mark: int = 0) -> Decision:
     """Route `dst` as the kernel would in `host` (iif None = locally generated)."""
     rules = sorted(host.rules, key=lambda r: r.priority) if host.rules else DEFAULT_RULES
-    has_local_table = any((r.table or MAIN) == LOCAL for r in host.routes)
-    if not has_local_table and dst in local_addresses(host):
+    # An address on an interface always has its local route (the kernel adds it with the address);
+    # pasted bundles often lack the local table.
+    if dst in local_addresses(host):
         return Decision(Route(dst=f"{dst}/32", table=LOCAL, type="local", dev="lo"), DEFAULT_RULES[0], True)
     for rule in rules:
         if not _rule_matches(rule, src, dst, iif, oif, mark):

@@ -99,7 +99,10 @@ class Topology:
                 continue
             seen.add(p)
             link = self.link(p)
-            if link is None or not link.up:
+            if link is None:
+                continue
+            if not link.up:  # a down interface is on the segment but passes and answers nothing
+                members.append(p)
                 continue
             host = self.hosts[p.host]
             if link.kind == "bridge":
@@ -127,6 +130,8 @@ class Topology:
                 continue
             host = self.hosts[p.host]
             link = host.link(p.link)
+            if not link.up or not link.carrier:
+                continue
             arp_ignore = host.sysctl(f"net.ipv4.conf.{p.link}.arp_ignore") or host.sysctl("net.ipv4.conf.all.arp_ignore") or "0"
             holds = [a for a in host.addrs if a.address == ip]
             if not holds:
@@ -149,17 +154,27 @@ class Topology:
     def port_towards_mac(self, host: Host, bridge: str, mac: str, exclude: str | None = None) -> Link | None:
         """Flooding: the bridge port whose far side owns `mac` (what the learned FDB would say)."""
         for port in self.bridge_ports(host, bridge):
-            if port.name == exclude:
-                continue
-            for member in self.segment_beyond(Port(host.name, port.name)):
-                link = self.link(member)
-                if link and link.mac == mac:
-                    return port
+            if port.name != exclude and mac in self.macs_beyond(Port(host.name, port.name), set()):
+                return port
         return None
 
-    def segment_beyond(self, port: Port) -> list[Port]:
+    def macs_beyond(self, port: Port, seen: set[Port]) -> set[str]:
+        """MACs reachable through `port`'s veth peer, never coming back through `port`."""
         peer = self.peer(port)
-        return self.segment(peer) if peer else []
+        link = self.link(peer) if peer else None
+        if link is None or peer in seen or not link.up:
+            return set()
+        seen.add(peer)
+        macs = {link.mac} if link.mac else set()
+        if link.master:  # the peer is itself a bridge port: the far bridge and its other ports
+            far = self.hosts[peer.host]
+            bridge = far.link(link.master)
+            if bridge and bridge.mac:
+                macs.add(bridge.mac)
+            for other in self.bridge_ports(far, link.master):
+                if other.name != link.name:
+                    macs |= self.macs_beyond(Port(peer.host, other.name), seen)
+        return macs
 
     def vxlan_devices(self, host: Host) -> list[Link]:
         return [l for l in host.links if l.kind == "vxlan" and l.vxlan]

@@ -26,7 +26,7 @@ MAX_HOPS = 200
 # Reasons after which the kernel's next step is unknowable: the walk stops there.
 HARD_STOPS = {"no_route", "route_blackhole", "route_unreachable", "route_prohibit", "neigh_unresolved",
               "bridge_no_port", "leaves_snapshot", "mac_mismatch", "no_vxlan_receiver", "ttl_exceeded",
-              "no_listener", "link_missing", "fdb_missing_unknown", "loop"}
+              "no_listener", "link_missing", "wrong_host", "fdb_missing_unknown", "loop"}
 
 
 class Stop(Exception):
@@ -78,6 +78,8 @@ class Walk:
         self.direction = "request"
         self.nat: list[NatEntry] = []
         self.delivered_at: str | None = None
+        self.src_host: str | None = None
+        self.dst_host: str | None = None  # the namespace the user means to reach, when known
         self.alternative: list[str] = []
 
     # -- recording --------------------------------------------------------------------------
@@ -216,6 +218,11 @@ class Walk:
                       ip=ip, macs=macs, owners=owners)
             return self.preferred_mac(ip, answers)
         if macs:
+            if entry and not can_solicit(host, link.name):
+                self.fail(host, "neigh", link.name, "neigh_unresolved",
+                          f"{ip} is {'/'.join(entry.state)} and {link.name} sends no ARP requests "
+                          f"(mcast_solicit/app_solicit = 0), though {owners[0]} would answer", evidence=ev, ip=ip,
+                          state=entry.state, segment=[], solicit=False)
             if entry:  # FAILED/INCOMPLETE but someone answers: the kernel re-resolves on next send
                 self.hop(host, "neigh", link.name, status=WARN, reason="neigh_stale_failure",
                          detail=f"{ip} is {'/'.join(entry.state)} in the neighbour table, though {owners[0]} answers",
@@ -289,6 +296,7 @@ class Walk:
                       f"neighbour {nexthop} → {mac}, but the VTEP {owner.host}/{owner.link} has {true_mac}",
                       evidence=ev, ip=nexthop, mac=mac, expected=true_mac, permanent="PERMANENT" in entry.state,
                       owners=[f"{owner.host}/{owner.link}"])
+            mac = true_mac  # go on as flannel meant, to find what else is wrong
         else:
             self.hop(host, "neigh", vx.name, detail=f"{nexthop} is {mac} ({'/'.join(entry.state)})",
                      evidence=ev, ip=nexthop, mac=mac)
@@ -397,8 +405,13 @@ class Walk:
         if pkt.inner is not None or (pkt.proto == "udp" and self.vxlan_for(host, pkt)):
             self.decap(host, pkt)
             return
-        if pkt.proto in ("tcp", "udp"):
-            self.check_listener(host, pkt)
+        expected = self.dst_host if self.direction == "request" else self.src_host
+        if expected and host.name != expected:
+            self.fail(host, "deliver", dev, "wrong_host", f"{pkt.dst} is delivered to {host.name}, not {expected}: "
+                      f"another interface answers for {pkt.dst}", expected=expected, ip=pkt.dst,
+                      owners=[f"{p.host}/{p.link}" for p in self.topo.owners.get(pkt.dst, [])])
+        if pkt.proto in ("tcp", "udp") and self.direction == "request":
+            self.check_listener(host, pkt)  # a reply goes to the connected socket that sent the request
         self.hop(host, "deliver", dev, detail=f"delivered to {host.name} ({pkt.proto} {pkt.dst}"
                  f"{':' + str(pkt.dport) if pkt.dport else ''})")
         self.delivered_at = host.name
@@ -449,16 +462,13 @@ class Walk:
     # -- driver -----------------------------------------------------------------------------
     def run(self, src_host: Host, dst_host: str | None) -> Path:
         flow = self.flow
+        self.src_host, self.dst_host = src_host.name, dst_host
         pkt = Pkt(src=flow.src, dst=flow.dst, proto=flow.proto, sport=flow.sport, dport=flow.dport,
                   size=flow.size, icmp_type=8 if flow.proto == "icmp" else None)
         try:
             self.send(src_host, pkt)
         except Stop:
             pass
-        if self.delivered_at and not self.path.problems:
-            if dst_host and self.delivered_at != dst_host:
-                self.hop(self.topo.host(self.delivered_at), "deliver", None, status=FAIL, reason="wrong_host",
-                         detail=f"delivered to {self.delivered_at}, not {dst_host}", expected=dst_host)
         if self.delivered_at and self.delivered_at != src_host.name:
             self.reply(src_host)
         self.path.outcome = outcome(self.path, src_host.name)
@@ -476,9 +486,13 @@ class Walk:
             self.send(at, rep)
         except Stop:
             return
-        if self.delivered_at and self.delivered_at != src_host.name:
-            self.hop(self.topo.host(self.delivered_at), "deliver", None, status=FAIL, reason="wrong_host",
-                     detail=f"reply delivered to {self.delivered_at}, not {src_host.name}", expected=src_host.name)
+
+
+def can_solicit(host: Host, dev: str) -> bool:
+    """Whether the kernel sends ARP requests on `dev` to re-resolve a failed neighbour."""
+    def get(key: str) -> int:
+        return int(host.sysctl(f"net.ipv4.neigh.{dev}.{key}") or (3 if key != "app_solicit" else 0))
+    return get("mcast_solicit") + get("app_solicit") > 0
 
 
 def link_text(link: Link) -> str:
@@ -494,7 +508,10 @@ def link_text(link: Link) -> str:
 
 
 def outcome(path: Path, src_host: str) -> str:
-    first = next((h for h in path.hops if h.status == FAIL), None)
+    fails = [h for h in path.hops if h.status == FAIL]
+    if any(h.reason == "wrong_host" for h in fails):
+        return "misdelivered"  # a duplicate address upstream is why, not a drop
+    first = next((h for h in fails if h.reason != "neigh_conflict"), None)
     if first is None:
         return "delivered" if any(h.point == "deliver" for h in path.hops) else "lost"
     if first.reason in ("nf_reject", "no_listener"):

@@ -345,7 +345,9 @@ def fdb(ctx: Ctx) -> None:
 
 # --- sysctls --------------------------------------------------------------------------------
 
-CONF_KEYS = ("rp_filter", "forwarding", "proxy_arp", "accept_local")
+CONF_KEYS = ("rp_filter", "forwarding", "proxy_arp", "accept_local", "arp_ignore")
+# Whether the kernel may (re)send ARP for a FAILED/INCOMPLETE neighbour at all.
+NEIGH_KEYS = ("mcast_solicit", "ucast_solicit", "app_solicit")
 
 
 def _read(path: str) -> str | None:
@@ -376,6 +378,10 @@ def sysctls(ctx: Ctx) -> None:
             v = _read(f"{base}/ipv4/conf/{dev}/{key}")
             if v is not None:
                 out[f"net.ipv4.conf.{dev}.{key}"] = v
+        for key in NEIGH_KEYS:
+            v = _read(f"{base}/ipv4/neigh/{dev}/{key}")
+            if v is not None:
+                out[f"net.ipv4.neigh.{dev}.{key}"] = v
     for key in ("bridge-nf-call-iptables",):
         v = _read(f"{base}/bridge/{key}")
         if v is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -51,7 +52,10 @@ def main() -> int:
         t, _ = timed(lambda: diagnose(bundle, "pod-a", "svc/default/web:80"), args.runs)
         rows.append(("diagnose pod-a → svc/default/web (2 endpoints)", t, 2.0))
         t, _ = timed(lambda: diagnose(lab_snapshot(name), "pod-a", "pod-b"), args.runs)
-        rows.append(("snapshot + diagnose (what the CLI does)", t, 2.0))
+        rows.append(("snapshot + diagnose (in process)", t, 2.0))
+        cli = [os.path.join(os.path.dirname(sys.executable), "podpath"), "diagnose", "pod-a", "pod-b", "--lab", name]
+        t, _ = timed(lambda: subprocess.run(cli, capture_output=True), args.runs)
+        rows.append(("`podpath diagnose pod-a pod-b` end to end (CLI)", t, 2.0))
     finally:
         t0 = time.perf_counter()
         lab.down()

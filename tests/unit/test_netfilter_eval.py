@@ -34,7 +34,7 @@ def save(*tables: str) -> str:
 
 
 def filter_table(*rules: str, forward: str = "ACCEPT", chains: tuple[str, ...] = ()) -> str:
-    head = [f"*filter", ":INPUT ACCEPT [0:0]", f":FORWARD {forward} [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    head = ["*filter", ":INPUT ACCEPT [0:0]", f":FORWARD {forward} [0:0]", ":OUTPUT ACCEPT [0:0]"]
     return "\n".join(head + [f":{c} - [0:0]" for c in chains] + list(rules) + ["COMMIT"])
 
 

@@ -6,7 +6,7 @@ import ipaddress
 
 from ..bundle import Host, Route
 from ..model.routing import lookup
-from .base import ERROR, WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, \
+from .base import WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, \
     pod_gateway, subnet_of, vxlan_of
 
 ROUTE_FAILS = ("no_route", "route_blackhole", "route_unreachable", "route_prohibit")

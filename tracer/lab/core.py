@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
 
 from ..bundle import Inventory
 from ..errors import LabError, PermissionNeeded, UsageError
+from ..targets import HostRef
 from . import state
 from .faults import FAULTS, Flow
 from .topology import DEFAULT_LAB, NODES, PODS, UNDERLAY, Names, base_inventory, check_lab_name
 
 
-@dataclass
-class HostRef:
-    """A namespace to snapshot: short name (node-a, pod-a, underlay), kind node|pod|network."""
-
-    name: str
-    kind: str
-    node: str | None
-    netns: str
-    namespace: str | None = None
 
 
 def require_root(what: str) -> None:

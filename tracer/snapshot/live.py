@@ -23,11 +23,11 @@ import errno
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..bundle import Bundle, Host
 from ..errors import NodeError, PermissionNeeded
+from ..targets import HostRef
 from .collectors import COLLECTORS, Ctx, Flow, proto_number, run_collectors
 
 __all__ = ["HostRef", "collect_host", "collect", "Flow", "COLLECTORS"]
@@ -45,15 +45,6 @@ SOURCES = (
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
-@dataclass
-class HostRef:
-    """What to read: a namespace and the name it gets in the bundle."""
-
-    name: str
-    kind: str = "node"
-    node: str | None = None
-    netns: str | None = None  # a name under /run/netns, a path (/proc/PID/ns/net), or None = ours
-    namespace: str | None = None
 
 
 def _netns_path(netns: str) -> str:

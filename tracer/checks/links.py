@@ -14,6 +14,7 @@ def link_down(ctx: Context) -> list[Finding]:
         link = host.link(hop.data["link"])
         out.append(from_hop(hop, "link_down", link_text(link), f"{link.name} in {host.name} is down ({hop.detail})",
                             ip_cmd(host, f"link set {link.name} up")))
+    out += vxlan_devices(ctx)
     for _, hop in ctx.hops(*ROUTE_FAILS):  # a down interface takes its routes with it
         host = ctx.host(hop.host)
         link = down_link_with_address(host)
@@ -33,6 +34,38 @@ def link_down(ctx: Context) -> list[Finding]:
                                 ip_cmd(host, f"link set {link.name} up"),
                                 severity=ERROR if host.name in on_path or not ctx.paths else WARNING,
                                 device=link.name, evidence=[("link", link_text(link))]))
+    return out
+
+
+def vxlan_devices(ctx: Context) -> list[Finding]:
+    """Every node needs the VXLAN device its peers send to, with the same VNI and UDP port."""
+    out = []
+    for _, hop in ctx.hops("no_vxlan_receiver"):
+        host = ctx.host(hop.host)
+        vx = vxlan_of(host)
+        have = f"{vx.name} has VNI {vx.vxlan.vni}, port {vx.vxlan.port}" if vx else "there is no VXLAN device"
+        out.append(from_hop(hop, "link_down", link_text(vx) if vx else f"VXLAN VNI {hop.data.get('vni')}",
+                            f"{hop.detail}: {have}; the encapsulated packet is dropped",
+                            "re-create it as flannel does (restart flanneld on this node): VNI "
+                            f"{hop.data.get('vni')}, dstport {hop.data.get('port')}, nolearning"))
+    nodes = [(n, vxlan_of(n)) for n in ctx.nodes()]
+    with_vx = [(n, vx) for n, vx in nodes if vx]
+    if not with_vx:
+        return out
+    ref_node, ref = with_vx[0]
+    for node, vx in nodes:
+        if vx is None:
+            out.append(for_host(ctx, node, "link_down", f"{ref.name} (missing)",
+                                f"{node.name} has no VXLAN device while {ref_node.name} has {ref.name}: "
+                                "it cannot reach pods on other nodes", "restart flanneld on this node so it "
+                                f"re-creates {ref.name} (VNI {ref.vxlan.vni}, dstport {ref.vxlan.port})",
+                                device=ref.name))
+        elif (vx.vxlan.vni, vx.vxlan.port) != (ref.vxlan.vni, ref.vxlan.port):
+            out.append(for_host(ctx, node, "link_down", link_text(vx),
+                                f"{vx.name} on {node.name} has VNI {vx.vxlan.vni} port {vx.vxlan.port}, but "
+                                f"{ref_node.name} uses VNI {ref.vxlan.vni} port {ref.vxlan.port}: they cannot "
+                                "exchange packets", "make every node's flannel backend config agree "
+                                "(net-conf.json Backend.VNI / Port) and restart flanneld", device=vx.name))
     return out
 
 

@@ -178,6 +178,7 @@ class Walk:
         if link.mtu and pkt.size > link.mtu:
             self.fail(host, "egress", dev, "mtu_exceeded", f"{pkt.size}-byte packet with DF set exceeds "
                       f"{dev} MTU {link.mtu}", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
+            pkt.size = link.mtu  # walk on with a packet that fits, so one MTU problem is reported once
         if link.kind == "vxlan":
             self.vxlan_xmit(host, link, nexthop, pkt)
             return
@@ -340,6 +341,9 @@ class Walk:
         if link.mtu and pkt.size > link.mtu and link.kind == "veth":
             self.fail(host, "ingress", dev, "mtu_exceeded", f"{pkt.size}-byte frame exceeds {dev} MTU {link.mtu}; "
                       "the veth drops it", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
+            pkt.size = link.mtu
+            if pkt.inner is not None:
+                pkt.inner.size = min(pkt.inner.size, link.mtu - VXLAN_OVERHEAD)
         if link.master:
             bridge = host.link(link.master)
             if bridge is None:
@@ -428,7 +432,8 @@ class Walk:
         vx = self.vxlan_for(host, outer)
         if vx is None:
             self.fail(host, "decap", None, "no_vxlan_receiver",
-                      f"nothing receives VXLAN VNI {outer.vni} on UDP {outer.dport} at {outer.dst}")
+                      f"nothing receives VXLAN VNI {outer.vni} on UDP {outer.dport} at {outer.dst}",
+                      vni=outer.vni, port=outer.dport)
         self.hop(host, "decap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} from {outer.src}")
         if outer.inner_mac and vx.mac and outer.inner_mac != vx.mac:
             self.fail(host, "decap", vx.name, "mac_mismatch",
@@ -521,7 +526,8 @@ def outcome(path: Path, src_host: str) -> str:
     if first.reason == "leaves_snapshot":
         return "lost"
     if first.host == src_host and first.direction == "request" and first.reason in (
-            "no_route", "route_unreachable", "route_prohibit", "route_blackhole", "link_down", "neigh_unresolved"):
+            "no_route", "route_unreachable", "route_prohibit", "route_blackhole", "link_down", "neigh_unresolved",
+            "mtu_exceeded", "nf_drop", "nf_reject"):
         return "unsent"
     return "dropped"
 

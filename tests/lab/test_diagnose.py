@@ -202,3 +202,31 @@ def test_pasted_output_diagnoses_node_wide_problems(tmp_path):
     causes = {(x["cause"], x["severity"]) for x in findings}
     assert ("ip_conflict", "error") in causes and ("arp", "warning") in causes
     assert r.returncode == 1
+
+
+def test_hand_made_missing_vxlan_device_is_named(clean_lab):
+    """flannel.1 deleted on node-a: its routes vanish and pod traffic leaks to the underlay."""
+    sh(clean_lab, "node-a", "ip link del flannel.1")
+    try:
+        result = diagnose(lab_snapshot(clean_lab.name), "pod-a", "pod-b")
+        f = next(f for f in result.errors if f.cause == "link_down")
+        assert (f.node, f.location, f.device) == ("node-a", "host", "flannel.1")
+        assert result.paths[0].outcome != "delivered"
+    finally:
+        clean_lab.down()  # up cannot re-create a deleted VXLAN device in place of flanneld
+        clean_lab.up()
+
+
+def test_hand_made_vni_mismatch_is_named(clean_lab):
+    sh(clean_lab, "node-b", "m=$(cat /sys/class/net/flannel.1/address); ip link del flannel.1; "
+       "ip link add flannel.1 address $m type vxlan id 2 dstport 8472 local 192.168.56.12 dev eth0 nolearning; "
+       "ip addr add 10.244.1.0/32 dev flannel.1; ip link set flannel.1 mtu 1450 up; "
+       "ip route add 10.244.0.0/24 via 10.244.0.0 dev flannel.1 onlink")
+    try:
+        result = diagnose(lab_snapshot(clean_lab.name), "pod-a", "pod-b")
+        f = next(f for f in result.errors if f.cause == "link_down")
+        assert (f.node, f.location) == ("node-b", "host") and "VNI 2" in f.message
+        assert result.paths[0].outcome == "dropped"
+    finally:
+        clean_lab.down()
+        clean_lab.up()

@@ -63,6 +63,7 @@ def test_service_has_one_path_per_endpoint_each_delivered(healthy):
     assert result.flow.proto == "tcp" and result.flow.dport == 80
     assert sorted(p.alternative for p in result.paths) == ["10.244.0.3:8080", "10.244.1.2:8080"]
     assert all(p.outcome == "delivered" for p in result.paths)
+    assert [round(p.probability, 3) for p in result.paths] == [0.5, 0.5]  # kube-proxy's statistic split
     # the reply comes back from the ClusterIP, not the endpoint (conntrack's reverse DNAT)
     delivered = [h for h in result.paths[0].hops if h.direction == "reply" and h.point == "deliver"]
     assert delivered and delivered[-1].host == "pod-a"

@@ -115,6 +115,7 @@ class Walk:
         if not results:
             return pkt
         pick = results[self.choose(len(results))] if len(results) > 1 else results[0]
+        self.path.probability *= pick.probability
         out = dataclasses.replace(pkt, src=pick.packet.src, dst=pick.packet.dst, sport=pick.packet.sport,
                                   dport=pick.packet.dport, mark=pick.packet.mark)
         nat_text = [r.text for r in pick.nat]
@@ -574,7 +575,4 @@ class Model:
             for i in range(len(choices), len(walk.branch_sizes)):
                 for alt in range(1, walk.branch_sizes[i]):
                     todo.append(choices + [0] * (i - len(choices)) + [alt])
-        total = sum(1 for _ in paths)
-        for p in paths:
-            p.probability = 1.0 / total if total else 1.0
         return paths

@@ -16,24 +16,20 @@ so `peer_netnsid` + `peer_index` name exactly one (host, ifname).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as _dt
-import errno
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
 
 from ..bundle import Bundle, Host
-from ..errors import NodeError, PermissionNeeded
+from ..netns import enter as _setns
+from ..netns import in_thread as _in_thread
+from ..netns import open_netns as _open_netns
 from ..targets import HostRef
 from .collectors import COLLECTORS, Ctx, Flow, proto_number, run_collectors
 
 __all__ = ["HostRef", "collect_host", "collect", "Flow", "COLLECTORS"]
 
-NETNS_RUN_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
 MAX_WORKERS = 4  # measured on 2 cores: 1 -> 265 ms, 4 -> 205 ms, 8 -> 230 ms for 8 netns
 # Host.sources beyond "netlink": what else a snapshot read, when those collectors succeeded.
 SOURCES = (
@@ -41,41 +37,6 @@ SOURCES = (
     ("iptables-save", {"iptables", "iptables-legacy"}),
     ("nft", {"nftables"}),
 )
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-
-
-def _netns_path(netns: str) -> str:
-    return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
-
-
-def _open_netns(netns: str | None) -> int:
-    """An fd for the namespace (None = the calling thread's). NodeError if it does not exist."""
-    if netns is None:
-        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    path = _netns_path(netns)
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NodeError(
-            f"network namespace '{netns}' does not exist; list them with `ip netns list`"
-        ) from None
-    except PermissionError:
-        raise PermissionNeeded(
-            f"cannot open network namespace '{netns}' ({path}); run podpath as root"
-        ) from None
-
-
-def _setns(fd: int, netns: str | None) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        if err == errno.EPERM:
-            raise PermissionNeeded(
-                f"entering network namespace '{netns}' needs CAP_SYS_ADMIN; run podpath as root"
-            )
-        raise NodeError(f"cannot enter network namespace '{netns}': {os.strerror(err)}")
 
 
 def _flow(flow: Any) -> Flow | None:
@@ -136,24 +97,6 @@ def _read_namespace(ref: Any, fd: int, flow: Flow | None, others: Sequence[tuple
         if ran & names:
             host.sources.append(source)
     return host, nsids
-
-
-def _in_thread(fn, *args):
-    """Run fn in a fresh thread (which may setns freely and then dies); re-raise its error."""
-    box: dict[str, Any] = {}
-
-    def body():
-        try:
-            box["value"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001
-            box["error"] = e
-
-    t = threading.Thread(target=body, name="podpath-netns", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def collect_host(ref: Any, *, flow: Any = None, only: Iterable[str] | None = None) -> Host:

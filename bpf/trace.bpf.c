@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+/* podpath tracepoint programs (tp_btf: BTF-typed raw tracepoints, no kprobes needed), and a
+ * BPF netfilter program. They share the tc object's maps (the loader reuses their fds). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "podpath.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Where the IPv4 header starts: the network header, or skb->data where the network header is
+ * not set yet (net:netif_receive_skb fires before skb_reset_network_header). */
+#define PP_NH_NETWORK 0
+#define PP_NH_DATA    1
+
+static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, __u64 location,
+				    __u32 reason, bool match_untracked, bool untrack, int nh_from,
+				    __s32 nf_prio)
+{
+	struct pp_tuple outer = {}, m = {};
+	__u64 addr = (__u64)skb;
+	__u64 *seen = bpf_map_lookup_elem(&pp_tracked, &addr);
+	__u8 f = 0;
+
+	if (!seen && !match_untracked)
+		return 0;
+
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u32 off;
+	if (nh_from == PP_NH_DATA)
+		off = (__u32)(BPF_CORE_READ(skb, data) - head);
+	else
+		off = BPF_CORE_READ(skb, network_header);
+	if (BPF_CORE_READ(skb, protocol) == bpf_htons(PP_ETH_P_IP) && off != 0xffff && off < 0x10000)
+		f = pp_match(NULL, head, false, off, &pp_cfg, &outer, &m);
+
+	if (!seen && !(f & PP_EV_MATCHED))
+		return 0;
+	if (seen) {
+		f |= PP_EV_TRACKED;
+		if (untrack)
+			bpf_map_delete_elem(&pp_tracked, &addr);
+	} else if (!untrack) {
+		__u64 now = bpf_ktime_get_ns();
+		bpf_map_update_elem(&pp_tracked, &addr, &now, BPF_ANY);
+	}
+
+	struct pp_event *e = pp_reserve();
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skb = addr;
+	e->location = location;
+	e->reason = reason;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	} else {
+		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
+	}
+	e->mark = BPF_CORE_READ(skb, mark);
+	e->len = BPF_CORE_READ(skb, len);
+	e->kind = kind;
+	e->point = point;
+	e->nf_prio = nf_prio;
+	e->cpu = bpf_get_smp_processor_id();
+	if (f & PP_EV_MATCHED)
+		pp_fill_tuple(e, &m, &outer, f);
+	else if (outer.ok)
+		pp_fill_tuple(e, &outer, &outer, PP_EV_PARSED), f |= PP_EV_PARSED;
+	e->flags = f;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(pp_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	return pp_trace(skb, PP_KIND_KFREE_SKB, 0, (__u64)location, (__u32)reason, true, true,
+			PP_NH_NETWORK, 0);
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(pp_consume_skb, struct sk_buff *skb, void *location)
+{
+	return pp_trace(skb, PP_KIND_CONSUME_SKB, 0, (__u64)location, 0, false, true,
+			PP_NH_NETWORK, 0);
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(pp_netif_rcv, struct sk_buff *skb)
+{
+	return pp_trace(skb, PP_KIND_NETIF_RECEIVE, PP_POINT_INGRESS, 0, 0, false, false,
+			PP_NH_DATA, 0);
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	return pp_trace(skb, PP_KIND_XMIT, PP_POINT_EGRESS, 0, 0, false, false,
+			PP_NH_NETWORK, 0);
+}
+
+/* BPF netfilter link program: libbpf 1.1 does not know SEC("netfilter"); the loader sets the
+ * program type (BPF_PROG_TYPE_NETFILTER) and attach type (BPF_NETFILTER) itself. It matches
+ * the filter (or a tracked skb) and always accepts. */
+SEC("netfilter")
+int pp_nf(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	__u8 hook = BPF_CORE_READ(ctx, state, hook);
+
+	pp_trace(skb, PP_KIND_NF, hook, 0, 0, true, false, PP_NH_NETWORK, 0);
+	return 1; /* NF_ACCEPT */
+}

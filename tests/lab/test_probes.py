@@ -1,0 +1,239 @@
+"""Real BPF against real namespaces (root): tc via tcx links, tp_btf drop events, kill -9 cleanup.
+
+Two throwaway namespaces ppbpf-<hex>-a / -b joined by one veth (TEST-NET-1 addresses, nothing in
+the root namespace), deleted in the finalizer even when a test fails. After every test no podpath
+program may be left loaded (`bpftool prog show`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads BPF programs and builds namespaces"),
+    pytest.mark.skipif(not shutil.which("bpftool"), reason="needs bpftool to check for leftovers"),
+]
+
+from podpath.tracer.probes import PROGRAM_NAMES, Filter, Probes, object_path  # noqa: E402
+
+A_IP, B_IP = "192.0.2.1", "192.0.2.2"
+ICMP_ID, OTHER_ID = 0x5151, 0x6262
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+def podpath_programs() -> list[str]:
+    """Names of podpath programs still loaded, per `bpftool prog show`."""
+    progs = json.loads(sh("bpftool", "prog", "show", "-j").stdout or "[]")
+    ours = {n[:15] for n in PROGRAM_NAMES}
+    return [p.get("name", "") for p in progs if p.get("name", "") in ours]
+
+
+def wait_no_programs(timeout: float = 3.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := podpath_programs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def netns_inode(name: str) -> int:
+    return os.stat(f"/run/netns/{name}").st_ino
+
+
+@pytest.fixture
+def pair():
+    """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
+    if not os.path.exists(object_path("tc")):
+        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    prefix = f"ppbpf-{secrets.token_hex(3)}"
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
+        for ns, dev, ip in ((a, "va", A_IP), (b, "vb", B_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        for ns in (a, b):
+            sh("ip", "netns", "del", ns, check=False)
+        left = wait_no_programs()
+        assert not left, f"podpath BPF programs still loaded after the test: {left}"
+
+
+def ping(ns: str, dst: str, ident: int, count: int = 3) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i", "0.05", "-W", "1",
+              "-e", str(ident), dst, check=False)
+
+
+def collect(p: Probes, settle_ms: int = 200) -> list:
+    p.poll(settle_ms)
+    return p.events
+
+
+def test_tcx_sees_exactly_the_filtered_flow(pair):
+    a, b = pair
+    flt = Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID)
+    with Probes(flt) as p:
+        p.attach_tc(a, "va")
+        p.attach_tc(b, "vb")
+        p.attach_tracepoints()  # consume_skb/kfree_skb untrack freed skbs
+        links = [l.what for l in p.links]
+        assert sum(w.startswith("tcx/") for w in links) == 4, links
+        assert ping(a, B_IP, ICMP_ID).returncode == 0, "ping must succeed with the probes attached"
+        assert ping(a, B_IP, OTHER_ID).returncode == 0
+        events = collect(p)
+        assert p.lost() == 0
+        timings = dict(p.timings)
+    print(f"\nprobe timings: {timings}; {len(events)} events")
+
+    tc = [e for e in events if e.kind == "tc"]
+    egress_a = [e for e in tc if e.point == "egress" and e.netns == netns_inode(a)]
+    ingress_b = [e for e in tc if e.point == "ingress" and e.netns == netns_inode(b)]
+    assert [e.icmp_seq for e in egress_a] == [1, 2, 3]
+    assert [e.icmp_seq for e in ingress_b] == [1, 2, 3]
+    for e in egress_a + ingress_b:
+        assert (e.saddr, e.daddr, e.proto, e.icmp_id, e.icmp_type) == (A_IP, B_IP, "icmp", ICMP_ID, 8)
+        assert "matched" in e.flags and not e.inner
+    # the same skb crosses the veth: B's ingress sees the skb A's egress tracked
+    assert [e.skb for e in egress_a] == [e.skb for e in ingress_b]
+    assert all("tracked" in e.flags for e in ingress_b)
+    assert not [e for e in events if e.icmp_id == OTHER_ID], "another flow's packets were reported"
+    assert len(tc) == 6, [(e.point, e.netns, e.icmp_seq, e.saddr) for e in tc]
+
+
+def test_bidir_reports_the_reply(pair):
+    a, b = pair
+    with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID, bidir=True)) as p:
+        p.attach_tc(a, "va")
+        p.attach_tracepoints()
+        assert ping(a, B_IP, ICMP_ID, count=2).returncode == 0
+        events = [e for e in collect(p) if e.kind == "tc"]
+    replies = [e for e in events if e.point == "ingress"]
+    assert [(e.saddr, e.daddr, e.icmp_type, e.icmp_seq) for e in replies] == [(B_IP, A_IP, 0, 1), (B_IP, A_IP, 0, 2)]
+    assert all("reply" in e.flags for e in replies)
+
+
+def test_kfree_skb_netfilter_drop(pair):
+    a, b = pair
+    sh("ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "icmp", "-s", A_IP, "-j", "DROP")
+    with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID)) as p:
+        p.attach_tc(a, "va")
+        p.attach_tracepoints()
+        assert ping(a, B_IP, ICMP_ID, count=2).returncode != 0, "the DROP rule should drop the echo"
+        events = collect(p)
+    drops = [e for e in events if e.kind == "kfree_skb"]
+    assert len(drops) == 2, [(e.kind, e.point, e.drop_reason) for e in events]
+    for d in drops:
+        assert d.drop_reason == "NETFILTER_DROP"
+        # where netfilter frees it: nf_hook_slow, or (6.x, NF_DROP_REASON) the table walker itself
+        assert d.location_sym and d.location_sym.split("+")[0] in (
+            "nf_hook_slow", "nft_do_chain", "ipt_do_table"), d.location_sym
+        assert d.netns == netns_inode(b)
+        assert (d.saddr, d.daddr, d.icmp_id) == (A_IP, B_IP, ICMP_ID)
+        assert "tracked" in d.flags  # attributed through A's tc egress
+    print(f"\ndrop events: {[(d.drop_reason, d.location_sym) for d in drops]}")
+
+
+def test_netfilter_links_see_the_hooks(pair):
+    a, b = pair
+    with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID), netfilter=True) as p:
+        p.attach_netfilter(b, hooks=("prerouting", "input"))
+        p.attach_netfilter(a, hooks=("output", "postrouting"))
+        assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
+        nf = [e for e in collect(p) if e.kind == "netfilter"]
+    assert [e.point for e in nf] == ["output", "postrouting", "prerouting", "input"]
+
+
+KILLED_LOADER = r"""
+import sys, time
+from podpath.tracer.probes import Filter, Probes
+a, b = sys.argv[1], sys.argv[2]
+p = Probes(Filter(proto="icmp", icmp_id=0x5151), netfilter=True)
+p.attach_tc(a, "va"); p.attach_tc(b, "vb"); p.attach_tracepoints(); p.attach_netfilter(b)
+print("ready", len(p.links), flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigkill_leaves_nothing_behind(pair):
+    a, b = pair
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_LOADER, a, b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), proc.stderr.read() if proc.poll() is not None else line
+        assert int(line.split()[1]) == 4 + 4 + 5
+        assert set(podpath_programs()) >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf"}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert wait_no_programs() == [], "the kernel should release fd-owned links and programs"
+    links = json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")
+    assert not [l for l in links if l.get("type") in ("tcx", "netfilter")
+                and l.get("prog_id") in {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "-j").stdout)
+                                         if p.get("name", "").startswith("pp_")}]
+    assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
+
+
+def test_vxlan_inner_packet_is_recognised(pair):
+    """flannel-style VXLAN (UDP 8472) over the veth: the underlay probe sees the inner flow."""
+    a, b = pair
+    inner = {a: "198.51.100.1", b: "198.51.100.2"}
+    for ns, local, remote in ((a, A_IP, B_IP), (b, B_IP, A_IP)):
+        sh("ip", "-n", ns, "link", "add", "vx0", "type", "vxlan", "id", "1", "dstport", "8472",
+           "local", local, "remote", remote, "dev", "va" if ns == a else "vb")
+        sh("ip", "-n", ns, "addr", "add", f"{inner[ns]}/24", "dev", "vx0")
+        sh("ip", "-n", ns, "link", "set", "vx0", "up")
+    with Probes(Filter(saddr=inner[a], daddr=inner[b], proto="icmp", icmp_id=ICMP_ID)) as p:
+        p.attach_tc(a, "va")   # the underlay: only encapsulated packets cross it
+        p.attach_tc(a, "vx0")  # the VXLAN device: the plain inner packet
+        p.attach_tracepoints()
+        assert ping(a, inner[b], ICMP_ID, count=2).returncode == 0
+        tc = [e for e in collect(p) if e.kind == "tc" and e.point == "egress"]
+    under = [e for e in tc if e.inner]
+    plain = [e for e in tc if not e.inner]
+    assert [e.icmp_seq for e in under] == [1, 2] and [e.icmp_seq for e in plain] == [1, 2]
+    for e in under:
+        assert (e.saddr, e.daddr, e.outer_saddr, e.outer_daddr) == (inner[a], inner[b], A_IP, B_IP)
+
+
+def test_clsact_fallback_and_sweep(pair):
+    """The legacy path works too, and leaves no filter behind on close (or after a sweep)."""
+    from podpath.tracer.probes import sweep_clsact
+
+    a, b = pair
+    with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID)) as p:
+        p.attach_tc(a, "va", mode="clsact")
+        p.attach_tracepoints()
+        assert "pp_tc_egress" in sh("ip", "netns", "exec", a, "tc", "filter", "show", "dev", "va", "egress").stdout
+        assert ping(a, B_IP, ICMP_ID, count=2).returncode == 0
+        tc = [e for e in collect(p) if e.kind == "tc"]
+    assert [e.icmp_seq for e in tc if e.point == "egress"] == [1, 2]
+    for d in ("ingress", "egress"):
+        assert "pp_tc" not in sh("ip", "netns", "exec", a, "tc", "filter", "show", "dev", "va", d).stdout
+    # a filter a killed process left behind is removed by the sweep
+    p = Probes(Filter(proto="icmp"), tracepoints=False)
+    p.attach_tc(b, "vb", mode="clsact")
+    p.links.clear()  # forget it, as a killed process would
+    p.close()
+    assert "pp_tc" in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
+    assert sweep_clsact(b, ["vb"]) == 2
+    assert "pp_tc" not in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout

@@ -1,0 +1,238 @@
+"""eBPF probes: load podpath's BPF objects with one filter, attach them, read one event stream.
+
+    from podpath.tracer.probes import Probes, Filter
+    with Probes(Filter(saddr="10.244.0.2", daddr="10.244.1.3", proto="icmp", icmp_id=4242, bidir=True)) as p:
+        p.attach_tc("pp-node1", "cni0")          # tcx ingress+egress, in that namespace
+        p.attach_tracepoints()                   # kfree_skb, consume_skb, netif_receive_skb, xmit
+        ... send the test packets ...
+        events = p.poll(timeout_ms=200)          # list[Event]
+        p.lost()                                 # ring buffer reservations that failed
+
+tc.bpf.o is loaded first; trace.bpf.o reuses its maps (one ring buffer, one tracked-skb table, one
+loss counter). Every attachment is a link fd owned by this process (tcx, tp_btf, netfilter), so the
+kernel detaches everything if the process dies; the clsact fallback (kernels without tcx) is the
+one exception and is swept by `sweep_clsact`. This is the per-node unit a future `podpath agent`
+runs: a Filter in, Events out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import NodeError
+from . import libbpf
+from .events import Event, EventError, Filter, Kallsyms, RawConfig, RawEvent, decode, drop_reason_names
+from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
+
+__all__ = ["Probes", "Filter", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
+           "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
+
+SHARED_MAPS = ("pp_events", "pp_tracked", "pp_lost")
+TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
+TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit")
+NF_PROGRAM = "pp_nf"
+PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + (NF_PROGRAM,)
+
+
+def bpf_dir() -> Path:
+    """Where the built objects are: $PODPATH_BPF_DIR, else the podpath.bpf package folder."""
+    env = os.environ.get("PODPATH_BPF_DIR")
+    if env:
+        return Path(env)
+    import podpath.bpf
+    return Path(podpath.bpf.__file__).parent
+
+
+def object_path(name: str) -> str:
+    p = bpf_dir() / f"{name}.bpf.o"
+    if not p.exists():
+        raise NodeError(f"BPF object {p} not built: run `make -C bpf`")
+    return str(p)
+
+
+def loaded_podpath_programs() -> list[tuple[int, str]]:
+    """podpath's programs still loaded anywhere on the machine (should be none between traces)."""
+    names = {n[:15] for n in PROGRAM_NAMES}
+    return [(i, n) for i, n in libbpf.loaded_programs() if n in names]
+
+
+def sweep_clsact(netns: str | None, ifnames) -> int:
+    """Remove podpath's legacy clsact filters from devices in a namespace; how many were removed."""
+    def body():
+        import socket
+        n = 0
+        for ifname in ifnames:
+            try:
+                n += ClsactFilter.sweep(socket.if_nametoindex(ifname))
+            except OSError:
+                continue
+        return n
+    return libbpf.in_netns_thread(body, netns)
+
+
+class Probes:
+    """One trace's probes: both objects loaded with one filter, links, and the ring buffer reader."""
+
+    def __init__(self, flt: Filter, *, tracepoints: bool = True, netfilter: bool = False) -> None:
+        self.filter = flt
+        self.links: list[Link | ClsactFilter] = []
+        self.events: list[Event] = []
+        self.timings: dict[str, float] = {}
+        self._objs: list[libbpf.BpfObject] = []
+        self._rb = None
+        self._reasons: dict[int, str] | None = None
+        self._ksyms: Kallsyms | None = None
+        t0 = time.perf_counter()
+        try:
+            cfg = {"pp_cfg": flt.to_bytes()}
+            self.tc = libbpf.BpfObject(object_path("tc"), rodata=cfg)
+            self._objs.append(self.tc)
+            self.trace = None
+            if tracepoints or netfilter:
+                shared = {m: self.tc.map_fd(m) for m in SHARED_MAPS}
+                load = (list(TRACEPOINTS) if tracepoints else []) + ([NF_PROGRAM] if netfilter else [])
+                self.trace = libbpf.BpfObject(
+                    object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
+                    prog_types={NF_PROGRAM: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER)})
+                self._objs.append(self.trace)
+            self._rb = libbpf.RingBuffer(self.tc.map_fd("pp_events"), self._on_record)
+        except BaseException:
+            self.close()
+            raise
+        self.timings["load_ms"] = (time.perf_counter() - t0) * 1000
+
+    # -- attach ---------------------------------------------------------------------------------
+
+    def attach_tc(self, netns: str | None, ifname: str, directions=("ingress", "egress"),
+                  mode: str = "auto") -> list:
+        """tc programs on a device inside netns (a /run/netns name, a path, or None = ours).
+        mode: tcx, clsact, or auto (tcx, then clsact if the kernel has no tcx)."""
+        t0 = time.perf_counter()
+
+        def body():
+            import socket
+            try:
+                ifindex = socket.if_nametoindex(ifname)
+            except OSError:
+                raise NodeError(f"no device {ifname} in network namespace {netns or '(current)'}") from None
+            made = []
+            try:
+                for d in directions:
+                    fd = self.tc.program_fd(TC_PROGRAMS[d])
+                    what = f"{netns or '-'}/{ifname}"
+                    if mode in ("tcx", "auto"):
+                        try:
+                            made.append(libbpf.attach_tcx(fd, ifindex, d, what))
+                            continue
+                        except NodeError:
+                            if mode == "tcx":
+                                raise
+                    made.append(ClsactFilter(fd, ifindex, d, what))
+            except BaseException:
+                for l in made:
+                    l.close()
+                raise
+            return made
+
+        made = libbpf.in_netns_thread(body, netns)
+        self.links.extend(made)
+        self.timings["attach_tc_ms"] = self.timings.get("attach_tc_ms", 0) + (time.perf_counter() - t0) * 1000
+        return made
+
+    def attach_tracepoints(self, names=TRACEPOINTS) -> list[Link]:
+        if self.trace is None:
+            raise NodeError("probes were loaded without tracepoints")
+        t0 = time.perf_counter()
+        made = [self.trace.attach(n) for n in names]
+        self.links.extend(made)
+        self.timings["attach_tp_ms"] = (time.perf_counter() - t0) * 1000
+        return made
+
+    def attach_netfilter(self, netns: str | None, hooks=("prerouting", "input", "forward", "output",
+                                                         "postrouting"), priorities=(-299,)) -> list[Link]:
+        """BPF netfilter links (IPv4) in a namespace; the event's point is the hook."""
+        if self.trace is None:
+            raise NodeError("probes were loaded without the netfilter program")
+        fd = self.trace.program_fd(NF_PROGRAM)
+
+        def body():
+            made = []
+            try:
+                for h in hooks:
+                    for p in priorities:
+                        made.append(libbpf.attach_netfilter(fd, h, p))
+            except BaseException:
+                for l in made:
+                    l.close()
+                raise
+            return made
+
+        made = libbpf.in_netns_thread(body, netns)
+        self.links.extend(made)
+        return made
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_record(self, data: bytes) -> None:
+        if self._reasons is None:
+            try:
+                self._reasons = drop_reason_names()
+            except NodeError:
+                self._reasons = {}
+        if self._ksyms is None:
+            try:
+                self._ksyms = Kallsyms()
+            except OSError:
+                self._ksyms = False  # type: ignore[assignment]
+        self.events.append(decode(data, drop_reasons=self._reasons, symbolize=self._ksyms or None))
+
+    def poll(self, timeout_ms: int = 100) -> list[Event]:
+        """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns
+        the new events (also kept in self.events)."""
+        start = len(self.events)
+        self._rb.poll(timeout_ms)
+        self._rb.consume()
+        return self.events[start:]
+
+    def lost(self) -> int:
+        """Events BPF could not submit (ring buffer full), summed over CPUs."""
+        import ctypes
+        ncpu = os.cpu_count() or 1
+        try:
+            with open("/sys/devices/system/cpu/possible") as f:
+                spec = f.read().strip()
+            ncpu = max(int(p.split("-")[-1]) for p in spec.split(",")) + 1
+        except OSError:
+            pass
+        vals = (ctypes.c_uint64 * ncpu)()
+        key = ctypes.c_uint32(0)
+        r = libbpf.lib().bpf_map_lookup_elem(self.tc.map_fd("pp_lost"), ctypes.byref(key), vals)
+        return sum(vals) if r == 0 else 0
+
+    # -- teardown -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach every link, free the reader, unload the objects. Safe to call twice."""
+        errors = []
+        for l in reversed(self.links):
+            try:
+                l.close()
+            except Exception as e:  # keep closing the rest
+                errors.append(e)
+        self.links.clear()
+        if self._rb is not None:
+            self._rb.close()
+            self._rb = None
+        for o in reversed(self._objs):
+            o.close()
+        self._objs.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,221 @@
+"""The Python mirror of bpf/podpath.h: the event record and the filter config.
+
+RawEvent/RawConfig are ctypes Structures with exactly the C layout; tests/unit/test_event_layout.py
+checks size and every field offset against the compiled object's BTF, so the two cannot drift.
+decode() checks the record length before it reads anything, and turns a record into an Event
+(plain, JSON-serialisable data: addresses as dotted quads, kinds and drop reasons as names).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ipaddress
+import socket
+import struct
+from dataclasses import asdict, dataclass, field
+
+u8, u16, u32, u64, s32 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
+
+
+class RawEvent(ctypes.Structure):
+    """struct pp_event (bpf/podpath.h)."""
+
+    _fields_ = [
+        ("ts_ns", u64), ("skb", u64), ("location", u64),
+        ("netns", u32), ("ifindex", u32), ("reason", u32), ("mark", u32), ("len", u32),
+        ("saddr", u32), ("daddr", u32), ("outer_saddr", u32), ("outer_daddr", u32), ("tcp_seq", u32),
+        ("sport", u16), ("dport", u16), ("ip_id", u16), ("icmp_id", u16), ("icmp_seq", u16),
+        ("kind", u8), ("point", u8), ("proto", u8), ("flags", u8), ("icmp_type", u8), ("ttl", u8),
+        ("nf_prio", s32), ("cpu", u32),
+    ]
+
+
+class RawConfig(ctypes.Structure):
+    """struct pp_config (bpf/podpath.h): the filter, written into .rodata before load."""
+
+    _fields_ = [
+        ("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("ip_id", u16),
+        ("icmp_id", u16), ("flags", u16), ("proto", u8), ("__pad0", u8), ("__pad1", u32),
+    ]
+
+
+# enum pp_kind, enum pp_point, PP_EV_*, PP_F_* (bpf/podpath.h)
+KINDS = {1: "tc", 2: "kfree_skb", 3: "consume_skb", 4: "netif_receive_skb", 5: "net_dev_start_xmit",
+         6: "fib", 7: "neigh", 8: "netfilter"}
+TC_POINTS = {0: "ingress", 1: "egress"}
+NF_POINTS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+EV_FLAGS = {0x01: "inner", 0x02: "tracked", 0x04: "matched", 0x08: "reply", 0x10: "parsed"}
+F_SADDR, F_DADDR, F_PROTO, F_SPORT, F_DPORT, F_IP_ID, F_ICMP_ID = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
+F_BIDIR, F_ALL = 0x100, 0x8000
+PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
+PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+
+
+class EventError(ValueError):
+    """A ring buffer record that is not a pp_event (wrong size): the object and podpath disagree."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What to trace: every field None means "any". bidir also matches the reply."""
+
+    saddr: str | None = None
+    daddr: str | None = None
+    proto: str | int | None = None
+    sport: int | None = None
+    dport: int | None = None
+    ip_id: int | None = None
+    icmp_id: int | None = None
+    bidir: bool = False
+    all: bool = False  # every IPv4 packet: doctor and benchmarks only
+
+    def to_config(self) -> RawConfig:
+        c = RawConfig()
+        flags = 0
+        if self.saddr is not None:
+            c.saddr, flags = _ip_be(self.saddr), flags | F_SADDR
+        if self.daddr is not None:
+            c.daddr, flags = _ip_be(self.daddr), flags | F_DADDR
+        if self.proto is not None:
+            p = PROTOS[self.proto] if isinstance(self.proto, str) else int(self.proto)
+            c.proto, flags = p, flags | F_PROTO
+        for name, bit in (("sport", F_SPORT), ("dport", F_DPORT), ("ip_id", F_IP_ID), ("icmp_id", F_ICMP_ID)):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(c, name, int(v))
+                flags |= bit
+        if self.bidir:
+            flags |= F_BIDIR
+        if self.all:
+            flags |= F_ALL
+        c.flags = flags
+        return c
+
+    def to_bytes(self) -> bytes:
+        return bytes(self.to_config())
+
+
+def _ip_be(addr: str) -> int:
+    """Dotted quad -> the u32 whose memory bytes are the address in network order (as in BPF)."""
+    return struct.unpack("=I", socket.inet_aton(str(ipaddress.IPv4Address(addr))))[0]
+
+
+def _ip_str(be: int) -> str:
+    return socket.inet_ntoa(struct.pack("=I", be))
+
+
+@dataclass
+class Event:
+    """One decoded probe event (see struct pp_event)."""
+
+    ts_ns: int
+    kind: str
+    point: str | None
+    skb: int
+    netns: int
+    ifindex: int
+    saddr: str | None
+    daddr: str | None
+    proto: str | int | None
+    sport: int
+    dport: int
+    ip_id: int
+    icmp_id: int
+    icmp_seq: int
+    icmp_type: int
+    tcp_seq: int
+    ttl: int
+    len: int
+    mark: int
+    flags: list[str]
+    outer_saddr: str | None = None
+    outer_daddr: str | None = None
+    reason: int = 0
+    drop_reason: str | None = None  # SKB_DROP_REASON_* name without the prefix (kfree_skb)
+    location: int = 0
+    location_sym: str | None = None  # "func+0x1c" from /proc/kallsyms
+    nf_prio: int = 0
+    cpu: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def inner(self) -> bool:
+        return "inner" in self.flags
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
+           symbolize=None) -> Event:
+    """Decode one ring buffer record. EventError if its size is not sizeof(struct pp_event)."""
+    size = ctypes.sizeof(RawEvent)
+    if len(data) != size:
+        raise EventError(f"ring buffer record of {len(data)} bytes, expected {size} (struct pp_event): "
+                         "the BPF objects and podpath disagree; rebuild them with `make -C bpf`")
+    r = RawEvent.from_buffer_copy(data)
+    kind = KINDS.get(r.kind, f"kind{r.kind}")
+    if kind == "tc":
+        point = TC_POINTS.get(r.point, str(r.point))
+    elif kind == "netfilter":
+        point = NF_POINTS.get(r.point, str(r.point))
+    elif kind == "netif_receive_skb":
+        point = "ingress"
+    elif kind == "net_dev_start_xmit":
+        point = "egress"
+    else:
+        point = None
+    flags = [n for bit, n in EV_FLAGS.items() if r.flags & bit]
+    parsed = bool(r.flags & 0x10)
+    ev = Event(
+        ts_ns=r.ts_ns, kind=kind, point=point, skb=r.skb, netns=r.netns, ifindex=r.ifindex,
+        saddr=_ip_str(r.saddr) if parsed else None, daddr=_ip_str(r.daddr) if parsed else None,
+        proto=PROTO_NAMES.get(r.proto, r.proto) if parsed else None,
+        sport=r.sport, dport=r.dport, ip_id=r.ip_id, icmp_id=r.icmp_id, icmp_seq=r.icmp_seq,
+        icmp_type=r.icmp_type, tcp_seq=r.tcp_seq, ttl=r.ttl, len=r.len, mark=r.mark, flags=flags,
+        outer_saddr=_ip_str(r.outer_saddr) if r.flags & 0x01 else None,
+        outer_daddr=_ip_str(r.outer_daddr) if r.flags & 0x01 else None,
+        reason=r.reason, location=r.location, nf_prio=r.nf_prio, cpu=r.cpu,
+    )
+    if kind == "kfree_skb":
+        names = drop_reasons or {}
+        name = names.get(r.reason)
+        ev.drop_reason = name.removeprefix("SKB_DROP_REASON_") if name else str(r.reason)
+    if r.location and symbolize is not None:
+        ev.location_sym = symbolize(r.location)
+    return ev
+
+
+class Kallsyms:
+    """Kernel text address -> "symbol+0xoff" from /proc/kallsyms (needs root for real addresses)."""
+
+    def __init__(self, path: str = "/proc/kallsyms") -> None:
+        addrs, names = [], []
+        with open(path) as f:
+            for line in f:
+                parts = line.split(maxsplit=3)
+                if len(parts) < 3 or parts[1] not in "tTwW":
+                    continue
+                a = int(parts[0], 16)
+                if a:
+                    addrs.append(a)
+                    names.append(parts[2])
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)
+        self._addrs = [addrs[i] for i in order]
+        self._names = [names[i] for i in order]
+
+    def __len__(self) -> int:
+        return len(self._addrs)
+
+    def __call__(self, addr: int) -> str | None:
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0 or not self._addrs:
+            return None
+        return f"{self._names[i]}+{addr - self._addrs[i]:#x}"
+
+
+def drop_reason_names() -> dict[int, str]:
+    """value -> SKB_DROP_REASON_* from the running kernel's BTF (enum skb_drop_reason)."""
+    from .libbpf import vmlinux_enum
+    return vmlinux_enum("skb_drop_reason")

@@ -23,9 +23,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import diagnose, lab, snapshot
+    from podpath.cli import diagnose, doctor, lab, snapshot
 
-    for module in (lab, snapshot, diagnose):
+    for module in (lab, snapshot, diagnose, doctor):
         module.register(app)
 
 

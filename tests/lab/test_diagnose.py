@@ -104,7 +104,7 @@ def test_hand_made_native_nftables_drop_is_named_with_its_rule(clean_lab):
     try:
         result = diagnose(lab_snapshot(clean_lab.name), "pod-a", "pod-b")
         f = next(f for f in result.errors if f.cause == "iptables")
-        assert f.node == "node-a" and "10.244.1.2" in f.object and "nft delete rule inet ppfw podfwd" in f.fix
+        assert f.node == "node-a" and "10.244.1.2" in f.object and f"ip netns exec {clean_lab.netns('node-a')} nft delete rule inet ppfw podfwd" in f.fix
     finally:
         sh(clean_lab, "node-a", "nft delete table inet ppfw")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..netfilter.evaluate import RuleRef
-from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop
+from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, ns_cmd
 
 NO_ENDPOINTS = re.compile(r'"?(?P<svc>[^"\s]+/[^"\s:]+):?(?P<port>\S*) has no endpoints"?')
 DNS_SERVICE = "kube-system/kube-dns"
@@ -15,13 +15,14 @@ def _rule(hop) -> RuleRef | None:
     return RuleRef(**hop.data["rule"]) if hop.data.get("rule") else None
 
 
-def _rule_fix(rule: RuleRef) -> str:
+def _rule_fix(rule: RuleRef, host=None) -> str:
     m = NO_ENDPOINTS.search(rule.comment or rule.text)
     if m:
         ns, name = m["svc"].split("/", 1)
         return (f"kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={name}  # kube-proxy rejects "
                 "until the Service has ready endpoints: check its selector and the pods' readiness")
-    return rule.command() + "  # delete the rule, or fix it to let the pod CIDR through"
+    cmd = ns_cmd(host, rule.command()) if host is not None else rule.command()
+    return cmd + "  # delete the rule, or fix it to let the pod CIDR through"
 
 
 def _describe(hop, rule: RuleRef | None) -> str:
@@ -42,7 +43,7 @@ def iptables(ctx: Context) -> list[Finding]:
         if ctx.is_dns:
             continue  # the dns check owns drops on the DNS path
         out.append(from_hop(hop, "iptables", rule.text if rule else hop.detail, _describe(hop, rule),
-                            _rule_fix(rule) if rule else "inspect the hook's rules with nft list ruleset"))
+                            _rule_fix(rule, ctx.host(hop.host)) if rule else "inspect the hook's rules with nft list ruleset"))
     unsupported = {}
     for path in ctx.paths:
         for hop in path.hops:
@@ -65,7 +66,7 @@ def dns(ctx: Context) -> list[Finding]:
                 fix = "check the DNS pod (kubectl -n kube-system logs -l k8s-app=kube-dns)"
             else:
                 msg, obj, fix = "DNS queries are " + ("rejected: " if hop.reason == "nf_reject" else "dropped: ") + \
-                    _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule) if rule else ""
+                    _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule, ctx.host(hop.host)) if rule else ""
             out.append(from_hop(hop, "dns", obj, msg, fix))
     for node in ctx.nodes():
         for text in node.iptables_save.values():

@@ -23,9 +23,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import diagnose, doctor, lab, snapshot
+    from podpath.cli import diagnose, doctor, lab, snapshot, trace
 
-    for module in (lab, snapshot, diagnose, doctor):
+    for module in (lab, snapshot, diagnose, trace, doctor):
         module.register(app)
 
 

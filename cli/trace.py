@@ -1,0 +1,116 @@
+"""`podpath trace SRC DST`: send a test packet, follow it with eBPF, name where and why it died."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import typer
+from rich.markup import escape
+
+from podpath.cli.common import LabOpt, Output, OutputOpt, err, out, print_json
+from podpath.tracer.model.path import SEGMENTS
+
+EXIT_NOT_DELIVERED = 1
+
+STATUS_STYLE = {"delivered": "green", "dropped": "red", "rejected": "red", "misdelivered": "red",
+                "lost": "yellow", "unsent": "red"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trace")(trace)
+
+
+def trace(
+    src: str = typer.Argument(..., help="source pod: a pod name (pod-a), a pod IP, or namespace/pod"),
+    dst: str = typer.Argument(..., help="destination: a pod, an IP, or svc/<namespace>/<name>[:port]"),
+    proto: str = typer.Option(None, "--proto", "-p", help="icmp (default), tcp or udp"),
+    port: int = typer.Option(None, "--port", help="destination port for tcp/udp"),
+    size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
+    count: int = typer.Option(1, "--count", "-c", help="test packets to send (icmp/udp)"),
+    timeout: float = typer.Option(1.0, "--timeout", help="seconds to wait for the answer"),
+    lab: str = LabOpt,
+    output: Output = OutputOpt,
+) -> None:
+    """Follow a real test packet from SRC to DST with eBPF and explain where and why it dies.
+
+    Sends a marked packet from the source pod (ICMP echo by default), watches it with tc probes on
+    every device of the expected path and the kernel's drop tracepoint on both nodes, then joins
+    the drop point with the snapshot's routes, neighbours, FDB and rules. Needs root; exit code 0
+    only when the packet was delivered (and answered).
+
+    \b
+    Examples:
+      podpath trace pod-a pod-b
+      podpath trace pod-a pod-b --proto tcp --port 8080
+      podpath trace pod-a pod-b --size 1400 -o json | jq .verdict
+    """
+    from podpath.tracer.trace import require_root, trace as run
+
+    require_root()
+    with _progress() as say:
+        result = run(src, dst, lab=lab, proto=proto, port=port, size=size, count=count, timeout=timeout,
+                     progress=say)
+    if output == Output.json:
+        print_json(result.to_dict())
+    else:
+        render(result)
+    if not result.delivered:
+        raise typer.Exit(EXIT_NOT_DELIVERED)
+
+
+@contextlib.contextmanager
+def _progress():
+    """One progress line on stderr: a live status on a terminal, plain lines otherwise."""
+    if sys.stderr.isatty():
+        with err.status("tracing…") as st:
+            yield lambda msg: st.update(escape(msg))
+    else:
+        yield lambda msg: err.print(escape(msg))
+
+
+def render(t) -> None:
+    v = t.verdict
+    f = t.flow
+    port = f":{f.get('dport')}" if f.get("dport") else ""
+    out.print(f"[bold]trace[/] {escape(t.src)} → {escape(t.dst)}: {escape(str(f.get('proto')))} "
+              f"{escape(str(f.get('src')))} → {escape(str(f.get('dst')))}{port} ({f.get('size')} bytes)")
+    for seg in SEGMENTS:
+        hops = [h for h in t.hops if h.segment == seg]
+        title = "reply (pod B → pod A)" if seg == SEGMENTS[3] else seg
+        out.print(f"\n[bold underline]{escape(title)}[/]")
+        if not hops:
+            out.print("  [dim]no hop seen[/]")
+        for h in hops:
+            arrow = "←" if h.direction == "reply" else "→"
+            mark = "[red]✗[/]" if h.point == "drop" else " "
+            where = f"{h.node or '?'}/{h.location}"
+            out.print(f"  {mark} {arrow} {h.time / 1000:9.1f} µs  {escape(where):<16} {escape(h.device or '-'):<14} "
+                      f"{h.point}")
+    style = STATUS_STYLE.get(v.status, "bold")
+    out.print(f"\n[bold]verdict:[/] [{style}]{v.status}[/] {escape(sentence(t))}")
+    for e in v.evidence:
+        out.print(f"  evidence ({escape(e['kind'])}, {escape(str(e['node']))}/{escape(e['location'])}): "
+                  f"{escape(e['object'])}")
+    if v.fix:
+        out.print(f"  fix: {escape(v.fix)}")
+    if t.lost_events:
+        err.print(f"[yellow]warning:[/] {t.lost_events} probe events were lost (ring buffer full)")
+    for e in t.attach_errors:
+        err.print(f"[yellow]warning:[/] {escape(e)}")
+    err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms[/]")
+
+
+def sentence(t) -> str:
+    v = t.verdict
+    where = f"{v.node or '?'}/{v.location or '?'}" + (f" {v.device}" if v.device else "")
+    if v.status == "delivered":
+        return f"the packet reached {t.dst} and the answer came back ({len(t.hops)} hops)."
+    if v.status == "unsent":
+        s = f"the source could not send it ({v.errno})"
+    elif v.status == "lost":
+        s = f"no drop event; last seen at {where}"
+    else:
+        s = f"at {where}" + (f", {v.hook} hook" if v.hook else "") + \
+            (f", kernel reason {v.drop_reason}" if v.drop_reason else "")
+    return s + f": cause {v.cause}" + (f" — {v.message.split('; ', 1)[-1]}" if "; " in v.message else ".")

@@ -154,8 +154,17 @@ static __always_inline __u8 filter(const volatile struct pp_config *c, const str
  * (tracing programs). `tc` is a compile-time constant, so each program keeps one branch. */
 static __always_inline int pp_read(void *ctx, const void *base, bool tc, __u32 off, void *dst, __u32 len)
 {
-	if (tc)
+	if (tc) {
+		/* Direct packet access when the bytes are in the linear area, else the helper. */
+		struct __sk_buff *skb = ctx;
+		void *data = (void *)(long)skb->data;
+		void *end = (void *)(long)skb->data_end;
+		if (off < 512 && data + off + len <= end) {
+			__builtin_memcpy(dst, data + off, len);
+			return 0;
+		}
 		return bpf_skb_load_bytes(ctx, off, dst, len);
+	}
 	return bpf_probe_read_kernel(dst, len, base + off);
 }
 
@@ -289,6 +298,52 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } pp_tracked SEC(".maps");
+
+/* How many entries pp_tracked may hold (incremented on each insert, decremented on each delete
+ * that found its entry; LRU evictions are not counted, so it can only over-estimate). While it is
+ * zero no skb is tracked, and the probes skip the pp_tracked lookup for what does not match. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pp_ntracked SEC(".maps");
+
+static __always_inline bool pp_any_tracked(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&pp_ntracked, &zero);
+	return !n || *n != 0;
+}
+
+static __always_inline __u64 *pp_lookup_tracked(__u64 *addr)
+{
+	if (!pp_any_tracked())
+		return NULL;
+	return bpf_map_lookup_elem(&pp_tracked, addr);
+}
+
+static __always_inline void pp_track(__u64 *addr)
+{
+	__u32 zero = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *n = bpf_map_lookup_elem(&pp_ntracked, &zero);
+	/* Count first: a concurrent reader may over-estimate, never miss the entry. */
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	if (bpf_map_update_elem(&pp_tracked, addr, &now, BPF_NOEXIST) != 0 && n)
+		__sync_fetch_and_add(n, -1); /* already there (counted by whoever added it) */
+}
+
+static __always_inline void pp_untrack(__u64 *addr)
+{
+	__u32 zero = 0;
+	if (bpf_map_delete_elem(&pp_tracked, addr) == 0) {
+		__u64 *n = bpf_map_lookup_elem(&pp_ntracked, &zero);
+		if (n)
+			__sync_fetch_and_add(n, -1);
+	}
+}
 
 /* Ring buffer reservation failures (events lost), per CPU. */
 struct {

@@ -12,21 +12,59 @@ char LICENSE[] SEC("license") = "GPL";
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
+/* Could a packet with these outer addresses match the filter (either direction with BIDIR)? */
+static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *c, __u32 s, __u32 d)
+{
+	if (c->flags & PP_F_ALL)
+		return true;
+	if (filter_saddr(c, s) && filter_daddr(c, d))
+		return true;
+	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
+}
+
+/* The cheap pre-check, with direct packet access: 0 when the packet certainly does not match
+ * the filter (its outer addresses cannot match and it is not VXLAN), 1 when it may (or when the
+ * headers are not in the linear area: then the full parse decides). */
+static __always_inline int pp_tc_may_match(struct __sk_buff *ctx, __u32 ip_off)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct pp_iphdr *ip = data + ip_off;
+
+	if ((void *)(ip + 1) > end)
+		return 1;
+	if (pp_addrs_may_match(&pp_cfg, ip->saddr, ip->daddr))
+		return 1;
+	if (ip->protocol != PP_IPPROTO_UDP || (ip->ver_ihl >> 4) != 4 || (bpf_ntohs(ip->frag_off) & 0x1fff))
+		return 0;
+	__u32 ihl = (ip->ver_ihl & 0xf) * 4;
+	if (ihl < 20 || ihl > 60)
+		return 0;
+	__u16 *udp = data + ip_off + ihl; /* sport, dport */
+	if ((void *)(udp + 2) > end)
+		return 1;
+	return udp[1] == bpf_htons(PP_VXLAN_PORT_LINUX) || udp[1] == bpf_htons(PP_VXLAN_PORT_IANA);
+}
+
 static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 {
 	struct pp_tuple outer = {}, m = {};
 	__u32 ip_off = 14;
-	__u16 eth_proto = 0;
-	__u8 f;
+	__u8 f = 0;
 
 	if (ctx->protocol != bpf_htons(PP_ETH_P_IP))
 		return PP_TC_ACT_UNSPEC;
 
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	if (BPF_CORE_READ(skb, dev, hard_header_len) == 0) {
+	if (skb->dev->hard_header_len == 0) {
 		ip_off = 0; /* L3 device: the data starts at the IPv4 header */
 	} else {
-		if (bpf_skb_load_bytes(ctx, 12, &eth_proto, sizeof(eth_proto)) < 0)
+		void *data = (void *)(long)ctx->data;
+		void *end = (void *)(long)ctx->data_end;
+		__u16 eth_proto;
+		if (data + 14 <= end)
+			eth_proto = *(__u16 *)(data + 12);
+		else if (bpf_skb_load_bytes(ctx, 12, &eth_proto, sizeof(eth_proto)) < 0)
 			return PP_TC_ACT_UNSPEC;
 		if (eth_proto == bpf_htons(PP_ETH_P_8021Q))
 			ip_off = 18;
@@ -34,18 +72,29 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 			return PP_TC_ACT_UNSPEC;
 	}
 
-	f = pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m);
 	__u64 addr = (__u64)skb;
-	__u64 *seen = bpf_map_lookup_elem(&pp_tracked, &addr);
-	if (!f && !seen)
-		return PP_TC_ACT_UNSPEC;
-	if (seen) {
-		f |= PP_EV_TRACKED;
-	} else {
-		__u64 now = bpf_ktime_get_ns();
-		bpf_map_update_elem(&pp_tracked, &addr, &now, BPF_ANY);
+	__u64 *seen;
+	if (!pp_tc_may_match(ctx, ip_off)) {
+		/* Cannot match here, but it may have matched before a NAT rewrite: report it only if
+		 * it is tracked (the lookup comes after the cheap checks, never before). */
+		seen = pp_lookup_tracked(&addr);
+		if (!seen)
+			return PP_TC_ACT_UNSPEC;
+		f = PP_EV_TRACKED;
+		pp_parse_ipv4(ctx, NULL, true, ip_off, &outer);
+		goto report;
 	}
 
+	f = pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m);
+	seen = pp_lookup_tracked(&addr);
+	if (!f && !seen)
+		return PP_TC_ACT_UNSPEC;
+	if (seen)
+		f |= PP_EV_TRACKED;
+	else
+		pp_track(&addr);
+
+report:;
 	struct pp_event *e = pp_reserve();
 	if (!e)
 		return PP_TC_ACT_UNSPEC;

@@ -21,7 +21,7 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 {
 	struct pp_tuple outer = {}, m = {};
 	__u64 addr = (__u64)skb;
-	__u64 *seen = bpf_map_lookup_elem(&pp_tracked, &addr);
+	__u64 *seen = pp_lookup_tracked(&addr);
 	__u8 f = 0;
 
 	if (!seen && !match_untracked)
@@ -41,10 +41,9 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 	if (seen) {
 		f |= PP_EV_TRACKED;
 		if (untrack)
-			bpf_map_delete_elem(&pp_tracked, &addr);
+			pp_untrack(&addr);
 	} else if (!untrack) {
-		__u64 now = bpf_ktime_get_ns();
-		bpf_map_update_elem(&pp_tracked, &addr, &now, BPF_ANY);
+		pp_track(&addr);
 	}
 
 	struct pp_event *e = pp_reserve();

@@ -29,7 +29,7 @@ from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 __all__ = ["Probes", "Filter", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
-SHARED_MAPS = ("pp_events", "pp_tracked", "pp_lost")
+SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost")
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
 TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit")
 NF_PROGRAM = "pp_nf"

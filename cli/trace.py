@@ -98,7 +98,9 @@ def render(t) -> None:
         err.print(f"[yellow]warning:[/] {t.lost_events} probe events were lost (ring buffer full)")
     for e in t.attach_errors:
         err.print(f"[yellow]warning:[/] {escape(e)}")
-    err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms[/]")
+    total = t.timings.get("total_ms")
+    err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms"
+              + (f" (total {total:.0f} ms with closing the probes)" if total is not None else "") + "[/]")
 
 
 def sentence(t) -> str:

@@ -86,11 +86,23 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
     diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
     req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
     t_plan = time.perf_counter()
-    result = run_session(req, say)
-    t_sess = time.perf_counter()
-    out = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host, dst_host=dst_host,
-                    src=src, dst=dst)
+    done: dict = {}
+
+    def on_result(result) -> None:  # the stop condition is met; the probes are still open
+        done["t_sess"] = time.perf_counter()
+        done["trace"] = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
+                                  dst_host=dst_host, src=src, dst=dst)
+        done["t_verdict"] = time.perf_counter()
+
+    result = run_session(req, say, on_result=on_result)
+    t_end = time.perf_counter()
+    if "trace" not in done:  # the session ended early (nothing sent, nothing to close after)
+        on_result(result)
+    out = done["trace"]
+    # the verdict's time excludes closing probes and injector (done after it, before returning)
+    out.timings.update(result.timings)
     out.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
-                        "session_ms": (t_sess - t_plan) * 1000,
-                        "verdict_ms": (time.perf_counter() - t0) * 1000})
+                        "session_ms": (done["t_sess"] - t_plan) * 1000,
+                        "verdict_ms": (done["t_verdict"] - t0) * 1000,
+                        "total_ms": (max(t_end, done["t_verdict"]) - t0) * 1000})
     return out

@@ -75,7 +75,11 @@ def _ifindex(netns: str, dev: str) -> int | None:
         return None
 
 
-def run_session(req: SessionRequest, progress: Progress | None = None) -> SessionResult:
+def run_session(req: SessionRequest, progress: Progress | None = None,
+                on_result: Callable[[SessionResult], None] | None = None) -> SessionResult:
+    """on_result (optional) is called with the result as soon as the stop condition is met, before
+    the probes and the injector are closed (the close, ~0.3 s, is then not on the verdict's path);
+    everything is still closed before this function returns."""
     from ..probes import Filter, Probes
 
     say = progress or (lambda _m: None)
@@ -119,7 +123,13 @@ def run_session(req: SessionRequest, progress: Progress | None = None) -> Sessio
             out.events = list(p.events)
             out.lost = p.lost()
             timings.update({f"probes_{k}": v for k, v in p.timings.items()})
-        timings["wait_ms"] = (time.perf_counter() - t_send) * 1000
+            timings["wait_ms"] = (time.perf_counter() - t_send) * 1000
+            timings["result_ms"] = (time.perf_counter() - t0) * 1000  # stop condition met
+            out.timings = dict(timings)
+            if on_result is not None:
+                on_result(out)
+            t_close = time.perf_counter()
+        timings["close_ms"] = (time.perf_counter() - t_close) * 1000
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
     out.timings = timings
     return out

@@ -9,38 +9,28 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
-import time
 
 import pytest
+from conftest import bpf_lab, wait_no_programs
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
 ]
 
-from podpath.tracer.lab import FAULTS, Lab  # noqa: E402
-from podpath.tracer.probes import loaded_podpath_programs, object_path  # noqa: E402
+from podpath.tracer.lab import FAULTS  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def lab(request):
-    if not os.path.exists(object_path("tc")):
-        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
-    lab = Lab("r" + secrets.token_hex(2))
-    request.addfinalizer(lab.down)
-    lab.up()
-    return lab
+    return bpf_lab(request, "r")
 
 
 def no_programs_left(timeout: float = 3.0) -> list:
-    deadline = time.monotonic() + timeout
-    while (left := loaded_podpath_programs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    return wait_no_programs(timeout)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import bpf_lab, wait_no_programs
 
 if os.geteuid() != 0:
     print("test_trace_robustness: skipped, needs root (builds network namespaces and loads BPF programs)",
@@ -31,8 +31,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
 ]
 
-from podpath.tracer.lab import Lab  # noqa: E402
-from podpath.tracer.probes import loaded_podpath_programs, object_path  # noqa: E402
+from podpath.tracer.probes import loaded_podpath_programs  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402
 
 PODPATH = str(Path(sys.executable).parent / "podpath")
@@ -42,19 +41,11 @@ TCP_SERVERS = (("pod-a2", 8080), ("pod-b", 8080), ("coredns", 53))
 
 @pytest.fixture(scope="module")
 def lab(request):
-    if not os.path.exists(object_path("tc")):
-        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
-    lab = Lab("k" + secrets.token_hex(2))
-    request.addfinalizer(lab.down)
-    lab.up()
-    return lab
+    return bpf_lab(request, "k")
 
 
 def no_programs_left(timeout: float = 2.0) -> list:
-    deadline = time.monotonic() + timeout
-    while (left := loaded_podpath_programs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    return wait_no_programs(timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from . import dns, nsutil
 from .topology import PODS, SERVICES, Names, pod, service
+from ..packet import inet_checksum as _checksum
 
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 DNS_PROBE_NAME = "web.default.svc.cluster.local"
@@ -97,15 +98,6 @@ def run(t: Target, timeout: float = 1.0) -> Result:
         res = Result(False, f"{errno.errorcode.get(e.errno or 0, e.errno)}: {e.strerror or e}")
     res.elapsed = round(time.monotonic() - start, 3)
     return res
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
 
 
 ICMP_UNREACH = {0: "net unreachable", 1: "host unreachable", 3: "port unreachable", 4: "fragmentation needed",

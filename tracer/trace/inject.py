@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ..netns import run_in
+from ..packet import inet_checksum as _checksum
 
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
@@ -69,15 +70,6 @@ class InjectResult:
 def _err(e: OSError) -> tuple[str, str]:
     code = e.errno or 0
     return errno.errorcode.get(code, str(code)), os.strerror(code) if code else str(e)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
 
 
 def icmp_echo(ident: int, seq: int, payload_len: int) -> bytes:

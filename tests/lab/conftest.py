@@ -1,0 +1,32 @@
+"""Helpers the BPF lab tests share: a throwaway lab with built objects, and leak polling."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+import pytest
+
+
+def wait_no_programs(timeout: float = 3.0) -> list:
+    """podpath's BPF programs still loaded after `timeout` s (the kernel frees them asynchronously)."""
+    from podpath.tracer.probes import loaded_podpath_programs
+
+    deadline = time.monotonic() + timeout
+    while (left := loaded_podpath_programs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def bpf_lab(request, prefix: str):
+    """A fresh lab named <prefix><4 hex>, torn down by the test module's finalizer even on failure."""
+    from podpath.tracer.lab import Lab
+    from podpath.tracer.probes import object_path
+
+    if not os.path.exists(object_path("tc")):
+        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    lab = Lab(prefix + secrets.token_hex(2))
+    request.addfinalizer(lab.down)
+    lab.up()
+    return lab

@@ -52,6 +52,19 @@ def object_path(name: str) -> str:
     return str(p)
 
 
+def _all_or_none(makers) -> list:
+    """Call each attach in turn; if one fails, close the ones already made (no half-attached state)."""
+    made = []
+    try:
+        for make in makers:
+            made.append(make())
+    except BaseException:
+        for link in made:
+            link.close()
+        raise
+    return made
+
+
 def loaded_podpath_programs() -> list[tuple[int, str]]:
     """podpath's programs still loaded anywhere on the machine (should be none between traces)."""
     names = {n[:15] for n in PROGRAM_NAMES}
@@ -117,24 +130,19 @@ class Probes:
                 ifindex = socket.if_nametoindex(ifname)
             except OSError:
                 raise NodeError(f"no device {ifname} in network namespace {netns or '(current)'}") from None
-            made = []
-            try:
-                for d in directions:
-                    fd = self.tc.program_fd(TC_PROGRAMS[d])
-                    what = f"{netns or '-'}/{ifname}"
-                    if mode in ("tcx", "auto"):
-                        try:
-                            made.append(libbpf.attach_tcx(fd, ifindex, d, what))
-                            continue
-                        except NodeError:
-                            if mode == "tcx":
-                                raise
-                    made.append(ClsactFilter(fd, ifindex, d, what))
-            except BaseException:
-                for l in made:
-                    l.close()
-                raise
-            return made
+            what = f"{netns or '-'}/{ifname}"
+
+            def one(d):
+                fd = self.tc.program_fd(TC_PROGRAMS[d])
+                if mode in ("tcx", "auto"):
+                    try:
+                        return libbpf.attach_tcx(fd, ifindex, d, what)
+                    except NodeError:
+                        if mode == "tcx":
+                            raise
+                return ClsactFilter(fd, ifindex, d, what)
+
+            return _all_or_none(lambda d=d: one(d) for d in directions)
 
         made = libbpf.in_netns_thread(body, netns)
         self.links.extend(made)
@@ -158,16 +166,7 @@ class Probes:
         fd = self.trace.program_fd(NF_PROGRAM)
 
         def body():
-            made = []
-            try:
-                for h in hooks:
-                    for p in priorities:
-                        made.append(libbpf.attach_netfilter(fd, h, p))
-            except BaseException:
-                for l in made:
-                    l.close()
-                raise
-            return made
+            return _all_or_none(lambda h=h, p=p: libbpf.attach_netfilter(fd, h, p) for h in hooks for p in priorities)
 
         made = libbpf.in_netns_thread(body, netns)
         self.links.extend(made)

@@ -48,13 +48,18 @@ def trace(
     from podpath.tracer.trace import require_root, trace as run
 
     require_root()
-    with _progress() as say:
+
+    def show(t) -> None:  # called at the verdict, before the probes are closed (~0.3 s)
+        stop()
+        if output == Output.json:
+            print_json(t.to_dict())
+        else:
+            render(t)
+        sys.stdout.flush()
+
+    with _progress() as (say, stop):
         result = run(src, dst, lab=lab, proto=proto, port=port, size=size, count=count, timeout=timeout,
-                     progress=say)
-    if output == Output.json:
-        print_json(result.to_dict())
-    else:
-        render(result)
+                     progress=say, on_verdict=show)
     if not result.delivered:
         raise typer.Exit(EXIT_NOT_DELIVERED)
 
@@ -64,9 +69,9 @@ def _progress():
     """One progress line on stderr: a live status on a terminal, plain lines otherwise."""
     if sys.stderr.isatty():
         with err.status("tracing…") as st:
-            yield lambda msg: st.update(escape(msg))
+            yield (lambda msg: st.update(escape(msg))), st.stop
     else:
-        yield lambda msg: err.print(escape(msg))
+        yield (lambda msg: err.print(escape(msg))), (lambda: None)
 
 
 def render(t) -> None:
@@ -98,9 +103,7 @@ def render(t) -> None:
         err.print(f"[yellow]warning:[/] {t.lost_events} probe events were lost (ring buffer full)")
     for e in t.attach_errors:
         err.print(f"[yellow]warning:[/] {escape(e)}")
-    total = t.timings.get("total_ms")
-    err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms"
-              + (f" (total {total:.0f} ms with closing the probes)" if total is not None else "") + "[/]")
+    err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms (closing the probes now)[/]")
 
 
 def sentence(t) -> str:

@@ -110,7 +110,7 @@ def test_forward_drop_is_dropped_at_node_b_by_the_rule(traced):
     assert any(e["kind"] == "rule" and "-A FORWARD -d 10.244.1.0/24 -j DROP" in e["object"] for e in v.evidence), v
     assert v.fix and "FORWARD" in v.fix
     assert t.hops[-1].point == "drop" and not [h for h in t.hops if h.direction == "reply"]
-    print(f"\ndrop: command to verdict {t.timings['verdict_ms']:.0f} ms, session {t.timings['session_ms']:.0f} ms")
+    print(f"\ndrop: command to verdict {t.timings['verdict_ms']:.0f} ms, attach {t.timings['attach_ms']:.0f} ms")
 
 
 def test_pod_route_missing_is_unsent(traced):

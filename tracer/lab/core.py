@@ -117,6 +117,23 @@ class Lab:
         out.append(HostRef(UNDERLAY, "network", None, self.netns(UNDERLAY)))
         return out
 
+    def path_devices(self, pods: list[str]) -> list[tuple[str, str]]:
+        """The (netns, device) pairs flannel's data path crosses between these lab pods: each pod's
+        eth0, its host veth and cni0, and across nodes flannel.1, the underlay NIC and the switch
+        port. What a trace can attach to before the snapshot has said where packets really go."""
+        specs = {p.name: p for p in PODS}
+        chosen = [specs[p] for p in pods if p in specs]
+        nodes = {n.name: n for n in NODES}
+        used = list(dict.fromkeys(p.node for p in chosen))
+        out: list[tuple[str, str]] = []
+        for p in chosen:
+            out += [(self.netns(p.name), "eth0"), (self.netns(p.node), p.host_veth), (self.netns(p.node), "cni0")]
+        if len(used) > 1:
+            for n in used:
+                out += [(self.netns(n), "flannel.1"), (self.netns(n), "eth0"),
+                        (self.netns(UNDERLAY), nodes[n].underlay_port)]
+        return list(dict.fromkeys(out))
+
     def netns(self, short_name: str) -> str:
         if short_name not in self.names.all_short:
             raise UsageError(f"{short_name!r} is not a lab host; hosts: {', '.join(self.names.all_short)}")

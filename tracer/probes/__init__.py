@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import NodeError
 from . import libbpf
-from .events import Event, EventError, Filter, Kallsyms, RawConfig, RawEvent, decode, drop_reason_names
+from .events import Event, EventError, Filter, Kallsyms, KernelNames, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
 __all__ = ["Probes", "Filter", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
@@ -33,6 +33,8 @@ SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost")
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
 TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit")
 NF_PROGRAM = "pp_nf"
+_KIND_OFFSET = RawEvent.kind.offset
+_KIND_KFREE = 2  # PP_KIND_KFREE_SKB
 PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + (NF_PROGRAM,)
 
 
@@ -95,8 +97,7 @@ class Probes:
         self.timings: dict[str, float] = {}
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
-        self._reasons: dict[int, str] | None = None
-        self._ksyms: Kallsyms | None = None
+        self._names = KernelNames()
         t0 = time.perf_counter()
         try:
             cfg = {"pp_cfg": flt.to_bytes()}
@@ -175,17 +176,9 @@ class Probes:
     # -- events ---------------------------------------------------------------------------------
 
     def _on_record(self, data: bytes) -> None:
-        if self._reasons is None:
-            try:
-                self._reasons = drop_reason_names()
-            except NodeError:
-                self._reasons = {}
-        if self._ksyms is None:
-            try:
-                self._ksyms = Kallsyms()
-            except OSError:
-                self._ksyms = False  # type: ignore[assignment]
-        self.events.append(decode(data, drop_reasons=self._reasons, symbolize=self._ksyms or None))
+        kfree = len(data) > _KIND_OFFSET and data[_KIND_OFFSET] == _KIND_KFREE
+        reasons = self._names.reasons() if kfree else None
+        self.events.append(decode(data, drop_reasons=reasons, symbolize=self._names.symbolize))
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns

@@ -5,8 +5,9 @@
     t.verdict.status, t.verdict.cause, t.hops, t.to_dict()
 
 Stages (each a plain data object): snapshot (tracer.sources) → expected path and findings
-(tracer.diagnose) → SessionRequest (session.py: probes + injector, the per-node unit) → events →
-correlate (correlate.py: observed hops, verdict, the finding that explains it).
+(tracer.diagnose) → SessionRequest (plan.py; session.py: probes + injector, the per-node unit) →
+events → correlate (correlate.py: observed hops, verdict, the finding that explains it). In a lab
+the probes attach from the inventory's path while the snapshot is taken (plan.preplan).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import os
 import time
 from typing import Callable
 
-from ..errors import PermissionNeeded, UsageError
-from .correlate import ObservedHop, Trace, Verdict, correlate
-from .inject import InjectRequest, InjectResult, new_icmp_id
-from .session import SessionRequest, SessionResult, run_session
+from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["trace", "plan", "Trace", "Verdict", "ObservedHop", "SessionRequest", "SessionResult",
+from ..errors import PermissionNeeded, PodpathError, UsageError
+from .correlate import ObservedHop, Trace, Verdict, correlate
+from .inject import InjectRequest, InjectResult
+from .plan import plan, preplan, same_flow
+from .session import Session, SessionRequest, SessionResult, run_session
+
+__all__ = ["trace", "plan", "preplan", "Session", "Trace", "Verdict", "ObservedHop", "SessionRequest", "SessionResult",
            "InjectRequest", "InjectResult", "run_session", "correlate", "require_root"]
 
 DEFAULT_TIMEOUT = 1.0
@@ -32,44 +36,15 @@ def require_root() -> None:
                                "without root, use `podpath diagnose SRC DST --bundle FILE`")
 
 
-def plan(bundle, diagnosis, *, count: int = 1, timeout: float = DEFAULT_TIMEOUT) -> tuple[SessionRequest, object, object]:
-    """The session request for a diagnosed flow: which devices to probe, what to send."""
-    flow = diagnosis.flow
-    hosts = {h.name: h for h in bundle.hosts}
-    src_host = hosts.get(flow.src_name) if flow.src_name else None
-    if src_host is None:
-        src_host = next((h for h in bundle.hosts if h.kind == "pod" and any(a.address == flow.src for a in h.addrs)),
-                        None)
-    if src_host is None or not src_host.netns:
-        raise UsageError(f"cannot find the source's network namespace for {flow.src}; trace from a pod")
-    dst_host = hosts.get(flow.dst_name) if flow.dst_name else None
-    attach: list[tuple[str, str]] = []
-
-    def add(host, dev):
-        if host is None or not host.netns or not dev or dev == "lo":
-            return
-        if any(l.name == dev for l in host.links) and (host.netns, dev) not in attach:
-            attach.append((host.netns, dev))
-
-    add(src_host, "eth0")
-    for p in diagnosis.paths:
-        for hop in p.hops:
-            add(hosts.get(hop.host), hop.device)
-    if dst_host is not None and dst_host.kind == "pod":
-        add(dst_host, "eth0")
-    inj = InjectRequest(netns=src_host.netns, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
-                        size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None)
-    req = SessionRequest(inject=inj, attach=attach, src_netns=src_host.netns,
-                         dst_netns=dst_host.netns if dst_host is not None and dst_host.kind == "pod" else None,
-                         timeout=timeout)
-    return req, src_host, dst_host
-
-
 def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None = None, port: int | None = None,
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
-          progress: Callable[[str], None] | None = None) -> Trace:
-    """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken)."""
+          progress: Callable[[str], None] | None = None,
+          on_verdict: Callable[[Trace], None] | None = None) -> Trace:
+    """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken,
+    while the probes attach). on_verdict(trace) is called as soon as the verdict is known, before
+    the probes are closed (the CLI prints there)."""
     from ..diagnose import diagnose
+    from ..lab import Lab
     from ..sources import lab_snapshot
 
     require_root()
@@ -79,30 +54,51 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
         raise UsageError("--timeout must be positive")
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
-    if bundle is None:
-        say(f"snapshotting lab '{lab}'…")
-        bundle = lab_snapshot(lab)
-    t_snap = time.perf_counter()
-    diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
-    req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
-    t_plan = time.perf_counter()
-    done: dict = {}
+    session: Session | None = None
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="podpath-snapshot") as ex:
+            snap = None
+            if bundle is None:
+                lab_obj = Lab.load(lab)
+                say(f"snapshotting lab '{lab}' while the probes attach…")
+                snap = ex.submit(lab_snapshot, lab)
+                try:
+                    pre = preplan(lab_obj, src, dst, proto=proto, port=port, size=size, count=count,
+                                  timeout=timeout)
+                except PodpathError:
+                    pre = None  # diagnose below says what is wrong, from the snapshot
+                if pre is not None:
+                    session = Session(pre, say).open()
+                bundle = snap.result()
+        t_snap = time.perf_counter()
+        diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
+        req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
+        if session is not None and not same_flow(session.req, req):
+            session.close()
+            session = None
+        if session is None:
+            session = Session(req, say).open()
+        else:
+            session.attach(req.attach)  # what the snapshot's path adds to the lab's usual one
+        t_plan = time.perf_counter()
+        done: dict = {}
 
-    def on_result(result) -> None:  # the stop condition is met; the probes are still open
-        done["t_sess"] = time.perf_counter()
-        done["trace"] = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
-                                  dst_host=dst_host, src=src, dst=dst)
-        done["t_verdict"] = time.perf_counter()
+        def on_result(result) -> None:  # the stop condition is met; the probes are still open
+            done["t_sess"] = time.perf_counter()
+            t = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
+                          dst_host=dst_host, src=src, dst=dst)
+            done["t_verdict"] = time.perf_counter()
+            t.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
+                              "verdict_ms": (done["t_verdict"] - t0) * 1000})
+            done["trace"] = t
+            if on_verdict is not None:
+                on_verdict(t)
 
-    result = run_session(req, say, on_result=on_result)
-    t_end = time.perf_counter()
-    if "trace" not in done:  # the session ended early (nothing sent, nothing to close after)
-        on_result(result)
+        session.run(on_result)
+    finally:
+        if session is not None:
+            session.close()
     out = done["trace"]
-    # the verdict's time excludes closing probes and injector (done after it, before returning)
-    out.timings.update(result.timings)
-    out.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
-                        "session_ms": (done["t_sess"] - t_plan) * 1000,
-                        "verdict_ms": (done["t_verdict"] - t0) * 1000,
-                        "total_ms": (max(t_end, done["t_verdict"]) - t0) * 1000})
+    out.timings.update(session.timings)
+    out.timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return out

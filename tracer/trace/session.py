@@ -75,68 +75,137 @@ def _ifindex(netns: str, dev: str) -> int | None:
         return None
 
 
-def run_session(req: SessionRequest, progress: Progress | None = None,
-                on_result: Callable[[SessionResult], None] | None = None) -> SessionResult:
-    """on_result (optional) is called with the result as soon as the stop condition is met, before
-    the probes and the injector are closed (the close, ~0.3 s, is then not on the verdict's path);
-    everything is still closed before this function returns."""
-    from ..probes import Filter, Probes
+class Session:
+    """One session in stages, so a trace can attach while its snapshot is still being taken:
 
-    say = progress or (lambda _m: None)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    ir = req.inject
-    src_ns = req.src_netns or ir.netns
-    src_ino = netns_inode(src_ns)
-    dst_ino = netns_inode(req.dst_netns) if req.dst_netns else None
-    src_ifindex = _ifindex(src_ns, req.src_dev)
+        s = Session(req, progress).open()   # socket bound, probes loaded, req.attach attached
+        s.attach(more)                      # devices the snapshot added (usually none)
+        result = s.run(on_result)           # send, wait for the stop condition
+        s.close()                           # (also a context manager)
+    """
 
-    with Injector(ir) as inj:
-        res = inj.prepare()
-        if res.error:  # cannot even open a socket in the pod
-            return SessionResult(inject=res, timings={"total_ms": (time.perf_counter() - t0) * 1000})
-        flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
-                     sport=res.sport if ir.proto in ("tcp", "udp") else None,
-                     dport=ir.dport if ir.proto in ("tcp", "udp") else None,
-                     icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True)
-        say(f"loading probes ({len(req.attach)} devices)…")
-        out = SessionResult(inject=res)
-        with Probes(flt, tracepoints=req.tracepoints) as p:
-            timings["load_ms"] = (time.perf_counter() - t0) * 1000
-            _attach_all(p, req.attach, out)
+    def __init__(self, req: SessionRequest, progress: Progress | None = None) -> None:
+        self.req = req
+        self.say = progress or (lambda _m: None)
+        self.timings: dict[str, float] = {}
+        self.result: SessionResult | None = None
+        self._inj: Injector | None = None
+        self._probes = None
+        self._t0 = time.perf_counter()
+        self._wanted = list(req.attach)  # the plan: attach errors are reported for these only
+        self._failed: dict[tuple[str, str], str] = {}
+
+    def open(self) -> "Session":
+        from ..probes import Filter, Probes
+
+        req, ir = self.req, self.req.inject
+        try:
+            self._inj = Injector(ir).__enter__()
+            res = self._inj.prepare()
+            self.result = SessionResult(inject=res)
+            if res.error:  # cannot even open a socket in the pod: nothing to probe
+                return self
+            flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
+                         sport=res.sport if ir.proto in ("tcp", "udp") else None,
+                         dport=ir.dport if ir.proto in ("tcp", "udp") else None,
+                         icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True)
+            self.say(f"loading probes ({len(req.attach)} devices)…")
+            self._probes = Probes(flt, tracepoints=req.tracepoints)
+            self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
+            t = time.perf_counter()
             if req.tracepoints:
-                p.attach_tracepoints()
-            timings["attach_ms"] = (time.perf_counter() - t0) * 1000 - timings["load_ms"]
-            say(f"probes on {len(out.attached)} devices; sending {ir.count} {ir.proto} packet(s)…")
-            t_send = time.perf_counter()
-            inj.send()
-            timings["send_ms"] = (time.perf_counter() - t_send) * 1000
-            if res.error:
-                p.poll(30)  # an OUTPUT drop still leaves a kfree_skb with its reason
-                for _ in range(3):
-                    if not p.poll(10):
-                        break
-            else:
-                say(f"waiting up to {req.timeout:g}s for the answer…")
-                out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino)
-            inj.check_answer()
-            out.events = list(p.events)
-            out.lost = p.lost()
-            timings.update({f"probes_{k}": v for k, v in p.timings.items()})
-            timings["wait_ms"] = (time.perf_counter() - t_send) * 1000
-            timings["result_ms"] = (time.perf_counter() - t0) * 1000  # stop condition met
-            out.timings = dict(timings)
+                self._probes.attach_tracepoints()
+            self.attach(req.attach, plan=False)
+            self.timings["attach_ms"] = (time.perf_counter() - t) * 1000
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def attach(self, devices: list[tuple[str, str]], *, plan: bool = True) -> None:
+        """tc on more devices (skips what is already attached). plan: these are the devices the
+        trace needs (from the snapshot); errors on a preplanned device outside it are not reported."""
+        if plan:
+            self._wanted = list(devices)
+        if self._probes is None:
+            return
+        have = set(self.result.attached)
+        todo = [d for d in devices if d not in have and d not in self._failed]
+        if todo:
+            _attach_all(self._probes, todo, self.result, self._failed)
+        self.result.attach_errors = [msg for d, msg in self._failed.items() if d in self._wanted]
+
+    def run(self, on_result: Callable[[SessionResult], None] | None = None) -> SessionResult:
+        """Send and wait. on_result is called as soon as the stop condition is met, with the probes
+        still open (closing them takes ~0.3 s: it is then not on the verdict's path)."""
+        req, out, p = self.req, self.result, self._probes
+        if p is None:  # the source could not open a socket
+            out.timings = {**self.timings, "result_ms": (time.perf_counter() - self._t0) * 1000}
             if on_result is not None:
                 on_result(out)
-            t_close = time.perf_counter()
-        timings["close_ms"] = (time.perf_counter() - t_close) * 1000
-    timings["total_ms"] = (time.perf_counter() - t0) * 1000
-    out.timings = timings
-    return out
+            return out
+        ir, res = req.inject, out.inject
+        src_ns = req.src_netns or ir.netns
+        src_ino = netns_inode(src_ns)
+        dst_ino = netns_inode(req.dst_netns) if req.dst_netns else None
+        src_ifindex = _ifindex(src_ns, req.src_dev)
+        self.say(f"probes on {len(out.attached)} devices; sending {ir.count} {ir.proto} packet(s)…")
+        t_send = time.perf_counter()
+        self._inj.send()
+        self.timings["send_ms"] = (time.perf_counter() - t_send) * 1000
+        if res.error:
+            p.poll(30)  # an OUTPUT drop still leaves a kfree_skb with its reason
+            for _ in range(3):
+                if not p.poll(10):
+                    break
+        else:
+            self.say(f"waiting up to {req.timeout:g}s for the answer…")
+            out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino)
+        self._inj.check_answer()
+        out.events = list(p.events)
+        out.lost = p.lost()
+        self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})
+        self.timings["wait_ms"] = (time.perf_counter() - t_send) * 1000
+        self.timings["result_ms"] = (time.perf_counter() - self._t0) * 1000  # stop condition met
+        out.timings = dict(self.timings)
+        if on_result is not None:
+            on_result(out)
+        return out
+
+    def close(self) -> None:
+        t = time.perf_counter()
+        try:
+            if self._probes is not None:
+                self._probes.close()
+                self._probes = None
+        finally:
+            if self._inj is not None:
+                self._inj.__exit__(None, None, None)
+                self._inj = None
+        self.timings["close_ms"] = (time.perf_counter() - t) * 1000
+        self.timings["total_ms"] = (time.perf_counter() - self._t0) * 1000
+        if self.result is not None:
+            self.result.timings = dict(self.timings)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult) -> None:
-    """tc on every device, one thread per namespace (each attach enters its namespace itself)."""
+def run_session(req: SessionRequest, progress: Progress | None = None,
+                on_result: Callable[[SessionResult], None] | None = None) -> SessionResult:
+    """The whole session in one call (what a per-node agent runs): open, run, close."""
+    with Session(req, progress) as s:
+        s.open()
+        s.run(on_result)
+    return s.result
+
+
+def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult, failed: dict) -> None:
+    """tc on every device, one thread per namespace (each attach enters its namespace itself).
+    failed[(netns, dev)] gets the error of each device that could not be attached."""
     by_ns: dict[str, list[str]] = {}
     for ns, dev in attach:
         if dev not in by_ns.setdefault(ns, []):
@@ -151,7 +220,7 @@ def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult) -> None:
                     out.attached.append((ns, dev))
             except NodeError as e:
                 with lock:
-                    out.attach_errors.append(str(e))
+                    failed[(ns, dev)] = str(e)
 
     if not by_ns:
         return
@@ -176,7 +245,7 @@ def _wait(p, req: SessionRequest, res: InjectResult, src_ino: int, src_ifindex: 
             break
         if grace_until is None:
             if any(e.kind == "kfree_skb" for e in evs):
-                grace_until = time.monotonic() + 0.03  # let the ring buffer drain
+                grace_until = time.monotonic() + 0.01  # a second drop (the reply, a copy) may follow
             elif req.inject.proto == "udp" and dst_ino is not None and any(
                     e.kind == "tc" and e.point == "ingress" and e.netns == dst_ino and "reply" not in e.flags
                     for e in evs):

@@ -1,0 +1,92 @@
+"""What a trace probes and sends: from the snapshot's expected path (plan), or, before the snapshot
+is ready, from the lab's inventory (preplan), so the probes attach while the snapshot is taken.
+
+Attaching tc is slow in the kernel (each tcx link waits for an RCU grace period under the RTNL lock,
+~14 ms here, ~350 ms for a cross-node path) and the snapshot is slow in Python (~250 ms); doing
+them one after the other put the verdict past 1 s. The preplan is only a head start: the plan from
+the snapshot is still what the trace uses, and any device it adds is attached before sending.
+"""
+
+from __future__ import annotations
+
+from ..bundle import Addr, Bundle, Host
+from ..errors import UsageError
+from .inject import InjectRequest, new_icmp_id
+from .session import SessionRequest
+
+
+def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float) -> SessionRequest:
+    if src_host is None or not src_host.netns:
+        raise UsageError(f"cannot find the source's network namespace for {flow.src}; trace from a pod")
+    inj = InjectRequest(netns=src_host.netns, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
+                        size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None)
+    dst_pod = dst_host is not None and dst_host.kind == "pod"
+    return SessionRequest(inject=inj, attach=attach, src_netns=src_host.netns,
+                          dst_netns=dst_host.netns if dst_pod else None, timeout=timeout)
+
+
+def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> tuple[SessionRequest, object, object]:
+    """The session request for a diagnosed flow: every device on the expected paths, what to send."""
+    flow = diagnosis.flow
+    hosts = {h.name: h for h in bundle.hosts}
+    src_host = hosts.get(flow.src_name) if flow.src_name else None
+    if src_host is None:
+        src_host = next((h for h in bundle.hosts if h.kind == "pod" and any(a.address == flow.src for a in h.addrs)),
+                        None)
+    dst_host = hosts.get(flow.dst_name) if flow.dst_name else None
+    attach: list[tuple[str, str]] = []
+
+    def add(host, dev):
+        if host is None or not host.netns or not dev or dev == "lo":
+            return
+        if any(l.name == dev for l in host.links) and (host.netns, dev) not in attach:
+            attach.append((host.netns, dev))
+
+    add(src_host, "eth0")
+    for p in diagnosis.paths:
+        for hop in p.hops:
+            add(hosts.get(hop.host), hop.device)
+    if dst_host is not None and dst_host.kind == "pod":
+        add(dst_host, "eth0")
+    return _request(flow, src_host, dst_host, attach, count=count, timeout=timeout), src_host, dst_host
+
+
+def skeleton_bundle(lab) -> Bundle:
+    """Just enough of a bundle to resolve SRC and DST: the lab's hosts with their addresses."""
+    inv = lab.inventory()
+    pods = {p.name: p for p in inv.pods}
+    nodes = {n.name: n for n in inv.nodes}
+    hosts = []
+    for ref in lab.hosts():
+        h = Host(name=ref.name, kind=ref.kind, node=ref.node, netns=ref.netns, namespace=ref.namespace)
+        if ref.name in pods and pods[ref.name].ip:
+            h.addrs.append(Addr("eth0", pods[ref.name].ip, 24))
+        if ref.name in nodes and nodes[ref.name].underlay_ip:
+            h.addrs.append(Addr(nodes[ref.name].underlay_dev or "eth0", nodes[ref.name].underlay_ip, 24))
+        hosts.append(h)
+    return Bundle(hosts=hosts, inventory=inv)
+
+
+def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: float) -> SessionRequest:
+    """The session request from the lab's inventory alone: the flannel path between the pods
+    involved (the source, the destination pod or every endpoint of the Service)."""
+    from ..diagnose import build_flow
+    from ..targets.resolve import resolve
+
+    skel = skeleton_bundle(lab)
+    s, d = resolve(skel, src), resolve(skel, dst)
+    flow = build_flow(s, d, proto, port, size)
+    by_ip = {p.ip: p.name for p in skel.inventory.pods}
+    pods = [s.host.name] if s.host is not None else []
+    if d.host is not None and d.host.kind == "pod":
+        pods.append(d.host.name)
+    if d.service is not None:
+        pods += [by_ip[ip] for ip in d.service.endpoints if ip in by_ip]
+    return _request(flow, s.host, d.host, lab.path_devices(pods), count=count, timeout=timeout)
+
+
+def same_flow(a: SessionRequest, b: SessionRequest) -> bool:
+    """Whether the preplanned session sends what the plan wants (then it can be kept)."""
+    x, y = a.inject, b.inject
+    return ((x.netns, x.src, x.dst, x.proto, x.dport, x.size, x.count) ==
+            (y.netns, y.src, y.dst, y.proto, y.dport, y.size, y.count) and a.dst_netns == b.dst_netns)

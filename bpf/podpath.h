@@ -19,7 +19,7 @@ enum pp_kind {
 	PP_KIND_XMIT = 5,          /* net:net_dev_start_xmit */
 	PP_KIND_FIB = 6,           /* fib:fib_table_lookup (later) */
 	PP_KIND_NEIGH = 7,         /* neigh:* (later) */
-	PP_KIND_NF = 8,            /* BPF netfilter link; point = hook number, nf_prio = priority */
+	PP_KIND_NF = 8,            /* BPF netfilter link; point = hook number, nf_prio = bracket index */
 };
 
 enum pp_point {
@@ -59,7 +59,7 @@ struct pp_event {
 	__u8 flags;         /* PP_EV_* */
 	__u8 icmp_type;
 	__u8 ttl;
-	__s32 nf_prio;      /* netfilter link priority */
+	__s32 nf_prio;      /* netfilter: the bracket (program) index; user space maps it to the link's priority */
 	__u32 cpu;          /* 88 bytes, no implicit padding */
 };
 
@@ -99,6 +99,7 @@ struct pp_config {
 #define PP_VXLAN_PORT_LINUX 8472
 #define PP_VXLAN_PORT_IANA  4789
 #define PP_TC_ACT_UNSPEC (-1)
+#define PP_NF_BRACKETS 8 /* pp_nf_0 .. pp_nf_7 (trace.bpf.c) */
 
 /* Parsed headers of one IPv4 packet. */
 struct pp_tuple {

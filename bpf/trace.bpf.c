@@ -104,15 +104,32 @@ int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 			PP_NH_NETWORK, 0);
 }
 
-/* BPF netfilter link program: libbpf 1.1 does not know SEC("netfilter"); the loader sets the
- * program type (BPF_PROG_TYPE_NETFILTER) and attach type (BPF_NETFILTER) itself. It matches
- * the filter (or a tracked skb) and always accepts. */
-SEC("netfilter")
-int pp_nf(struct bpf_nf_ctx *ctx)
+/* BPF netfilter link programs: libbpf 1.1 does not know SEC("netfilter"); the loader sets the
+ * program type (BPF_PROG_TYPE_NETFILTER) and attach type (BPF_NETFILTER) itself.
+ *
+ * A link's priority is not visible to its program, so there is one program per bracket: the
+ * loader attaches pp_nf_<i> at the i-th priority of a hook (before raw, before mangle, before nat,
+ * before filter, ...), and the event's nf_prio carries i. Which brackets a packet passed tells
+ * which hook and which table took it. Only bracket 0 (the start of the hook) matches the filter;
+ * the others follow the skb it tracked, which also keeps them cheap for all other traffic, and
+ * follows the packet through NAT. They always accept. */
+static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket)
 {
 	struct sk_buff *skb = ctx->skb;
 	__u8 hook = BPF_CORE_READ(ctx, state, hook);
 
-	pp_trace(skb, PP_KIND_NF, hook, 0, 0, true, false, PP_NH_NETWORK, 0);
+	pp_trace(skb, PP_KIND_NF, hook, 0, 0, bracket == 0, false, PP_NH_NETWORK, bracket);
 	return 1; /* NF_ACCEPT */
 }
+
+#define PP_NF_PROG(i) \
+	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i); }
+
+PP_NF_PROG(0)
+PP_NF_PROG(1)
+PP_NF_PROG(2)
+PP_NF_PROG(3)
+PP_NF_PROG(4)
+PP_NF_PROG(5)
+PP_NF_PROG(6)
+PP_NF_PROG(7)

@@ -90,13 +90,19 @@ def render(t) -> None:
             arrow = "←" if h.direction == "reply" else "→"
             mark = "[red]✗[/]" if h.point == "drop" else " "
             where = f"{h.node or '?'}/{h.location}"
-            out.print(f"  {mark} {arrow} {h.time / 1000:9.1f} µs  {escape(where):<16} {escape(h.device or '-'):<14} "
-                      f"{h.point}")
+            nf = h.probe == "netfilter"
+            dev = "netfilter" if nf else (h.device or "-")
+            point = h.point.upper() if nf else h.point
+            detail = f"  [dim]{escape(h.detail)}[/]" if h.detail else ""
+            out.print(f"  {mark} {arrow} {h.time / 1000:9.1f} µs  {escape(where):<16} {escape(dev):<14} "
+                      f"{point}{detail}")
     style = STATUS_STYLE.get(v.status, "bold")
     out.print(f"\n[bold]verdict:[/] [{style}]{v.status}[/] {escape(sentence(t))}")
     for e in v.evidence:
         out.print(f"  evidence ({escape(e['kind'])}, {escape(str(e['node']))}/{escape(e['location'])}): "
                   f"{escape(e['object'])}")
+    if v.counter:
+        out.print(f"  counter: {escape(v.counter)}")
     if v.fix:
         out.print(f"  fix: {escape(v.fix)}")
     if t.lost_events:
@@ -116,6 +122,6 @@ def sentence(t) -> str:
     elif v.status == "lost":
         s = f"no drop event; last seen at {where}"
     else:
-        s = f"at {where}" + (f", {v.hook} hook" if v.hook else "") + \
+        s = f"at {where}" + (f", {v.hook} hook" if v.hook else "") + (f" ({v.table})" if v.table else "") + \
             (f", kernel reason {v.drop_reason}" if v.drop_reason else "")
     return s + f": cause {v.cause}" + (f" — {v.message.split('; ', 1)[-1]}" if "; " in v.message else ".")

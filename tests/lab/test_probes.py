@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("bpftool"), reason="needs bpftool to check for leftovers"),
 ]
 
-from podpath.tracer.probes import PROGRAM_NAMES, Filter, Probes, object_path  # noqa: E402
+from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, Filter, Probes, object_path  # noqa: E402
 
 A_IP, B_IP = "192.0.2.1", "192.0.2.2"
 ICMP_ID, OTHER_ID = 0x5151, 0x6262
@@ -159,7 +159,25 @@ def test_netfilter_links_see_the_hooks(pair):
         p.attach_netfilter(a, hooks=("output", "postrouting"))
         assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
         nf = [e for e in collect(p) if e.kind == "netfilter"]
-    assert [e.point for e in nf] == ["output", "postrouting", "prerouting", "input"]
+    hooks = ["output", "postrouting", "prerouting", "input"]
+    # every bracket of every hook, in priority order: bracket 0 matched, the others followed the skb
+    assert [(e.point, e.extra["bracket"]) for e in nf] == [(h, i) for h in hooks for i in range(len(NF_BRACKETS))]
+    assert [e.nf_prio for e in nf[:len(NF_BRACKETS)]] == list(NF_BRACKETS)
+    assert all("tracked" in e.flags for e in nf[1:])
+
+
+def test_netfilter_bracket_priority_held_by_another_trace_moves(pair):
+    """Two traces in one namespace: BPF links may not share a priority, so the second one shifts."""
+    a, _ = pair
+    flt = Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID)
+    with Probes(flt, netfilter=True, tracepoints=False) as p1, Probes(flt, netfilter=True, tracepoints=False) as p2:
+        p1.attach_netfilter(a, hooks=("output",))
+        p2.attach_netfilter(a, hooks=("output",))
+        ino = netns_inode(a)
+        first = [p1.nf_priorities[(ino, 3, i)] for i in range(len(NF_BRACKETS))]
+        second = [p2.nf_priorities[(ino, 3, i)] for i in range(len(NF_BRACKETS))]
+    assert first == list(NF_BRACKETS)
+    assert all(x != y and abs(x - y) < 16 for x, y in zip(first, second)), second
 
 
 KILLED_LOADER = r"""
@@ -180,8 +198,8 @@ def test_sigkill_leaves_nothing_behind(pair):
     try:
         line = proc.stdout.readline()
         assert line.startswith("ready"), proc.stderr.read() if proc.poll() is not None else line
-        assert int(line.split()[1]) == 4 + 4 + 5
-        assert set(podpath_programs()) >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf"}
+        assert int(line.split()[1]) == 4 + 4 + 5 * len(NF_BRACKETS)
+        assert set(podpath_programs()) >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf_0", "pp_nf_7"}
         ours = {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "-j").stdout)
                 if p.get("name", "").startswith("pp_")}
         before = json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")

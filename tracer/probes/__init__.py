@@ -26,16 +26,22 @@ from . import libbpf
 from .events import Event, EventError, Filter, Kallsyms, KernelNames, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
-__all__ = ["Probes", "Filter", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
+__all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
 SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost")
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
 TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit")
-NF_PROGRAM = "pp_nf"
+NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(8))  # one per bracket (PP_NF_BRACKETS)
+NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links at exactly these
+# Where the brackets sit: the start of the hook, just before each iptables table (raw -300,
+# mangle -150, nat/DNAT -100, filter 0, security 50, nat/SNAT 100), and the end. A packet that
+# passed bracket i but not i+1 was taken by what sits between their priorities.
+NF_BRACKETS = (NF_PRI_FIRST + 1, -301, -151, -101, -1, 49, 99, NF_PRI_LAST - 1)
 _KIND_OFFSET = RawEvent.kind.offset
 _KIND_KFREE = 2  # PP_KIND_KFREE_SKB
-PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + (NF_PROGRAM,)
+PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS
 
 
 def bpf_dir() -> Path:
@@ -52,6 +58,11 @@ def object_path(name: str) -> str:
     if not p.exists():
         raise NodeError(f"BPF object {p} not built: run `make -C bpf`")
     return str(p)
+
+
+def _netns_ino(netns: str | None) -> int:
+    from ..netns import netns_path
+    return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino
 
 
 def _all_or_none(makers) -> list:
@@ -98,6 +109,8 @@ class Probes:
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
         self._names = KernelNames()
+        # (netns inode, hook number, bracket) -> the priority its link was attached at
+        self.nf_priorities: dict[tuple[int, int, int], int] = {}
         t0 = time.perf_counter()
         try:
             cfg = {"pp_cfg": flt.to_bytes()}
@@ -106,10 +119,10 @@ class Probes:
             self.trace = None
             if tracepoints or netfilter:
                 shared = {m: self.tc.map_fd(m) for m in SHARED_MAPS}
-                load = (list(TRACEPOINTS) if tracepoints else []) + ([NF_PROGRAM] if netfilter else [])
+                load = (list(TRACEPOINTS) if tracepoints else []) + (list(NF_PROGRAMS) if netfilter else [])
                 self.trace = libbpf.BpfObject(
                     object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
-                    prog_types={NF_PROGRAM: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER)})
+                    prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in NF_PROGRAMS})
                 self._objs.append(self.trace)
             self._rb = libbpf.RingBuffer(self.tc.map_fd("pp_events"), self._on_record)
         except BaseException:
@@ -159,18 +172,35 @@ class Probes:
         self.timings["attach_tp_ms"] = (time.perf_counter() - t0) * 1000
         return made
 
-    def attach_netfilter(self, netns: str | None, hooks=("prerouting", "input", "forward", "output",
-                                                         "postrouting"), priorities=(-299,)) -> list[Link]:
-        """BPF netfilter links (IPv4) in a namespace; the event's point is the hook."""
+    def attach_netfilter(self, netns: str | None, hooks=NF_HOOKS, brackets=NF_BRACKETS) -> list[Link]:
+        """BPF netfilter links (IPv4) in a namespace: pp_nf_<i> at brackets[i] of every hook. A
+        priority already held by another trace's link is moved by up to 15, away from the table it
+        precedes (the gaps between tables are wider), and events map back to the priority used."""
         if self.trace is None:
-            raise NodeError("probes were loaded without the netfilter program")
-        fd = self.trace.program_fd(NF_PROGRAM)
+            raise NodeError("probes were loaded without the netfilter programs")
+        ino = _netns_ino(netns)
+        t0 = time.perf_counter()
+
+        def one(hook: str, i: int):
+            fd = self.trace.program_fd(NF_PROGRAMS[i])
+            step = 1 if brackets[i] == NF_PRI_FIRST + 1 else -1
+            for k in range(16):
+                prio = brackets[i] + step * k
+                try:
+                    link = libbpf.attach_netfilter(fd, hook, prio)
+                except libbpf.PriorityTaken:
+                    continue
+                self.nf_priorities[(ino, libbpf.NF_HOOKS[hook], i)] = prio
+                return link
+            raise NodeError(f"netfilter {hook}: priorities {brackets[i]}..{prio} all held by other BPF links; "
+                            "too many traces at once in this namespace?")
 
         def body():
-            return _all_or_none(lambda h=h, p=p: libbpf.attach_netfilter(fd, h, p) for h in hooks for p in priorities)
+            return _all_or_none(lambda h=h, i=i: one(h, i) for h in hooks for i in range(len(brackets)))
 
         made = libbpf.in_netns_thread(body, netns)
         self.links.extend(made)
+        self.timings["attach_nf_ms"] = self.timings.get("attach_nf_ms", 0) + (time.perf_counter() - t0) * 1000
         return made
 
     # -- events ---------------------------------------------------------------------------------
@@ -178,7 +208,11 @@ class Probes:
     def _on_record(self, data: bytes) -> None:
         kfree = len(data) > _KIND_OFFSET and data[_KIND_OFFSET] == _KIND_KFREE
         reasons = self._names.reasons() if kfree else None
-        self.events.append(decode(data, drop_reasons=reasons, symbolize=self._names.symbolize))
+        ev = decode(data, drop_reasons=reasons, symbolize=self._names.symbolize)
+        if ev.kind == "netfilter":  # the program only knows its bracket; we know its priority
+            ev.extra["bracket"] = ev.nf_prio
+            ev.nf_prio = self.nf_priorities.get((ev.netns, libbpf.NF_HOOKS.get(ev.point, -1), ev.nf_prio), ev.nf_prio)
+        self.events.append(ev)
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns

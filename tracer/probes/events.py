@@ -8,7 +8,6 @@ decode() checks the record length before it reads anything, and turns a record i
 
 from __future__ import annotations
 
-import bisect
 import ctypes
 import ipaddress
 import socket

@@ -484,10 +484,16 @@ def attach_netfilter(prog_fd: int, hook: str | int, priority: int, *, defrag: bo
     hooknum = NF_HOOKS[hook] if isinstance(hook, str) else hook
     extra = struct.pack("=IIiI", NFPROTO_IPV4, hooknum, priority, BPF_F_NETFILTER_IP_DEFRAG if defrag else 0)
     fd = link_create_raw(prog_fd, 0, BPF_NETFILTER, extra)
+    if fd == -errno.EBUSY:  # BPF links may not share a hook's priority (another trace holds it)
+        raise PriorityTaken(f"netfilter {hook}/{priority} is held by another BPF link")
     if fd < 0:
         raise _fail(f"cannot attach netfilter link at {hook}/{priority}", fd,
                     "BPF netfilter links need kernel 6.4+ with CONFIG_NETFILTER_BPF_LINK")
     return Link(f"netfilter/{hook}/{priority}", fd=fd)
+
+
+class PriorityTaken(NodeError):
+    """A BPF netfilter link already holds this hook and priority (they must be unique)."""
 
 
 class _TcHook(ctypes.Structure):

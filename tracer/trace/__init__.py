@@ -87,6 +87,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
             done["t_sess"] = time.perf_counter()
             t = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
                           dst_host=dst_host, src=src, dst=dst)
+            _confirm_by_counters(t, bundle)
             done["t_verdict"] = time.perf_counter()
             t.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
                               "verdict_ms": (done["t_verdict"] - t0) * 1000})
@@ -102,3 +103,22 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
     out.timings.update(session.timings)
     out.timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return out
+
+
+def _confirm_by_counters(t: Trace, bundle) -> None:
+    """A netfilter drop: re-read that namespace's rules and see which counter rose (counters.py)."""
+    from .correlate import apply_counters, verdict_host
+    from .counters import reread_rules
+
+    v = t.verdict
+    if v.status not in ("dropped", "rejected") or not (v.drop_reason == "NETFILTER_DROP" or v.hook):
+        return
+    host = verdict_host(bundle, v)
+    if host is None or not host.netns:
+        return
+    t0 = time.perf_counter()
+    try:
+        apply_counters(v, host, reread_rules(host))
+    except PodpathError as e:  # the verdict stands without the counters
+        v.message += f"; rule counters not re-read: {e}"
+    t.timings["counters_ms"] = (time.perf_counter() - t0) * 1000

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..model.path import SEGMENTS
 from ..netns import netns_path
+from .hooks import chains_in_gap, hook_passes, pass_before
 
 # a finding's cause → the evidence kind its object is
 EVIDENCE_KIND = {"pod_route": "route", "host_route": "route", "iptables": "rule", "dns": "rule", "ipvs": "ipvs",
@@ -36,6 +37,7 @@ class ObservedHop:
     probe: str = "tc"  # tc, netif_receive_skb, net_dev_start_xmit, kfree_skb
     inner: bool = False  # seen inside VXLAN (on the underlay)
     segment: str | None = None
+    detail: str | None = None  # netfilter: NAT seen in the hook, or the table that took the packet
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Verdict:
     hook: str | None = None
     drop_reason: str | None = None
     drop_location: str | None = None  # kernel symbol+offset of kfree_skb
+    table: str | None = None  # netfilter: the base chain(s) between the last bracket passed and the next
+    counter: str | None = None  # netfilter: the DROP/REJECT rule whose packet counter rose during the trace
+    stopped_at: str | None = None  # where the packet was dropped or last seen ("node-b/host flannel.1")
     evidence: list[dict] = field(default_factory=list)
     fix: str | None = None
     message: str = ""
@@ -139,6 +144,24 @@ def observed_hops(events, where: Where) -> list[ObservedHop]:
     return hops
 
 
+def netfilter_hops(passes, where: Where, t0: int) -> list[ObservedHop]:
+    """One hop per pass through a hook (device: none; point: the hook)."""
+    hops = []
+    for p in passes:
+        e = p.first
+        h = where.host(p.netns)
+        node, loc = Where.node_loc(h)
+        detail = p.nat()
+        if not p.complete:
+            lo, hi = p.stopped_between()
+            detail = ((detail + "; ") if detail else "") + f"did not leave the hook (stopped after priority {lo})"
+        hops.append(ObservedHop(node=node, location=loc, device=None, point=p.hook, direction=p.direction,
+                                time=e.ts_ns - t0, host=h.name if h else None,
+                                seq=e.icmp_seq if e.proto == "icmp" else None, probe="netfilter",
+                                inner=e.inner, detail=detail))
+    return hops
+
+
 def assign_segments(hops: list[ObservedHop], bundle, src_host, dst_host) -> None:
     inv = getattr(bundle, "inventory", None)
     underlay = {n.name: n.underlay_dev for n in (inv.nodes if inv else [])}
@@ -149,6 +172,8 @@ def assign_segments(hops: list[ObservedHop], bundle, src_host, dst_host) -> None
     for h in hops:
         if h.direction == "reply":
             h.segment = SEGMENTS[3]
+        elif h.probe == "netfilter" and h.inner:  # the VXLAN packet itself: host to host
+            h.segment = SEGMENTS[1]
         elif src_host and h.host == src_host.name:
             h.segment = SEGMENTS[0]
         elif dst_host and h.host == dst_host.name:
@@ -174,30 +199,95 @@ def _evidence(f) -> list[dict]:
     return ev
 
 
-def pick_finding(findings, *, node, location, device, drop_reason=None, hosts=(), status=None):
-    """The diagnose finding that explains the observed stop point, or None."""
+# What the kernel's drop reason (or the freeing function) says about the cause: findings of these
+# causes explain such a drop better than others found at the same place.
+REASON_CAUSES = {
+    "IP_RPFILTER": ("rp_filter",),
+    "NEIGH_FAILED": ("arp", "link_down"),
+    "NO_TX_TARGET": ("fdb", "arp"),
+    "IP_INADDRERRORS": ("ip_forward", "host_route"),
+    "IP_NOPROTO": ("host_route",),
+    "NO_SOCKET": ("no_listener", "dns", "link_down"),
+    "OTHERHOST": ("link_down", "bridge_port", "ip_conflict", "arp", "fdb"),
+    "NETFILTER_DROP": NETFILTER_CAUSES,
+    "PKT_TOO_SMALL": ("mtu",),
+    "FRAG_REASM_TIMEOUT": ("mtu",),
+}
+LOCATION_CAUSES = {"__dev_forward_skb": ("mtu", "link_down"), "ip_fragment": ("mtu",),
+                   "ip_forward": ("mtu", "ip_forward")}
+# A broken link explains the missing FDB/ARP entries and flooding it causes downstream.
+ROOT_FIRST = ("link_down", "bridge_port", "ip_conflict")
+
+
+def preferred_causes(drop_reason: str | None, drop_location: str | None, hook: str | None) -> tuple:
+    if hook is not None:
+        return NETFILTER_CAUSES
+    prefs = REASON_CAUSES.get(drop_reason or "", ())
+    fn = (drop_location or "").split("+")[0]
+    for prefix, causes in LOCATION_CAUSES.items():
+        if fn.startswith(prefix):
+            prefs = causes + prefs
+    return prefs
+
+
+def pick_finding(findings, *, node, location, device, drop_reason=None, status=None, hook=None,
+                 drop_location=None, peers=()):
+    """The diagnose finding that explains the observed stop point, or None.
+
+    Tiers, first hit wins: the stop point's namespace; the same node (the packet vanished after
+    the last hop seen); the namespaces at the far end of the stop device (a veth refusing to
+    forward is the receiver's MTU). Within a tier, causes the kernel's drop reason points at first,
+    then root causes, then diagnose's order (errors first, in path order)."""
     errs = [f for f in findings if f.severity == "error"] or list(findings)
-    cands = [f for f in errs if f.node == node and f.location == location]
-    if drop_reason == "NETFILTER_DROP":
-        nf = [f for f in cands if f.cause in NETFILTER_CAUSES] or \
-             [f for f in errs if f.cause in NETFILTER_CAUSES and f.node == node]
-        if nf:
-            return nf[0]
-    if cands:
-        exact = [f for f in cands if device and f.device == device]
-        return (exact or cands)[0]
+    prefs = preferred_causes(drop_reason, drop_location, hook)
+
+    def best(cands):
+        if not cands:
+            return None
+        def rank(ix_f):
+            i, f = ix_f
+            return (prefs.index(f.cause) if f.cause in prefs else len(prefs),
+                    0 if f.cause in ROOT_FIRST else 1,
+                    0 if (hook and f.hook == hook) or (device and f.device == device) else 1, i)
+        return min(enumerate(cands), key=rank)[1]
+
+    tiers = [[f for f in errs if f.node == node and f.location == location]]
+    if drop_reason == "NETFILTER_DROP" or hook is not None:
+        tiers.append([f for f in errs if f.cause in NETFILTER_CAUSES and f.node == node])
     if status == "lost" or drop_reason not in (None, "NETFILTER_DROP"):
-        # the packet vanished after the last hop we saw: a finding on a host it had reached
-        near = [f for f in errs if f.node == node]
-        if near:
-            return near[0]
+        tiers.append([f for f in errs if f.node == node])
+    tiers.append([f for f in errs if (f.node, f.location) in peers])
+    for cands in tiers:
+        if drop_reason == "NETFILTER_DROP" or hook is not None:
+            nf = [f for f in cands if f.cause in NETFILTER_CAUSES]
+            if nf:
+                return best(nf)
+        f = best(cands)
+        if f is not None:
+            return f
     return None
+
+
+def peer_places(bundle, host_name: str | None, device: str | None) -> list[tuple]:
+    """(node, location) of the namespace at the other end of a veth (what it forwards into)."""
+    h = bundle.host(host_name) if host_name else None
+    link = h.link(device) if h is not None and device else None
+    peer = bundle.host(link.peer_host) if link is not None and link.peer_host else None
+    return [Where.node_loc(peer)] if peer is not None else []
+
+
+def first_reply_host(hops) -> str | None:
+    """The namespace that answered: where the first reply hop was seen."""
+    return next((h.host for h in hops if h.direction == "reply"), None)
 
 
 def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: str) -> Trace:
     where = Where(bundle)
     events = session.events
+    passes = hook_passes(events)
     hops = observed_hops(events, where)
+    if passes:
+        hops = sorted(hops + netfilter_hops(passes, where, min(e.ts_ns for e in events)), key=lambda h: h.time)
     assign_segments(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
@@ -211,6 +301,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     v: Verdict
 
     drops = sorted([e for e in events if e.kind == "kfree_skb"], key=lambda e: e.ts_ns)
+    src_name, dst_name = (src_host.name if src_host else None), (dst_host.name if dst_host else None)
     if inj.unsent:
         v = Verdict("unsent", node=src_node, location=src_loc, device="eth0", errno=inj.error)
         d = next(iter(drops), None)
@@ -220,15 +311,27 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         v.message = f"the source could not send: {inj.error} ({inj.message})"
     elif session.answered:
         v = Verdict("delivered")
-        if inj.proto == "tcp" and inj.answer == "refused":
-            v.status = "rejected"
         f = None
-        if v.status == "rejected":
-            dst_node, dst_loc = Where.node_loc(dst_host)
-            from_dst = any(h.direction == "reply" and h.host == (dst_host.name if dst_host else None) for h in hops)
-            v.node, v.location = (dst_node, dst_loc) if from_dst else (hops[-1].node, hops[-1].location)
+        dst_name = dst_host.name if dst_host else None
+        answerer = where.hosts.get(first_reply_host(hops) or "")
+        wrong = (answerer is not None and answerer.kind == "pod" and dst_host is not None
+                 and dst_host.kind == "pod" and answerer.name != dst_name)
+        if wrong:  # another namespace answered in the destination's name
+            v.status = "misdelivered"
+            v.node, v.location = Where.node_loc(answerer)
+            v.device = "eth0"
+            v.stopped_at = f"{v.node}/{v.location}"
+            f = pick_finding(findings, node=v.node, location=v.location, device="eth0", drop_reason="OTHERHOST")
+            v.message = f"{answerer.name} answered in place of {dst}"
+        elif inj.proto == "tcp" and inj.answer == "refused":
+            v.status = "rejected"
+            if answerer is not None:
+                v.node, v.location = Where.node_loc(answerer)
+            elif hops:
+                v.node, v.location = hops[-1].node, hops[-1].location
+            from_dst = answerer is not None and answerer.name == dst_name
             f = pick_finding(findings, node=v.node, location=v.location, device=None)
-            v.message = f"{'the destination' if from_dst else v.node + '/' + v.location} answered with a TCP RST"
+            v.message = f"{'the destination' if from_dst else f'{v.node}/{v.location}'} answered with a TCP RST"
             if f is None and from_dst:
                 v.cause = "no_listener"
                 v.message += f": nothing listens on port {flow.get('dport')}"
@@ -256,23 +359,40 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                 dev = last.device
             v = Verdict("dropped", node=node, location=loc, device=dev, drop_reason=d.drop_reason,
                         drop_location=d.location_sym)
+            taken = pass_before(passes, d)
+            detail = None
+            if taken is not None:  # the kernel's own word on the hook, and the brackets' on the table
+                v.hook = taken.hook
+                lo, hi = taken.stopped_between()
+                chains = chains_in_gap(h, taken.hook, lo, hi) if h is not None else []
+                v.table = ", ".join(chains) or f"a base chain between priorities {lo} and {hi}"
+                detail = f"taken in {taken.hook} by {v.table}"
             hops.append(ObservedHop(node=node, location=loc, device=dev, point="drop",
                                     direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
-                                    host=host_name, probe="kfree_skb", segment=last.segment if last else None))
+                                    host=host_name, probe="kfree_skb", segment=last.segment if last else None,
+                                    detail=detail))
             f = pick_finding(findings, node=node, location=loc, device=dev, drop_reason=d.drop_reason,
-                             status="dropped")
-            v.message = f"the kernel dropped it at {node}/{loc}" + (f" {dev}" if dev else "") + \
-                f" ({d.drop_reason} in {d.location_sym or '?'})"
+                             status="dropped", hook=v.hook, drop_location=d.location_sym,
+                             peers=peer_places(bundle, host_name, dev))
+            v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
+            v.message = f"the kernel dropped it at {v.stopped_at}" + \
+                (f", {detail}" if detail else "") + f" ({d.drop_reason} in {d.location_sym or '?'})"
+            if h is not None and h.kind == "pod" and dst_host is not None and dst_host.kind == "pod" \
+                    and h.name not in (src_name, dst_name):
+                v.status = "misdelivered"  # it reached a pod it was not sent to
+                v.message = f"it reached {h.name}, not {dst}; " + v.message
         else:
             last = hops[-1] if hops else None
             v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
                         device=last.device if last else "eth0")
             f = pick_finding(findings, node=v.node, location=v.location, device=v.device, status="lost")
-            v.message = ("no drop event: last seen at " +
-                         (f"{last.node}/{last.location} {last.device} {last.point}" if last else "nothing (not sent?)"))
+            v.stopped_at = f"{last.node}/{last.location} {last.device or ''}".strip() if last else None
+            seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
+                                                           else f"{last.device} {last.point}")) if last else None
+            v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
         if f is not None and f.object and "REJECT" in f.object and v.status == "dropped":
             v.status = "rejected"
-    if v.status in ("dropped", "lost") and f is None:
+    if v.status in ("dropped", "lost", "misdelivered") and f is None:
         # the packet left the expected path: blame the last place before the stop point that a
         # snapshot finding explains (a node that routed it the wrong way, a wrong FDB entry...)
         seen: list[tuple] = []
@@ -281,15 +401,21 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                 continue
             seen.append((h.node, h.location))
             f = pick_finding(findings, node=h.node, location=h.location, device=h.device)
-            if f is not None:
-                v.message += f"; it went astray after {h.node}/{h.location}"
+            if f is not None:  # it was sent where it should not go: the divergence is here
+                v.message += f"; it went astray at {h.node}/{h.location}"
+                if v.status == "dropped":
+                    v.status = "misdelivered"
+                    v.node, v.location, v.device = f.node, f.location, f.device or h.device
                 break
+    if v.status == "misdelivered" and f is not None and (f.node, f.location) != (v.node, v.location) \
+            and f.cause in ROOT_FIRST:
+        v.node, v.location, v.device = f.node, f.location, f.device  # where the fix applies
     if v.status != "delivered":
         if f is not None:
             v.cause = f.cause
             v.evidence = _evidence(f)
             v.fix = f.fix
-            v.hook = f.hook
+            v.hook = v.hook or f.hook
             v.message += f"; {f.message}"
             if v.device is None:
                 v.device = f.device
@@ -301,3 +427,41 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                  expected_outcome=diagnosis.paths[0].outcome if diagnosis.paths else None,
                  lost_events=session.lost, timings=dict(session.timings), attach_errors=list(session.attach_errors),
                  inject=inj.to_dict())
+
+
+def verdict_host(bundle, v: Verdict):
+    """The snapshot host the verdict points at (a pod by name, else the node's host namespace)."""
+    if v.location and v.location != "host":
+        return bundle.host(v.location)
+    return bundle.host(v.node) if v.node else None
+
+
+def apply_counters(v: Verdict, before_host, after_host) -> None:
+    """Join the rule counters' word with the verdict: confirm the model's rule, or name the rule the
+    kernel really counted when the model predicted another one."""
+    from ..checks.base import ns_cmd
+    from .counters import deltas
+
+    found = deltas(before_host, after_host)
+    if v.table:  # only rules of the tables the brackets point at
+        in_gap = [d for d in found if f"{d.rule.backend} {d.rule.table}/" in v.table]
+        found = in_gap or found
+    if not found:
+        return
+    predicted = {e.get("object") for e in v.evidence if e.get("kind") == "rule"}
+    hit = next((d for d in found if d.rule.text in predicted), None)
+    if hit is not None:
+        v.counter = hit.describe()
+        v.message += f"; confirmed by its packet counter (+{hit.packets})"
+        return
+    if len(found) == 1:
+        d = found[0]
+        v.counter = d.describe()
+        node, loc = v.node, v.location
+        v.evidence = [{"kind": "rule", "node": node, "location": loc, "object": d.rule.text}] + v.evidence
+        v.fix = ns_cmd(after_host, d.rule.command()) + "  # the rule that counted the test packet"
+        v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+        v.message += (f"; the rule counters name {d.describe()}" +
+                      (" (the snapshot's model predicted another rule)" if predicted else ""))
+    else:
+        v.message += "; rule counters rose on several DROP/REJECT rules: " + "; ".join(d.describe() for d in found)

@@ -35,6 +35,7 @@ class SessionRequest:
     src_dev: str = "eth0"
     timeout: float = 1.0
     tracepoints: bool = True
+    netfilter: bool = True  # BPF netfilter links bracketing every hook in each namespace attached
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,6 +95,7 @@ class Session:
         self._t0 = time.perf_counter()
         self._wanted = list(req.attach)  # the plan: attach errors are reported for these only
         self._failed: dict[tuple[str, str], str] = {}
+        self._nf_done: set[str] = set()  # namespaces whose hooks are bracketed
 
     def open(self) -> "Session":
         from ..probes import Filter, Probes
@@ -110,7 +112,7 @@ class Session:
                          dport=ir.dport if ir.proto in ("tcp", "udp") else None,
                          icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True)
             self.say(f"loading probes ({len(req.attach)} devices)…")
-            self._probes = Probes(flt, tracepoints=req.tracepoints)
+            self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter)
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
             t = time.perf_counter()
             if req.tracepoints:
@@ -132,7 +134,7 @@ class Session:
         have = set(self.result.attached)
         todo = [d for d in devices if d not in have and d not in self._failed]
         if todo:
-            _attach_all(self._probes, todo, self.result, self._failed)
+            _attach_all(self._probes, todo, self.result, self._failed, self._nf_done if self.req.netfilter else None)
         self.result.attach_errors = [msg for d, msg in self._failed.items() if d in self._wanted]
 
     def run(self, on_result: Callable[[SessionResult], None] | None = None) -> SessionResult:
@@ -203,8 +205,10 @@ def run_session(req: SessionRequest, progress: Progress | None = None,
     return s.result
 
 
-def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult, failed: dict) -> None:
-    """tc on every device, one thread per namespace (each attach enters its namespace itself).
+def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult, failed: dict,
+                nf_done: set[str] | None = None) -> None:
+    """tc on every device, one thread per namespace (each attach enters its namespace itself), and
+    the netfilter brackets in each namespace not in nf_done yet (None: no netfilter links).
     failed[(netns, dev)] gets the error of each device that could not be attached."""
     by_ns: dict[str, list[str]] = {}
     for ns, dev in attach:
@@ -213,6 +217,15 @@ def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult, failed: di
     lock = threading.Lock()
 
     def one_ns(ns: str) -> None:
+        if nf_done is not None and ns not in nf_done:
+            try:
+                p.attach_netfilter(ns)
+                with lock:
+                    nf_done.add(ns)
+            except NodeError as e:
+                with lock:
+                    failed[(ns, "netfilter")] = str(e)
+                    out.attach_errors.append(str(e))
         for dev in by_ns[ns]:
             try:
                 p.attach_tc(ns, dev)

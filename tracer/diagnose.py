@@ -89,6 +89,11 @@ def assign_segments(path: Path, src: str, dst: str | None) -> None:
     routes = [i for i, h in enumerate(path.hops) if h.direction == "request" and h.point == "route"
               and h.location == "host" and h.host != src]
     first, last = (routes[0], routes[-1]) if routes else (len(path.hops), len(path.hops))
+    # IPVS decides on host A after its local route: host A's segment ends with its route to the real server.
+    ipvs = next((i for i, h in enumerate(path.hops) if routes and i > first and h.point == "ipvs"
+                 and h.direction == "request" and h.host == path.hops[first].host), None)
+    if ipvs is not None:
+        first = next((i for i in routes if i > ipvs), ipvs)
     for i, h in enumerate(path.hops):
         if h.direction == "reply":
             h.segment = SEGMENTS[3]

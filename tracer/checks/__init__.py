@@ -1,4 +1,5 @@
-"""One small check per failure class. Adding a check is one function and one line in CHECKS."""
+"""Small checks, each for one failure class (a class may have several, one per finding, like ipvs).
+Adding a check is one function and one line in CHECKS."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from .base import ERROR, INFO, WARNING, Context, Finding
 from .fallback import unknown
 from .links import bridge_port, link_down, mtu
 from .neighbours import arp, fdb, ip_conflict
-from .netfilter import dns, ipvs, iptables
+from .ipvs import (ipvs_no_real_servers, ipvs_port_mismatch, ipvs_scheduler_mismatch, ipvs_service_missing,
+                   ipvs_stale_real_server, ipvs_vip_missing, ipvs_weight_zero)
+from .netfilter import dns, iptables
 from .routing import host_route, ip_forward, pod_route, rp_filter
 from .sockets import no_listener
 
@@ -19,7 +22,13 @@ CHECKS = [
     ("rp_filter", rp_filter),
     ("iptables", iptables),
     ("dns", dns),
-    ("ipvs", ipvs),
+    ("ipvs", ipvs_vip_missing),
+    ("ipvs", ipvs_service_missing),
+    ("ipvs", ipvs_no_real_servers),
+    ("ipvs", ipvs_stale_real_server),
+    ("ipvs", ipvs_weight_zero),
+    ("ipvs", ipvs_port_mismatch),
+    ("ipvs", ipvs_scheduler_mismatch),
     ("arp", arp),
     ("fdb", fdb),
     ("ip_conflict", ip_conflict),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+from ..model.ipvs import SHARED_VIP_DEVICES
 from ..model.topology import BAD_NEIGH_STATES
 from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, subnet_of, vxlan_of
 
@@ -181,7 +181,7 @@ def ip_conflict(ctx: Context) -> list[Finding]:
     seen: dict[str, list[tuple]] = {}
     for host in ctx.bundle.hosts:
         for a in host.addrs:
-            if not a.address.startswith("127."):
+            if not a.address.startswith("127.") and a.ifname not in SHARED_VIP_DEVICES:
                 seen.setdefault(a.address, []).append((host, a.ifname))
     for ip, holders in seen.items():
         if len({h.name for h, _ in holders}) > 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bundle import Bundle, Fdb, Host, Link, Neigh
+from .ipvs import SHARED_VIP_DEVICES
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 BAD_NEIGH_STATES = {"FAILED", "INCOMPLETE"}
@@ -28,7 +29,7 @@ class Topology:
         self.owners: dict[str, list[Port]] = {}  # ip -> every interface that holds it
         for h in bundle.hosts:
             for a in h.addrs:
-                if not a.address.startswith("127."):
+                if not a.address.startswith("127.") and a.ifname not in SHARED_VIP_DEVICES:
                     self.owners.setdefault(a.address, []).append(Port(h.name, a.ifname))
         self.macs: dict[str, list[Port]] = {}
         for h in bundle.hosts:

@@ -17,6 +17,8 @@ import dataclasses
 
 from ..bundle import Bundle, Host, Link
 from ..netfilter.evaluate import Netfilter, Packet
+from .ipvs import (IPVS_PROTOS, IpvsTable, dest_line, kube_service, live_addresses, picks, runs_ipvs, service_line,
+                   service_name)
 from .path import FAIL, OK, WARN, Evidence, Flow, Hop, Path
 from .routing import Decision, local_addresses, lookup
 from .topology import BAD_NEIGH_STATES, BROADCAST, Port, Topology
@@ -26,7 +28,8 @@ MAX_HOPS = 200
 # Reasons after which the kernel's next step is unknowable: the walk stops there.
 HARD_STOPS = {"no_route", "route_blackhole", "route_unreachable", "route_prohibit", "neigh_unresolved",
               "bridge_no_port", "leaves_snapshot", "mac_mismatch", "no_vxlan_receiver", "ttl_exceeded",
-              "no_listener", "link_missing", "wrong_host", "fdb_missing_unknown", "loop"}
+              "no_listener", "link_missing", "wrong_host", "fdb_missing_unknown", "loop",
+              "ipvs_vip_not_local", "ipvs_no_service", "ipvs_no_dest", "ipvs_dest_gone", "ipvs_wrong_port"}
 
 
 class Stop(Exception):
@@ -48,6 +51,7 @@ class Pkt:
     inner: "Pkt | None" = None  # the encapsulated packet of a VXLAN outer packet
     inner_mac: str | None = None  # inner destination MAC (the remote VtepMAC)
     vni: int | None = None
+    ipvs_done: bool = False  # IPVS already forwarded it (skb->ipvs_property): its hooks let it pass
 
     def nf(self, iif: str | None, oif: str | None) -> Packet:
         return Packet(src=self.src, dst=self.dst, proto=self.proto, sport=self.sport, dport=self.dport,
@@ -63,6 +67,7 @@ class NatEntry:
     after: str
     before_port: int | None
     after_port: int | None
+    by: str = "netfilter"  # netfilter (conntrack undoes it) or ipvs (IPVS's own hooks undo it)
 
 
 class Walk:
@@ -144,6 +149,71 @@ class Walk:
                      evidence=[("rule", t) for t in nat_text], **data)
         return out
 
+    # -- IPVS -------------------------------------------------------------------------------
+    def ipvs_schedule(self, host: Host, pkt: Pkt, iif: str | None, hook: str) -> bool:
+        """IPVS's scheduling hook (LOCAL_IN for packets from outside, LOCAL_OUT for the node's own):
+        pick a real server, DNAT to it (Masq) and send it on. False when IPVS does not take the packet."""
+        table = self.model.ipvs(host)
+        if table is None or pkt.ipvs_done or self.direction != "request":
+            return False
+        svc = table.service_for(pkt.proto, pkt.dst, pkt.dport, pkt.mark)
+        if svc is None:
+            if pkt.dst in table.vips and pkt.proto in IPVS_PROTOS:
+                served = table.ports_of(pkt.proto, pkt.dst)
+                also = f" (it serves {pkt.dst} on {pkt.proto.upper()} {', '.join(map(str, served))})" if served else ""
+                self.fail(host, "ipvs", iif, "ipvs_no_service",
+                          f"{pkt.dst} is on kube-ipvs0 but IPVS has no virtual service for {pkt.proto.upper()} "
+                          f"{pkt.dst}:{pkt.dport}{also}: the node's own stack gets the packet and refuses it",
+                          hook=hook, proto=pkt.proto, vip=pkt.dst, port=pkt.dport, served=served)
+            return False
+        ev = [("ipvs", service_line(svc))] + [("ipvs", dest_line(svc, d)) for d in svc.dests]
+        choices = picks(svc)
+        if not choices:
+            why = "no real servers" if not svc.dests else f"only weight-0 real servers ({len(svc.dests)})"
+            self.fail(host, "ipvs", iif, "ipvs_no_dest", f"IPVS {service_name(svc)} has {why}: it answers "
+                      "ICMP port unreachable", evidence=ev, hook=hook, service=service_line(svc))
+        pick = choices[self.choose(len(choices))] if len(choices) > 1 else choices[0]
+        dest, target = pick.dest, f"{pick.dest.address}:{pick.dest.port}"
+        self.path.probability *= pick.share
+        if len(choices) > 1:
+            self.alternative.append(target)
+        ev = [("ipvs", service_line(svc)), ("ipvs", dest_line(svc, dest))]
+        live = self.model.live
+        if live is not None and dest.address not in live:
+            self.fail(host, "ipvs", iif, "ipvs_dest_gone", f"IPVS {service_name(svc)} sends to real server {target}, "
+                      "but no pod or node has that address", evidence=ev, hook=hook, service=service_line(svc),
+                      dest=dest_line(svc, dest))
+        wanted = kube_service(self.model.bundle, svc)
+        if wanted and wanted[1] and wanted[1].target_port and dest.port != wanted[1].target_port:
+            info, port = wanted
+            self.fail(host, "ipvs", iif, "ipvs_wrong_port", f"IPVS {service_name(svc)} sends to {target}, but "
+                      f"{info.namespace}/{info.name} port {port.port} targets port {port.target_port}", evidence=ev,
+                      hook=hook, service=service_line(svc), dest=dest_line(svc, dest))
+        # kube-proxy only uses Masq; other methods do not rewrite the address, so follow them as Masq.
+        status = OK if dest.forward in ("Masq", "Local") else WARN
+        self.hop(host, "ipvs", iif, hook=hook, status=status, reason=None if status == OK else "ipvs_forward_method",
+                 detail=f"{hook}: IPVS {service_name(svc)} {svc.scheduler} → {target} ({dest.forward}, weight "
+                 f"{dest.weight}), DNAT {pkt.dst} → {dest.address}", evidence=ev, service=service_line(svc),
+                 dest=dest_line(svc, dest), probability=pick.share)
+        self.nat.append(NatEntry(host.name, "dnat", pkt.dst, dest.address, pkt.dport, dest.port, by="ipvs"))
+        # ip_vs_nat_xmit routes to the real server and re-enters LOCAL_OUT, then POSTROUTING.
+        self.send(host, dataclasses.replace(pkt, dst=dest.address, dport=dest.port, ipvs_done=True))
+        return True
+
+    def check_ipvs_vip(self, host: Host, pkt: Pkt, iif: str, dec: Decision) -> None:
+        """A forwarded packet to a virtual service whose VIP is not on kube-ipvs0: IPVS only takes
+        packets from outside at LOCAL_IN, so the node routes this one away and it is lost."""
+        table = self.model.ipvs(host)
+        if table is None or pkt.ipvs_done or self.direction != "request":
+            return
+        svc = table.service_for(pkt.proto, pkt.dst, pkt.dport, pkt.mark)
+        if svc is None or svc.fwmark is not None:
+            return
+        self.fail(host, "ipvs", iif, "ipvs_vip_not_local",
+                  f"{pkt.dst} is not on kube-ipvs0, so IPVS never sees the packet: the node routes it by "
+                  f"`{dec.route.text()}` instead of to {service_name(svc)}'s real servers",
+                  evidence=[("route", dec.route.text()), ("ipvs", service_line(svc))], vip=pkt.dst)
+
     # -- sending ----------------------------------------------------------------------------
     def route(self, host: Host, pkt: Pkt, iif: str | None) -> Decision:
         dec = lookup(host, pkt.dst, src=pkt.src if iif else None, iif=iif, mark=pkt.mark)
@@ -162,6 +232,9 @@ class Walk:
     def send(self, host: Host, pkt: Pkt) -> None:
         """A packet generated by a socket (or the VXLAN driver) in `host`."""
         dec = self.route(host, pkt, None)
+        # IPVS takes locally generated packets at LOCAL_OUT whether or not the VIP is local.
+        if self.ipvs_schedule(host, pkt, None, "output"):
+            return
         if dec.local:
             self.local_deliver(host, "lo", pkt)
             return
@@ -278,6 +351,8 @@ class Walk:
         if host.sysctl("net.bridge.bridge-nf-call-iptables") == "1" and in_port is not None:
             # br_netfilter: bridged IPv4 traverses iptables FORWARD with the bridge as in/out device
             pkt = self.netfilter(host, "forward", pkt, bridge.name, bridge.name)
+            if self.direction == "reply":  # a same-node endpoint's reply: conntrack/IPVS un-DNAT it here
+                pkt = self.undo_nat(host, pkt, "dnat", "bridge")
         self.check_link(host, port, "egress")
         self.hop(host, "egress", port.name, detail=f"bridged out of {bridge.name}")
         self.l2_out(host, port, pkt, mac)
@@ -364,21 +439,26 @@ class Walk:
 
     def l3_receive(self, host: Host, link: Link, pkt: Pkt) -> None:
         if self.direction == "reply":
-            pkt = self.undo_nat(host, pkt, "snat")
+            pkt = self.undo_nat(host, pkt, "snat", "prerouting")
         pkt = self.netfilter(host, "prerouting", pkt, link.name, None)
         dec = self.route(host, pkt, link.name)
         self.check_rp_filter(host, link, pkt)
         if dec.local:
             pkt = self.netfilter(host, "input", pkt, link.name, None)
+            if self.direction == "reply":
+                pkt = self.undo_nat(host, pkt, "dnat", "input")
+            if self.ipvs_schedule(host, pkt, link.name, "input"):
+                return
             self.local_deliver(host, link.name, pkt)
             return
+        self.check_ipvs_vip(host, pkt, link.name, dec)
         self.check_forwarding(host, link)
         pkt = dataclasses.replace(pkt, ttl=pkt.ttl - 1)
         if pkt.ttl <= 0:
             self.fail(host, "forward", link.name, "ttl_exceeded", "TTL exceeded: the routes loop")
         pkt = self.netfilter(host, "forward", pkt, link.name, dec.route.dev)
         if self.direction == "reply":
-            pkt = self.undo_nat(host, pkt, "dnat")
+            pkt = self.undo_nat(host, pkt, "dnat", "forward")
         pkt = self.netfilter(host, "postrouting", pkt, None, dec.route.dev)
         self.transmit(host, dec.route.dev, dec.route.gateway or pkt.dst, pkt)
 
@@ -452,14 +532,20 @@ class Walk:
                   proto=pkt.proto, port=pkt.dport,
                   listening=[f"{l.proto} {l.address}:{l.port}" for l in host.listeners])
 
-    def undo_nat(self, host: Host, pkt: Pkt, kind: str) -> Pkt:
-        """conntrack's reverse translation of a reply at the host that translated the request."""
+    def undo_nat(self, host: Host, pkt: Pkt, kind: str, at: str) -> Pkt:
+        """conntrack's (or IPVS's) reverse translation of a reply at the host that translated the
+        request. `at`: where the reply is (prerouting, forward, input, or bridge for br_netfilter)."""
         for e in self.nat:
             if e.host != host.name or e.kind != kind:
                 continue
-            if kind == "dnat" and pkt.src == e.after:
+            if kind == "dnat" and pkt.src == e.after and (pkt.sport == e.after_port or e.after_port is None):
                 pkt = dataclasses.replace(pkt, src=e.before, sport=e.before_port)
-                self.hop(host, "netfilter", None, hook="postrouting", detail=f"reply: un-DNAT {e.after} → {e.before}")
+                if e.by == "ipvs":  # ip_vs_out_hook at FORWARD, or at LOCAL_IN for the node's own connection
+                    self.hop(host, "ipvs", None, hook="input" if at == "input" else "forward",
+                             detail=f"reply: IPVS un-DNAT {e.after} → {e.before}")
+                else:
+                    self.hop(host, "netfilter", None, hook="input" if at == "input" else "postrouting",
+                             detail=f"reply: un-DNAT {e.after} → {e.before}")
             if kind == "snat" and pkt.dst == e.after:
                 pkt = dataclasses.replace(pkt, dst=e.before, dport=e.before_port)
                 self.hop(host, "netfilter", None, hook="prerouting", detail=f"reply: un-SNAT {e.after} → {e.before}")
@@ -520,11 +606,11 @@ def outcome(path: Path, src_host: str) -> str:
     first = next((h for h in fails if h.reason != "neigh_conflict"), None)
     if first is None:
         return "delivered" if any(h.point == "deliver" for h in path.hops) else "lost"
-    if first.reason in ("nf_reject", "no_listener"):
+    if first.reason in ("nf_reject", "no_listener", "ipvs_no_service", "ipvs_no_dest", "ipvs_wrong_port"):
         return "rejected"
     if first.reason in ("mac_mismatch", "wrong_host"):
         return "misdelivered"
-    if first.reason == "leaves_snapshot":
+    if first.reason in ("leaves_snapshot", "ipvs_vip_not_local"):
         return "lost"
     if first.host == src_host and first.direction == "request" and first.reason in (
             "no_route", "route_unreachable", "route_prohibit", "route_blackhole", "link_down", "neigh_unresolved",
@@ -542,12 +628,20 @@ class Model:
         self._nf: dict[str, Netfilter | None] = {}
         self._local: dict[str, set[str]] = {}
         self._iface: dict[str, dict[str, str]] = {}
+        self._ipvs: dict[str, IpvsTable | None] = {}
+        self.live = live_addresses(bundle)  # addresses a real server may have (None: unknown)
 
     def netfilter(self, host: Host) -> Netfilter | None:
         if host.name not in self._nf:
             nf = Netfilter.from_host(host)
             self._nf[host.name] = None if nf.is_empty() else nf
         return self._nf[host.name]
+
+    def ipvs(self, host: Host) -> IpvsTable | None:
+        """The host's IPVS table when kube-proxy runs in IPVS mode there, else None."""
+        if host.name not in self._ipvs:
+            self._ipvs[host.name] = IpvsTable(host) if runs_ipvs(host) else None
+        return self._ipvs[host.name]
 
     def local_addrs(self, host: Host) -> set[str]:
         if host.name not in self._local:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..bundle import Bundle, Host, ServiceInfo, ServicePort
 from ..errors import UsageError
+from ..model.ipvs import SHARED_VIP_DEVICES
 
 SVC_COMMENT = re.compile(r"^(?P<ns>[^/\s]+)/(?P<name>[^:\s]+):?(?P<port>\S*) cluster IP$")
 
@@ -75,7 +76,8 @@ def find_host(bundle: Bundle, name: str) -> Host | None:
 
 
 def owner_of(bundle: Bundle, ip: str) -> Host | None:
-    owners = [h for h in bundle.hosts for a in h.addrs if a.address == ip]
+    # A ClusterIP on kube-ipvs0 is every node's and none's: the packet is meant for a Service.
+    owners = [h for h in bundle.hosts for a in h.addrs if a.address == ip and a.ifname not in SHARED_VIP_DEVICES]
     pods = [h for h in owners if h.kind == "pod"]
     return (pods or owners or [None])[0]
 

@@ -17,8 +17,8 @@ enum pp_kind {
 	PP_KIND_CONSUME_SKB = 3,   /* skb:consume_skb (normal end of life), location */
 	PP_KIND_NETIF_RECEIVE = 4, /* net:netif_receive_skb */
 	PP_KIND_XMIT = 5,          /* net:net_dev_start_xmit */
-	PP_KIND_FIB = 6,           /* fib:fib_table_lookup (later) */
-	PP_KIND_NEIGH = 7,         /* neigh:* (later) */
+	PP_KIND_FIB = 6,           /* fib:fib_table_lookup; saddr/daddr from the flow key, ifindex = result */
+	PP_KIND_NEIGH = 7,         /* neigh:*; point = enum pp_neigh_point, daddr = the neighbour */
 	PP_KIND_NF = 8,            /* BPF netfilter link; point = hook number, nf_prio = bracket index */
 };
 
@@ -26,6 +26,16 @@ enum pp_point {
 	PP_POINT_INGRESS = 0,
 	PP_POINT_EGRESS = 1,
 };
+
+/* pp_event.point for PP_KIND_NEIGH: which neigh tracepoint */
+enum pp_neigh_point {
+	PP_NEIGH_CREATE = 0,
+	PP_NEIGH_UPDATE = 1,     /* neigh_update: a new state/lladdr (ARP reply, admin change) */
+	PP_NEIGH_TIMER = 2,      /* neigh_timer_handler: probe timer ran (INCOMPLETE -> FAILED ...) */
+	PP_NEIGH_SEND_DEAD = 3,  /* neigh_event_send_dead: a packet hit a FAILED entry */
+};
+
+#define PP_NEIGH_ADDRS 8
 
 /* pp_event.flags */
 #define PP_EV_INNER    0x01 /* the tuple is the inner packet of VXLAN; outer_* are the VTEPs */
@@ -60,7 +70,11 @@ struct pp_event {
 	__u8 icmp_type;
 	__u8 ttl;
 	__s32 nf_prio;      /* netfilter: the bracket (program) index; user space maps it to the link's priority */
-	__u32 cpu;          /* 88 bytes, no implicit padding */
+	__u32 cpu;
+	__u32 fib_table;    /* fib: routing table id of this lookup */
+	__s32 fib_err;      /* fib: 0, or -errno (-ENETUNREACH: no route; -EAGAIN: no match, next table) */
+	__u32 fib_gw;       /* fib: the chosen gateway (network order), 0 when directly connected */
+	__u32 nud_state;    /* neigh: NUD_* state of the entry after the event; 104 bytes, no padding */
 };
 
 /* pp_config.flags: which filter fields are set (a zero field is a real value, not "any") */
@@ -86,6 +100,7 @@ struct pp_config {
 	__u8 proto;
 	__u8 __pad0;
 	__u32 __pad1;
+	__u32 neigh_addrs[PP_NEIGH_ADDRS]; /* next hops on the path (network order; 0 = unused) */
 };
 
 #ifdef __bpf__

@@ -104,6 +104,121 @@ int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 			PP_NH_NETWORK, 0);
 }
 
+/* fib:fib_table_lookup has no skb: match the flow key's addresses (either direction). Input
+ * route lookups leave the protocol and ports out of the key, and ICMP ids are never in it, so
+ * this is looser than the packet filter; user space ties each lookup to the packet it served by
+ * CPU and time. */
+static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32 s, __u32 d)
+{
+	if (c->flags & PP_F_ALL)
+		return true;
+	/* a socket's lookup before it has a source address has saddr 0 */
+	if ((s == 0 || filter_saddr(c, s)) && filter_daddr(c, d))
+		return true;
+	return (c->flags & PP_F_BIDIR) && (s == 0 || filter_saddr(c, d)) && filter_daddr(c, s);
+}
+
+SEC("tp_btf/fib_table_lookup")
+int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
+{
+	__u32 s = BPF_CORE_READ(flp, saddr), d = BPF_CORE_READ(flp, daddr);
+
+	if (!filter_fib(&pp_cfg, s, d))
+		return 0;
+	struct pp_event *e = pp_reserve();
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = PP_KIND_FIB;
+	e->saddr = s;
+	e->daddr = d;
+	e->proto = BPF_CORE_READ(flp, __fl_common.flowic_proto);
+	e->flags = PP_EV_PARSED | ((s == 0 || filter_saddr(&pp_cfg, s)) && filter_daddr(&pp_cfg, d) ? 0 : PP_EV_REPLY);
+	e->fib_table = tb_id;
+	e->fib_err = err;
+	e->reason = BPF_CORE_READ(flp, __fl_common.flowic_iif); /* the input device (0: a local socket) */
+	if (nhc && !err) {
+		struct net_device *dev = BPF_CORE_READ(nhc, nhc_dev);
+		if (BPF_CORE_READ(nhc, nhc_gw_family) == 2 /* AF_INET */)
+			e->fib_gw = BPF_CORE_READ(nhc, nhc_gw.ipv4);
+		if (dev) {
+			e->ifindex = BPF_CORE_READ(dev, ifindex);
+			e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		}
+	}
+	e->cpu = bpf_get_smp_processor_id();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* neigh:*: only the neighbours the planned path resolves (pp_cfg.neigh_addrs, set at load time). */
+static __always_inline bool filter_neigh(const volatile struct pp_config *c, __u32 addr)
+{
+	if (!addr)
+		return false;
+#pragma unroll
+	for (int i = 0; i < PP_NEIGH_ADDRS; i++)
+		if (c->neigh_addrs[i] == addr)
+			return true;
+	return false;
+}
+
+static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int err)
+{
+	__u32 addr = 0;
+
+	if (BPF_CORE_READ(n, tbl, family) != 2 /* AF_INET */)
+		return 0;
+	bpf_probe_read_kernel(&addr, sizeof(addr), (const void *)n + bpf_core_field_offset(struct neighbour, primary_key));
+	if (!filter_neigh(&pp_cfg, addr))
+		return 0;
+	struct pp_event *e = pp_reserve();
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = PP_KIND_NEIGH;
+	e->point = point;
+	e->daddr = addr;
+	e->flags = PP_EV_PARSED;
+	e->reason = (__u32)err;
+	e->nud_state = BPF_CORE_READ(n, nud_state);
+	struct net_device *dev = BPF_CORE_READ(n, dev);
+	if (dev) {
+		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	}
+	e->cpu = bpf_get_smp_processor_id();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/neigh_create")
+int BPF_PROG(pp_neigh_create, struct neigh_table *tbl, struct net_device *dev, const void *pkey,
+	     const struct neighbour *n, bool exempt_from_gc)
+{
+	return pp_neigh(n, PP_NEIGH_CREATE, 0);
+}
+
+SEC("tp_btf/neigh_update")
+int BPF_PROG(pp_neigh_update, struct neighbour *n, const u8 *lladdr, u8 new, u32 flags, u32 nlmsg_pid)
+{
+	return pp_neigh(n, PP_NEIGH_UPDATE, new);
+}
+
+SEC("tp_btf/neigh_timer_handler")
+int BPF_PROG(pp_neigh_timer, struct neighbour *n, int err)
+{
+	return pp_neigh(n, PP_NEIGH_TIMER, err);
+}
+
+SEC("tp_btf/neigh_event_send_dead")
+int BPF_PROG(pp_neigh_dead, struct neighbour *n, int err)
+{
+	return pp_neigh(n, PP_NEIGH_SEND_DEAD, err);
+}
+
 /* BPF netfilter link programs: libbpf 1.1 does not know SEC("netfilter"); the loader sets the
  * program type (BPF_PROG_TYPE_NETFILTER) and attach type (BPF_NETFILTER) itself.
  *

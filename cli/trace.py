@@ -101,6 +101,8 @@ def render(t) -> None:
     for e in v.evidence:
         out.print(f"  evidence ({escape(e['kind'])}, {escape(str(e['node']))}/{escape(e['location'])}): "
                   f"{escape(e['object'])}")
+    for k in v.kernel:
+        out.print(f"  kernel: {escape(k)}")
     if v.counter:
         out.print(f"  counter: {escape(v.counter)}")
     if v.fix:

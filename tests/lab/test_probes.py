@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("bpftool"), reason="needs bpftool to check for leftovers"),
 ]
 
-from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, Filter, Probes, object_path  # noqa: E402
+from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
 
 A_IP, B_IP = "192.0.2.1", "192.0.2.2"
 ICMP_ID, OTHER_ID = 0x5151, 0x6262
@@ -198,7 +198,7 @@ def test_sigkill_leaves_nothing_behind(pair):
     try:
         line = proc.stdout.readline()
         assert line.startswith("ready"), proc.stderr.read() if proc.poll() is not None else line
-        assert int(line.split()[1]) == 4 + 4 + 5 * len(NF_BRACKETS)
+        assert int(line.split()[1]) == 4 + len(TRACEPOINTS) + 5 * len(NF_BRACKETS)
         assert set(podpath_programs()) >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf_0", "pp_nf_7"}
         ours = {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "-j").stdout)
                 if p.get("name", "").startswith("pp_")}

@@ -79,15 +79,22 @@ def test_healthy_cross_node_delivered_with_every_hop_and_the_reply(lab, traced):
         ("node-b", "host", veth_b, "egress"),
         ("node-b", "pod-b", "eth0", "ingress"),
     ]), [where(h) for h in req]
-    underlay = [h for h in req if h.node in ("node-a", "node-b") and h.device == "eth0" and h.location == "host"]
+    underlay = [h for h in req if h.node in ("node-a", "node-b") and h.device == "eth0" and h.location == "host"
+                and h.point in ("ingress", "egress")]
     assert all(h.inner for h in underlay), "the underlay carries the test packet inside VXLAN"
     reply = [h for h in t.hops if h.direction == "reply"]
-    reply_dev = [h for h in reply if h.probe != "netfilter"]
+    reply_dev = [h for h in reply if h.point in ("ingress", "egress")]
     assert where(reply_dev[0]) == ("node-b", "pod-b", "eth0", "egress")
     assert ("node-a", "host", None, "forward") in [where(h) for h in reply]
     assert where(reply_dev[-1]) == ("node-a", "pod-a", "eth0", "ingress")
     segments = {h.segment for h in t.hops}
     assert None not in segments and len(segments) == 4, segments
+    routes = [h.detail for h in req if h.point == "route"]
+    # the kernel's own route decisions, from fib:fib_table_lookup
+    b_ip = pods["pod-b"].ip
+    vtep_b = next(n.pod_cidr.split("/")[0] for n in lab.inventory().nodes if n.name == "node-b")
+    assert f"table main: {b_ip} via {vtep_b} dev flannel.1" in routes, routes
+    assert f"table main: {b_ip} local" in routes, routes
     assert [h.time for h in t.hops] == sorted(h.time for h in t.hops) and t.hops[0].time == 0
     assert t.lost_events == 0
     d = t.to_dict()
@@ -102,7 +109,7 @@ def test_same_node_delivered(traced):
     t = traced("pod-a", "pod-a2")
     assert t.verdict.status == "delivered", t.verdict
     assert {h.node for h in t.hops} == {"node-a"}
-    dev_hops = [h for h in t.hops if h.probe != "netfilter"]
+    dev_hops = [h for h in t.hops if h.point in ("ingress", "egress")]
     assert where(dev_hops[0]) == ("node-a", "pod-a", "eth0", "egress")
     assert ("node-a", "pod-a2", "eth0", "ingress") in [where(h) for h in t.hops]
     assert where([h for h in dev_hops if h.direction == "reply"][-1]) == ("node-a", "pod-a", "eth0", "ingress")

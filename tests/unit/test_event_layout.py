@@ -42,6 +42,8 @@ def btf_types() -> dict[str, dict[str, dict]]:
             t = types[tid]
             while t["kind"] in ("TYPEDEF", "VOLATILE", "CONST"):
                 t = types[t["type_id"]]
+            if t["kind"] == "ARRAY":
+                return t["nr_elems"] * size_of(t["type_id"])
             return t["size"]
 
         structs = {}

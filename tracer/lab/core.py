@@ -134,6 +134,18 @@ class Lab:
                         (self.netns(UNDERLAY), nodes[n].underlay_port)]
         return list(dict.fromkeys(out))
 
+    def path_nexthops(self, pods: list[str]) -> list[str]:
+        """The addresses the flannel path between these pods resolves by ARP or neighbour entry:
+        the pods themselves, their cni0 gateways, and across nodes the VTEPs and node IPs."""
+        specs = {p.name: p for p in PODS}
+        nodes = {n.name: n for n in NODES}
+        chosen = [specs[p] for p in pods if p in specs]
+        used = list(dict.fromkeys(p.node for p in chosen))
+        out = [p.ip for p in chosen] + [nodes[n].gateway for n in used]
+        if len(used) > 1:
+            out += [nodes[n].subnet_base for n in used] + [nodes[n].underlay_ip for n in used]
+        return list(dict.fromkeys(out))
+
     def netns(self, short_name: str) -> str:
         if short_name not in self.names.all_short:
             raise UsageError(f"{short_name!r} is not a lab host; hosts: {', '.join(self.names.all_short)}")

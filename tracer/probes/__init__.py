@@ -26,12 +26,13 @@ from . import libbpf
 from .events import Event, EventError, Filter, Kallsyms, KernelNames, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
-__all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
+__all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
 SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost")
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
-TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit")
+TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit", "pp_fib",
+               "pp_neigh_create", "pp_neigh_update", "pp_neigh_timer", "pp_neigh_dead")
 NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(8))  # one per bracket (PP_NF_BRACKETS)
 NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
 NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links at exactly these

@@ -26,7 +26,7 @@ class RawEvent(ctypes.Structure):
         ("saddr", u32), ("daddr", u32), ("outer_saddr", u32), ("outer_daddr", u32), ("tcp_seq", u32),
         ("sport", u16), ("dport", u16), ("ip_id", u16), ("icmp_id", u16), ("icmp_seq", u16),
         ("kind", u8), ("point", u8), ("proto", u8), ("flags", u8), ("icmp_type", u8), ("ttl", u8),
-        ("nf_prio", s32), ("cpu", u32),
+        ("nf_prio", s32), ("cpu", u32), ("fib_table", u32), ("fib_err", s32), ("fib_gw", u32), ("nud_state", u32),
     ]
 
 
@@ -36,6 +36,7 @@ class RawConfig(ctypes.Structure):
     _fields_ = [
         ("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("ip_id", u16),
         ("icmp_id", u16), ("flags", u16), ("proto", u8), ("__pad0", u8), ("__pad1", u32),
+        ("neigh_addrs", u32 * 8),
     ]
 
 
@@ -44,6 +45,11 @@ KINDS = {1: "tc", 2: "kfree_skb", 3: "consume_skb", 4: "netif_receive_skb", 5: "
          6: "fib", 7: "neigh", 8: "netfilter"}
 TC_POINTS = {0: "ingress", 1: "egress"}
 NF_POINTS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+NEIGH_POINTS = {0: "create", 1: "update", 2: "timer", 3: "send_dead"}
+# NUD_* bits (include/uapi/linux/neighbour.h)
+NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+              0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
+MAX_NEIGH_ADDRS = 8  # PP_NEIGH_ADDRS
 EV_FLAGS = {0x01: "inner", 0x02: "tracked", 0x04: "matched", 0x08: "reply", 0x10: "parsed"}
 F_SADDR, F_DADDR, F_PROTO, F_SPORT, F_DPORT, F_IP_ID, F_ICMP_ID = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
 F_BIDIR, F_ALL = 0x100, 0x8000
@@ -68,6 +74,7 @@ class Filter:
     icmp_id: int | None = None
     bidir: bool = False
     all: bool = False  # every IPv4 packet: doctor and benchmarks only
+    neigh_addrs: tuple[str, ...] = ()  # next hops whose neighbour entries to watch (at most 8)
 
     def to_config(self) -> RawConfig:
         c = RawConfig()
@@ -89,6 +96,10 @@ class Filter:
         if self.all:
             flags |= F_ALL
         c.flags = flags
+        for i, a in enumerate(dict.fromkeys(self.neigh_addrs)):
+            if i >= MAX_NEIGH_ADDRS:
+                break
+            c.neigh_addrs[i] = _ip_be(a)
         return c
 
     def to_bytes(self) -> bytes:
@@ -136,6 +147,10 @@ class Event:
     location_sym: str | None = None  # "func+0x1c" from /proc/kallsyms
     nf_prio: int = 0
     cpu: int = 0
+    fib_table: int = 0
+    fib_err: int = 0
+    fib_gw: str | None = None
+    nud_state: str | None = None  # neigh: "FAILED", "REACHABLE|..." (update: the new state)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -163,6 +178,8 @@ def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
         point = "ingress"
     elif kind == "net_dev_start_xmit":
         point = "egress"
+    elif kind == "neigh":
+        point = NEIGH_POINTS.get(r.point, str(r.point))
     else:
         point = None
     flags = [n for bit, n in EV_FLAGS.items() if r.flags & bit]
@@ -177,6 +194,11 @@ def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
         outer_daddr=_ip_str(r.outer_daddr) if r.flags & 0x01 else None,
         reason=r.reason, location=r.location, nf_prio=r.nf_prio, cpu=r.cpu,
     )
+    if kind == "fib":
+        ev.fib_table, ev.fib_err = r.fib_table, r.fib_err
+        ev.fib_gw = _ip_str(r.fib_gw) if r.fib_gw else None
+    elif kind == "neigh":
+        ev.nud_state = nud_name(r.reason if r.point == 1 else r.nud_state)
     if kind == "kfree_skb":
         names = drop_reasons or {}
         name = names.get(r.reason)
@@ -184,6 +206,11 @@ def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
     if r.location and symbolize is not None and kind == "kfree_skb":  # the only location anyone reads
         ev.location_sym = symbolize(r.location)
     return ev
+
+
+def nud_name(state: int) -> str:
+    names = [n for bit, n in NUD_STATES.items() if state & bit]
+    return "|".join(names) if names else "NONE"
 
 
 class KernelNames:

@@ -53,6 +53,7 @@ class Verdict:
     table: str | None = None  # netfilter: the base chain(s) between the last bracket passed and the next
     counter: str | None = None  # netfilter: the DROP/REJECT rule whose packet counter rose during the trace
     stopped_at: str | None = None  # where the packet was dropped or last seen ("node-b/host flannel.1")
+    kernel: list[str] = field(default_factory=list)  # the kernel's route/neighbour decisions there
     evidence: list[dict] = field(default_factory=list)
     fix: str | None = None
     message: str = ""
@@ -160,6 +161,111 @@ def netfilter_hops(passes, where: Where, t0: int) -> list[ObservedHop]:
                                 seq=e.icmp_seq if e.proto == "icmp" else None, probe="netfilter",
                                 inner=e.inner, detail=detail))
     return hops
+
+
+SKB_KINDS = ("tc", "netfilter", "netif_receive_skb", "net_dev_start_xmit", "kfree_skb", "consume_skb")
+TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
+LOCAL_IIF = (0, 1)  # output route lookups carry iif 0 or LOOPBACK_IFINDEX
+NEAR_NS = 500_000  # a route lookup or neighbour event this close after a packet event on the same CPU serves it
+
+
+def kernel_hops(events, where: Where, t0: int, src_host=None, dst_host=None, send_windows=()) -> list[ObservedHop]:
+    """Route lookups (fib:fib_table_lookup) and neighbour events as hops. Neither carries an skb:
+    each is tied to the packet event just before it on the same CPU (a packet is processed on one
+    CPU from socket or softirq to the next queue), else to the source or destination pod.
+
+    One route decision runs several table lookups (local, main, policy tables); the lookups of one
+    decision are shown as one hop: the table that matched, or "no route" when none did (the kernel
+    reports a miss as EAGAIN in each table). Neighbour events only on namespaces the packet
+    visited (an ARP broadcast updates entries everywhere on the segment).
+
+    The fib filter cannot see ICMP ids or (on input) ports, so a lookup is kept only when it is
+    tied to this trace: just after one of its packet events on the same CPU, or inside one of its
+    send calls (send_windows) — another trace's lookups between the same pods are left out."""
+    import errno as _errno
+
+    evs = sorted(events, key=lambda e: e.ts_ns)
+    visited = {e.netns for e in evs if e.kind in SKB_KINDS}
+    out: list[ObservedHop] = []
+    last: dict[int, object] = {}
+    pending: dict[tuple, list] = {}  # (host, direction) -> the fib events of one decision
+
+    def place(e):
+        """(host, direction, what): what = "route", or "rpf" for a reverse-path check (the kernel
+        looks up the route back to a received packet's source: its addresses look swapped)."""
+        ctx = last.get(e.cpu)
+        near = ctx is not None and e.ts_ns - ctx.ts_ns < NEAR_NS
+        own = "reply" if "reply" in e.flags else "request"  # by the lookup's addresses
+        what = "route"
+        if e.kind == "fib" and e.reason in LOCAL_IIF:
+            direction = own  # a local socket's lookup (the echo reply too): its addresses say which
+        elif near:
+            direction = "reply" if "reply" in ctx.flags else "request"
+            if e.kind == "fib" and own != direction:
+                what = "rpf"
+        else:
+            direction = own
+        ino = e.netns or (ctx.netns if near else 0)
+        h = where.host(ino) if ino else None
+        if h is None and e.kind == "fib" and e.reason in LOCAL_IIF:  # from a local socket: an end pod
+            h = src_host if direction == "request" else dst_host
+        return h, direction, what
+
+    def flush(key):
+        group = pending.pop(key, None)
+        if not group:
+            return
+        h, direction, what = where.hosts.get(key[0]) if key[0] else None, key[1], key[3]
+        hit = next((e for e in reversed(group) if e.fib_err == 0), None)
+        e = hit or group[-1]
+        ino = e.netns or (where_ino.get(h.name) if h else 0) or 0
+        dev = where.device(ino, e.ifindex) if ino and e.ifindex else None
+        if hit is not None:
+            table = TABLE_NAMES.get(hit.fib_table, str(hit.fib_table))
+            if hit.fib_table == 255 and dev != "lo":
+                table = "main"  # without policy rules the kernel merges main into local's trie
+            local = h is not None and any(a.address == hit.daddr for a in h.addrs)
+            detail = f"table {table}: {hit.daddr} " + (
+                "local" if local else (f"via {hit.fib_gw} " if hit.fib_gw else "") + f"dev {dev or '?'}")
+        else:
+            code = e.fib_err if e.fib_err != -_errno.EAGAIN else -_errno.ENETUNREACH
+            tables = ", ".join(dict.fromkeys(TABLE_NAMES.get(x.fib_table, str(x.fib_table)) for x in group))
+            detail = f"no route to {e.daddr} ({_errno.errorcode.get(-code, code)}; tables tried: {tables})"
+        if what == "rpf":
+            detail = "reverse-path check, " + detail
+        node, loc = Where.node_loc(h)
+        prev = next((o for o in reversed(out) if o.probe == "fib" and o.host == (h.name if h else None)
+                     and o.direction == direction), None)
+        if prev is not None and prev.detail == detail and group[0].ts_ns - t0 - prev.time < NEAR_NS:
+            return  # the same decision again (input route, then forwarding's own lookup)
+        out.append(ObservedHop(node=node, location=loc, device=dev, point="route", direction=direction,
+                               time=group[0].ts_ns - t0, host=h.name if h else None, probe="fib", detail=detail))
+
+    where_ino = {h.name: ino for ino, h in where.by_ino.items()}
+    for e in evs:
+        if e.kind in SKB_KINDS:
+            for key in [k for k in pending if k[2] == e.cpu]:
+                flush(key)
+            last[e.cpu] = e
+            continue
+        if e.kind == "fib":
+            ctx = last.get(e.cpu)
+            ours = (ctx is not None and e.ts_ns - ctx.ts_ns < NEAR_NS) or any(
+                a - 20_000 <= e.ts_ns <= b + 20_000 for a, b in send_windows)
+            if not ours:
+                continue
+            h, direction, what = place(e)
+            pending.setdefault((h.name if h else None, direction, e.cpu, what), []).append(e)
+        elif e.kind == "neigh" and e.netns in visited:
+            h, direction, _ = place(e)
+            node, loc = Where.node_loc(h)
+            out.append(ObservedHop(node=node, location=loc, device=where.device(e.netns, e.ifindex),
+                                   point="neigh", direction=direction, time=e.ts_ns - t0,
+                                   host=h.name if h else None, probe="neigh",
+                                   detail=f"neighbour {e.daddr}: {e.nud_state} ({e.point})"))
+    for key in list(pending):
+        flush(key)
+    return out
 
 
 def assign_segments(hops: list[ObservedHop], bundle, src_host, dst_host) -> None:
@@ -286,8 +392,11 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     events = session.events
     passes = hook_passes(events)
     hops = observed_hops(events, where)
-    if passes:
-        hops = sorted(hops + netfilter_hops(passes, where, min(e.ts_ns for e in events)), key=lambda h: h.time)
+    if events:
+        t_first = min(e.ts_ns for e in events)  # observed_hops' time base too
+        extra = netfilter_hops(passes, where, t_first) + kernel_hops(events, where, t_first, src_host, dst_host,
+                                                                  session.inject.send_windows)
+        hops = sorted(hops + extra, key=lambda h: h.time)
     assign_segments(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
@@ -423,6 +532,13 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             v.cause = "unknown"
             if v.drop_reason:
                 v.message += f"; no snapshot object explains {v.drop_reason}"
+    if v.status != "delivered":  # what the kernel decided where it went wrong
+        places = {(v.node, v.location)} | {(h.node, h.location) for h in hops if h.point == "drop"}
+        v.kernel = [f"{h.node}/{h.location}: {h.detail}" for h in hops
+                    if h.probe in ("fib", "neigh") and (h.node, h.location) in places and h.direction == "request"]
+    base = min((h.time for h in hops), default=0)
+    for h in hops:  # time 0 = the first hop shown
+        h.time -= base
     return Trace(src=src, dst=dst, flow=flow, verdict=v, hops=hops,
                  expected_outcome=diagnosis.paths[0].outcome if diagnosis.paths else None,
                  lost_events=session.lost, timings=dict(session.timings), attach_errors=list(session.attach_errors),

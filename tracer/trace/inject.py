@@ -58,6 +58,8 @@ class InjectResult:
     seqs: list[int] = field(default_factory=list)
     answer: str | None = None  # tcp: connected / refused / timeout; icmp/udp: echo-reply / none
     t_first_send_ns: int | None = None  # CLOCK_MONOTONIC, the clock BPF's ts_ns uses
+    # (start, end) of each send call, CLOCK_MONOTONIC ns: the route lookups made inside belong to it
+    send_windows: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def unsent(self) -> bool:
@@ -138,6 +140,7 @@ class Injector:
         if res.error or not self.socks:
             return res
         try:
+            self._t_call = None
             if r.proto == "icmp":
                 payload = r.size - IP_HDR - ICMP_HDR
                 for seq in range(1, max(r.count, 1) + 1):
@@ -163,11 +166,21 @@ class Injector:
                 res.sent += 1
         except OSError as e:
             res.error, res.message = _err(e)
+        self._close_window()
         return res
 
     def _stamp(self) -> None:
+        """Called just before each send call: opens its window (and closes the previous one)."""
+        self._close_window()
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         if self.result.t_first_send_ns is None:
-            self.result.t_first_send_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            self.result.t_first_send_ns = now
+        self._t_call = now
+
+    def _close_window(self) -> None:
+        if getattr(self, "_t_call", None) is not None:
+            self.result.send_windows.append((self._t_call, time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
+            self._t_call = None
 
     def check_answer(self) -> str | None:
         """After waiting: what the source socket itself saw (tcp connect state, icmp echo reply)."""

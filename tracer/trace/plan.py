@@ -12,17 +12,20 @@ from __future__ import annotations
 from ..bundle import Addr, Bundle, Host
 from ..errors import UsageError
 from .inject import InjectRequest, new_icmp_id
+from ..probes.events import MAX_NEIGH_ADDRS
 from .session import SessionRequest
 
 
-def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float) -> SessionRequest:
+def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float,
+             neigh_addrs=()) -> SessionRequest:
     if src_host is None or not src_host.netns:
         raise UsageError(f"cannot find the source's network namespace for {flow.src}; trace from a pod")
     inj = InjectRequest(netns=src_host.netns, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
                         size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None)
     dst_pod = dst_host is not None and dst_host.kind == "pod"
     return SessionRequest(inject=inj, attach=attach, src_netns=src_host.netns,
-                          dst_netns=dst_host.netns if dst_pod else None, timeout=timeout)
+                          dst_netns=dst_host.netns if dst_pod else None, timeout=timeout,
+                          neigh_addrs=list(dict.fromkeys(neigh_addrs))[:MAX_NEIGH_ADDRS])
 
 
 def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> tuple[SessionRequest, object, object]:
@@ -48,7 +51,10 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
             add(hosts.get(hop.host), hop.device)
     if dst_host is not None and dst_host.kind == "pod":
         add(dst_host, "eth0")
-    return _request(flow, src_host, dst_host, attach, count=count, timeout=timeout), src_host, dst_host
+    # the next hops the path resolves (and the destination itself): their neighbour events
+    nexthops = [h.data["ip"] for p in diagnosis.paths for h in p.hops if h.point == "neigh" and h.data.get("ip")]
+    return (_request(flow, src_host, dst_host, attach, count=count, timeout=timeout,
+                     neigh_addrs=nexthops + [flow.dst]), src_host, dst_host)
 
 
 def skeleton_bundle(lab) -> Bundle:
@@ -82,7 +88,8 @@ def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: 
         pods.append(d.host.name)
     if d.service is not None:
         pods += [by_ip[ip] for ip in d.service.endpoints if ip in by_ip]
-    return _request(flow, s.host, d.host, lab.path_devices(pods), count=count, timeout=timeout)
+    return _request(flow, s.host, d.host, lab.path_devices(pods), count=count, timeout=timeout,
+                    neigh_addrs=lab.path_nexthops(pods))
 
 
 def same_flow(a: SessionRequest, b: SessionRequest) -> bool:

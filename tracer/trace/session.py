@@ -36,6 +36,7 @@ class SessionRequest:
     timeout: float = 1.0
     tracepoints: bool = True
     netfilter: bool = True  # BPF netfilter links bracketing every hook in each namespace attached
+    neigh_addrs: list[str] = field(default_factory=list)  # next hops whose neighbour events to watch
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,7 +111,8 @@ class Session:
             flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
                          sport=res.sport if ir.proto in ("tcp", "udp") else None,
                          dport=ir.dport if ir.proto in ("tcp", "udp") else None,
-                         icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True)
+                         icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True,
+                         neigh_addrs=tuple(req.neigh_addrs))
             self.say(f"loading probes ({len(req.attach)} devices)…")
             self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter)
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,8 @@ pytestmark = [
 ]
 
 from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
+
+PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
 
 A_IP, B_IP = "192.0.2.1", "192.0.2.2"
 ICMP_ID, OTHER_ID = 0x5151, 0x6262
@@ -258,3 +261,40 @@ def test_clsact_fallback_and_sweep(pair):
     assert "pp_tc" in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
     assert sweep_clsact(b, ["vb"]) == 2
     assert "pp_tc" not in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
+
+
+def test_leftover_clsact_filter_swept_at_start_and_by_cleanup(pair):
+    """A killed clsact run's filter: the next podpath alone on the node sweeps it before attaching
+    on that device; `podpath cleanup` removes it from every namespace."""
+    a, b = pair
+
+    def leave_filter(ns, dev):
+        p = Probes(Filter(proto="icmp"), tracepoints=False)
+        p.attach_tc(ns, dev, mode="clsact")
+        p.links.clear()  # forget it, as a killed process would
+        p.close()
+        assert "pp_tc" in sh("ip", "netns", "exec", ns, "tc", "filter", "show", "dev", dev, "ingress").stdout
+
+    leave_filter(a, "va")
+    with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID)) as p:
+        assert p._lock.alone
+        p.attach_tc(a, "va", mode="clsact")  # would fail with EEXIST on the leftover
+        assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
+        assert [e.icmp_seq for e in collect(p) if e.kind == "tc" and e.point == "egress"] == [1]
+    assert "pp_tc" not in sh("ip", "netns", "exec", a, "tc", "filter", "show", "dev", "va", "egress").stdout
+
+    leave_filter(b, "vb")
+    out = subprocess.run([str(PODPATH), "cleanup", "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"{b}/vb" in json.loads(out.stdout)["filters_removed"]
+    assert "pp_tc" not in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
+
+
+def test_a_second_podpath_does_not_sweep_a_running_ones_filter(pair):
+    """Two podpath processes: the second one is not alone, so it leaves the first one's filter."""
+    a, _ = pair
+    with Probes(Filter(proto="icmp"), tracepoints=False) as first:
+        first.attach_tc(a, "va", mode="clsact")
+        with Probes(Filter(proto="udp"), tracepoints=False) as second:
+            assert not second._lock.alone
+        assert "pp_tc" in sh("ip", "netns", "exec", a, "tc", "filter", "show", "dev", "va", "ingress").stdout

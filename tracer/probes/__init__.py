@@ -110,6 +110,8 @@ class Probes:
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
         self._names = KernelNames()
+        from .cleanup import RunLock
+        self._lock = RunLock()  # alone: no other podpath runs, so any podpath clsact filter is a leftover
         # (netns inode, hook number, bracket) -> the priority its link was attached at
         self.nf_priorities: dict[tuple[int, int, int], int] = {}
         t0 = time.perf_counter()
@@ -155,6 +157,8 @@ class Probes:
                     except NodeError:
                         if mode == "tcx":
                             raise
+                if self._lock.alone:  # a killed run's filter would block ours: sweep it first
+                    ClsactFilter.sweep(ifindex, [d])
                 return ClsactFilter(fd, ifindex, d, what)
 
             return _all_or_none(lambda d=d: one(d) for d in directions)
@@ -255,6 +259,8 @@ class Probes:
         for o in reversed(self._objs):
             o.close()
         self._objs.clear()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
         if errors:
             raise errors[0]
 

@@ -49,8 +49,6 @@ EXPECTED = {
 
 # Where diagnose's first error differs from the trace's cause, and why the trace is right.
 EXPLAINED = {
-    "pod-eth0-down": "diagnose lists the missing FDB entry on cni0 first (a consequence); the kernel's OTHERHOST "
-                     "drop in coredns shows the packet was flooded, and the down eth0 explains the flooding",
     "rp-filter-strict": "diagnose lists the /32 route first; the kernel's IP_RPFILTER reason names the "
                         "reverse-path filter that turns that route into a drop",
 }

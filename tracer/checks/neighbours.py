@@ -68,6 +68,11 @@ def arp(ctx: Context) -> list[Finding]:
     return out
 
 
+def _mac_on_down_link(ctx: Context, mac: str | None) -> bool:
+    """The MAC belongs to an interface that is down (the bridge aged its entry out, then floods)."""
+    return bool(mac) and any(l.mac == mac and not (l.up and l.carrier) for h in ctx.bundle.hosts for l in h.links)
+
+
 def _down_on_segment(ctx: Context, hop) -> bool:
     for member in hop.data.get("segment") or []:
         host, _, name = member.partition("/")
@@ -129,8 +134,8 @@ def fdb(ctx: Context) -> list[Finding]:
                             _bridge_cmd(host, f"fdb del {hop.data['mac']} dev {hop.device} dst {hop.data['dst']} self")
                             + " && " + _bridge_cmd(host, f"fdb append {want}")))
     for _, hop in ctx.hops("bridge_no_port"):
-        if detached_pod_veth(ctx, {hop.host}):
-            continue
+        if detached_pod_veth(ctx, {hop.host}) or _mac_on_down_link(ctx, hop.data["mac"]):
+            continue  # bridge_port / link_down name the cause: the bridge forgot a MAC it cannot reach
         host = ctx.host(hop.host)
         out.append(from_hop(hop, "fdb", f"{hop.data['mac']} master {hop.data['bridge']}", hop.detail,
                             _bridge_cmd(host, "fdb show br " + hop.data["bridge"]) + "  # find where the MAC went"))

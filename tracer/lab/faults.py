@@ -327,6 +327,8 @@ def _fdb_wrong(ctx: "Ctx", saved: dict) -> None:
 def _fdb_right(ctx: "Ctx", saved: dict) -> None:
     _b().del_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, WRONG_VTEP_DST)
     _b().add_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, B.underlay_ip)
+    # traffic during the fault made node-a ARP for the wrong VTEP: forget that FAILED entry too
+    _b().del_neigh(ctx, "node-a", "eth0", WRONG_VTEP_DST)
 
 
 _register(Fault(

@@ -42,6 +42,8 @@ def cleanup(output: Output = OutputOpt) -> None:
                   + ", ".join(escape(x) for x in report.filters_removed))
     else:
         out.print("no podpath tc filters left on any device")
+    if report.tables_removed:
+        out.print("removed --nftrace tables: " + ", ".join(escape(x) for x in report.tables_removed))
     for p in report.programs_loaded:
         who = ", ".join(f"pid {x}" for x in p["pids"]) or "no process (held by an attachment)"
         out.print(f"program {p['id']} {escape(p['name'])} still loaded: {who}")

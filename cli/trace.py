@@ -29,6 +29,8 @@ def trace(
     size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
     count: int = typer.Option(1, "--count", "-c", help="test packets to send (icmp/udp)"),
     timeout: float = typer.Option(1.0, "--timeout", help="seconds to wait for the answer"),
+    nftrace: bool = typer.Option(False, "--nftrace", help="also read the kernel's nf_tables trace (adds a "
+                                 "temporary podpath_nftrace_* table in each namespace on the path, removed after)"),
     lab: str = LabOpt,
     output: Output = OutputOpt,
 ) -> None:
@@ -44,6 +46,7 @@ def trace(
       podpath trace pod-a pod-b
       podpath trace pod-a pod-b --proto tcp --port 8080
       podpath trace pod-a pod-b --size 1400 -o json | jq .verdict
+      podpath trace pod-a pod-b --nftrace      # the kernel names the rule (nf_tables only)
     """
     from podpath.tracer.trace import require_root, trace as run
 
@@ -59,7 +62,7 @@ def trace(
 
     with _progress() as (say, stop):
         result = run(src, dst, lab=lab, proto=proto, port=port, size=size, count=count, timeout=timeout,
-                     progress=say, on_verdict=show)
+                     progress=say, on_verdict=show, nftrace=nftrace)
     if not result.delivered:
         raise typer.Exit(EXIT_NOT_DELIVERED)
 
@@ -105,6 +108,8 @@ def render(t) -> None:
         out.print(f"  kernel: {escape(k)}")
     if v.counter:
         out.print(f"  counter: {escape(v.counter)}")
+    if v.nftrace:
+        out.print(f"  nftrace: {escape(v.nftrace)}")
     if v.fix:
         out.print(f"  fix: {escape(v.fix)}")
     if t.lost_events:

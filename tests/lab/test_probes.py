@@ -284,9 +284,12 @@ def test_leftover_clsact_filter_swept_at_start_and_by_cleanup(pair):
     assert "pp_tc" not in sh("ip", "netns", "exec", a, "tc", "filter", "show", "dev", "va", "egress").stdout
 
     leave_filter(b, "vb")
+    sh("ip", "netns", "exec", b, "nft", "add", "table", "ip", "podpath_nftrace_dead")  # a killed --nftrace run's
     out = subprocess.run([str(PODPATH), "cleanup", "-o", "json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"{b}/vb" in json.loads(out.stdout)["filters_removed"]
+    assert f"{b}/podpath_nftrace_dead" in json.loads(out.stdout)["tables_removed"]
+    assert "podpath" not in sh("ip", "netns", "exec", b, "nft", "list", "tables").stdout
     assert "pp_tc" not in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
 
 

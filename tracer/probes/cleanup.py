@@ -8,7 +8,8 @@ fallback for kernels without tcx: a tc filter outlives its process. Two guards c
   other holder (it got the lock exclusively first) knows no podpath runs, so any podpath clsact
   filter on a device it attaches to is a leftover, and sweeps it there before attaching.
 - `podpath cleanup` (sweep_node): sweeps every device of every named namespace and of the caller's,
-  and lists podpath programs still loaded with the processes holding them.
+  deletes `--nftrace` tables a killed run left, and lists podpath programs still loaded with the
+  processes holding them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import subprocess
 from dataclasses import dataclass, field
 
 LOCK_PATH = "/run/podpath/probes.lock"
@@ -48,11 +50,13 @@ class RunLock:
 @dataclass
 class SweepReport:
     filters_removed: list[str] = field(default_factory=list)  # "netns/device"
+    tables_removed: list[str] = field(default_factory=list)  # "netns/podpath_nftrace_…" (--nftrace)
     programs_loaded: list[dict] = field(default_factory=list)  # {"id", "name", "pids"}
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"filters_removed": self.filters_removed, "programs_loaded": self.programs_loaded,
+        return {"filters_removed": self.filters_removed, "tables_removed": self.tables_removed,
+                "programs_loaded": self.programs_loaded,
                 "errors": self.errors}
 
 
@@ -86,6 +90,12 @@ def sweep_node(namespaces: list[str | None] | None = None) -> SweepReport:
                 report.filters_removed.append(f"{ns or '(root)'}/{dev}")
         except Exception as e:  # a namespace that vanished meanwhile
             report.errors.append(f"{ns}: {e}")
+        if ns is not None:
+            from ..trace.nftrace import sweep_tables
+            try:
+                report.tables_removed += [f"{ns}/{t}" for t in sweep_tables(ns)]
+            except (OSError, subprocess.SubprocessError) as e:  # no nft binary
+                report.errors.append(f"{ns}: nftrace tables not checked: {e}")
     holders = program_holders()
     for pid, name in loaded_podpath_programs():
         report.programs_loaded.append({"id": pid, "name": name, "pids": sorted(holders.get(pid, []))})

@@ -39,7 +39,7 @@ def require_root() -> None:
 def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None = None, port: int | None = None,
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
           progress: Callable[[str], None] | None = None,
-          on_verdict: Callable[[Trace], None] | None = None) -> Trace:
+          on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False) -> Trace:
     """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken,
     while the probes attach). on_verdict(trace) is called as soon as the verdict is known, before
     the probes are closed (the CLI prints there)."""
@@ -68,11 +68,13 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                 except PodpathError:
                     pre = None  # diagnose below says what is wrong, from the snapshot
                 if pre is not None:
+                    pre.nftrace = nftrace
                     session = Session(pre, say).open()
                 bundle = snap.result()
         t_snap = time.perf_counter()
         diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
         req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
+        req.nftrace = nftrace
         if session is not None and not same_flow(session.req, req):
             session.close()
             session = None
@@ -88,6 +90,9 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
             t = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
                           dst_host=dst_host, src=src, dst=dst)
             _confirm_by_counters(t, bundle)
+            if result.nftrace:
+                from .correlate import apply_nftrace
+                apply_nftrace(t.verdict, bundle, result.nftrace)
             done["t_verdict"] = time.perf_counter()
             t.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
                               "verdict_ms": (done["t_verdict"] - t0) * 1000})

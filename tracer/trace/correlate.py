@@ -54,6 +54,7 @@ class Verdict:
     counter: str | None = None  # netfilter: the DROP/REJECT rule whose packet counter rose during the trace
     stopped_at: str | None = None  # where the packet was dropped or last seen ("node-b/host flannel.1")
     kernel: list[str] = field(default_factory=list)  # the kernel's route/neighbour decisions there
+    nftrace: str | None = None  # --nftrace: the nf_tables trace line that decided (the kernel's word)
     evidence: list[dict] = field(default_factory=list)
     fix: str | None = None
     message: str = ""
@@ -569,6 +570,7 @@ def apply_counters(v: Verdict, before_host, after_host) -> None:
     if hit is not None:
         v.counter = hit.describe()
         v.message += f"; confirmed by its packet counter (+{hit.packets})"
+        _fix_from_kernel(v, after_host, hit.rule, "the rule that counted the test packet")
         return
     if len(found) == 1:
         d = found[0]
@@ -581,3 +583,44 @@ def apply_counters(v: Verdict, before_host, after_host) -> None:
                       (" (the snapshot's model predicted another rule)" if predicted else ""))
     else:
         v.message += "; rule counters rose on several DROP/REJECT rules: " + "; ".join(d.describe() for d in found)
+
+
+def apply_nftrace(v: Verdict, bundle, lines) -> None:
+    """--nftrace: the decisive trace line in the verdict's namespace names the rule for certain;
+    it replaces the model's and the counters' rule when they differ."""
+    from ..checks.base import ns_cmd
+    from .nftrace import rule_for
+
+    host = verdict_host(bundle, v)
+    if host is None or v.status not in ("dropped", "rejected", "misdelivered"):
+        return
+    decisive = [x for x in lines if x.decisive and x.netns == host.netns]
+    if not decisive:
+        if lines and (v.drop_reason == "NETFILTER_DROP" or v.hook):
+            v.message += "; nftrace saw no nf_tables rule drop it there (iptables-legacy?)"
+        return
+    line = decisive[0]
+    what = "policy" if line.kind == "policy" else f"rule (handle {line.handle})"
+    v.nftrace = f"{line.family} {line.table} {line.chain} {what}: {line.text} (verdict {line.verdict})"
+    ref = rule_for(host, line)
+    if ref is None:
+        return
+    predicted = {e.get("object") for e in v.evidence if e.get("kind") == "rule"}
+    if ref.text in predicted:
+        v.message += "; nftrace confirms the rule"
+        _fix_from_kernel(v, host, ref, "the rule nftrace saw drop the test packet")
+        return
+    v.evidence = [{"kind": "rule", "node": v.node, "location": v.location, "object": ref.text}] + v.evidence
+    v.fix = ns_cmd(host, ref.command()) + "  # the rule nftrace saw drop the test packet"
+    v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+    v.message += f"; nftrace: {ref.backend} {ref.table}/{ref.chain} rule {ref.number} dropped it: {ref.text}"
+
+
+def _fix_from_kernel(v: Verdict, host, ref, why: str) -> None:
+    """The model could not evaluate the rule it blamed (an unsupported match), but the kernel says
+    it took the packet: the fix is that rule's command, not 'check it by hand'."""
+    from ..checks.base import ns_cmd
+    if v.fix and "by hand" not in v.fix:
+        return
+    v.fix = ns_cmd(host, ref.command()) + f"  # {why}"
+    v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"

@@ -37,6 +37,7 @@ class SessionRequest:
     tracepoints: bool = True
     netfilter: bool = True  # BPF netfilter links bracketing every hook in each namespace attached
     neigh_addrs: list[str] = field(default_factory=list)  # next hops whose neighbour events to watch
+    nftrace: bool = False  # also the kernel's nftrace (adds a temporary nf_tables table per namespace)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -58,11 +59,13 @@ class SessionResult:
     attach_errors: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     answered: bool = False  # the answer was seen at the source (reply at its eth0 ingress)
+    nftrace: list = field(default_factory=list)  # nftrace.NftraceLine, when requested
 
     def to_dict(self) -> dict:
         return {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
                 "attached": [list(a) for a in self.attached], "attach_errors": self.attach_errors,
-                "timings": self.timings, "answered": self.answered}
+                "timings": self.timings, "answered": self.answered,
+                "nftrace": [x.to_dict() for x in self.nftrace]}
 
 
 def netns_inode(netns: str) -> int:
@@ -97,6 +100,7 @@ class Session:
         self._wanted = list(req.attach)  # the plan: attach errors are reported for these only
         self._failed: dict[tuple[str, str], str] = {}
         self._nf_done: set[str] = set()  # namespaces whose hooks are bracketed
+        self._nftrace = None
 
     def open(self) -> "Session":
         from ..probes import Filter, Probes
@@ -153,6 +157,12 @@ class Session:
         src_ino = netns_inode(src_ns)
         dst_ino = netns_inode(req.dst_netns) if req.dst_netns else None
         src_ifindex = _ifindex(src_ns, req.src_dev)
+        if req.nftrace:
+            from .nftrace import NfTrace
+            namespaces = [ns for ns, _ in out.attached] + [src_ns]
+            self.say(f"adding nftrace tables in {len(set(namespaces))} namespaces…")
+            self._nftrace = NfTrace(namespaces, ir.src, ir.dst, ir.proto, sweep=p._lock.alone)
+            out.attach_errors += self._nftrace.errors
         self.say(f"probes on {len(out.attached)} devices; sending {ir.count} {ir.proto} packet(s)…")
         t_send = time.perf_counter()
         self._inj.send()
@@ -166,6 +176,8 @@ class Session:
             self.say(f"waiting up to {req.timeout:g}s for the answer…")
             out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino)
         self._inj.check_answer()
+        if self._nftrace is not None:
+            out.nftrace = self._nftrace.lines()
         out.events = list(p.events)
         out.lost = p.lost()
         self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})
@@ -179,6 +191,11 @@ class Session:
     def close(self) -> None:
         t = time.perf_counter()
         try:
+            if self._nftrace is not None:
+                self._nftrace.close()
+                if self.result is not None:
+                    self.result.attach_errors += self._nftrace.errors
+                self._nftrace = None
             if self._probes is not None:
                 self._probes.close()
                 self._probes = None

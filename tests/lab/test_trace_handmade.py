@@ -1,0 +1,108 @@
+"""Breaks the lab's fault catalog does not name, made by hand with ip/iptables/nft, traced with
+real BPF (root only). Each break is undone in a finally block, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+
+import pytest
+from conftest import bpf_lab, wait_no_programs
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
+]
+
+from podpath.tracer.trace import trace  # noqa: E402
+from podpath.tracer.trace.nftrace import TABLE_PREFIX  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    return bpf_lab(request, "h")
+
+
+def sh(*argv: str, input: str | None = None) -> str:
+    p = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=30)
+    assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr}"
+    return p.stdout
+
+
+@contextlib.contextmanager
+def broken(lab, host: str, do: list[str], undo: list[str], stdin: str | None = None):
+    ns = lab.netns(host)
+    try:
+        for cmd in do:
+            sh("ip", "netns", "exec", ns, *cmd.split(), input=stdin)
+        yield ns
+    finally:
+        for cmd in undo:
+            subprocess.run(["ip", "netns", "exec", ns, *cmd.split()], capture_output=True)
+    assert wait_no_programs() == []
+
+
+def ip_of(lab, pod: str) -> str:
+    return next(p.ip for p in lab.inventory().pods if p.name == pod)
+
+
+def test_native_nftables_chain_drop_names_the_chain_and_the_rule(lab):
+    b_ip = ip_of(lab, "pod-b")
+    script = ("table inet pp_handmade {\n chain fwd_guard { type filter hook forward priority 10;\n"
+              f"  ip daddr {b_ip} counter drop\n }}\n}}\n")
+    with broken(lab, "node-b", ["nft -f -"], ["nft delete table inet pp_handmade"], stdin=script):
+        t = trace("pod-a", "pod-b", lab=lab.name, nftrace=True)
+    v = t.verdict
+    assert (v.status, v.node, v.location, v.hook, v.drop_reason) == \
+        ("dropped", "node-b", "host", "forward", "NETFILTER_DROP"), v
+    assert "fwd_guard" in v.table and "priority 10" in v.table, v.table  # between filter (0) and security (50)
+    assert v.counter and "fwd_guard" in v.counter, v
+    assert v.nftrace and "pp_handmade fwd_guard" in v.nftrace and "drop" in v.nftrace, v
+    assert "nft delete rule inet pp_handmade fwd_guard handle" in v.fix, v.fix
+    assert TABLE_PREFIX not in sh("ip", "netns", "exec", lab.netns("node-b"), "nft", "list", "tables")
+
+
+def test_rule_the_model_cannot_evaluate_is_named_by_counters_and_nftrace(lab):
+    """-m string matches the test packet's payload: the model treats it as not matching, the kernel
+    counts it, and nftrace names it."""
+    rule = "-m string --algo bm --string podpath-trace -j DROP"
+    with broken(lab, "node-b", [f"iptables -I FORWARD 1 {rule}"], [f"iptables -D FORWARD {rule}"]):
+        t = trace("pod-a", "pod-b", lab=lab.name, nftrace=True)
+    v = t.verdict
+    assert (v.status, v.cause, v.hook) == ("dropped", "iptables", "forward"), v
+    assert v.counter and "--string" in v.counter, v
+    assert v.nftrace and "xt match string" in v.nftrace, v
+    assert v.fix.startswith(f"ip netns exec {lab.netns('node-b')} iptables -t filter -D FORWARD 1"), v.fix
+
+
+def test_reject_inside_the_destination_pod(lab):
+    rule = "-p icmp -j REJECT --reject-with icmp-host-prohibited"
+    with broken(lab, "pod-b", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
+        t = trace("pod-a", "pod-b", lab=lab.name)
+    v = t.verdict
+    assert (v.status, v.cause, v.node, v.location, v.hook) == ("rejected", "iptables", "node-b", "pod-b", "input"), v
+    assert any("REJECT" in e["object"] for e in v.evidence), v
+
+
+def test_blackhole_route_on_the_source_node(lab):
+    b_ip = ip_of(lab, "pod-b")
+    with broken(lab, "node-a", [f"ip route add blackhole {b_ip}/32"], [f"ip route del blackhole {b_ip}/32"]):
+        t = trace("pod-a", "pod-b", lab=lab.name)
+    v = t.verdict
+    assert (v.status, v.cause, v.node, v.location) == ("dropped", "host_route", "node-a", "host"), v
+    assert any("blackhole" in e["object"] for e in v.evidence), v
+    assert not [h for h in t.hops if h.node == "node-b"]
+
+
+def test_deleted_vtep_neighbour(lab):
+    vtep_b = next(n.pod_cidr.split("/")[0] for n in lab.inventory().nodes if n.name == "node-b")
+    with broken(lab, "node-a", [f"ip neigh del {vtep_b} dev flannel.1"], []):
+        try:
+            t = trace("pod-a", "pod-b", lab=lab.name)
+        finally:
+            lab.up()  # reconcile: flannel's permanent neighbour back
+    v = t.verdict
+    assert v.status != "delivered" and (v.cause, v.node, v.location) == ("arp", "node-a", "host"), v
+    assert v.device == "flannel.1" or any("flannel.1" in e["object"] for e in v.evidence), v

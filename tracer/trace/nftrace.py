@@ -1,0 +1,174 @@
+"""`--nftrace`: the kernel's own nf_tables trace of the test packet, for certainty about the rule.
+
+Opt-in, because it changes the node for the duration of the trace: in each namespace on the path
+it adds a table `ip podpath_nftrace_<token>` whose base chains (prerouting and output, priority
+-500, before everything else) set `meta nftrace set 1` on the test flow, and reads
+`nft -a monitor trace` there. The table is deleted when the trace ends; a killed run's table is
+removed by the next podpath that runs alone (RunLock) and by `podpath cleanup`. nftrace sees
+nf_tables only: iptables-nft and nft rulesets, not iptables-legacy.
+
+Each decisive line ("rule ... (verdict drop)", "policy drop") is mapped back to the rule in the
+snapshot by its handle: the position in its chain is the iptables rule number for iptables-nft.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from ..netns import netns_path
+
+TABLE_PREFIX = "podpath_nftrace_"
+LINE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) "
+                  r"(?P<kind>packet|rule|verdict|policy|unknown)(?::)? ?(?P<text>.*?)\s*$")
+HANDLE = re.compile(r"# handle (\d+)")
+VERDICT = re.compile(r"\(verdict (\w+)[^)]*\)")
+
+
+@dataclass
+class NftraceLine:
+    netns: str
+    trace_id: str
+    family: str
+    table: str
+    chain: str
+    kind: str  # packet, rule, verdict, policy
+    text: str
+    handle: int | None = None
+    verdict: str | None = None  # accept, drop, continue, jump X... (rule, policy, verdict lines)
+
+    @property
+    def decisive(self) -> bool:
+        return self.verdict in ("drop", "reject") and not self.table.startswith(TABLE_PREFIX)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_line(netns: str, line: str) -> NftraceLine | None:
+    m = LINE.match(line.strip())
+    if not m:
+        return None
+    text = m["text"]
+    h = HANDLE.search(text)
+    verdict = None
+    if m["kind"] == "rule":
+        v = VERDICT.search(text)
+        verdict = v.group(1) if v else None
+        text = VERDICT.sub("", HANDLE.sub("", text)).strip()
+    elif m["kind"] in ("policy", "verdict"):
+        verdict = text.split()[0] if text else None
+    return NftraceLine(netns, m["id"], m["family"], m["table"], m["chain"], m["kind"], text,
+                       int(h.group(1)) if h else None, verdict)
+
+
+def _match(src: str, dst: str, proto: str | None) -> list[str]:
+    l4 = f" meta l4proto {proto}" if proto in ("icmp", "tcp", "udp") else ""
+    return [f"ip saddr {src} ip daddr {dst}{l4} meta nftrace set 1",
+            f"ip saddr {dst} ip daddr {src}{l4} meta nftrace set 1"]
+
+
+def _nft(netns: str, script: str | None = None, *args: str) -> subprocess.CompletedProcess:
+    cmd = ["nsenter", f"--net={netns_path(netns)}", "nft", *args] + (["-f", "-"] if script is not None else [])
+    return subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=10)
+
+
+def sweep_tables(netns: str) -> list[str]:
+    """Delete podpath's nftrace tables in a namespace (a killed run's); their names."""
+    p = _nft(netns, None, "list", "tables")
+    gone = []
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table" and parts[2].startswith(TABLE_PREFIX):
+            if _nft(netns, None, "delete", "table", parts[1], parts[2]).returncode == 0:
+                gone.append(parts[2])
+    return gone
+
+
+class NfTrace:
+    """Temporary trace tables plus one `nft monitor trace` per namespace; lines() while running,
+    close() removes everything (also on errors)."""
+
+    def __init__(self, namespaces: list[str], src: str, dst: str, proto: str | None, *, sweep: bool = False):
+        self.namespaces = list(dict.fromkeys(namespaces))
+        self.table = TABLE_PREFIX + secrets.token_hex(4)
+        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self._lines: list[NftraceLine] = []
+        self._lock = threading.Lock()
+        self._added: list[str] = []
+        self.errors: list[str] = []
+        rules = _match(src, dst, proto)
+        chains = "".join(f"  chain {hook} {{ type filter hook {hook} priority -500; policy accept;\n"
+                         + "".join(f"    {r}\n" for r in rules) + "  }\n" for hook in ("prerouting", "output"))
+        script = f"table ip {self.table} {{\n{chains}}}\n"
+        try:
+            for ns in self.namespaces:
+                if sweep:
+                    sweep_tables(ns)
+                p = _nft(ns, script)
+                if p.returncode != 0:
+                    self.errors.append(f"{ns}: cannot add the nftrace table: {p.stderr.strip()}")
+                    continue
+                self._added.append(ns)
+                mon = subprocess.Popen(["nsenter", f"--net={netns_path(ns)}", "nft", "-a", "monitor", "trace"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                self._procs.append((ns, mon))
+                threading.Thread(target=self._read, args=(ns, mon), daemon=True).start()
+            time.sleep(0.15)  # `nft monitor` prints nothing when it has subscribed: give it time
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, ns: str, mon: subprocess.Popen) -> None:
+        for raw in mon.stdout:
+            line = parse_line(ns, raw)
+            if line is not None:
+                with self._lock:
+                    self._lines.append(line)
+
+    def lines(self, settle: float = 0.05) -> list[NftraceLine]:
+        time.sleep(settle)  # the monitors print asynchronously
+        with self._lock:
+            return list(self._lines)
+
+    def close(self) -> None:
+        for _, mon in self._procs:
+            mon.terminate()
+        for _, mon in self._procs:
+            try:
+                mon.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                mon.kill()
+        self._procs.clear()
+        for ns in self._added:
+            p = _nft(ns, None, "delete", "table", "ip", self.table)
+            if p.returncode != 0 and "No such file" not in p.stderr:
+                self.errors.append(f"{ns}: could not delete {self.table}: {p.stderr.strip()}")
+        self._added.clear()
+
+
+def rule_for(host, line: NftraceLine):
+    """The snapshot's RuleRef for a decisive nftrace line (by handle), or None."""
+    from ..netfilter import Netfilter
+
+    if line.handle is None or not host.nftables:
+        return None
+    rules = [x["rule"] for x in host.nftables.get("nftables", []) if "rule" in x]
+    same_chain = [r for r in rules if (r.get("family"), r.get("table"), r.get("chain")) ==
+                  (line.family, line.table, line.chain)]
+    pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
+    if pos is None:
+        return None
+    try:
+        refs = Netfilter.from_host(host).rules()
+    except Exception:
+        return None
+    for r in refs:
+        if r.table == line.table and r.chain == line.chain and r.number == pos and \
+                (r.backend == "iptables-nft" or r.handle == line.handle):
+            return r
+    return None

@@ -125,14 +125,20 @@ def path_devices(lab) -> list[tuple[str, str]]:
     return req.attach
 
 
-def attached_probes(lab, devices, icmp_id: int, tc: bool = True, tracepoints: bool = True):
-    """Probes as a trace of pod-a → pod-b ICMP loads them: tc on every path device plus the tracepoints."""
+def attached_probes(lab, devices, icmp_id: int, tc: bool = True, tracepoints: bool = True,
+                    netfilter: bool = True):
+    """Probes as a trace of pod-a → pod-b ICMP loads them: tc on every path device, the netfilter
+    brackets in every namespace of the path, and the tracepoints (with the path's next hops)."""
     from podpath.tracer.probes import Filter, Probes
     pods = {p.name: p for p in lab.inventory().pods}
-    p = Probes(Filter(saddr=pods["pod-a"].ip, daddr=pods["pod-b"].ip, proto="icmp", icmp_id=icmp_id, bidir=True))
+    p = Probes(Filter(saddr=pods["pod-a"].ip, daddr=pods["pod-b"].ip, proto="icmp", icmp_id=icmp_id, bidir=True,
+                      neigh_addrs=tuple(lab.path_nexthops(["pod-a", "pod-b"]))), netfilter=netfilter)
     try:
         for ns, dev in devices if tc else ():
             p.attach_tc(ns, dev)
+        if netfilter:
+            for ns in dict.fromkeys(ns for ns, _ in devices):
+                p.attach_netfilter(ns)
         if tracepoints:
             p.attach_tracepoints()
     except BaseException:
@@ -228,7 +234,9 @@ def main() -> int:
 
         # where the cost is: tc probes alone, tracepoints alone (one run each, for attribution only)
         parts = {}
-        for label, kw in (("tc only", dict(tracepoints=False)), ("tracepoints only", dict(tc=False))):
+        for label, kw in (("tc only", dict(tracepoints=False, netfilter=False)),
+                          ("netfilter brackets only", dict(tc=False, tracepoints=False)),
+                          ("tracepoints only", dict(tc=False, netfilter=False))):
             p = attached_probes(lab, devices, icmp_id=0x7A7A, **kw)
             try:
                 parts[label], _ = iperf(lab, args.seconds)

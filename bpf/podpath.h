@@ -361,6 +361,31 @@ static __always_inline void pp_untrack(__u64 *addr)
 	}
 }
 
+/* Per CPU: when this CPU last reported one of the trace's packets. Route lookups carry no skb;
+ * one that follows our packet on the same CPU within PP_OURS_NS serves it. */
+#define PP_OURS_NS 50000
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pp_last_ours SEC(".maps");
+
+static __always_inline void pp_mark_ours(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *t = bpf_map_lookup_elem(&pp_last_ours, &zero);
+	if (t)
+		*t = now;
+}
+
+static __always_inline bool pp_recent_ours(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *t = bpf_map_lookup_elem(&pp_last_ours, &zero);
+	return t && *t && now - *t < PP_OURS_NS;
+}
+
 /* Ring buffer reservation failures (events lost), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -22,9 +22,19 @@ static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *
 	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
 }
 
+/* Could an IPv4 header with these fields match (addresses, then the protocol)? */
+static __always_inline bool pp_hdr_may_match(const volatile struct pp_config *c, const struct pp_iphdr *ip)
+{
+	if (!pp_addrs_may_match(c, ip->saddr, ip->daddr))
+		return false;
+	return filter_proto(c, ip->protocol);
+}
+
 /* The cheap pre-check, with direct packet access: 0 when the packet certainly does not match
- * the filter (its outer addresses cannot match and it is not VXLAN), 1 when it may (or when the
- * headers are not in the linear area: then the full parse decides). */
+ * the filter (neither it nor, for VXLAN, its inner packet has matching addresses and protocol),
+ * 1 when it may (or when the headers are not in the linear area: then the full parse decides).
+ * Production traffic between the two traced pods has their addresses: the protocol (and the
+ * inner header of VXLAN) must reject it here, before any helper call. */
 static __always_inline int pp_tc_may_match(struct __sk_buff *ctx, __u32 ip_off)
 {
 	void *data = (void *)(long)ctx->data;
@@ -33,17 +43,20 @@ static __always_inline int pp_tc_may_match(struct __sk_buff *ctx, __u32 ip_off)
 
 	if ((void *)(ip + 1) > end)
 		return 1;
-	if (pp_addrs_may_match(&pp_cfg, ip->saddr, ip->daddr))
+	if (pp_hdr_may_match(&pp_cfg, ip))
 		return 1;
-	if (ip->protocol != PP_IPPROTO_UDP || (ip->ver_ihl >> 4) != 4 || (bpf_ntohs(ip->frag_off) & 0x1fff))
-		return 0;
-	__u32 ihl = (ip->ver_ihl & 0xf) * 4;
-	if (ihl < 20 || ihl > 60)
-		return 0;
-	__u16 *udp = data + ip_off + ihl; /* sport, dport */
+	if (ip->protocol != PP_IPPROTO_UDP || ip->ver_ihl != 0x45 || (bpf_ntohs(ip->frag_off) & 0x1fff))
+		return 0; /* VXLAN from flannel and the kernel never carries IP options */
+	__u16 *udp = data + ip_off + 20; /* sport, dport */
 	if ((void *)(udp + 2) > end)
 		return 1;
-	return udp[1] == bpf_htons(PP_VXLAN_PORT_LINUX) || udp[1] == bpf_htons(PP_VXLAN_PORT_IANA);
+	if (udp[1] != bpf_htons(PP_VXLAN_PORT_LINUX) && udp[1] != bpf_htons(PP_VXLAN_PORT_IANA))
+		return 0;
+	/* UDP (8) + VXLAN (8) + inner Ethernet (14) */
+	struct pp_iphdr *inner = data + ip_off + 20 + 30;
+	if ((void *)(inner + 1) > end)
+		return 1;
+	return pp_hdr_may_match(&pp_cfg, inner);
 }
 
 static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
@@ -100,6 +113,7 @@ report:;
 		return PP_TC_ACT_UNSPEC;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_ns();
+	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
 	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	e->ifindex = ctx->ifindex;

@@ -51,6 +51,7 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 		return 0;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_ns();
+	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
 	e->location = location;
 	e->reason = reason;
@@ -104,14 +105,16 @@ int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 			PP_NH_NETWORK, 0);
 }
 
-/* fib:fib_table_lookup has no skb: match the flow key's addresses (either direction). Input
- * route lookups leave the protocol and ports out of the key, and ICMP ids are never in it, so
- * this is looser than the packet filter; user space ties each lookup to the packet it served by
- * CPU and time. */
-static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32 s, __u32 d)
+/* fib:fib_table_lookup has no skb. A lookup is ours when it follows one of our packet events on
+ * the same CPU (pp_recent_ours: input routing, forwarding, the reverse-path check) or when it is
+ * a socket's output lookup for our flow (addresses, and the protocol, which output lookups set).
+ * Other traffic between the same two pods — every forwarded packet is looked up — is skipped. */
+static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32 s, __u32 d, __u8 proto)
 {
 	if (c->flags & PP_F_ALL)
 		return true;
+	if (!filter_proto(c, proto))
+		return false;
 	/* a socket's lookup before it has a source address has saddr 0 */
 	if ((s == 0 || filter_saddr(c, s)) && filter_daddr(c, d))
 		return true;
@@ -121,20 +124,29 @@ static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32
 SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
 {
+	__u64 now = bpf_ktime_get_ns();
+	bool recent = pp_recent_ours(now);
 	__u32 s = BPF_CORE_READ(flp, saddr), d = BPF_CORE_READ(flp, daddr);
 
-	if (!filter_fib(&pp_cfg, s, d))
+	if (!recent && !filter_fib(&pp_cfg, s, d, BPF_CORE_READ(flp, __fl_common.flowic_proto)))
 		return 0;
 	struct pp_event *e = pp_reserve();
 	if (!e)
 		return 0;
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = now;
 	e->kind = PP_KIND_FIB;
 	e->saddr = s;
 	e->daddr = d;
 	e->proto = BPF_CORE_READ(flp, __fl_common.flowic_proto);
-	e->flags = PP_EV_PARSED | ((s == 0 || filter_saddr(&pp_cfg, s)) && filter_daddr(&pp_cfg, d) ? 0 : PP_EV_REPLY);
+	/* MATCHED: the flow's addresses (REPLY: swapped); neither: a lookup for our packet's outer
+	 * (VXLAN) header, tied to it by pp_recent_ours */
+	if ((s == 0 || filter_saddr(&pp_cfg, s)) && filter_daddr(&pp_cfg, d))
+		e->flags = PP_EV_PARSED | PP_EV_MATCHED;
+	else if (filter_saddr(&pp_cfg, d) && filter_daddr(&pp_cfg, s))
+		e->flags = PP_EV_PARSED | PP_EV_MATCHED | PP_EV_REPLY;
+	else
+		e->flags = PP_EV_PARSED;
 	e->fib_table = tb_id;
 	e->fib_err = err;
 	e->reason = BPF_CORE_READ(flp, __fl_common.flowic_iif); /* the input device (0: a local socket) */
@@ -223,22 +235,24 @@ int BPF_PROG(pp_neigh_dead, struct neighbour *n, int err)
  * program type (BPF_PROG_TYPE_NETFILTER) and attach type (BPF_NETFILTER) itself.
  *
  * A link's priority is not visible to its program, so there is one program per bracket: the
- * loader attaches pp_nf_<i> at the i-th priority of a hook (before raw, before mangle, before nat,
- * before filter, ...), and the event's nf_prio carries i. Which brackets a packet passed tells
- * which hook and which table took it. Only bracket 0 (the start of the hook) matches the filter;
- * the others follow the skb it tracked, which also keeps them cheap for all other traffic, and
- * follows the packet through NAT. They always accept. */
-static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket)
+ * loader attaches pp_nf_<i> at the i-th priority of a hook (the start, just before each table
+ * that has a base chain there, the end), and the event's nf_prio carries i. Which brackets a
+ * packet passed tells which hook and which table took it. They follow skbs a tc probe (or
+ * pp_nf_m0) tracked, which keeps them cheap for all other traffic and follows the packet through
+ * NAT; only pp_nf_m0 matches headers. They always accept. */
+static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, bool match)
 {
+	if (!match && !pp_any_tracked())
+		return 1; /* NF_ACCEPT: nothing of ours in flight, the cheapest exit */
 	struct sk_buff *skb = ctx->skb;
 	__u8 hook = BPF_CORE_READ(ctx, state, hook);
 
-	pp_trace(skb, PP_KIND_NF, hook, 0, 0, bracket == 0, false, PP_NH_NETWORK, bracket);
+	pp_trace(skb, PP_KIND_NF, hook, 0, 0, match, false, PP_NH_NETWORK, bracket);
 	return 1; /* NF_ACCEPT */
 }
 
 #define PP_NF_PROG(i) \
-	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i); }
+	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i, false); }
 
 PP_NF_PROG(0)
 PP_NF_PROG(1)
@@ -248,3 +262,11 @@ PP_NF_PROG(4)
 PP_NF_PROG(5)
 PP_NF_PROG(6)
 PP_NF_PROG(7)
+
+/* The start of a hook in the namespaces where the trace's packets are created (the end pods): it
+ * matches the filter, because locally generated packets meet OUTPUT before any tc probe. */
+SEC("netfilter")
+int pp_nf_m0(struct bpf_nf_ctx *ctx)
+{
+	return pp_nf_bracket(ctx, 0, true);
+}

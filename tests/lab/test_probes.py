@@ -159,11 +159,11 @@ def test_netfilter_links_see_the_hooks(pair):
     a, b = pair
     with Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID), netfilter=True) as p:
         p.attach_netfilter(b, hooks=("prerouting", "input"))
-        p.attach_netfilter(a, hooks=("output", "postrouting"))
+        p.attach_netfilter(a, hooks=("output", "postrouting"), match=True)  # where the ping is created
         assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
         nf = [e for e in collect(p) if e.kind == "netfilter"]
     hooks = ["output", "postrouting", "prerouting", "input"]
-    # every bracket of every hook, in priority order: bracket 0 matched, the others followed the skb
+    # every bracket of every hook, in priority order: bracket 0 in a matched, the rest followed the skb
     assert [(e.point, e.extra["bracket"]) for e in nf] == [(h, i) for h in hooks for i in range(len(NF_BRACKETS))]
     assert [e.nf_prio for e in nf[:len(NF_BRACKETS)]] == list(NF_BRACKETS)
     assert all("tracked" in e.flags for e in nf[1:])
@@ -177,8 +177,7 @@ def test_netfilter_bracket_priority_held_by_another_trace_moves(pair):
         p1.attach_netfilter(a, hooks=("output",))
         p2.attach_netfilter(a, hooks=("output",))
         ino = netns_inode(a)
-        first = [p1.nf_priorities[(ino, 3, i)] for i in range(len(NF_BRACKETS))]
-        second = [p2.nf_priorities[(ino, 3, i)] for i in range(len(NF_BRACKETS))]
+        first, second = p1.nf_priorities[(ino, 3)], p2.nf_priorities[(ino, 3)]
     assert first == list(NF_BRACKETS)
     assert all(x != y and abs(x - y) < 16 for x, y in zip(first, second)), second
 

@@ -113,7 +113,7 @@ def test_sigkill_of_a_trace_in_progress_leaves_nothing_behind(lab):
         assert proc.poll() is None, f"the trace ended before it could be killed: {''.join(stderr_lines)}"
         assert ours, f"probes never showed as attached: {''.join(stderr_lines)}"
         names = {n for _, n in ours}
-        assert {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb"} <= names, names
+        assert {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_fib", "pp_nf_0", "pp_nf_7"} <= names, names
         our_ids = {i for i, _ in ours}
         live = [l for l in bpf_links() if l.get("prog_id") in our_ids]
         assert any(l.get("type") in TCX_LINK for l in live), f"expected tcx links while tracing: {live}"
@@ -232,12 +232,18 @@ def test_traffic_is_delivered_exactly_as_without_probes(lab):
                 req, _, _ = plan(bundle, diagnose(bundle, src, dst))
                 devices += [d for d in req.attach if d not in devices]
     ips = pod_ips(lab)
-    # a trace's filter (pod-a → pod-b ICMP, bidir) on every device any pod pair crosses, plus the tracepoints
-    with Probes(Filter(saddr=ips["pod-a"], daddr=ips["pod-b"], proto="icmp", icmp_id=0x4B4B, bidir=True)) as p:
+    # a trace's filter (pod-a → pod-b ICMP, bidir) on every device any pod pair crosses, the netfilter
+    # brackets in every namespace, plus the tracepoints
+    with Probes(Filter(saddr=ips["pod-a"], daddr=ips["pod-b"], proto="icmp", icmp_id=0x4B4B, bidir=True,
+                       neigh_addrs=tuple(ips.values())), netfilter=True) as p:
         for ns, dev in devices:
             p.attach_tc(ns, dev)
+        namespaces = list(dict.fromkeys(ns for ns, _ in devices))
+        for ns in namespaces:
+            p.attach_netfilter(ns)
         p.attach_tracepoints()
         assert sum(l.what.startswith("tcx/") for l in p.links) == 2 * len(devices)
+        assert sum(l.what.startswith("netfilter/") for l in p.links) == 5 * 8 * len(namespaces)
         with_probes = reachability(lab)
         # and the trace's own flow passes too, while its events are read
         ping = sh("ip", "netns", "exec", lab.netns("pod-a"), "ping", "-n", "-q", "-c", "3", "-i", "0.05",

@@ -120,6 +120,10 @@ class Netfilter:
         """The base chains run at a hook, in kernel order, as their policy refs."""
         return [b.policy_ref for b in self._by_hook[_check_hook(hook)]]
 
+    def priorities_at(self, hook: str) -> list[int]:
+        """The distinct priorities of the base chains at a hook, rising."""
+        return sorted({b.priority for b in self._by_hook[_check_hook(hook)]})
+
     def chains_between(self, hook: str, lo: int, hi: int) -> list[tuple[int, RuleRef]]:
         """(priority, policy ref) of the base chains run at a hook strictly between two priorities:
         what can have taken a packet a probe saw at priority lo but not at hi."""

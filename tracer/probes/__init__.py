@@ -29,11 +29,12 @@ from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 __all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
-SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost")
+SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost", "pp_last_ours")
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
 TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit", "pp_fib",
                "pp_neigh_create", "pp_neigh_update", "pp_neigh_timer", "pp_neigh_dead")
-NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(8))  # one per bracket (PP_NF_BRACKETS)
+NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(8))  # one per bracket (PP_NF_BRACKETS); follow tracked skbs
+NF_MATCH_PROGRAM = "pp_nf_m0"  # bracket 0 that also matches the filter (where test packets are created)
 NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
 NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links at exactly these
 # Where the brackets sit: the start of the hook, just before each iptables table (raw -300,
@@ -42,7 +43,7 @@ NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links 
 NF_BRACKETS = (NF_PRI_FIRST + 1, -301, -151, -101, -1, 49, 99, NF_PRI_LAST - 1)
 _KIND_OFFSET = RawEvent.kind.offset
 _KIND_KFREE = 2  # PP_KIND_KFREE_SKB
-PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS
+PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS + (NF_MATCH_PROGRAM,)
 
 
 def bpf_dir() -> Path:
@@ -112,8 +113,8 @@ class Probes:
         self._names = KernelNames()
         from .cleanup import RunLock
         self._lock = RunLock()  # alone: no other podpath runs, so any podpath clsact filter is a leftover
-        # (netns inode, hook number, bracket) -> the priority its link was attached at
-        self.nf_priorities: dict[tuple[int, int, int], int] = {}
+        # (netns inode, hook number) -> the priority each bracket's link was attached at
+        self.nf_priorities: dict[tuple[int, int], list[int]] = {}
         t0 = time.perf_counter()
         try:
             cfg = {"pp_cfg": flt.to_bytes()}
@@ -122,10 +123,11 @@ class Probes:
             self.trace = None
             if tracepoints or netfilter:
                 shared = {m: self.tc.map_fd(m) for m in SHARED_MAPS}
-                load = (list(TRACEPOINTS) if tracepoints else []) + (list(NF_PROGRAMS) if netfilter else [])
+                nf = list(NF_PROGRAMS) + [NF_MATCH_PROGRAM]
+                load = (list(TRACEPOINTS) if tracepoints else []) + (nf if netfilter else [])
                 self.trace = libbpf.BpfObject(
                     object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
-                    prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in NF_PROGRAMS})
+                    prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in nf})
                 self._objs.append(self.trace)
             self._rb = libbpf.RingBuffer(self.tc.map_fd("pp_events"), self._on_record)
         except BaseException:
@@ -177,31 +179,43 @@ class Probes:
         self.timings["attach_tp_ms"] = (time.perf_counter() - t0) * 1000
         return made
 
-    def attach_netfilter(self, netns: str | None, hooks=NF_HOOKS, brackets=NF_BRACKETS) -> list[Link]:
-        """BPF netfilter links (IPv4) in a namespace: pp_nf_<i> at brackets[i] of every hook. A
-        priority already held by another trace's link is moved by up to 15, away from the table it
-        precedes (the gaps between tables are wider), and events map back to the priority used."""
+    def attach_netfilter(self, netns: str | None, brackets: dict[str, list[int]] | None = None, *,
+                         match: bool = False, hooks=NF_HOOKS) -> list[Link]:
+        """BPF netfilter links (IPv4) in a namespace: pp_nf_<i> at the i-th priority of each hook's
+        brackets (default NF_BRACKETS at every hook; see tracer/trace/plan.nf_brackets for the ones
+        fitted to a snapshot's tables). match: bracket 0 matches the filter itself (the namespaces
+        where test packets are created); elsewhere the links follow skbs a tc probe tracked.
+
+        A priority already held by another trace's link is moved by up to 15, away from the table
+        it precedes (the gaps between tables are wider); events map back to the priority used."""
         if self.trace is None:
             raise NodeError("probes were loaded without the netfilter programs")
+        plan = brackets if brackets is not None else {h: list(NF_BRACKETS) for h in hooks}
         ino = _netns_ino(netns)
         t0 = time.perf_counter()
 
-        def one(hook: str, i: int):
-            fd = self.trace.program_fd(NF_PROGRAMS[i])
-            step = 1 if brackets[i] == NF_PRI_FIRST + 1 else -1
+        def one(hook: str, i: int, prios: list[int]):
+            name = NF_MATCH_PROGRAM if (match and i == 0) else NF_PROGRAMS[i]
+            fd = self.trace.program_fd(name)
+            step = 1 if prios[i] <= NF_PRI_FIRST + 1 else -1
             for k in range(16):
-                prio = brackets[i] + step * k
+                prio = prios[i] + step * k
                 try:
                     link = libbpf.attach_netfilter(fd, hook, prio)
                 except libbpf.PriorityTaken:
                     continue
-                self.nf_priorities[(ino, libbpf.NF_HOOKS[hook], i)] = prio
+                used = self.nf_priorities.setdefault((ino, libbpf.NF_HOOKS[hook]), [None] * len(prios))
+                used[i] = prio
                 return link
-            raise NodeError(f"netfilter {hook}: priorities {brackets[i]}..{prio} all held by other BPF links; "
+            raise NodeError(f"netfilter {hook}: priorities {prios[i]}..{prio} all held by other BPF links; "
                             "too many traces at once in this namespace?")
 
+        for hook, prios in plan.items():
+            if not 1 <= len(prios) <= len(NF_PROGRAMS) or prios != sorted(prios):
+                raise ValueError(f"netfilter brackets for {hook} must be 1..{len(NF_PROGRAMS)} rising priorities")
+
         def body():
-            return _all_or_none(lambda h=h, i=i: one(h, i) for h in hooks for i in range(len(brackets)))
+            return _all_or_none(lambda h=h, i=i, ps=ps: one(h, i, ps) for h, ps in plan.items() for i in range(len(ps)))
 
         made = libbpf.in_netns_thread(body, netns)
         self.links.extend(made)
@@ -215,8 +229,12 @@ class Probes:
         reasons = self._names.reasons() if kfree else None
         ev = decode(data, drop_reasons=reasons, symbolize=self._names.symbolize)
         if ev.kind == "netfilter":  # the program only knows its bracket; we know its priority
-            ev.extra["bracket"] = ev.nf_prio
-            ev.nf_prio = self.nf_priorities.get((ev.netns, libbpf.NF_HOOKS.get(ev.point, -1), ev.nf_prio), ev.nf_prio)
+            i = ev.extra["bracket"] = ev.nf_prio
+            prios = self.nf_priorities.get((ev.netns, libbpf.NF_HOOKS.get(ev.point, -1)))
+            if prios and 0 <= i < len(prios):
+                ev.nf_prio = prios[i]
+                ev.extra["last"] = i == len(prios) - 1  # the end of the hook: the packet left it
+                ev.extra["next_prio"] = prios[i + 1] if i + 1 < len(prios) else None
         self.events.append(ev)
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:

@@ -82,6 +82,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
             session = Session(req, say).open()
         else:
             session.attach(req.attach)  # what the snapshot's path adds to the lab's usual one
+        session.attach_netfilter(req.nf_plan)  # brackets fitted to each namespace's tables
         t_plan = time.perf_counter()
         done: dict = {}
 

@@ -164,6 +164,7 @@ def netfilter_hops(passes, where: Where, t0: int) -> list[ObservedHop]:
     return hops
 
 
+PACKET_PROBES = ("tc", "netfilter", "netif_receive_skb", "net_dev_start_xmit")
 SKB_KINDS = ("tc", "netfilter", "netif_receive_skb", "net_dev_start_xmit", "kfree_skb", "consume_skb")
 TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
 LOCAL_IIF = (0, 1)  # output route lookups carry iif 0 or LOOPBACK_IFINDEX
@@ -202,8 +203,8 @@ def kernel_hops(events, where: Where, t0: int, src_host=None, dst_host=None, sen
             direction = own  # a local socket's lookup (the echo reply too): its addresses say which
         elif near:
             direction = "reply" if "reply" in ctx.flags else "request"
-            if e.kind == "fib" and own != direction:
-                what = "rpf"
+            if e.kind == "fib" and "matched" in e.flags and own != direction:
+                what = "rpf"  # the flow's addresses, swapped (an outer VXLAN header matches neither)
         else:
             direction = own
         ino = e.netns or (ctx.netns if near else 0)
@@ -253,8 +254,8 @@ def kernel_hops(events, where: Where, t0: int, src_host=None, dst_host=None, sen
             ctx = last.get(e.cpu)
             ours = (ctx is not None and e.ts_ns - ctx.ts_ns < NEAR_NS) or any(
                 a - 20_000 <= e.ts_ns <= b + 20_000 for a, b in send_windows)
-            if not ours:
-                continue
+            if not ours or (e.netns and e.netns not in visited):
+                continue  # another packet's lookup on the same CPU (an ARP request's, elsewhere)
             h, direction, what = place(e)
             pending.setdefault((h.name if h else None, direction, e.cpu, what), []).append(e)
         elif e.kind == "neigh" and e.netns in visited:
@@ -384,8 +385,8 @@ def peer_places(bundle, host_name: str | None, device: str | None) -> list[tuple
 
 
 def first_reply_host(hops) -> str | None:
-    """The namespace that answered: where the first reply hop was seen."""
-    return next((h.host for h in hops if h.direction == "reply"), None)
+    """The namespace that answered: where the reply packet was first seen."""
+    return next((h.host for h in hops if h.direction == "reply" and h.probe in PACKET_PROBES), None)
 
 
 def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: str) -> Trace:
@@ -457,7 +458,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         if relevant:
             d = relevant[0]
             h = where.host(d.netns)
-            req_hops = [x for x in hops if x.time <= d.ts_ns - t0]
+            req_hops = [x for x in hops if x.time <= d.ts_ns - t0 and x.probe in PACKET_PROBES]
             last = req_hops[-1] if req_hops else (hops[-1] if hops else None)
             dev = where.device(d.netns, d.ifindex)
             if h is None and last is not None:
@@ -492,7 +493,8 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                 v.status = "misdelivered"  # it reached a pod it was not sent to
                 v.message = f"it reached {h.name}, not {dst}; " + v.message
         else:
-            last = hops[-1] if hops else None
+            packet_hops = [x for x in hops if x.probe in PACKET_PROBES]  # not route/neighbour decisions
+            last = packet_hops[-1] if packet_hops else None
             v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
                         device=last.device if last else "eth0")
             f = pick_finding(findings, node=v.node, location=v.location, device=v.device, status="lost")

@@ -1,8 +1,9 @@
 """What the netfilter brackets saw: one hop per hook pass, NAT as it happened, and which hook and
 table took a dropped packet.
 
-The probes put one BPF netfilter link at the start of every hook, one just before each iptables
-table's priority and one at the end (probes.NF_BRACKETS). A pass of a packet through a hook is the
+The probes put one BPF netfilter link at the start of every hook, one just before each table's
+base chain priority there and one at the end (plan.nf_brackets; probes.NF_BRACKETS without a
+snapshot). A pass of a packet through a hook is the
 run of bracket events of one skb in one namespace with rising bracket numbers; a pass that stops
 at bracket i was taken by a base chain whose priority lies between bracket i and bracket i+1.
 """
@@ -32,7 +33,7 @@ class HookPass:
     @property
     def complete(self) -> bool:
         """The packet left the hook (the end bracket saw it)."""
-        return self.last.extra.get("bracket") == len(NF_BRACKETS) - 1
+        return bool(self.last.extra.get("last"))
 
     @property
     def direction(self) -> str:
@@ -40,9 +41,8 @@ class HookPass:
 
     def stopped_between(self) -> tuple[int, int]:
         """The priorities between which the packet was taken (it passed lo and never reached hi)."""
-        i = self.last.extra.get("bracket", 0)
-        hi = NF_BRACKETS[i + 1] if i + 1 < len(NF_BRACKETS) else NF_BRACKETS[-1] + 1
-        return self.last.nf_prio, hi
+        hi = self.last.extra.get("next_prio")
+        return self.last.nf_prio, (hi if hi is not None else NF_BRACKETS[-1] + 1)
 
     def nat(self) -> str | None:
         """'DNAT 10.96.0.100:80 → 10.244.1.2:8080' when the tuple changed inside this pass."""

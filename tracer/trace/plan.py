@@ -16,6 +16,41 @@ from ..probes.events import MAX_NEIGH_ADDRS
 from .session import SessionRequest
 
 
+def nf_brackets(host) -> dict[str, list[int]]:
+    """Where to put the netfilter brackets in one namespace, from its snapshot: the start of each
+    hook, just before every distinct base chain priority there, and the end. A hook without base
+    chains gets start and end only (the hop is still seen). At most 8 per hook (the programs);
+    more tables than that share brackets, the first ones kept apart."""
+    from ..netfilter import Netfilter
+    from ..netfilter.results import HOOKS
+    from ..probes import NF_PRI_FIRST, NF_PRI_LAST, NF_PROGRAMS
+
+    try:
+        nf = Netfilter.from_host(host)
+    except Exception:  # an unreadable ruleset: the default brackets
+        nf = None
+    out = {}
+    for hook in HOOKS:
+        prios = nf.priorities_at(hook) if nf is not None else [-300, -150, -100, 0, 50, 100]
+        inner = [p - 1 for p in prios if NF_PRI_FIRST + 1 < p - 1 < NF_PRI_LAST - 1]
+        inner = list(dict.fromkeys(inner))[:len(NF_PROGRAMS) - 2]
+        out[hook] = [NF_PRI_FIRST + 1] + inner + [NF_PRI_LAST - 1]
+    return out
+
+
+def nf_plan(bundle: Bundle, attach, src_host, dst_host) -> dict[str, dict]:
+    """netns -> {"hooks": brackets per hook, "match": bool} for every namespace with a probed device.
+    match in the end pods: packets created there meet OUTPUT before any tc probe."""
+    ends = {h.netns for h in (src_host, dst_host) if h is not None and h.kind == "pod" and h.netns}
+    by_ns = {h.netns: h for h in bundle.hosts if h.netns}
+    out = {}
+    for ns in dict.fromkeys([ns for ns, _ in attach] + sorted(ends)):
+        host = by_ns.get(ns)
+        if host is not None:
+            out[ns] = {"hooks": nf_brackets(host), "match": ns in ends}
+    return out
+
+
 def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float,
              neigh_addrs=()) -> SessionRequest:
     if src_host is None or not src_host.netns:
@@ -53,8 +88,9 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
         add(dst_host, "eth0")
     # the next hops the path resolves (and the destination itself): their neighbour events
     nexthops = [h.data["ip"] for p in diagnosis.paths for h in p.hops if h.point == "neigh" and h.data.get("ip")]
-    return (_request(flow, src_host, dst_host, attach, count=count, timeout=timeout,
-                     neigh_addrs=nexthops + [flow.dst]), src_host, dst_host)
+    req = _request(flow, src_host, dst_host, attach, count=count, timeout=timeout, neigh_addrs=nexthops + [flow.dst])
+    req.nf_plan = nf_plan(bundle, attach, src_host, dst_host)
+    return req, src_host, dst_host
 
 
 def skeleton_bundle(lab) -> Bundle:

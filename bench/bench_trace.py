@@ -116,16 +116,17 @@ def iperf(lab, seconds: int) -> tuple[float, str]:
             srv.wait()
 
 
-def path_devices(lab) -> list[tuple[str, str]]:
+def path_plan(lab):
+    """The session request a trace of pod-a → pod-b makes: devices for tc, netfilter brackets."""
     from podpath.tracer.diagnose import diagnose
     from podpath.tracer.sources import lab_snapshot
     from podpath.tracer.trace import plan
     bundle = lab_snapshot(lab.name)
     req, _, _ = plan(bundle, diagnose(bundle, "pod-a", "pod-b"))
-    return req.attach
+    return req
 
 
-def attached_probes(lab, devices, icmp_id: int, tc: bool = True, tracepoints: bool = True,
+def attached_probes(lab, req, icmp_id: int, tc: bool = True, tracepoints: bool = True,
                     netfilter: bool = True):
     """Probes as a trace of pod-a → pod-b ICMP loads them: tc on every path device, the netfilter
     brackets in every namespace of the path, and the tracepoints (with the path's next hops)."""
@@ -134,11 +135,11 @@ def attached_probes(lab, devices, icmp_id: int, tc: bool = True, tracepoints: bo
     p = Probes(Filter(saddr=pods["pod-a"].ip, daddr=pods["pod-b"].ip, proto="icmp", icmp_id=icmp_id, bidir=True,
                       neigh_addrs=tuple(lab.path_nexthops(["pod-a", "pod-b"]))), netfilter=netfilter)
     try:
-        for ns, dev in devices if tc else ():
+        for ns, dev in req.attach if tc else ():
             p.attach_tc(ns, dev)
         if netfilter:
-            for ns in dict.fromkeys(ns for ns, _ in devices):
-                p.attach_netfilter(ns)
+            for ns, spec in req.nf_plan.items():
+                p.attach_netfilter(ns, spec["hooks"], match=spec["match"])
         if tracepoints:
             p.attach_tracepoints()
     except BaseException:
@@ -206,8 +207,10 @@ def main() -> int:
             rows.append((f"  breakdown {label} (median ms)", "", " ".join(f"{k[:-3]}={v:.0f}" for k, v in mt.items())))
 
         # (b) cost per probe run, (c) throughput with / without -------------------------------------
-        devices = path_devices(lab)
-        rows.append(("path devices probed (tc ingress+egress each)", str(len(devices)), ""))
+        devices = path_plan(lab)
+        rows.append(("path devices probed (tc ingress+egress each)", str(len(devices.attach)), ""))
+        rows.append(("netfilter bracket links (fitted to each namespace's tables)",
+                     str(sum(len(b) for spec in devices.nf_plan.values() for b in spec["hooks"].values())), ""))
         t0 = time.perf_counter()
         p = attached_probes(lab, devices, icmp_id=0x7A7A)
         t_attach = time.perf_counter() - t0

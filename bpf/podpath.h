@@ -185,8 +185,20 @@ static __always_inline int pp_read(void *ctx, const void *base, bool tc, __u32 o
 }
 
 /* Parse the IPv4 header at ip_off and its TCP/UDP/ICMP header. */
+/* Could a packet with these addresses match the filter (either direction with BIDIR)? */
+static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *c, __u32 s, __u32 d)
+{
+	if (c->flags & PP_F_ALL)
+		return true;
+	if (filter_saddr(c, s) && filter_daddr(c, d))
+		return true;
+	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
+}
+
+/* precheck (a filter, or NULL): skip reading the L4 header of a packet that cannot match it and
+ * cannot be VXLAN (not UDP) — the common case for all other traffic, one read instead of two. */
 static __always_inline int pp_parse_ipv4(void *ctx, const void *base, bool tc, __u32 ip_off,
-					 struct pp_tuple *t)
+					 struct pp_tuple *t, const volatile struct pp_config *precheck)
 {
 	struct pp_iphdr ip;
 
@@ -208,6 +220,9 @@ static __always_inline int pp_parse_ipv4(void *ctx, const void *base, bool tc, _
 	t->tcp_seq = 0;
 	t->l4_off = ip_off + ihl;
 	t->ok = 1;
+	if (precheck && ip.protocol != PP_IPPROTO_UDP &&
+	    !(pp_addrs_may_match(precheck, ip.saddr, ip.daddr) && filter_proto(precheck, ip.protocol)))
+		return 0;
 	if (bpf_ntohs(ip.frag_off) & 0x1fff) /* a non-first fragment has no L4 header */
 		return 0;
 	if (ip.protocol == PP_IPPROTO_TCP) {
@@ -246,11 +261,11 @@ static __always_inline bool pp_is_vxlan(const struct pp_tuple *t)
  * returns PP_EV_* flags (0: nothing matched). outer receives the outer tuple. */
 static __always_inline __u8 pp_match(void *ctx, const void *base, bool tc, __u32 ip_off,
 				     const volatile struct pp_config *cfg,
-				     struct pp_tuple *outer, struct pp_tuple *m)
+				     struct pp_tuple *outer, struct pp_tuple *m, bool precheck)
 {
 	__u8 f;
 
-	if (pp_parse_ipv4(ctx, base, tc, ip_off, outer) < 0)
+	if (pp_parse_ipv4(ctx, base, tc, ip_off, outer, precheck ? cfg : NULL) < 0)
 		return 0;
 	f = filter(cfg, outer);
 	if (f) {
@@ -265,7 +280,7 @@ static __always_inline __u8 pp_match(void *ctx, const void *base, bool tc, __u32
 	if (pp_read(ctx, base, tc, inner_eth + 12, &inner_proto, sizeof(inner_proto)) < 0 ||
 	    inner_proto != bpf_htons(PP_ETH_P_IP))
 		return 0;
-	if (pp_parse_ipv4(ctx, base, tc, inner_eth + 14, m) < 0)
+	if (pp_parse_ipv4(ctx, base, tc, inner_eth + 14, m, NULL) < 0)
 		return 0;
 	f = filter(cfg, m);
 	return f ? (f | PP_EV_INNER | PP_EV_PARSED) : 0;

@@ -12,16 +12,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-/* Could a packet with these outer addresses match the filter (either direction with BIDIR)? */
-static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *c, __u32 s, __u32 d)
-{
-	if (c->flags & PP_F_ALL)
-		return true;
-	if (filter_saddr(c, s) && filter_daddr(c, d))
-		return true;
-	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
-}
-
 /* Could an IPv4 header with these fields match (addresses, then the protocol)? */
 static __always_inline bool pp_hdr_may_match(const volatile struct pp_config *c, const struct pp_iphdr *ip)
 {
@@ -94,11 +84,11 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 		if (!seen)
 			return PP_TC_ACT_UNSPEC;
 		f = PP_EV_TRACKED;
-		pp_parse_ipv4(ctx, NULL, true, ip_off, &outer);
+		pp_parse_ipv4(ctx, NULL, true, ip_off, &outer, NULL);
 		goto report;
 	}
 
-	f = pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m);
+	f = pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m, false);
 	seen = pp_lookup_tracked(&addr);
 	if (!f && !seen)
 		return PP_TC_ACT_UNSPEC;
@@ -115,7 +105,7 @@ report:;
 	e->ts_ns = bpf_ktime_get_ns();
 	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
-	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	e->netns = skb->dev->nd_net.net->ns.inum; /* direct load: skb is a trusted kernel pointer */
 	e->ifindex = ctx->ifindex;
 	e->mark = ctx->mark;
 	e->len = ctx->len;

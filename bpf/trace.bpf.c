@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* podpath tracepoint programs (tp_btf: BTF-typed raw tracepoints, no kprobes needed), and a
- * BPF netfilter program. They share the tc object's maps (the loader reuses their fds). */
+/* podpath tracepoint programs (tp_btf: BTF-typed raw tracepoints, no kprobes needed), and the
+ * BPF netfilter programs. Their arguments are BTF-typed pointers: kernel fields are read by direct
+ * loads (CO-RE relocated, faults handled by the verifier's exception table), several times
+ * cheaper than bpf_probe_read_kernel per field; only packet bytes go through the helper. They share the tc object's maps (the loader reuses their fds). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -27,14 +29,14 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 	if (!seen && !match_untracked)
 		return 0;
 
-	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *head = skb->head;
 	__u32 off;
 	if (nh_from == PP_NH_DATA)
-		off = (__u32)(BPF_CORE_READ(skb, data) - head);
+		off = (__u32)(skb->data - head);
 	else
-		off = BPF_CORE_READ(skb, network_header);
-	if (BPF_CORE_READ(skb, protocol) == bpf_htons(PP_ETH_P_IP) && off != 0xffff && off < 0x10000)
-		f = pp_match(NULL, head, false, off, &pp_cfg, &outer, &m);
+		off = skb->network_header;
+	if (skb->protocol == bpf_htons(PP_ETH_P_IP) && off != 0xffff && off < 0x10000)
+		f = pp_match(NULL, head, false, off, &pp_cfg, &outer, &m, !seen);
 
 	if (!seen && !(f & PP_EV_MATCHED))
 		return 0;
@@ -55,15 +57,15 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 	e->skb = addr;
 	e->location = location;
 	e->reason = reason;
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (dev) {
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
-		e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		e->ifindex = dev->ifindex;
+		e->netns = dev->nd_net.net->ns.inum;
 	} else {
-		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
+		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum) /* rare: no device */;
 	}
-	e->mark = BPF_CORE_READ(skb, mark);
-	e->len = BPF_CORE_READ(skb, len);
+	e->mark = skb->mark;
+	e->len = skb->len;
 	e->kind = kind;
 	e->point = point;
 	e->nf_prio = nf_prio;
@@ -124,11 +126,13 @@ static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32
 SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
 {
+	/* cheapest test first: input lookups carry no protocol, so other traffic fails it at once */
+	__u8 proto = flp->__fl_common.flowic_proto;
 	__u64 now = bpf_ktime_get_ns();
-	bool recent = pp_recent_ours(now);
-	__u32 s = BPF_CORE_READ(flp, saddr), d = BPF_CORE_READ(flp, daddr);
-
-	if (!recent && !filter_fib(&pp_cfg, s, d, BPF_CORE_READ(flp, __fl_common.flowic_proto)))
+	if (!filter_proto(&pp_cfg, proto) && !pp_recent_ours(now))
+		return 0;
+	__u32 s = flp->saddr, d = flp->daddr;
+	if (!pp_recent_ours(now) && !filter_fib(&pp_cfg, s, d, proto))
 		return 0;
 	struct pp_event *e = pp_reserve();
 	if (!e)
@@ -138,7 +142,7 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 	e->kind = PP_KIND_FIB;
 	e->saddr = s;
 	e->daddr = d;
-	e->proto = BPF_CORE_READ(flp, __fl_common.flowic_proto);
+	e->proto = flp->__fl_common.flowic_proto;
 	/* MATCHED: the flow's addresses (REPLY: swapped); neither: a lookup for our packet's outer
 	 * (VXLAN) header, tied to it by pp_recent_ours */
 	if ((s == 0 || filter_saddr(&pp_cfg, s)) && filter_daddr(&pp_cfg, d))
@@ -149,14 +153,14 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 		e->flags = PP_EV_PARSED;
 	e->fib_table = tb_id;
 	e->fib_err = err;
-	e->reason = BPF_CORE_READ(flp, __fl_common.flowic_iif); /* the input device (0: a local socket) */
+	e->reason = flp->__fl_common.flowic_iif; /* the input device (0: a local socket) */
 	if (nhc && !err) {
-		struct net_device *dev = BPF_CORE_READ(nhc, nhc_dev);
-		if (BPF_CORE_READ(nhc, nhc_gw_family) == 2 /* AF_INET */)
-			e->fib_gw = BPF_CORE_READ(nhc, nhc_gw.ipv4);
+		struct net_device *dev = nhc->nhc_dev;
+		if (nhc->nhc_gw_family == 2 /* AF_INET */)
+			e->fib_gw = nhc->nhc_gw.ipv4;
 		if (dev) {
-			e->ifindex = BPF_CORE_READ(dev, ifindex);
-			e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+			e->ifindex = dev->ifindex;
+			e->netns = dev->nd_net.net->ns.inum;
 		}
 	}
 	e->cpu = bpf_get_smp_processor_id();
@@ -180,7 +184,7 @@ static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int e
 {
 	__u32 addr = 0;
 
-	if (BPF_CORE_READ(n, tbl, family) != 2 /* AF_INET */)
+	if (n->tbl->family != 2 /* AF_INET */)
 		return 0;
 	bpf_probe_read_kernel(&addr, sizeof(addr), (const void *)n + bpf_core_field_offset(struct neighbour, primary_key));
 	if (!filter_neigh(&pp_cfg, addr))
@@ -195,11 +199,11 @@ static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int e
 	e->daddr = addr;
 	e->flags = PP_EV_PARSED;
 	e->reason = (__u32)err;
-	e->nud_state = BPF_CORE_READ(n, nud_state);
-	struct net_device *dev = BPF_CORE_READ(n, dev);
+	e->nud_state = n->nud_state;
+	struct net_device *dev = n->dev;
 	if (dev) {
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
-		e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		e->ifindex = dev->ifindex;
+		e->netns = dev->nd_net.net->ns.inum;
 	}
 	e->cpu = bpf_get_smp_processor_id();
 	bpf_ringbuf_submit(e, 0);
@@ -245,7 +249,7 @@ static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, 
 	if (!match && !pp_any_tracked())
 		return 1; /* NF_ACCEPT: nothing of ours in flight, the cheapest exit */
 	struct sk_buff *skb = ctx->skb;
-	__u8 hook = BPF_CORE_READ(ctx, state, hook);
+	__u8 hook = ctx->state->hook;
 
 	pp_trace(skb, PP_KIND_NF, hook, 0, 0, match, false, PP_NH_NETWORK, bracket);
 	return 1; /* NF_ACCEPT */

@@ -195,7 +195,8 @@ class Probes:
         t0 = time.perf_counter()
 
         def one(hook: str, i: int, prios: list[int]):
-            name = NF_MATCH_PROGRAM if (match and i == 0) else NF_PROGRAMS[i]
+            # only OUTPUT creates packets; at every other hook the skb is already tracked
+            name = NF_MATCH_PROGRAM if (match and i == 0 and hook == "output") else NF_PROGRAMS[i]
             fd = self.trace.program_fd(name)
             step = 1 if prios[i] <= NF_PRI_FIRST + 1 else -1
             for k in range(16):

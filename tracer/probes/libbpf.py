@@ -170,6 +170,10 @@ def last_log(n: int = 3) -> str:
 def _fail(what: str, err: int, fix: str = "") -> NodeError:
     """The error to raise for a failed call: EPERM/EACCES -> PermissionNeeded."""
     err = abs(err)
+    if err == errno.EACCES and os.geteuid() == 0:  # as root, EACCES is the verifier saying no
+        log = last_log()
+        return NodeError(f"{what}: the kernel's verifier rejected a program"
+                         + (f" ({log[-600:]})" if log else "") + "; rebuild with `make -C bpf` or report it")
     if err in (errno.EPERM, errno.EACCES):
         return PermissionNeeded(f"{what}: {os.strerror(err)}; run podpath as root (CAP_BPF, CAP_PERFMON, "
                                 "CAP_NET_ADMIN) or check `podpath doctor`")

@@ -350,7 +350,7 @@ class BpfObject:
                 r = lb.bpf_map__reuse_fd(m, fd)
                 if r < 0:
                     raise _fail(f"cannot share map {mname} with {path}", r)
-            r = lb.bpf_object__load(obj)
+            r = _load_without_signals(lambda: lb.bpf_object__load(obj))
             if r < 0:
                 raise _fail(f"cannot load BPF object {path}", r,
                             "check `podpath doctor` (kernel BTF, tp_btf, capabilities)")
@@ -494,6 +494,19 @@ def attach_netfilter(prog_fd: int, hook: str | int, priority: int, *, defrag: bo
         raise _fail(f"cannot attach netfilter link at {hook}/{priority}", fd,
                     "BPF netfilter links need kernel 6.4+ with CONFIG_NETFILTER_BPF_LINK")
     return Link(f"netfilter/{hook}/{priority}", fd=fd)
+
+
+def _load_without_signals(load):
+    """Run a program load with this thread's signals blocked. The verifier gives up with EAGAIN as
+    soon as the loading thread has a signal pending, and a process-directed signal (a SIGCHLD from
+    the snapshot's subprocesses, while another thread blocks it) may be routed to this thread:
+    blocked here, the kernel picks another one. Signals are delivered when the load is done."""
+    import signal
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        return load()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class PriorityTaken(NodeError):

@@ -18,6 +18,7 @@ runs: a Filter in, Events out.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -111,6 +112,9 @@ class Probes:
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
         self._names = KernelNames()
+        self._trace_obj: libbpf.BpfObject | None = None
+        self._trace_err: BaseException | None = None
+        self._trace_thread: threading.Thread | None = None
         from .cleanup import RunLock
         self._lock = RunLock()  # alone: no other podpath runs, so any podpath clsact filter is a leftover
         # (netns inode, hook number) -> the priority each bracket's link was attached at
@@ -120,20 +124,47 @@ class Probes:
             cfg = {"pp_cfg": flt.to_bytes()}
             self.tc = libbpf.BpfObject(object_path("tc"), rodata=cfg)
             self._objs.append(self.tc)
-            self.trace = None
             if tracepoints or netfilter:
+                # The trace object (tracepoints, netfilter brackets: most of the verifier's work)
+                # loads in the background, while tc links attach: each tcx attach waits for an
+                # RCU grace period in the kernel, so the two overlap almost entirely.
                 shared = {m: self.tc.map_fd(m) for m in SHARED_MAPS}
                 nf = list(NF_PROGRAMS) + [NF_MATCH_PROGRAM]
                 load = (list(TRACEPOINTS) if tracepoints else []) + (nf if netfilter else [])
-                self.trace = libbpf.BpfObject(
-                    object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
-                    prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in nf})
-                self._objs.append(self.trace)
+
+                def load_trace():
+                    t = time.perf_counter()
+                    try:
+                        self._trace_obj = libbpf.BpfObject(
+                            object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
+                            prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in nf})
+                    except BaseException as e:  # raised where the object is first needed
+                        self._trace_err = e
+                    self.timings["load_trace_ms"] = (time.perf_counter() - t) * 1000
+
+                self._trace_thread = threading.Thread(target=load_trace, name="podpath-load", daemon=True)
+                self._trace_thread.start()
             self._rb = libbpf.RingBuffer(self.tc.map_fd("pp_events"), self._on_record)
         except BaseException:
             self.close()
             raise
         self.timings["load_ms"] = (time.perf_counter() - t0) * 1000
+
+    @property
+    def trace(self) -> libbpf.BpfObject | None:
+        """The tracepoint/netfilter object, once its background load is done (None: not loaded)."""
+        self._join_trace()
+        if self._trace_err is not None:
+            err, self._trace_err = self._trace_err, None
+            raise err
+        return self._trace_obj
+
+    def _join_trace(self) -> None:
+        if self._trace_thread is not None:
+            self._trace_thread.join()
+            self._trace_thread = None
+            if self._trace_obj is not None:
+                self._objs.append(self._trace_obj)
 
     # -- attach ---------------------------------------------------------------------------------
 
@@ -265,6 +296,7 @@ class Probes:
 
     def close(self) -> None:
         """Detach every link, free the reader, unload the objects. Safe to call twice."""
+        self._join_trace()  # never leave a loader behind that would create an object after close
         errors = []
         for l in reversed(self.links):
             try:

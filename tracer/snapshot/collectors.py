@@ -427,6 +427,14 @@ def iptables_nft(ctx: Ctx) -> None:
 
 @collector("iptables-legacy")
 def iptables_legacy(ctx: Ctx) -> None:
+    # The kernel lists this namespace's legacy x_tables tables: none (the usual case on nft-based
+    # nodes) means nothing to save, and no child process (a third of the snapshot's time)
+    try:
+        with open("/proc/thread-self/net/ip_tables_names") as f:
+            if not f.read().strip():
+                return
+    except OSError:
+        return  # no legacy iptables in this kernel
     text = _run(ctx, ["iptables-legacy-save", "-c"])
     if _has_table(text):
         ctx.host.iptables_save["legacy"] = text

@@ -55,13 +55,20 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     session: Session | None = None
+    snap_ms: dict = {}
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="podpath-snapshot") as ex:
             snap = None
             if bundle is None:
                 lab_obj = Lab.load(lab)
                 say(f"snapshotting lab '{lab}' while the probes attach…")
-                snap = ex.submit(lab_snapshot, lab)
+                def snapshot():
+                    t = time.perf_counter()
+                    b = lab_snapshot(lab)
+                    snap_ms["snapshot_only_ms"] = (time.perf_counter() - t) * 1000
+                    return b
+
+                snap = ex.submit(snapshot)
                 try:
                     pre = preplan(lab_obj, src, dst, proto=proto, port=port, size=size, count=count,
                                   timeout=timeout)
@@ -70,6 +77,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                 if pre is not None:
                     pre.nftrace = nftrace
                     session = Session(pre, say).open()
+                    snap_ms["probes_ready_ms"] = (time.perf_counter() - t0) * 1000
                 bundle = snap.result()
         t_snap = time.perf_counter()
         diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
@@ -95,6 +103,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                 from .correlate import apply_nftrace
                 apply_nftrace(t.verdict, bundle, result.nftrace)
             done["t_verdict"] = time.perf_counter()
+            t.timings.update(snap_ms)
             t.timings.update({"snapshot_ms": (t_snap - t0) * 1000, "diagnose_ms": (t_plan - t_snap) * 1000,
                               "verdict_ms": (done["t_verdict"] - t0) * 1000})
             done["trace"] = t

@@ -124,9 +124,9 @@ class Session:
             self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter)
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
             t = time.perf_counter()
+            self.attach(req.attach, plan=False)  # tc first: the trace object loads meanwhile
             if req.tracepoints:
                 self._probes.attach_tracepoints()
-            self.attach(req.attach, plan=False)
             if req.nf_plan:
                 self.attach_netfilter(req.nf_plan)
             self.timings["attach_ms"] = (time.perf_counter() - t) * 1000

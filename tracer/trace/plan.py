@@ -19,7 +19,7 @@ from .session import SessionRequest
 def nf_brackets(host) -> dict[str, list[int]]:
     """Where to put the netfilter brackets in one namespace, from its snapshot: the start of each
     hook, just before every distinct base chain priority there, and the end. A hook without base
-    chains gets start and end only (the hop is still seen). At most 8 per hook (the programs);
+    chains gets one link (the hop is still seen; each link costs every packet a program run). At most 8 per hook (the programs);
     more tables than that share brackets, the first ones kept apart."""
     from ..netfilter import Netfilter
     from ..netfilter.results import HOOKS
@@ -32,6 +32,9 @@ def nf_brackets(host) -> dict[str, list[int]]:
     out = {}
     for hook in HOOKS:
         prios = nf.priorities_at(hook) if nf is not None else [-300, -150, -100, 0, 50, 100]
+        if not prios:  # nothing can take the packet here: one link shows the pass, and it ends there
+            out[hook] = [NF_PRI_FIRST + 1]
+            continue
         inner = [p - 1 for p in prios if NF_PRI_FIRST + 1 < p - 1 < NF_PRI_LAST - 1]
         inner = list(dict.fromkeys(inner))[:len(NF_PROGRAMS) - 2]
         out[hook] = [NF_PRI_FIRST + 1] + inner + [NF_PRI_LAST - 1]

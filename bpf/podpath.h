@@ -316,6 +316,24 @@ static __always_inline void pp_fill_tuple(struct pp_event *e, const struct pp_tu
 	}
 }
 
+/* The tuple an event reports: the matched one; for a tracked skb whose headers no longer match
+ * (NAT), what it carries now, and through VXLAN the inner packet (m was parsed by pp_match even
+ * when it did not match). Returns the flags with PP_EV_PARSED/INNER set accordingly. */
+static __always_inline __u8 pp_report_tuple(struct pp_event *e, const struct pp_tuple *m,
+					    const struct pp_tuple *outer, __u8 f)
+{
+	if (f & PP_EV_MATCHED) {
+		pp_fill_tuple(e, m, outer, f);
+	} else if (m->ok && pp_is_vxlan(outer)) {
+		f |= PP_EV_INNER | PP_EV_PARSED;
+		pp_fill_tuple(e, m, outer, f);
+	} else if (outer->ok) {
+		f |= PP_EV_PARSED;
+		pp_fill_tuple(e, outer, outer, PP_EV_PARSED);
+	}
+	return f;
+}
+
 /* Maps and the filter: the same definitions in every object, so the loader can make the
  * objects share one ring buffer, one tracked-skb table and one loss counter (reuse_fd). */
 const volatile struct pp_config pp_cfg = {};

@@ -83,8 +83,7 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 		seen = pp_lookup_tracked(&addr);
 		if (!seen)
 			return PP_TC_ACT_UNSPEC;
-		f = PP_EV_TRACKED;
-		pp_parse_ipv4(ctx, NULL, true, ip_off, &outer, NULL);
+		f = PP_EV_TRACKED | pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m, false);
 		goto report;
 	}
 
@@ -112,10 +111,7 @@ report:;
 	e->kind = PP_KIND_TC;
 	e->point = point;
 	e->cpu = bpf_get_smp_processor_id();
-	if (f & PP_EV_MATCHED)
-		pp_fill_tuple(e, &m, &outer, f);
-	else if (outer.ok) /* tracked, headers no longer match (NAT): report what it carries now */
-		pp_fill_tuple(e, &outer, &outer, PP_EV_PARSED), f |= PP_EV_PARSED;
+	f = pp_report_tuple(e, &m, &outer, f);
 	e->flags = f;
 	bpf_ringbuf_submit(e, 0);
 	return PP_TC_ACT_UNSPEC;

@@ -70,10 +70,7 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 	e->point = point;
 	e->nf_prio = nf_prio;
 	e->cpu = bpf_get_smp_processor_id();
-	if (f & PP_EV_MATCHED)
-		pp_fill_tuple(e, &m, &outer, f);
-	else if (outer.ok)
-		pp_fill_tuple(e, &outer, &outer, PP_EV_PARSED), f |= PP_EV_PARSED;
+	f = pp_report_tuple(e, &m, &outer, f);
 	e->flags = f;
 	bpf_ringbuf_submit(e, 0);
 	return 0;

@@ -81,8 +81,9 @@ def render(t) -> None:
     v = t.verdict
     f = t.flow
     port = f":{f.get('dport')}" if f.get("dport") else ""
+    size = f" ({f.get('size')} bytes)" if f.get("proto") != "tcp" else " (SYN)"
     out.print(f"[bold]trace[/] {escape(t.src)} → {escape(t.dst)}: {escape(str(f.get('proto')))} "
-              f"{escape(str(f.get('src')))} → {escape(str(f.get('dst')))}{port} ({f.get('size')} bytes)")
+              f"{escape(str(f.get('src')))} → {escape(str(f.get('dst')))}{port}{size}")
     for seg in SEGMENTS:
         hops = [h for h in t.hops if h.segment == seg]
         title = "reply (pod B → pod A)" if seg == SEGMENTS[3] else seg
@@ -99,6 +100,8 @@ def render(t) -> None:
             detail = f"  [dim]{escape(h.detail)}[/]" if h.detail else ""
             out.print(f"  {mark} {arrow} {h.time / 1000:9.1f} µs  {escape(where):<16} {escape(dev):<14} "
                       f"{point}{detail}")
+    if t.service:
+        render_service(t.service)
     style = STATUS_STYLE.get(v.status, "bold")
     out.print(f"\n[bold]verdict:[/] [{style}]{v.status}[/] {escape(sentence(t))}")
     for e in v.evidence:
@@ -119,6 +122,22 @@ def render(t) -> None:
     err.print(f"[dim]verdict in {t.timings.get('verdict_ms', 0):.0f} ms (closing the probes now)[/]")
 
 
+def render_service(svc: dict) -> None:
+    out.print(f"\n[bold underline]service[/] {escape(svc['name'])} {escape(svc['cluster_ip'])}"
+              + (f":{svc['port']}" if svc.get("port") else ""))
+    if not svc.get("endpoint"):
+        out.print("  [dim]no DNAT seen: the packet never reached kube-proxy's rules with its ClusterIP[/]")
+        return
+    who = f"{svc['endpoint_pod']} ({svc['endpoint']})" if svc.get("endpoint_pod") else \
+        f"{svc['endpoint']} [red](no pod has this address)[/]"
+    how = "an existing conntrack entry" if svc.get("conntrack") else "these rules"
+    out.print(f"  DNAT to {who} at {escape(str(svc['node']))} {escape(str(svc['hook'])).upper()}, chosen by {how}:")
+    for rule in svc.get("chain") or []:
+        out.print(f"    {escape(rule)}")
+    if svc.get("reverse_nat"):
+        out.print(f"  reply translated back: {escape(svc['reverse_nat'])}")
+
+
 def sentence(t) -> str:
     v = t.verdict
     where = f"{v.node or '?'}/{v.location or '?'}" + (f" {v.device}" if v.device else "")
@@ -127,8 +146,8 @@ def sentence(t) -> str:
     if v.status == "unsent":
         s = f"the source could not send it ({v.errno})"
     elif v.status == "lost":
-        s = f"no drop event; last seen at {where}"
+        s = ("the reply was " if v.direction == "reply" else "") + f"no drop event; last seen at {where}"
     else:
-        s = f"at {where}" + (f", {v.hook} hook" if v.hook else "") + (f" ({v.table})" if v.table else "") + \
+        s = ("the reply, " if v.direction == "reply" else "") + f"at {where}" + (f", {v.hook} hook" if v.hook else "") + (f" ({v.table})" if v.table else "") + \
             (f", kernel reason {v.drop_reason}" if v.drop_reason else "")
     return s + f": cause {v.cause}" + (f" — {v.message.split('; ', 1)[-1]}" if "; " in v.message else ".")

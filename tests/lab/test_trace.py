@@ -143,6 +143,34 @@ def test_fdb_wrong_dst_is_blamed_on_node_a_fdb(traced):
     assert not [h for h in t.hops if h.node == "node-b"], "nothing reaches node-b"
 
 
+def test_service_reaches_both_endpoints_through_the_cluster_ip(traced):
+    """kube-proxy picks an endpoint at random: trace until both were chosen, each with its DNAT."""
+    seen = {}
+    for _ in range(16):
+        t = traced("pod-a", "svc/default/web:80")
+        svc = t.service
+        assert t.verdict.status == "delivered", t.verdict
+        assert svc["endpoint_pod"] in ("pod-a2", "pod-b") and svc["node"] == "node-a", svc
+        assert svc["chain"][1].startswith("nat/KUBE-SERVICES") and "KUBE-SVC-" in svc["chain"][2], svc
+        assert svc["chain"][-1].endswith(f"--to-destination {svc['endpoint']}"), svc
+        assert svc["reverse_nat"] and svc["reverse_nat"].split(" at ")[0].endswith("10.96.0.100:80"), svc
+        dnat = [h for h in t.hops if h.detail and h.detail.startswith("DNAT 10.96.0.100:80")]
+        assert dnat and (dnat[0].node, dnat[0].point) == ("node-a", "prerouting"), t.hops
+        assert (svc["endpoint_pod"], "eth0", "ingress") in [(h.host, h.device, h.point) for h in t.hops]
+        seen[svc["endpoint_pod"]] = t
+        if len(seen) == 2:
+            break
+    assert set(seen) == {"pod-a2", "pod-b"}, f"only {set(seen)} chosen in 16 traces"
+    same_node = seen["pod-a2"]  # pod-a2 is on node-a: no hop may reach node-b
+    assert not [h for h in same_node.hops if h.node == "node-b"]
+
+
+def test_dns_service_over_udp(traced):
+    t = traced("pod-a", "svc/kube-system/kube-dns:53", proto="udp", port=53)
+    assert t.verdict.status == "delivered", t.verdict
+    assert t.service["endpoint_pod"] == "coredns" and t.service["endpoint"].endswith(":53"), t.service
+
+
 def test_tcp_and_udp(traced):
     ok = traced("pod-a", "pod-b", proto="tcp", port=8080)
     assert ok.verdict.status == "delivered", ok.verdict

@@ -29,6 +29,8 @@ EXPECTED = {
     "forward-drop": ("dropped", "NETFILTER_DROP", "forward"),
     "vxlan-blocked": ("dropped", "NETFILTER_DROP", "input"),
     "svc-no-endpoints": ("rejected", "NETFILTER_DROP", "forward"),
+    "svc-stale-endpoint": ("lost", None, "prerouting"),  # DNATed there to a gone pod: ARP never answers
+    "svc-reply-dropped": ("dropped", "NETFILTER_DROP", "forward"),  # the reply, on node-a
     "dns-blocked": ("dropped", "NETFILTER_DROP", "forward"),
     "coredns-down": ("dropped", "NO_SOCKET", None),
     "no-listener": ("rejected", None, None),
@@ -85,10 +87,14 @@ def test_fault_traced_and_agrees_with_diagnose(lab, name):
             or fault.device in v.message, v
     assert v.drop_reason in (reason if isinstance(reason, tuple) else (reason,)), v
     assert v.hook == hook, v
-    if hook:
+    if reason == "NETFILTER_DROP":
         assert v.table and v.counter, "a netfilter drop names the table and the rule whose counter rose"
     assert v.evidence and v.fix, v
     assert not t.delivered
+    if name == "svc-stale-endpoint":
+        assert t.service["endpoint"].startswith("10.244.1.9") and t.service["endpoint_pod"] is None, t.service
+    if name == "svc-reply-dropped":
+        assert v.direction == "reply" and "the reply" in v.message, v
     errors = [f for f in diag.findings if f.severity == "error"]
     assert any((f.cause, f.node, f.location) == (v.cause, fault.node, fault.location) for f in errors), \
         "diagnose finds the same cause at the same place"

@@ -70,6 +70,44 @@ def iptables(ctx: Context) -> list[Finding]:
     return out
 
 
+DNAT_TO = re.compile(r"-j DNAT --to-destination (?P<ip>\d+\.\d+\.\d+\.\d+)(?::(?P<port>\d+))?")
+
+
+def stale_dnat(ctx: Context) -> list[Finding]:
+    """kube-proxy DNATs to an address no pod or node has: the endpoint's pod is gone and kube-proxy
+    has not synced (or the rule was written by hand). The packet goes nowhere: ARP fails where
+    the address should be, far from the rule that sent it there."""
+    owned = {a.address for h in ctx.bundle.hosts for a in h.addrs}
+    out, seen = [], set()
+    for path in ctx.paths:
+        for hop in path.hops:
+            if hop.point != "netfilter" or "DNAT" not in (hop.detail or ""):
+                continue
+            for r in hop.data.get("rules") or []:
+                m = DNAT_TO.search(r.get("text", ""))
+                if not m or m["ip"] in owned or (hop.host, r["text"]) in seen:
+                    continue
+                seen.add((hop.host, r["text"]))
+                rule = RuleRef(**r)
+                svc = (rule.comment or "").split(":")[0] or "the Service"
+                live = _endpoints_of(ctx, svc)
+                msg = (f"kube-proxy in {hop.host} DNATs {svc} to {m['ip']}" + (f":{m['port']}" if m["port"] else "")
+                       + ", an address no pod has (a stale endpoint: its pod is gone)"
+                       + (f"; the Service's endpoints are {', '.join(live)}" if live else ""))
+                fix = (ns_cmd(ctx.host(hop.host), rule.command()) + "  # and restart kube-proxy on this node, "
+                       "so it resyncs its rules with the Service's endpoints")
+                out.append(from_hop(hop, "iptables", rule.text, msg, fix))
+    return out
+
+
+def _endpoints_of(ctx: Context, svc: str) -> list[str]:
+    inv = ctx.bundle.inventory
+    for s in (inv.services if inv else []):
+        if f"{s.namespace}/{s.name}" == svc:
+            return list(s.endpoints)
+    return []
+
+
 def dns(ctx: Context) -> list[Finding]:
     out = []
     if ctx.is_dns:

@@ -543,16 +543,19 @@ def ensure_iptables(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str] = frozen
            nsutil.run, ns, ["iptables-restore", "--noflush", "-w"], input=text)
 
 
-def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str]) -> None:
+def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str],
+                        stale: dict[str, list[str]] | None = None) -> None:
     """One kube-proxy sync: rewrite only kube-proxy's chains for these endpoints (stale chains -X)."""
     ns = ctx.ns(n.name)
-    expected = kubeproxy.render_node(n, service_rules(no_endpoints))
+    expected = kubeproxy.render_node(n, service_rules(no_endpoints, stale))
     actual = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
     existing = {name: set(t.chains) for name, t in actual.items()}
     text = kubeproxy.restore_text(expected, existing, services_only=True)
     gone = sorted(no_endpoints)
-    ctx.do(f"{ns}: iptables-restore --noflush (kube-proxy sync: "
-           f"{'no endpoints for ' + ', '.join(gone) if gone else 'all endpoints ready'})",
+    what = ('no endpoints for ' + ', '.join(gone) if gone else
+            'stale endpoints ' + ', '.join(f"{k} -> {' '.join(v)}" for k, v in stale.items()) if stale else
+            'all endpoints ready')
+    ctx.do(f"{ns}: iptables-restore --noflush (kube-proxy sync: {what})",
            nsutil.run, ns, ["iptables-restore", "--noflush", "-w"], input=text)
 
 

@@ -195,6 +195,35 @@ _register(Fault(
     apply=_no_endpoints, revert=_endpoints_back, patch_inventory=_inv_no_web_endpoints,
 ))
 
+GONE_POD_IP = "10.244.1.9"  # a web pod that was deleted: no namespace has this address any more
+WEB_SVC = Flow("pod-a", "svc/default/web:80", "tcp", 80)
+
+
+def _stale_endpoint(ctx: "Ctx", saved: dict) -> None:
+    for n in (A, B):
+        _b().write_service_rules(ctx, n, frozenset(), {"default/web": [GONE_POD_IP]})
+
+
+def _stale_endpoint_clear(ctx: "Ctx", saved: dict) -> None:
+    _endpoints_back(ctx, saved)
+    _b().del_neigh(ctx, "node-b", "cni0", GONE_POD_IP)  # the FAILED entry the fault's traffic left
+
+
+_register(Fault(
+    "svc-stale-endpoint", "iptables",
+    f"kube-proxy on both nodes still DNATs default/web to {GONE_POD_IP}:8080, a pod that is gone "
+    "(the API already lists pod-a2 and pod-b): connections go nowhere",
+    "node-a", "host", WEB_SVC, apply=_stale_endpoint, revert=_stale_endpoint_clear,
+))
+
+_apply, _revert = _first_rule("node-a", "FORWARD", f"-s {B.pod_cidr} -p tcp -m tcp --sport 8080 -j DROP")
+_register(Fault(
+    "svc-reply-dropped", "iptables",
+    "node-a's FORWARD chain drops the web endpoints' answers from node-b's pods (TCP source port "
+    "8080): the request arrives, the reply never makes it home",
+    "node-a", "host", WEB_B, apply=_apply, revert=_revert,
+))
+
 # -------------------------------------------------------------------- dns
 
 _apply, _revert = _first_rule("node-b", "FORWARD", f"-d {COREDNS.ip}/32 -p udp -m udp --dport 53 -j DROP")

@@ -250,13 +250,20 @@ class ServiceRules:
     endpoints: dict[str, list[Endpoint]] = field(default_factory=dict)  # port name -> endpoints
 
 
-def service_rules(no_endpoints: set[str] | frozenset[str] = frozenset()) -> list[ServiceRules]:
-    """Services with their endpoints; services named in no_endpoints ("ns/name") get none."""
+def service_rules(no_endpoints: set[str] | frozenset[str] = frozenset(),
+                  stale: dict[str, list[str]] | None = None) -> list[ServiceRules]:
+    """Services with their endpoints; services named in no_endpoints ("ns/name") get none, and
+    those in stale ("ns/name" -> endpoint IPs) get these instead (a kube-proxy behind the API)."""
     out = []
     for s in SERVICES:
         eps: dict[str, list[Endpoint]] = {}
+        key = f"{s.namespace}/{s.name}"
         for sp in s.ports:
-            eps[sp.name] = [] if f"{s.namespace}/{s.name}" in no_endpoints else [
-                Endpoint(pod(e).ip, sp.target_port or sp.port, e) for e in s.endpoints]
+            if key in no_endpoints:
+                eps[sp.name] = []
+            elif stale and key in stale:
+                eps[sp.name] = [Endpoint(ip, sp.target_port or sp.port, "") for ip in stale[key]]
+            else:
+                eps[sp.name] = [Endpoint(pod(e).ip, sp.target_port or sp.port, e) for e in s.endpoints]
         out.append(ServiceRules(s, eps))
     return out

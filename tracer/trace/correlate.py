@@ -53,6 +53,7 @@ class Verdict:
     table: str | None = None  # netfilter: the base chain(s) between the last bracket passed and the next
     counter: str | None = None  # netfilter: the DROP/REJECT rule whose packet counter rose during the trace
     stopped_at: str | None = None  # where the packet was dropped or last seen ("node-b/host flannel.1")
+    direction: str | None = None  # dropped/lost: the request, or the reply on its way back
     kernel: list[str] = field(default_factory=list)  # the kernel's route/neighbour decisions there
     nftrace: str | None = None  # --nftrace: the nf_tables trace line that decided (the kernel's word)
     evidence: list[dict] = field(default_factory=list)
@@ -73,6 +74,7 @@ class Trace:
     timings: dict = field(default_factory=dict)
     attach_errors: list[str] = field(default_factory=list)
     inject: dict = field(default_factory=dict)
+    service: dict | None = None  # service.ServiceHop: the endpoint chosen, the rule trail, the reverse NAT
 
     @property
     def delivered(self) -> bool:
@@ -82,7 +84,7 @@ class Trace:
         return {"src": self.src, "dst": self.dst, "flow": self.flow, "verdict": dataclasses.asdict(self.verdict),
                 "hops": [dataclasses.asdict(h) for h in self.hops], "expected_outcome": self.expected_outcome,
                 "lost_events": self.lost_events, "timings": self.timings, "attach_errors": self.attach_errors,
-                "inject": self.inject}
+                "inject": self.inject, "service": self.service}
 
 
 class Where:
@@ -389,9 +391,51 @@ def first_reply_host(hops) -> str | None:
     return next((h.host for h in hops if h.direction == "reply" and h.probe in PACKET_PROBES), None)
 
 
+SYN_RTO_NS = 990_000_000  # the kernel resends an unanswered SYN after 1 s, with the same sequence number
+
+
+def first_tcp_packets(events, t_send: int | None = None) -> list:
+    """A TCP trace sends a SYN; the handshake's ACK and the close that follow are not the test
+    packet, nor is the SYN the kernel resends after 1 s. Keep the first SYN (its sequence number,
+    before the first retransmission) and the first answer (SYN-ACK or RST); route and neighbour
+    events only until the answer is back."""
+    evs = sorted(events, key=lambda e: e.ts_ns)
+    if t_send is not None:
+        evs = [e for e in evs if e.ts_ns < t_send + SYN_RTO_NS]
+    pkt = [e for e in evs if e.kind not in ("fib", "neigh")]
+    req = next((e.tcp_seq for e in pkt if e.proto == "tcp" and "reply" not in e.flags and "matched" in e.flags), None)
+    rep = next((e.tcp_seq for e in pkt if e.proto == "tcp" and "reply" in e.flags), None)
+    done = next((e.ts_ns for e in evs if e.proto == "tcp" and "reply" in e.flags and e.tcp_seq == rep
+                 and e.kind == "tc" and e.point == "ingress"), None)
+    out = []
+    for e in evs:
+        if e.kind in ("fib", "neigh"):
+            if done is None or e.ts_ns <= done:
+                out.append(e)
+        elif e.proto != "tcp":
+            out.append(e)  # not parsed (or another protocol): keep, tracking tied it to ours
+        elif e.tcp_seq == (rep if "reply" in e.flags else req):
+            out.append(e)
+    return out
+
+
+def reached_pod(hops, bundle, src_host):
+    """The pod the request arrived in (a Service's endpoint): the first pod ingress past the source."""
+    for h in hops:
+        if h.direction == "request" and h.point == "ingress" and h.host and h.host != getattr(src_host, "name", None):
+            host = bundle.host(h.host)
+            if host is not None and host.kind == "pod":
+                return host
+    return None
+
+
 def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: str) -> Trace:
+    from .service import service_hop
+
     where = Where(bundle)
     events = session.events
+    if session.inject.proto == "tcp":
+        events = first_tcp_packets(events, session.inject.t_first_send_ns)
     passes = hook_passes(events)
     hops = observed_hops(events, where)
     if events:
@@ -399,6 +443,9 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         extra = netfilter_hops(passes, where, t_first) + kernel_hops(events, where, t_first, src_host, dst_host,
                                                                   session.inject.send_windows)
         hops = sorted(hops + extra, key=lambda h: h.time)
+    svc = service_hop(diagnosis, bundle, passes, where)
+    if dst_host is None or dst_host.kind != "pod":  # a Service or an IP: the endpoint reached
+        dst_host = reached_pod(hops, bundle, src_host) or dst_host
     assign_segments(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
@@ -454,6 +501,12 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         v = Verdict("delivered", message=f"the datagram reached {dst} (udp: no answer is required)")
         f = None
     else:
+        reached = {h.host for h in hops if h.direction == "request" and h.point == "ingress"}
+        if dst_host is not None and dst_host.name in reached:
+            # a bridge that forgot the destination's MAC floods: the copies other pods drop as
+            # OTHERHOST are not what happened to the packet that arrived
+            drops = [d for d in drops if d.drop_reason != "OTHERHOST"
+                     or getattr(where.host(d.netns), "name", None) == dst_host.name]
         relevant = [d for d in drops if "reply" not in d.flags] or drops
         if relevant:
             d = relevant[0]
@@ -486,7 +539,9 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                              status="dropped", hook=v.hook, drop_location=d.location_sym,
                              peers=peer_places(bundle, host_name, dev))
             v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
-            v.message = f"the kernel dropped it at {v.stopped_at}" + \
+            v.direction = "reply" if "reply" in d.flags else "request"
+            what = "the reply" if v.direction == "reply" else "it"
+            v.message = f"the kernel dropped {what} at {v.stopped_at}" + \
                 (f", {detail}" if detail else "") + f" ({d.drop_reason} in {d.location_sym or '?'})"
             if h is not None and h.kind == "pod" and dst_host is not None and dst_host.kind == "pod" \
                     and h.name not in (src_name, dst_name):
@@ -496,7 +551,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             packet_hops = [x for x in hops if x.probe in PACKET_PROBES]  # not route/neighbour decisions
             last = packet_hops[-1] if packet_hops else None
             v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
-                        device=last.device if last else "eth0")
+                        device=last.device if last else "eth0", direction=last.direction if last else "request")
             f = pick_finding(findings, node=v.node, location=v.location, device=v.device, status="lost")
             v.stopped_at = f"{last.node}/{last.location} {last.device or ''}".strip() if last else None
             seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
@@ -504,6 +559,14 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
         if f is not None and f.object and "REJECT" in f.object and v.status == "dropped":
             v.status = "rejected"
+    if svc is not None and svc.endpoint and not svc.endpoint_pod and v.status in ("dropped", "lost"):
+        # kube-proxy sent it to an address nobody has: that rule, not the far-away ARP failure
+        ip = svc.endpoint.split(":")[0]
+        stale = next((x for x in findings if x.cause == "iptables" and "DNAT" in x.object and ip in x.object), None)
+        if stale is not None:
+            f = stale
+            v.message += f"; kube-proxy's DNAT at {svc.node} sent it to {svc.endpoint}, which no pod has"
+            v.node, v.location, v.device = stale.node, stale.location, None
     if v.status in ("dropped", "lost", "misdelivered") and f is None:
         # the packet left the expected path: blame the last place before the stop point that a
         # snapshot finding explains (a node that routed it the wrong way, a wrong FDB entry...)
@@ -542,7 +605,10 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     base = min((h.time for h in hops), default=0)
     for h in hops:  # time 0 = the first hop shown
         h.time -= base
-    return Trace(src=src, dst=dst, flow=flow, verdict=v, hops=hops,
+    if svc is not None and v.status == "delivered" and svc.endpoint:
+        v.message += f"; {svc.name} → {svc.endpoint_pod or svc.endpoint} ({svc.endpoint}), DNAT at " \
+                     f"{svc.node} {svc.hook}"
+    return Trace(src=src, dst=dst, flow=flow, verdict=v, hops=hops, service=svc.to_dict() if svc else None,
                  expected_outcome=diagnosis.paths[0].outcome if diagnosis.paths else None,
                  lost_events=session.lost, timings=dict(session.timings), attach_errors=list(session.attach_errors),
                  inject=inj.to_dict())

@@ -163,12 +163,15 @@ static __always_inline __u8 filter(const volatile struct pp_config *c, const str
 	if ((c->flags & PP_F_BIDIR) && filter_saddr(c, t->daddr) && filter_daddr(c, t->saddr) &&
 	    filter_sport(c, t->dport) && filter_dport(c, t->sport))
 		return PP_EV_MATCHED | PP_EV_REPLY;
-	/* The reply of a DNATed flow (a Service) before it is un-NATed: it comes from the endpoint,
-	 * not from the address we sent to. Our source address and our own (bound, unique) source
-	 * port identify it. */
-	if ((c->flags & PP_F_BIDIR) && (c->flags & PP_F_SPORT) && (c->flags & PP_F_SADDR) &&
-	    c->saddr == t->daddr && c->sport == t->dport)
-		return PP_EV_MATCHED | PP_EV_REPLY;
+	/* A DNATed flow (a Service): after the nat table the request goes to an endpoint, and its
+	 * reply comes from there, not from the address we sent to. Our source address and our own
+	 * (bound, unique) source port identify both, whatever the other end became. */
+	if ((c->flags & PP_F_SPORT) && (c->flags & PP_F_SADDR)) {
+		if (c->saddr == t->saddr && c->sport == t->sport)
+			return PP_EV_MATCHED;
+		if ((c->flags & PP_F_BIDIR) && c->saddr == t->daddr && c->sport == t->dport)
+			return PP_EV_MATCHED | PP_EV_REPLY;
+	}
 	return 0;
 }
 
@@ -198,8 +201,8 @@ static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *
 		return true;
 	if (filter_saddr(c, s) && filter_daddr(c, d))
 		return true;
-	if ((c->flags & PP_F_BIDIR) && (c->flags & PP_F_SPORT) && (c->flags & PP_F_SADDR) && c->saddr == d)
-		return true; /* maybe a DNATed flow's reply (filter() checks the port) */
+	if ((c->flags & PP_F_SPORT) && (c->flags & PP_F_SADDR) && (c->saddr == s || c->saddr == d))
+		return true; /* maybe a DNATed flow, either way (filter() checks the port) */
 	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
 }
 

@@ -23,9 +23,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import cleanup, diagnose, doctor, lab, snapshot, trace
+    from podpath.cli import cleanup, diagnose, dns, doctor, lab, snapshot, trace
 
-    for module in (lab, snapshot, diagnose, trace, doctor, cleanup):
+    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup):
         module.register(app)
 
 

@@ -130,8 +130,9 @@ def render_service(svc: dict) -> None:
         return
     who = f"{svc['endpoint_pod']} ({svc['endpoint']})" if svc.get("endpoint_pod") else \
         f"{svc['endpoint']} [red](no pod has this address)[/]"
-    how = "an existing conntrack entry" if svc.get("conntrack") else "these rules"
-    out.print(f"  DNAT to {who} at {escape(str(svc['node']))} {escape(str(svc['hook'])).upper()}, chosen by {how}:")
+    how = " (an existing conntrack entry chose it)" if svc.get("conntrack") else \
+        (", chosen by:" if svc.get("chain") else "")
+    out.print(f"  DNAT to {who} at {escape(str(svc['node']))} {escape(str(svc['hook'])).upper()}{how}")
     for rule in svc.get("chain") or []:
         out.print(f"    {escape(rule)}")
     if svc.get("reverse_nat"):
@@ -142,6 +143,8 @@ def sentence(t) -> str:
     v = t.verdict
     where = f"{v.node or '?'}/{v.location or '?'}" + (f" {v.device}" if v.device else "")
     if v.status == "delivered":
+        if "no answer is required" in v.message:
+            return f"the datagram reached {t.dst} (udp: no answer is required; {len(t.hops)} hops)."
         return f"the packet reached {t.dst} and the answer came back ({len(t.hops)} hops)."
     if v.status == "unsent":
         s = f"the source could not send it ({v.errno})"

@@ -33,6 +33,10 @@ EXPECTED = {
     "svc-reply-dropped": ("dropped", "NETFILTER_DROP", "forward"),  # the reply, on node-a
     "dns-blocked": ("dropped", "NETFILTER_DROP", "forward"),
     "coredns-down": ("dropped", "NO_SOCKET", None),
+    "dns-no-endpoints": ("rejected", "NETFILTER_DROP", "forward"),
+    # coredns' veth has no carrier: cni0 drops or floods the query (OTHERHOST in another pod)
+    "dns-pod-down": (("misdelivered", "dropped", "lost"), ("OTHERHOST", None, "NO_CARRIER", "NOT_SPECIFIED"), None),
+    "dns-reply-dropped": ("dropped", "NETFILTER_DROP", "forward"),  # the answer, on node-a
     "no-listener": ("rejected", None, None),
     "pod-eth0-down": ("misdelivered", "OTHERHOST", None),  # cni0 floods it to coredns
     "flannel-down": ("dropped", "NO_SOCKET", None),  # no VXLAN socket on node-b's UDP 8472

@@ -26,6 +26,9 @@ def link_down(ctx: Context) -> list[Finding]:
             out.append(f)
     on_path = {h.host for p in ctx.paths for h in p.hops} | {h.name for h in (ctx.src_host, ctx.dst_host) if h}
     on_path |= {m.split("/")[0] for p in ctx.paths for h in p.hops for m in h.data.get("segment") or []}
+    if ctx.dst_service is not None:  # a Service's endpoints are where its packets go
+        eps = set(getattr(ctx.dst_service, "endpoints", []) or [])
+        on_path |= {h.name for h in ctx.bundle.hosts if any(a.address in eps for a in h.addrs)}
     for host in ctx.bundle.hosts:
         for link in host.links:
             if link.up or link.kind == "loopback" or not expected_up(host, link):

@@ -117,7 +117,8 @@ def dns(ctx: Context) -> list[Finding]:
                 msg, obj = f"no DNS server listens on {hop.data['proto']} port 53 in {hop.host}", hop.detail
                 fix = "check the DNS pod (kubectl -n kube-system logs -l k8s-app=kube-dns)"
             else:
-                msg, obj, fix = "DNS queries are " + ("rejected: " if hop.reason == "nf_reject" else "dropped: ") + \
+                what = "DNS answers are " if hop.direction == "reply" else "DNS queries are "
+                msg, obj, fix = what + ("rejected: " if hop.reason == "nf_reject" else "dropped: ") + \
                     _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule, ctx.host(hop.host)) if rule else ""
             out.append(from_hop(hop, "dns", obj, msg, fix))
     for node in ctx.nodes():

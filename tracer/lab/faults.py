@@ -255,6 +255,49 @@ _register(Fault(
     apply=_stop_server(COREDNS), revert=_start_server(COREDNS),
 ))
 
+def _dns_no_endpoints(ctx: "Ctx", saved: dict) -> None:
+    for n in (A, B):
+        _b().write_service_rules(ctx, n, frozenset({"kube-system/kube-dns"}))
+
+
+def _inv_no_dns_endpoints(inv: Inventory) -> None:
+    for s in inv.services:
+        if (s.namespace, s.name) == ("kube-system", "kube-dns"):
+            s.endpoints = []
+
+
+_register(Fault(
+    "dns-no-endpoints", "dns",
+    "kube-dns has no ready endpoints (CoreDNS is not ready): kube-proxy rejects every query to "
+    "10.96.0.10 on both nodes",
+    "node-a", "host", DNS_UDP,
+    apply=_dns_no_endpoints, revert=_endpoints_back, patch_inventory=_inv_no_dns_endpoints,
+))
+
+
+def _coredns_eth0_up(ctx: "Ctx", saved: dict) -> None:
+    b = _b()
+    b.set_link(ctx, "coredns", "eth0", state="up")
+    for r in b.pod_routes(COREDNS):  # the kernel dropped the gateway routes with the link
+        if not r.kernel:
+            b.add_route(ctx, "coredns", r)
+
+
+_register(Fault(
+    "dns-pod-down", "link_down",
+    "the coredns pod's eth0 is down: queries DNATed to it never arrive",
+    "node-b", "coredns", DNS_UDP, device="eth0",
+    apply=lambda ctx, saved: _b().set_link(ctx, "coredns", "eth0", state="down"), revert=_coredns_eth0_up,
+))
+
+_apply, _revert = _first_rule("node-a", "FORWARD", f"-s {COREDNS.ip}/32 -p udp -m udp --sport 53 -j DROP")
+_register(Fault(
+    "dns-reply-dropped", "dns",
+    "node-a's FORWARD chain drops the answers coming back from coredns (UDP source port 53): queries "
+    "arrive and are answered, lookups still time out",
+    "node-a", "host", DNS_UDP, apply=_apply, revert=_revert,
+))
+
 # -------------------------------------------------------------------- no_listener
 
 _register(Fault(

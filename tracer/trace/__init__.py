@@ -39,15 +39,18 @@ def require_root() -> None:
 def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None = None, port: int | None = None,
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
           progress: Callable[[str], None] | None = None,
-          on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False) -> Trace:
+          on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False,
+          payload: bytes | None = None, expect_reply: bool = False) -> Trace:
     """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken,
-    while the probes attach). on_verdict(trace) is called as soon as the verdict is known, before
+    while the probes attach). payload: what a udp test packet carries (a DNS query). on_verdict(trace) is called as soon as the verdict is known, before
     the probes are closed (the CLI prints there)."""
     from ..diagnose import diagnose
     from ..lab import Lab
     from ..sources import lab_snapshot
 
     require_root()
+    if payload is None and (proto or "").lower() == "udp" and port == 53:
+        payload, expect_reply = dns_probe_query(), True  # a query DNS servers answer: the reply is traced too
     if count < 1:
         raise UsageError("--count must be at least 1")
     if timeout <= 0:
@@ -76,6 +79,8 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                     pre = None  # diagnose below says what is wrong, from the snapshot
                 if pre is not None:
                     pre.nftrace = nftrace
+                    pre.inject.payload_hex = payload.hex() if payload is not None else None
+                    pre.expect_reply = expect_reply
                     session = Session(pre, say).open()
                     snap_ms["probes_ready_ms"] = (time.perf_counter() - t0) * 1000
                 bundle = snap.result()
@@ -83,6 +88,8 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
         diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
         req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
         req.nftrace = nftrace
+        req.inject.payload_hex = payload.hex() if payload is not None else None
+        req.expect_reply = expect_reply
         if session is not None and not same_flow(session.req, req):
             session.close()
             session = None
@@ -137,3 +144,13 @@ def _confirm_by_counters(t: Trace, bundle) -> None:
     except PodpathError as e:  # the verdict stands without the counters
         v.message += f"; rule counters not re-read: {e}"
     t.timings["counters_ms"] = (time.perf_counter() - t0) * 1000
+
+
+DNS_PROBE_NAME = "kubernetes.default.svc.cluster.local."
+
+
+def dns_probe_query() -> bytes:
+    """What a udp trace to port 53 sends: a real query (any answer, even NXDOMAIN, comes back),
+    not podpath's marker, which a DNS server ignores."""
+    import dns.message
+    return dns.message.make_query(DNS_PROBE_NAME, "A").to_wire()

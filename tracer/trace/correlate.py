@@ -444,8 +444,9 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                                                                   session.inject.send_windows)
         hops = sorted(hops + extra, key=lambda h: h.time)
     svc = service_hop(diagnosis, bundle, passes, where)
-    if dst_host is None or dst_host.kind != "pod":  # a Service or an IP: the endpoint reached
-        dst_host = reached_pod(hops, bundle, src_host) or dst_host
+    if dst_host is None or dst_host.kind != "pod":  # a Service: the endpoint DNAT chose; an IP: the pod reached
+        chosen = bundle.host(svc.endpoint_pod) if svc is not None and svc.endpoint_pod else None
+        dst_host = chosen or reached_pod(hops, bundle, src_host) or dst_host
     assign_segments(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
@@ -496,7 +497,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                 v.fix = f"start the server on port {flow.get('dport')} in {dst}, or check the Service's targetPort"
         else:
             v.message = "the answer came back to the source"
-    elif inj.proto == "udp" and not drops and dst_host is not None and any(
+    elif inj.proto == "udp" and not session.expect_reply and not drops and dst_host is not None and any(
             h.direction == "request" and h.point == "ingress" and h.host == dst_host.name for h in hops):
         v = Verdict("delivered", message=f"the datagram reached {dst} (udp: no answer is required)")
         f = None
@@ -692,3 +693,13 @@ def _fix_from_kernel(v: Verdict, host, ref, why: str) -> None:
         return
     v.fix = ns_cmd(host, ref.command()) + f"  # {why}"
     v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+
+
+def trace_from_dict(d: dict) -> Trace:
+    """A Trace back from its JSON (trace -o json, or a DNS lookup's traced query)."""
+    v = Verdict(**d["verdict"])
+    hops = [ObservedHop(**h) for h in d.get("hops", [])]
+    return Trace(src=d["src"], dst=d["dst"], flow=d.get("flow", {}), verdict=v, hops=hops,
+                 expected_outcome=d.get("expected_outcome"), lost_events=d.get("lost_events", 0),
+                 timings=d.get("timings", {}), attach_errors=d.get("attach_errors", []),
+                 inject=d.get("inject", {}), service=d.get("service"))

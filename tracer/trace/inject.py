@@ -45,6 +45,7 @@ class InjectRequest:
     count: int = 1
     icmp_id: int | None = None
     interval: float = 0.0  # between packets when count > 1
+    payload_hex: str | None = None  # udp: what to send (a DNS query), instead of podpath's marker
 
 
 @dataclass
@@ -56,7 +57,8 @@ class InjectResult:
     sport: int | None = None
     icmp_id: int | None = None
     seqs: list[int] = field(default_factory=list)
-    answer: str | None = None  # tcp: connected / refused / timeout; icmp/udp: echo-reply / none
+    answer: str | None = None  # tcp: connected / refused / timeout; icmp: echo-reply / none; udp: datagram / refused / none
+    reply_hex: str | None = None  # udp: the first datagram that came back (a DNS answer)
     t_first_send_ns: int | None = None  # CLOCK_MONOTONIC, the clock BPF's ts_ns uses
     # (start, end) of each send call, CLOCK_MONOTONIC ns: the route lookups made inside belong to it
     send_windows: list[tuple[int, int]] = field(default_factory=list)
@@ -151,10 +153,13 @@ class Injector:
                     if r.interval and seq < r.count:
                         time.sleep(r.interval)
             elif r.proto == "udp":
-                payload = (MARKER * (r.size // len(MARKER) + 1))[:max(r.size - IP_HDR - UDP_HDR, 0)]
+                payload = bytes.fromhex(r.payload_hex) if r.payload_hex is not None else \
+                    (MARKER * (r.size // len(MARKER) + 1))[:max(r.size - IP_HDR - UDP_HDR, 0)]
+                # connected, so an ICMP port unreachable (a REJECT, no listener) comes back as ECONNREFUSED
+                self.socks[0].connect((r.dst, r.dport))
                 for i in range(max(r.count, 1)):
                     self._stamp()
-                    self.socks[0].sendto(payload, (r.dst, r.dport))
+                    self.socks[0].send(payload)
                     res.sent += 1
                     if r.interval and i + 1 < r.count:
                         time.sleep(r.interval)
@@ -202,6 +207,18 @@ class Injector:
                 res.answer = errno.errorcode.get(code, str(code))
                 if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
                     res.answer = "unreachable"
+        elif r.proto == "udp":
+            s.setblocking(False)
+            res.answer = "none"
+            try:
+                data = s.recv(65535)
+                res.answer, res.reply_hex = "datagram", data.hex()
+            except (BlockingIOError, InterruptedError):
+                pass
+            except ConnectionRefusedError:
+                res.answer = "refused"  # an ICMP port unreachable came back (a REJECT, or no listener)
+            except OSError as e:
+                res.answer = _err(e)[0]
         elif r.proto == "icmp":
             s.setblocking(False)
             res.answer = "none"

@@ -72,6 +72,8 @@ def service_hop(diagnosis, bundle, passes, where) -> ServiceHop | None:
     owner = next((x for x in bundle.hosts if x.kind == "pod" and any(a.address == ip for a in x.addrs)), None)
     hop.endpoint_pod = owner.name if owner else None
     chosen = next((path for path in diagnosis.paths if (path.alternative or "").split(":")[0] == ip), None)
+    if chosen is None and len(diagnosis.paths) == 1:  # one endpoint: no alternatives to tell apart
+        chosen = diagnosis.paths[0]
     if chosen is not None:
         nat = next((x for x in chosen.hops if x.point == "netfilter" and "DNAT" in (x.detail or "")), None)
         if nat is not None:

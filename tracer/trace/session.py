@@ -38,6 +38,7 @@ class SessionRequest:
     netfilter: bool = True  # BPF netfilter links bracketing every hook in each namespace attached
     neigh_addrs: list[str] = field(default_factory=list)  # next hops whose neighbour events to watch
     nftrace: bool = False  # also the kernel's nftrace (adds a temporary nf_tables table per namespace)
+    expect_reply: bool = False  # udp: wait for an answer (DNS) instead of ending when it arrives
     # netns -> {"hooks": {hook: [priorities]}, "match": bool}: the netfilter brackets (plan.nf_plan);
     # empty: the default brackets in every namespace attached, matching in the source's
     nf_plan: dict = field(default_factory=dict)
@@ -63,6 +64,7 @@ class SessionResult:
     timings: dict = field(default_factory=dict)
     answered: bool = False  # the answer was seen at the source (reply at its eth0 ingress)
     nftrace: list = field(default_factory=list)  # nftrace.NftraceLine, when requested
+    expect_reply: bool = False
 
     def to_dict(self) -> dict:
         return {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
@@ -112,7 +114,7 @@ class Session:
         try:
             self._inj = Injector(ir).__enter__()
             res = self._inj.prepare()
-            self.result = SessionResult(inject=res)
+            self.result = SessionResult(inject=res, expect_reply=req.expect_reply)
             if res.error:  # cannot even open a socket in the pod: nothing to probe
                 return self
             flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
@@ -293,7 +295,7 @@ def _wait(p, req: SessionRequest, res: InjectResult, src_ino: int, src_ifindex: 
         if grace_until is None:
             if any(e.kind == "kfree_skb" for e in evs):
                 grace_until = time.monotonic() + 0.01  # a second drop (the reply, a copy) may follow
-            elif req.inject.proto == "udp" and dst_ino is not None and any(
+            elif req.inject.proto == "udp" and not req.expect_reply and dst_ino is not None and any(
                     e.kind == "tc" and e.point == "ingress" and e.netns == dst_ino and "reply" not in e.flags
                     for e in evs):
                 grace_until = time.monotonic() + 0.1  # arrived; a reply is optional for udp

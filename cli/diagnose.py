@@ -22,6 +22,8 @@ def diagnose(
     dst: str = typer.Argument(None, help="destination: a pod, an IP, or svc/<namespace>/<name>[:port]"),
     proto: str = typer.Option(None, "--proto", "-p", help="icmp (default), tcp or udp; a Service's own by default"),
     port: int = typer.Option(None, "--port", help="destination port for tcp/udp"),
+    sport: int = typer.Option(None, "--sport", help="source port for tcp/udp (matches conntrack entries of a "
+                              "client that reuses its port)"),
     size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
     bundle: str = BundleOpt,
     lab: str = LabOpt,
@@ -44,7 +46,7 @@ def diagnose(
     from podpath.tracer.diagnose import diagnose as run
 
     data = get_bundle(bundle, lab)
-    result = run(data, src, dst, proto=proto, port=port, size=size)
+    result = run(data, src, dst, proto=proto, port=port, size=size, sport=sport)
     if output == Output.json:
         print_json(result.to_dict())
     else:

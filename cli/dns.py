@@ -21,6 +21,8 @@ def dns(
     server: str = typer.Option(None, "--server", help="DNS server IP (default: the pod's resolv.conf nameserver)"),
     timeout: float = typer.Option(1.0, "--timeout", help="seconds to wait for each answer"),
     nftrace: bool = typer.Option(False, "--nftrace", help="also read the kernel's nf_tables trace of the query"),
+    sport: int = typer.Option(None, "--sport", help="query from this source port (a client that reuses its port "
+                              "meets stale conntrack entries)"),
     lab: str = LabOpt,
     output: Output = OutputOpt,
 ) -> None:
@@ -44,7 +46,7 @@ def dns(
 
     with _progress() as (say, stop):
         res = lookup(pod, name, lab=lab, rdtype=rdtype, server=server, timeout=timeout, progress=say,
-                     nftrace=nftrace)
+                     nftrace=nftrace, sport=sport)
         stop()
     if output == Output.json:
         print_json(res.to_dict())

@@ -26,6 +26,8 @@ def trace(
     dst: str = typer.Argument(..., help="destination: a pod, an IP, or svc/<namespace>/<name>[:port]"),
     proto: str = typer.Option(None, "--proto", "-p", help="icmp (default), tcp or udp"),
     port: int = typer.Option(None, "--port", help="destination port for tcp/udp"),
+    sport: int = typer.Option(None, "--sport", help="source port for tcp/udp (default: any free one); a "
+                              "client that reuses its port meets old conntrack entries"),
     size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
     count: int = typer.Option(1, "--count", "-c", help="test packets to send (icmp/udp)"),
     timeout: float = typer.Option(1.0, "--timeout", help="seconds to wait for the answer"),
@@ -62,7 +64,7 @@ def trace(
 
     with _progress() as (say, stop):
         result = run(src, dst, lab=lab, proto=proto, port=port, size=size, count=count, timeout=timeout,
-                     progress=say, on_verdict=show, nftrace=nftrace)
+                     progress=say, on_verdict=show, nftrace=nftrace, sport=sport)
     if not result.delivered:
         raise typer.Exit(EXIT_NOT_DELIVERED)
 

@@ -40,7 +40,8 @@ class Diagnosis:
         }
 
 
-def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None, size: int | None) -> Flow:
+def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None, size: int | None,
+               sport: int | None = None) -> Flow:
     if proto is not None and proto not in PROTOS:
         raise UsageError(f"unknown protocol '{proto}': use one of {', '.join(PROTOS)}")
     if dst.kind == "service":
@@ -54,13 +55,15 @@ def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None
         raise UsageError(f"--proto {proto} needs --port N")
     if size is not None and not 28 <= size <= 65535:
         raise UsageError(f"--size {size} is not a valid IPv4 packet size (28..65535)")
-    return Flow(src=src.ip, dst=dst.ip, proto=proto, sport=EPHEMERAL_PORT if proto != "icmp" else None,
+    if sport is not None and not (proto in ("tcp", "udp") and 1 <= sport <= 65535):
+        raise UsageError(f"--sport {sport}: a source port (1..65535) needs --proto tcp or udp")
+    return Flow(src=src.ip, dst=dst.ip, proto=proto, sport=(sport or EPHEMERAL_PORT) if proto != "icmp" else None,
                 dport=port if proto != "icmp" else None, size=size or 84, src_name=src.name,
                 dst_name=dst.host.name if dst.host else dst.name)
 
 
 def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, proto: str | None = None,
-             port: int | None = None, size: int | None = None) -> Diagnosis:
+             port: int | None = None, size: int | None = None, sport: int | None = None) -> Diagnosis:
     model = Model(bundle)
     if (src is None) != (dst is None):
         raise UsageError("give both SRC and DST, or neither (node-wide checks only)")
@@ -71,7 +74,7 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
     if s.host is None:
         raise UsageError(f"source '{src}' is no pod or node in the snapshot; the source must be where the packet "
                          "starts (a pod name or a pod IP)")
-    flow = build_flow(s, d, proto, port, size)
+    flow = build_flow(s, d, proto, port, size, sport)
     paths = model.paths(flow, s.host, d.host.name if d.host else None)
     for p in paths:
         assign_segments(p, s.host.name, d.host.name if d.host else None)

@@ -74,10 +74,12 @@ def test_ndots_5_expansion_is_shown(lab):
     ("coredns-down", "unreachable", "dns", "node-b", "coredns", "request"),
     ("dns-pod-down", "timeout", "link_down", "node-b", "coredns", "request"),
     ("dns-reply-dropped", "timeout", "dns", "node-a", "host", "reply"),
+    ("dns-stale-conntrack", "timeout", "dns", "node-a", "host", "request"),
 ])
 def test_dns_fault_is_found_by_the_traced_query(lab, faulted, fault, status, cause, node, location, direction):
+    from podpath.tracer.lab import FAULTS
     faulted(fault)
-    r = lookup("pod-a", "web", lab=lab.name)
+    r = lookup("pod-a", "web", lab=lab.name, sport=FAULTS[fault].flow.sport)
     v = r.trace["verdict"]
     print(f"\n{fault}: {r.status}; {v['status']} {v['cause']} at {v['node']}/{v['location']}: {v['message']}")
     assert (r.status, r.ok) == (status, False), r.attempts

@@ -37,6 +37,8 @@ EXPECTED = {
     # coredns' veth has no carrier: cni0 drops or floods the query (OTHERHOST in another pod)
     "dns-pod-down": (("misdelivered", "dropped", "lost"), ("OTHERHOST", None, "NO_CARRIER", "NOT_SPECIFIED"), None),
     "dns-reply-dropped": ("dropped", "NETFILTER_DROP", "forward"),  # the answer, on node-a
+    # conntrack (not the rules) sends the client's port to a gone CoreDNS pod: ARP never answers
+    "dns-stale-conntrack": ("lost", None, None),
     "no-listener": ("rejected", None, None),
     "pod-eth0-down": ("misdelivered", "OTHERHOST", None),  # cni0 floods it to coredns
     "flannel-down": ("dropped", "NO_SOCKET", None),  # no VXLAN socket on node-b's UDP 8472
@@ -73,7 +75,7 @@ def test_every_fault_is_expected():
 def test_fault_traced_and_agrees_with_diagnose(lab, name):
     fault = FAULTS[name]
     status, reason, hook = EXPECTED[name]
-    kw = dict(proto=fault.flow.proto, port=fault.flow.port, size=fault.flow.size)
+    kw = dict(proto=fault.flow.proto, port=fault.flow.port, size=fault.flow.size, sport=fault.flow.sport)
     lab.inject(name)
     try:
         t = trace(fault.flow.src, fault.flow.dst, lab=lab.name, **kw)
@@ -97,6 +99,9 @@ def test_fault_traced_and_agrees_with_diagnose(lab, name):
     assert not t.delivered
     if name == "svc-stale-endpoint":
         assert t.service["endpoint"].startswith("10.244.1.9") and t.service["endpoint_pod"] is None, t.service
+    if name == "dns-stale-conntrack":
+        assert t.service["conntrack"] and t.service["endpoint"] == "10.244.1.9:53", t.service
+        assert any(e["kind"] == "conntrack" for e in v.evidence) and "conntrack -D" in v.fix, v
     if name == "svc-reply-dropped":
         assert v.direction == "reply" and "the reply" in v.message, v
     errors = [f for f in diag.findings if f.severity == "error"]

@@ -9,7 +9,7 @@ from .links import bridge_port, link_down, mtu
 from .neighbours import arp, fdb, ip_conflict
 from .ipvs import (ipvs_no_real_servers, ipvs_port_mismatch, ipvs_scheduler_mismatch, ipvs_service_missing,
                    ipvs_stale_real_server, ipvs_vip_missing, ipvs_weight_zero)
-from .netfilter import dns, iptables, stale_dnat
+from .netfilter import dns, iptables, stale_conntrack, stale_dnat
 from .routing import host_route, ip_forward, pod_route, rp_filter
 from .sockets import no_listener
 
@@ -23,6 +23,7 @@ CHECKS = [
     ("iptables", iptables),
     ("iptables", stale_dnat),
     ("dns", dns),
+    ("dns", stale_conntrack),  # cause dns for kube-dns, iptables for other Services
     ("ipvs", ipvs_vip_missing),
     ("ipvs", ipvs_service_missing),
     ("ipvs", ipvs_no_real_servers),

@@ -100,6 +100,40 @@ def stale_dnat(ctx: Context) -> list[Finding]:
     return out
 
 
+def ct_text(c) -> str:
+    """A conntrack entry as `conntrack -L` prints it."""
+    ports = lambda s, d: f" sport={s} dport={d}" if s is not None else ""  # noqa: E731
+    return (f"{c.proto} src={c.src} dst={c.dst}{ports(c.sport, c.dport)} src={c.reply_src} dst={c.reply_dst}"
+            f"{ports(c.reply_sport, c.reply_dport)}" + (f" [{c.state}]" if c.state else ""))
+
+
+def stale_conntrack(ctx: Context) -> list[Finding]:
+    """A conntrack entry that still DNATs a Service's ClusterIP to an address no pod has: packets of
+    that connection (a UDP client reusing its source port) keep going to the dead endpoint, whatever
+    kube-proxy's rules say now. kube-proxy flushes such UDP entries when an endpoint goes; this one
+    survived."""
+    svcs = {s.cluster_ip: s for s in (ctx.bundle.inventory.services if ctx.bundle.inventory else [])}
+    owned = {a.address for h in ctx.bundle.hosts for a in h.addrs}
+    flow = ctx.flow
+    out = []
+    for node in ctx.nodes():
+        for c in node.conntrack:
+            svc = svcs.get(c.dst)
+            if svc is None or not c.reply_src or c.reply_src == c.dst or c.reply_src in owned:
+                continue
+            name = f"{svc.namespace}/{svc.name}"
+            ours = flow is not None and (c.src, c.dst, c.sport, c.dport) == (flow.src, flow.dst, flow.sport, flow.dport)
+            cause = "dns" if name == DNS_SERVICE else "iptables"
+            msg = (f"conntrack in {node.name} still sends {c.src}:{c.sport} → {name} ({c.dst}:{c.dport}) to "
+                   f"{c.reply_src}:{c.reply_sport}, an address no pod has: a stale entry of a removed endpoint, "
+                   "refreshed by every packet the client sends from the same port")
+            fix = ns_cmd(node, f"conntrack -D -p {c.proto} --orig-src {c.src} --orig-dst {c.dst}"
+                         + (f" --orig-port-src {c.sport} --orig-port-dst {c.dport}" if c.sport is not None else ""))
+            out.append(for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
+                                evidence=[("conntrack", ct_text(c))]))
+    return out
+
+
 def _endpoints_of(ctx: Context, svc: str) -> list[str]:
     inv = ctx.bundle.inventory
     for s in (inv.services if inv else []):

@@ -81,13 +81,16 @@ def _read_answer(q, wire_hex: str | None) -> tuple[str | None, list[str], str | 
     return dns.rcode.to_text(r.rcode()), [rr.to_text() for rr in r.answer], None
 
 
-def _plain_query(netns: str, q, server: str, timeout: float) -> tuple[str | None, float]:
+def _plain_query(netns: str, q, server: str, timeout: float, sport: int | None = None) -> tuple[str | None, float]:
     """Send one query from the pod's namespace; the answer's bytes (hex) or None, and ms."""
     from ..netns import run_in
 
     def make():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(timeout)
+        if sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", sport))
         return s
 
     s = run_in(netns, make)
@@ -132,7 +135,7 @@ def conntrack_stats(lab) -> dict[str, dict[str, int]]:
 
 
 def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: str | None = None,
-           timeout: float = 1.0, progress=None, nftrace: bool = False) -> DnsResult:
+           timeout: float = 1.0, progress=None, nftrace: bool = False, sport: int | None = None) -> DnsResult:
     """Resolve name from pod as its resolver would, tracing the query that explains the outcome."""
     from ..lab import Lab
     from ..lab.topology import NETNS_ETC
@@ -165,7 +168,7 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
         if i == 0:
             say(f"tracing the query for {qname} to {server}…")
             t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
-                      timeout=timeout, progress=say, nftrace=nftrace)
+                      timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
             att.traced, res.trace = True, t.to_dict()
             wire = t.inject.get("reply_hex")
             att.ms = _answer_ms(t)
@@ -173,7 +176,7 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
                 wire = ""
         else:
             say(f"querying {qname}…")
-            wire, att.ms = _plain_query(netns, q, server, timeout)
+            wire, att.ms = _plain_query(netns, q, server, timeout, sport)
         if wire == "":
             att.error = "refused"
         else:
@@ -182,7 +185,7 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
             say(f"no answer for {qname}: tracing it…")
             q = _message(qname, rdtype)
             t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
-                      timeout=timeout, progress=say, nftrace=nftrace)
+                      timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
             att.traced, res.trace = True, t.to_dict()
             att.rcode, att.answers, att.error = _read_answer(q, t.inject.get("reply_hex"))
         res.attempts.append(att)

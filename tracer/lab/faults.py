@@ -18,6 +18,7 @@ from ..bundle import Inventory
 from .topology import (
     FLANNEL_MTU,
     UNDERLAY_MTU,
+    DNS_SERVICE_IP,
     VXLAN_PORT,
     mac_for,
     node,
@@ -38,6 +39,7 @@ class Flow:
     proto: str = "icmp"
     port: int | None = None
     size: int | None = None  # ICMP payload bytes (ping -s), sent with DF
+    sport: int | None = None  # a fixed source port (a client that reuses its port, like many DNS clients)
 
     def text(self) -> str:
         s = f"{self.src} -> {self.dst} {self.proto}"
@@ -91,6 +93,7 @@ def _b():  # the build module (imports pyroute2: kept out of `fault list`'s impo
 A, B = node("node-a"), node("node-b")
 POD_B = pod("pod-b")
 COREDNS = pod("coredns")
+POD_A = pod("pod-a")
 PING_B = Flow("pod-a", "pod-b", "icmp")
 WEB_B = Flow("pod-a", "pod-b", "tcp", 8080)
 DNS_UDP = Flow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53)
@@ -296,6 +299,57 @@ _register(Fault(
     "node-a's FORWARD chain drops the answers coming back from coredns (UDP source port 53): queries "
     "arrive and are answered, lookups still time out",
     "node-a", "host", DNS_UDP, apply=_apply, revert=_revert,
+))
+
+STALE_DNS_SPORT = 40053  # the client's fixed source port (many resolvers and sidecars reuse one)
+
+
+def _ct_tuple() -> list[str]:
+    return ["-p", "udp", "-s", POD_A.ip, "-d", DNS_SERVICE_IP, "--sport", str(STALE_DNS_SPORT), "--dport", "53"]
+
+
+def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
+    """The way it happens: kube-dns's endpoint was a pod (here GONE_POD_IP) when the client sent a
+    query from its fixed port, creating a conntrack entry DNATed to it; the pod went, kube-proxy
+    rewrote the rules but did not flush the entry, and every query from that port, coming back
+    before the entry times out, refreshes it."""
+    from . import nsutil
+    from ..netns import run_in
+    for n in (A, B):
+        _b().write_service_rules(ctx, n, frozenset(), {"kube-system/kube-dns": [GONE_POD_IP]})
+
+    def query() -> None:
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((POD_A.ip, STALE_DNS_SPORT))
+            s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01", (DNS_SERVICE_IP, 53))
+        finally:
+            s.close()
+    ctx.do(f"{ctx.ns('pod-a')}: one DNS query from port {STALE_DNS_SPORT} (conntrack DNATs it to {GONE_POD_IP})",
+           run_in, ctx.ns("pod-a"), query)
+    for n in (A, B):
+        _b().write_service_rules(ctx, n, frozenset())  # kube-proxy catches up, without flushing conntrack
+    ns = ctx.ns("node-a")
+    ctx.do(f"{ns}: conntrack -L (the entry is there)", lambda: nsutil.run(ns, ["conntrack", "-L", *_ct_tuple()]))
+
+
+def _stale_dns_entry_clear(ctx: "Ctx", saved: dict) -> None:
+    from . import nsutil
+    ns = ctx.ns("node-a")
+    argv = ["conntrack", "-D", *_ct_tuple()]
+    ctx.do(f"{ns}: {' '.join(argv)}", lambda: nsutil.run(ns, argv, check=False))
+    _b().del_neigh(ctx, "node-b", "cni0", GONE_POD_IP)
+
+
+_register(Fault(
+    "dns-stale-conntrack", "dns",
+    f"node-a's conntrack still maps pod-a:{STALE_DNS_SPORT} → 10.96.0.10:53 to {GONE_POD_IP}, a CoreDNS pod "
+    "that is gone: a client reusing its source port keeps asking a dead endpoint (kube-proxy should have "
+    "flushed UDP entries of removed endpoints)",
+    "node-a", "host", Flow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53, sport=STALE_DNS_SPORT),
+    apply=_stale_dns_entry, revert=_stale_dns_entry_clear,
 ))
 
 # -------------------------------------------------------------------- no_listener

@@ -40,7 +40,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
           progress: Callable[[str], None] | None = None,
           on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False,
-          payload: bytes | None = None, expect_reply: bool = False) -> Trace:
+          payload: bytes | None = None, expect_reply: bool = False, sport: int | None = None) -> Trace:
     """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken,
     while the probes attach). payload: what a udp test packet carries (a DNS query). on_verdict(trace) is called as soon as the verdict is known, before
     the probes are closed (the CLI prints there)."""
@@ -74,7 +74,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                 snap = ex.submit(snapshot)
                 try:
                     pre = preplan(lab_obj, src, dst, proto=proto, port=port, size=size, count=count,
-                                  timeout=timeout)
+                                  timeout=timeout, sport=sport)
                 except PodpathError:
                     pre = None  # diagnose below says what is wrong, from the snapshot
                 if pre is not None:
@@ -85,7 +85,7 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
                     snap_ms["probes_ready_ms"] = (time.perf_counter() - t0) * 1000
                 bundle = snap.result()
         t_snap = time.perf_counter()
-        diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size)
+        diag = diagnose(bundle, src, dst, proto=proto, port=port, size=size, sport=sport)
         req, src_host, dst_host = plan(bundle, diag, count=count, timeout=timeout)
         req.nftrace = nftrace
         req.inject.payload_hex = payload.hex() if payload is not None else None

@@ -561,12 +561,18 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         if f is not None and f.object and "REJECT" in f.object and v.status == "dropped":
             v.status = "rejected"
     if svc is not None and svc.endpoint and not svc.endpoint_pod and v.status in ("dropped", "lost"):
-        # kube-proxy sent it to an address nobody has: that rule, not the far-away ARP failure
+        # NAT sent it to an address nobody has: that rule or conntrack entry, not the far-away ARP failure
         ip = svc.endpoint.split(":")[0]
-        stale = next((x for x in findings if x.cause == "iptables" and "DNAT" in x.object and ip in x.object), None)
+        stale = next((x for x in findings if x.cause in ("iptables", "dns") and x.object.startswith(
+            f"{flow.get('proto')} src={flow.get('src')} ") and f"src={ip} " in x.object), None)
+        if stale is not None:
+            svc.conntrack, svc.chain = True, []
+        stale = stale or next((x for x in findings if x.cause == "iptables" and "DNAT" in x.object and ip in x.object),
+                              None)
         if stale is not None:
             f = stale
-            v.message += f"; kube-proxy's DNAT at {svc.node} sent it to {svc.endpoint}, which no pod has"
+            who = "a stale conntrack entry" if svc.conntrack else "kube-proxy's DNAT"
+            v.message += f"; {who} at {svc.node} sent it to {svc.endpoint}, which no pod has"
             v.node, v.location, v.device = stale.node, stale.location, None
     if v.status in ("dropped", "lost", "misdelivered") and f is None:
         # the packet left the expected path: blame the last place before the stop point that a

@@ -46,6 +46,7 @@ class InjectRequest:
     icmp_id: int | None = None
     interval: float = 0.0  # between packets when count > 1
     payload_hex: str | None = None  # udp: what to send (a DNS query), instead of podpath's marker
+    sport: int | None = None  # tcp/udp: bind this source port (default: any free one)
 
 
 @dataclass
@@ -116,14 +117,16 @@ class Injector:
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 made.append(s)
                 s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-                s.bind((r.src, 0))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((r.src, r.sport or 0))
             elif r.proto == "tcp":
                 # one socket per attempt (count), each bound now so the filter knows the first port
                 for _ in range(max(r.count, 1)):
                     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                     made.append(s)
                     s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-                    s.bind((r.src, 0))
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((r.src, r.sport or 0))
                     s.setblocking(False)
                     if r.count > 1:
                         break  # the BPF filter matches one source port: send one SYN per trace

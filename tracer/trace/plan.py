@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..bundle import Addr, Bundle, Host
 from ..errors import UsageError
+from ..diagnose import EPHEMERAL_PORT
 from .inject import InjectRequest, new_icmp_id
 from ..probes.events import MAX_NEIGH_ADDRS
 from .session import SessionRequest
@@ -59,7 +60,8 @@ def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float,
     if src_host is None or not src_host.netns:
         raise UsageError(f"cannot find the source's network namespace for {flow.src}; trace from a pod")
     inj = InjectRequest(netns=src_host.netns, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
-                        size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None)
+                        size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None,
+                        sport=flow.sport if flow.sport and flow.sport != EPHEMERAL_PORT else None)
     dst_pod = dst_host is not None and dst_host.kind == "pod"
     return SessionRequest(inject=inj, attach=attach, src_netns=src_host.netns,
                           dst_netns=dst_host.netns if dst_pod else None, timeout=timeout,
@@ -112,7 +114,8 @@ def skeleton_bundle(lab) -> Bundle:
     return Bundle(hosts=hosts, inventory=inv)
 
 
-def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: float) -> SessionRequest:
+def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: float,
+            sport: int | None = None) -> SessionRequest:
     """The session request from the lab's inventory alone: the flannel path between the pods
     involved (the source, the destination pod or every endpoint of the Service)."""
     from ..diagnose import build_flow
@@ -120,7 +123,7 @@ def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: 
 
     skel = skeleton_bundle(lab)
     s, d = resolve(skel, src), resolve(skel, dst)
-    flow = build_flow(s, d, proto, port, size)
+    flow = build_flow(s, d, proto, port, size, sport)
     by_ip = {p.ip: p.name for p in skel.inventory.pods}
     pods = [s.host.name] if s.host is not None else []
     if d.host is not None and d.host.kind == "pod":
@@ -134,5 +137,5 @@ def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: 
 def same_flow(a: SessionRequest, b: SessionRequest) -> bool:
     """Whether the preplanned session sends what the plan wants (then it can be kept)."""
     x, y = a.inject, b.inject
-    return ((x.netns, x.src, x.dst, x.proto, x.dport, x.size, x.count) ==
-            (y.netns, y.src, y.dst, y.proto, y.dport, y.size, y.count) and a.dst_netns == b.dst_netns)
+    return ((x.netns, x.src, x.dst, x.proto, x.dport, x.size, x.count, x.sport) ==
+            (y.netns, y.src, y.dst, y.proto, y.dport, y.size, y.count, y.sport) and a.dst_netns == b.dst_netns)

@@ -74,7 +74,10 @@ def service_hop(diagnosis, bundle, passes, where) -> ServiceHop | None:
     chosen = next((path for path in diagnosis.paths if (path.alternative or "").split(":")[0] == ip), None)
     if chosen is None and len(diagnosis.paths) == 1:  # one endpoint: no alternatives to tell apart
         chosen = diagnosis.paths[0]
-    if chosen is not None:
+    if chosen is None and diagnosis.paths and not any((p.alternative or "").split(":")[0] == ip
+                                                      for p in diagnosis.paths):
+        hop.conntrack = True  # the rules would pick another endpoint: an existing entry decided
+    if chosen is not None and not hop.conntrack:
         nat = next((x for x in chosen.hops if x.point == "netfilter" and "DNAT" in (x.detail or "")), None)
         if nat is not None:
             hop.chain = [f"{r['table']}/{r['chain']} rule {r['number']}: {r['text']}" for r in nat.data.get("rules", [])]

@@ -41,22 +41,22 @@ def median_timings(traces) -> dict:
     return out
 
 
-def cli_to_verdict(cli: list[str]):
+def cli_to_verdict(cli: list[str], markers=("verdict:",)):
     """Run the CLI; seconds from spawn until its verdict line is on stdout (it is printed before the
     probes are closed), and the process with its exit code and total wall time."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     at = None
     for line in proc.stdout:
-        if at is None and line.startswith("verdict:"):
+        if at is None and line.startswith(markers):
             at = time.perf_counter() - t0
     proc.wait()
     proc.wall = time.perf_counter() - t0
     return (at if at is not None else float("inf")), proc
 
 
-def median_cli(cli: list[str], runs: int):
-    got = [cli_to_verdict(cli) for _ in range(runs)]
+def median_cli(cli: list[str], runs: int, markers=("verdict:",)):
+    got = [cli_to_verdict(cli, markers) for _ in range(runs)]
     return statistics.median(g[0] for g in got), statistics.median(g[1].wall for g in got), [g[1] for g in got]
 
 
@@ -202,6 +202,18 @@ def main() -> int:
                 notes.append(f"CLI exit codes with forward-drop: {[p.returncode for p in procs]} (expected 1)")
         finally:
             lab.clear("forward-drop")
+        # time to a DNS verdict: `podpath dns pod-a web`, answered and with DNS blocked on node-b
+        dns_cli = [cli[0], "dns", "pod-a", "web", "--lab", name]
+        t, wall, procs = median_cli(dns_cli, args.runs, ("answer:", "lookup failed:"))
+        verdict_row("`podpath dns pod-a web` answered, command to answer", t)
+        lab.inject("dns-blocked")
+        try:
+            t, wall, procs = median_cli(dns_cli, args.runs, ("answer:", "lookup failed:"))
+            verdict_row("`podpath dns pod-a web` dns-blocked, command to verdict (1 s timeout)", t)
+            if {p.returncode for p in procs} != {1}:
+                notes.append(f"dns exit codes with dns-blocked: {[p.returncode for p in procs]} (expected 1)")
+        finally:
+            lab.clear("dns-blocked")
         for label, traces in (("healthy", healthy), ("forward-drop", dropped)):
             mt = median_timings(traces)
             rows.append((f"  breakdown {label} (median ms)", "", " ".join(f"{k[:-3]}={v:.0f}" for k, v in mt.items())))

@@ -106,3 +106,48 @@ def test_deleted_vtep_neighbour(lab):
     v = t.verdict
     assert v.status != "delivered" and (v.cause, v.node, v.location) == ("arp", "node-a", "host"), v
     assert v.device == "flannel.1" or any("flannel.1" in e["object"] for e in v.evidence), v
+
+
+# ------------------------------------------------------------------ Services and DNS, by hand
+
+def test_dns_blocked_inside_the_coredns_pod(lab):
+    """A NetworkPolicy-like drop in the DNS pod itself (not on a node): podpath dns names the pod."""
+    from podpath.tracer.dns import lookup
+    rule = "-p udp -m udp --dport 53 -j DROP"
+    with broken(lab, "coredns", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
+        r = lookup("pod-a", "web", lab=lab.name)
+    v = r.trace["verdict"]
+    assert r.status == "timeout" and not r.ok, r.attempts
+    assert (v["status"], v["cause"], v["node"], v["location"], v["hook"]) == \
+        ("dropped", "dns", "node-b", "coredns", "input"), v
+    assert v["counter"] and "--dport 53" in v["counter"], v
+
+
+def test_dns_answers_dropped_in_the_client_pod(lab):
+    """The answers are dropped where they arrive: the query's way out is fine, the reply dies in pod-a."""
+    from podpath.tracer.dns import lookup
+    rule = "-p udp -m udp --sport 53 -j DROP"
+    with broken(lab, "pod-a", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
+        r = lookup("pod-a", "web", lab=lab.name)
+    v = r.trace["verdict"]
+    assert r.status == "timeout", r.attempts
+    assert (v["status"], v["node"], v["location"], v["hook"], v["direction"]) == \
+        ("dropped", "node-a", "pod-a", "input", "reply"), v
+    assert v["cause"] in ("dns", "iptables") and any("--sport 53" in e["object"] for e in v["evidence"]), v
+
+
+def test_service_target_port_nobody_listens_on(lab):
+    """kube-proxy DNATs web to pod-b:9090 (a wrong targetPort): the endpoint pod answers with a RST."""
+    b_ip = ip_of(lab, "pod-b")
+    ns = lab.netns("node-a")
+    chain = next(line.split()[1] for line in sh("ip", "netns", "exec", ns, "iptables-save", "-t", "nat").splitlines()
+                 if line.startswith("-A KUBE-SEP-") and f"--to-destination {b_ip}:8080" in line)
+    rule = f"-p tcp -m tcp -j DNAT --to-destination {b_ip}:9090"
+    with broken(lab, "node-a", [f"iptables -t nat -I {chain} 1 {rule}"], [f"iptables -t nat -D {chain} {rule}"]):
+        for _ in range(16):  # kube-proxy picks pod-b half of the time
+            t = trace("pod-a", "svc/default/web:80", lab=lab.name)
+            if t.service and t.service["endpoint_pod"] == "pod-b":
+                break
+    assert t.service["endpoint"] == f"{b_ip}:9090", t.service
+    v = t.verdict
+    assert (v.status, v.cause, v.node, v.location) == ("rejected", "no_listener", "node-b", "pod-b"), v

@@ -394,6 +394,13 @@ def first_reply_host(hops) -> str | None:
 SYN_RTO_NS = 990_000_000  # the kernel resends an unanswered SYN after 1 s, with the same sequence number
 
 
+def _answer_dropped_at_source(drops, inj, where, src_host) -> bool:
+    """The answer reached the source pod's eth0 but the socket never got it: dropped inside the pod."""
+    if inj.proto == "tcp" or inj.answer not in (None, "none") or src_host is None:
+        return False
+    return any("reply" in d.flags and getattr(where.host(d.netns), "name", None) == src_host.name for d in drops)
+
+
 def first_tcp_packets(events, t_send: int | None = None) -> list:
     """A TCP trace sends a SYN; the handshake's ACK and the close that follow are not the test
     packet, nor is the SYN the kernel resends after 1 s. Keep the first SYN (its sequence number,
@@ -468,7 +475,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             v.drop_reason, v.drop_location = d.drop_reason, d.location_sym
         f = pick_finding(findings, node=src_node, location=src_loc, device=None, drop_reason=v.drop_reason)
         v.message = f"the source could not send: {inj.error} ({inj.message})"
-    elif session.answered:
+    elif session.answered and not _answer_dropped_at_source(drops, inj, where, src_host):
         v = Verdict("delivered")
         f = None
         dst_name = dst_host.name if dst_host else None

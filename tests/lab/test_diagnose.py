@@ -48,7 +48,8 @@ def clean_lab(lab):
 
 
 def flow_kwargs(flow) -> dict:
-    return {"proto": flow.proto if flow.proto != "icmp" else None, "port": flow.port, "size": flow.size}
+    return {"proto": flow.proto if flow.proto != "icmp" else None, "port": flow.port, "size": flow.size,
+            "sport": flow.sport}
 
 
 def errors(result):

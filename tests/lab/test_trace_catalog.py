@@ -38,7 +38,7 @@ EXPECTED = {
     "dns-pod-down": (("misdelivered", "dropped", "lost"), ("OTHERHOST", None, "NO_CARRIER", "NOT_SPECIFIED"), None),
     "dns-reply-dropped": ("dropped", "NETFILTER_DROP", "forward"),  # the answer, on node-a
     # conntrack (not the rules) sends the client's port to a gone CoreDNS pod: ARP never answers
-    "dns-stale-conntrack": ("lost", None, None),
+    "dns-stale-conntrack": ("lost", None, "prerouting"),
     "no-listener": ("rejected", None, None),
     "pod-eth0-down": ("misdelivered", "OTHERHOST", None),  # cni0 floods it to coredns
     "flannel-down": ("dropped", "NO_SOCKET", None),  # no VXLAN socket on node-b's UDP 8472

@@ -129,8 +129,12 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
                    "refreshed by every packet the client sends from the same port")
             fix = ns_cmd(node, f"conntrack -D -p {c.proto} --orig-src {c.src} --orig-dst {c.dst}"
                          + (f" --orig-port-src {c.sport} --orig-port-dst {c.dport}" if c.sport is not None else ""))
-            out.append(for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
-                                evidence=[("conntrack", ct_text(c))]))
+            hop = next((h for p in ctx.paths for h in p.hops if h.data.get("conntrack") == ct_text(c)), None)
+            if hop is not None:  # the model took this entry's NAT: the finding sits where it did
+                out.append(from_hop(hop, cause, ct_text(c), msg, fix))
+            else:
+                out.append(for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
+                                    evidence=[("conntrack", ct_text(c))]))
     return out
 
 

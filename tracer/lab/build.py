@@ -646,12 +646,36 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
         ensure_cni_neighbours(ctx, n)
         sysctl(ctx, n.name, node_dev_sysctls(n))
         ensure_iptables(ctx, n)
+        ensure_no_stale_conntrack(ctx, n)
     for p in PODS:
         ensure_resolv_conf(ctx, p)
     if servers:
         for p in PODS:
             if p.server:
                 ensure_server(ctx, p)
+
+
+def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:
+    """What kube-proxy does when an endpoint goes: no UDP conntrack entry may still DNAT a Service's
+    ClusterIP to an address that is not one of its endpoints (dns-stale-conntrack leaves one)."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    from ..netns import run_in
+    from .topology import SERVICES, pod
+
+    endpoints = {s.cluster_ip: {pod(e).ip for e in s.endpoints} for s in SERVICES}
+
+    def stale():
+        with Conntrack() as ct:
+            return [(e.tuple_orig.saddr, e.tuple_orig.daddr, e.tuple_orig.sport, e.tuple_orig.dport,
+                     e.tuple_reply.saddr) for e in ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=17))
+                    if e.tuple_orig.daddr in endpoints and e.tuple_reply.saddr not in endpoints[e.tuple_orig.daddr]]
+
+    ns = ctx.ns(n.name)
+    for src, dst, sport, dport, to in run_in(ns, stale):
+        argv = ["conntrack", "-D", "-p", "udp", "-s", src, "-d", dst, "--sport", str(sport), "--dport", str(dport)]
+        ctx.do(f"{ns}: {' '.join(argv)}  # still DNATs {dst} to {to}, no endpoint", nsutil.run, ns, argv)
 
 
 def teardown(names: Names) -> list[str]:

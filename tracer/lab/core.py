@@ -222,5 +222,5 @@ class Lab:
         require_root("probe")
         from . import probe
 
-        t = probe.resolve(self.names, flow.src, flow.dst, flow.proto, flow.port, flow.size)
+        t = probe.resolve(self.names, flow.src, flow.dst, flow.proto, flow.port, flow.size, flow.sport)
         return probe.run(t, timeout)

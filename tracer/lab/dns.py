@@ -78,11 +78,16 @@ def parse_answer(data: bytes, qid: int) -> tuple[int, list[str]]:
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
-def query_udp(server: str, name: str, timeout: float = 1.0, port: int = 53) -> tuple[str, list[str]]:
-    """Ask server over UDP (in the calling thread's netns): (rcode name, addresses). Raises OSError/timeout."""
+def query_udp(server: str, name: str, timeout: float = 1.0, port: int = 53,
+              sport: int | None = None) -> tuple[str, list[str]]:
+    """Ask server over UDP (in the calling thread's netns): (rcode name, addresses). Raises OSError/timeout.
+    sport: query from this source port (a client that reuses one)."""
     qid, wire = build_query(name)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
+        if sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", sport))
         s.connect((server, port))
         s.send(wire)
         while True:

@@ -315,6 +315,9 @@ def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
     before the entry times out, refreshes it."""
     from . import nsutil
     from ..netns import run_in
+    ns = ctx.ns("node-a")
+    argv = ["conntrack", "-D", *_ct_tuple()]  # an earlier healthy entry for the port would be reused
+    ctx.do(f"{ns}: {' '.join(argv)}", lambda: nsutil.run(ns, argv, check=False))
     for n in (A, B):
         _b().write_service_rules(ctx, n, frozenset(), {"kube-system/kube-dns": [GONE_POD_IP]})
 
@@ -331,7 +334,6 @@ def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
            run_in, ctx.ns("pod-a"), query)
     for n in (A, B):
         _b().write_service_rules(ctx, n, frozenset())  # kube-proxy catches up, without flushing conntrack
-    ns = ctx.ns("node-a")
     ctx.do(f"{ns}: conntrack -L (the entry is there)", lambda: nsutil.run(ns, ["conntrack", "-L", *_ct_tuple()]))
 
 

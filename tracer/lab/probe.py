@@ -41,10 +41,11 @@ class Target:
     proto: str
     port: int | None
     size: int | None
+    sport: int | None = None
 
 
 def resolve(names: Names, src: str, dst: str, proto: str = "icmp", port: int | None = None,
-            size: int | None = None) -> Target:
+            size: int | None = None, sport: int | None = None) -> Target:
     """src: a pod name or pod IP; dst: a pod name, "svc/<ns>/<name>:<port>", or an IP."""
     by_ip = {p.ip: p.name for p in PODS}
     src_name = by_ip.get(src, src)
@@ -75,7 +76,7 @@ def resolve(names: Names, src: str, dst: str, proto: str = "icmp", port: int | N
         raise UsageError(f"protocol {proto!r} is not icmp, tcp or udp")
     if proto != "icmp" and not port:
         raise UsageError(f"a {proto} probe needs a port")
-    return Target(src_name, names.netns(src_name), dst_ip, proto, port, size)
+    return Target(src_name, names.netns(src_name), dst_ip, proto, port, size, sport)
 
 
 def run(t: Target, timeout: float = 1.0) -> Result:
@@ -157,7 +158,8 @@ def _http(t: Target, timeout: float) -> Result:
 
 def _dns(t: Target, timeout: float) -> Result:
     query = dns.query_udp if t.proto == "udp" else dns.query_tcp
-    rcode, addrs = query(t.dst_ip, DNS_PROBE_NAME, timeout=timeout, port=t.port or 53)
+    kw = {"sport": t.sport} if t.proto == "udp" and t.sport else {}
+    rcode, addrs = query(t.dst_ip, DNS_PROBE_NAME, timeout=timeout, port=t.port or 53, **kw)
     ok = rcode == "NOERROR" and DNS_PROBE_ANSWER in addrs
     return Result(ok, f"{DNS_PROBE_NAME}: {rcode} {' '.join(addrs)}".strip())
 

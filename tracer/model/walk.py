@@ -113,6 +113,7 @@ class Walk:
 
     # -- netfilter --------------------------------------------------------------------------
     def netfilter(self, host: Host, hook: str, pkt: Pkt, iif: str | None, oif: str | None) -> Pkt:
+        pkt = self.conntrack_nat(host, hook, pkt, iif, oif)
         nf = self.model.netfilter(host)
         if nf is None:
             return pkt
@@ -147,6 +148,26 @@ class Walk:
         elif pick.trail or pick.nat:
             self.hop(host, "netfilter", device, hook=hook, detail=detail,
                      evidence=[("rule", t) for t in nat_text], **data)
+        return out
+
+    def conntrack_nat(self, host: Host, hook: str, pkt: Pkt, iif: str | None, oif: str | None) -> Pkt:
+        """A packet of a connection conntrack already knows takes that entry's NAT, not the rules':
+        kube-proxy's DNAT decides a connection's first packet only. A UDP client that reuses its
+        source port meets its old entry (and a stale one still points at a gone endpoint)."""
+        if self.direction != "request" or pkt.ct_state != "NEW" or hook not in ("prerouting", "output"):
+            return pkt
+        c = next((c for c in host.conntrack if (c.proto, c.src, c.dst, c.sport, c.dport) ==
+                  (pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport)), None)
+        if c is None:
+            return pkt
+        out = dataclasses.replace(pkt, ct_state="ESTABLISHED")
+        if c.reply_src and c.reply_src != pkt.dst:
+            out = dataclasses.replace(out, dst=c.reply_src, dport=c.reply_sport or pkt.dport)
+            self.nat.append(NatEntry(host.name, "dnat", pkt.dst, out.dst, pkt.dport, out.dport))
+            from ..checks.netfilter import ct_text
+            self.hop(host, "netfilter", iif if hook == "prerouting" else oif, hook=hook,
+                     detail=f"{hook}: conntrack entry, DNAT {pkt.dst} → {out.dst}", evidence=[("conntrack", ct_text(c))],
+                     conntrack=ct_text(c))
         return out
 
     # -- IPVS -------------------------------------------------------------------------------

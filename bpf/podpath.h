@@ -449,6 +449,20 @@ static __always_inline struct pp_event *pp_reserve(void)
 	}
 	return e;
 }
+/* A zeroed event of this kind, stamped with now and the CPU; NULL (and counted lost) when the
+ * ring buffer is full. Every probe starts its record here. */
+static __always_inline struct pp_event *pp_new_event(__u8 kind, __u8 point, __u64 now)
+{
+	struct pp_event *e = pp_reserve();
+	if (!e)
+		return NULL;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = now;
+	e->kind = kind;
+	e->point = point;
+	e->cpu = bpf_get_smp_processor_id();
+	return e;
+}
 #endif /* __bpf__ */
 
 #endif /* PODPATH_H */

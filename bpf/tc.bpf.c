@@ -97,20 +97,15 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 		pp_track(&addr);
 
 report:;
-	struct pp_event *e = pp_reserve();
+	struct pp_event *e = pp_new_event(PP_KIND_TC, point, bpf_ktime_get_ns());
 	if (!e)
 		return PP_TC_ACT_UNSPEC;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
 	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
 	e->netns = skb->dev->nd_net.net->ns.inum; /* direct load: skb is a trusted kernel pointer */
 	e->ifindex = ctx->ifindex;
 	e->mark = ctx->mark;
 	e->len = ctx->len;
-	e->kind = PP_KIND_TC;
-	e->point = point;
-	e->cpu = bpf_get_smp_processor_id();
 	f = pp_report_tuple(e, &m, &outer, f);
 	e->flags = f;
 	bpf_ringbuf_submit(e, 0);

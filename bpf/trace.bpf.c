@@ -17,6 +17,16 @@ char LICENSE[] SEC("license") = "GPL";
 #define PP_NH_NETWORK 0
 #define PP_NH_DATA    1
 
+/* The event's device and its namespace; false when there is no device. */
+static __always_inline bool pp_set_dev(struct pp_event *e, struct net_device *dev)
+{
+	if (!dev)
+		return false;
+	e->ifindex = dev->ifindex;
+	e->netns = dev->nd_net.net->ns.inum;
+	return true;
+}
+
 static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, __u64 location,
 				    __u32 reason, bool match_untracked, bool untrack, int nh_from,
 				    __s32 nf_prio)
@@ -48,28 +58,18 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 		pp_track(&addr);
 	}
 
-	struct pp_event *e = pp_reserve();
+	struct pp_event *e = pp_new_event(kind, point, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
 	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
 	e->location = location;
 	e->reason = reason;
-	struct net_device *dev = skb->dev;
-	if (dev) {
-		e->ifindex = dev->ifindex;
-		e->netns = dev->nd_net.net->ns.inum;
-	} else {
-		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum) /* rare: no device */;
-	}
+	if (!pp_set_dev(e, skb->dev)) /* rare: no device */
+		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
 	e->mark = skb->mark;
 	e->len = skb->len;
-	e->kind = kind;
-	e->point = point;
 	e->nf_prio = nf_prio;
-	e->cpu = bpf_get_smp_processor_id();
 	f = pp_report_tuple(e, &m, &outer, f);
 	e->flags = f;
 	bpf_ringbuf_submit(e, 0);
@@ -131,12 +131,9 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 	__u32 s = flp->saddr, d = flp->daddr;
 	if (!pp_recent_ours(now) && !filter_fib(&pp_cfg, s, d, proto))
 		return 0;
-	struct pp_event *e = pp_reserve();
+	struct pp_event *e = pp_new_event(PP_KIND_FIB, 0, now);
 	if (!e)
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = now;
-	e->kind = PP_KIND_FIB;
 	e->saddr = s;
 	e->daddr = d;
 	e->proto = flp->__fl_common.flowic_proto;
@@ -152,15 +149,10 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 	e->fib_err = err;
 	e->reason = flp->__fl_common.flowic_iif; /* the input device (0: a local socket) */
 	if (nhc && !err) {
-		struct net_device *dev = nhc->nhc_dev;
 		if (nhc->nhc_gw_family == 2 /* AF_INET */)
 			e->fib_gw = nhc->nhc_gw.ipv4;
-		if (dev) {
-			e->ifindex = dev->ifindex;
-			e->netns = dev->nd_net.net->ns.inum;
-		}
+		pp_set_dev(e, nhc->nhc_dev);
 	}
-	e->cpu = bpf_get_smp_processor_id();
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -186,23 +178,14 @@ static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int e
 	bpf_probe_read_kernel(&addr, sizeof(addr), (const void *)n + bpf_core_field_offset(struct neighbour, primary_key));
 	if (!filter_neigh(&pp_cfg, addr))
 		return 0;
-	struct pp_event *e = pp_reserve();
+	struct pp_event *e = pp_new_event(PP_KIND_NEIGH, point, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = PP_KIND_NEIGH;
-	e->point = point;
 	e->daddr = addr;
 	e->flags = PP_EV_PARSED;
 	e->reason = (__u32)err;
 	e->nud_state = n->nud_state;
-	struct net_device *dev = n->dev;
-	if (dev) {
-		e->ifindex = dev->ifindex;
-		e->netns = dev->nd_net.net->ns.inum;
-	}
-	e->cpu = bpf_get_smp_processor_id();
+	pp_set_dev(e, n->dev);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -19,6 +19,13 @@ def wait_no_programs(timeout: float = 3.0) -> list:
     return left
 
 
+# Module marks of every test that builds a lab and loads BPF: skipped only without root, and says so.
+ROOT_BPF_LAB = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
+]
+
+
 def bpf_lab(request, prefix: str):
     """A fresh lab named <prefix><4 hex>, torn down by the test module's finalizer even on failure."""
     from podpath.tracer.lab import Lab

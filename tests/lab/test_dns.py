@@ -6,17 +6,13 @@ DNS fault of the catalog traced to where the query or its answer was lost.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
-]
+pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.dns import lookup  # noqa: E402
 

@@ -8,17 +8,13 @@ verdict, the observed hops, and that no podpath BPF program is left loaded after
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
-]
+pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.trace import trace  # noqa: E402
 

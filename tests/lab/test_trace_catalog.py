@@ -6,15 +6,11 @@ below (root only; one lab for the module, torn down even when tests fail).
 
 from __future__ import annotations
 
-import os
 
 import pytest
-from conftest import bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
-]
+pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.diagnose import diagnose  # noqa: E402
 from podpath.tracer.lab import FAULTS  # noqa: E402

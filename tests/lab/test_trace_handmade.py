@@ -5,16 +5,12 @@ real BPF (root only). Each break is undone in a finally block, even when the tes
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 
 import pytest
-from conftest import bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
-]
+pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.trace import trace  # noqa: E402
 from podpath.tracer.trace.nftrace import TABLE_PREFIX  # noqa: E402

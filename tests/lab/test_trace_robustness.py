@@ -20,16 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 
 if os.geteuid() != 0:
     print("test_trace_robustness: skipped, needs root (builds network namespaces and loads BPF programs)",
           file=sys.stderr)
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
-]
+pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.probes import loaded_podpath_programs  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402

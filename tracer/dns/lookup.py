@@ -162,32 +162,33 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
     svc = next((f"svc/{s.namespace}/{s.name}" for s in lab_obj.inventory().services if s.cluster_ip == server), None)
     res = DnsResult(pod=pod, query=name, rdtype=rdtype, server=server, server_name=svc, resolv=rc.to_dict())
     before = conntrack_stats(lab_obj)
+    def traced(q, att: Attempt) -> str | None:
+        """Send q as a trace; the answer's bytes (hex), "" for a port unreachable, None for none."""
+        t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
+                  timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
+        att.traced, att.ms, res.trace = True, _answer_ms(t), t.to_dict()
+        return "" if t.inject.get("answer") == "refused" else t.inject.get("reply_hex")
+
+    def read(q, att: Attempt, wire: str | None) -> None:
+        if wire == "":
+            att.rcode, att.answers, att.error = None, [], "refused"
+        else:
+            att.rcode, att.answers, att.error = _read_answer(q, wire)
+
     for i, qname in enumerate(candidates(name, rc)):
         q = _message(qname, rdtype)
         att = Attempt(qname)
         if i == 0:
             say(f"tracing the query for {qname} to {server}…")
-            t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
-                      timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
-            att.traced, res.trace = True, t.to_dict()
-            wire = t.inject.get("reply_hex")
-            att.ms = _answer_ms(t)
-            if t.inject.get("answer") == "refused":
-                wire = ""
+            read(q, att, traced(q, att))
         else:
             say(f"querying {qname}…")
             wire, att.ms = _plain_query(netns, q, server, timeout, sport)
-        if wire == "":
-            att.error = "refused"
-        else:
-            att.rcode, att.answers, att.error = _read_answer(q, wire)
+            read(q, att, wire)
         if att.error == "timeout" and not att.traced:  # explain the silence with a trace
             say(f"no answer for {qname}: tracing it…")
             q = _message(qname, rdtype)
-            t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
-                      timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
-            att.traced, res.trace = True, t.to_dict()
-            att.rcode, att.answers, att.error = _read_answer(q, t.inject.get("reply_hex"))
+            read(q, att, traced(q, att))
         res.attempts.append(att)
         if att.error is not None:
             res.status = "unreachable" if att.error == "refused" else "timeout"

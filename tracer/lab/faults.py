@@ -149,6 +149,20 @@ _register(Fault(
 
 # -------------------------------------------------------------------- iptables
 
+def _pod_eth0_down(p) -> Step:
+    return lambda ctx, saved: _b().set_link(ctx, p.name, "eth0", state="down")
+
+
+def _pod_eth0_up(p) -> Step:
+    def step(ctx: "Ctx", saved: dict) -> None:
+        b = _b()
+        b.set_link(ctx, p.name, "eth0", state="up")
+        for r in b.pod_routes(p):  # the kernel dropped the gateway routes with the link
+            if not r.kernel:
+                b.add_route(ctx, p.name, r)
+    return step
+
+
 def _first_rule(short: str, chain: str, rule: str) -> tuple[Step, Step]:
     """A rule inserted first in a filter chain (`iptables -I CHAIN 1 ...`) and its exact deletion."""
     def apply(ctx: "Ctx", saved: dict) -> None:
@@ -174,9 +188,12 @@ _register(Fault(
 ))
 
 
-def _no_endpoints(ctx: "Ctx", saved: dict) -> None:
-    for n in (A, B):
-        _b().write_service_rules(ctx, n, frozenset({"default/web"}))
+def _no_endpoints(svc: str):
+    """kube-proxy on both nodes rewrites svc ("ns/name") as having no endpoints (a REJECT)."""
+    def step(ctx: "Ctx", saved: dict) -> None:
+        for n in (A, B):
+            _b().write_service_rules(ctx, n, frozenset({svc}))
+    return step
 
 
 def _endpoints_back(ctx: "Ctx", saved: dict) -> None:
@@ -184,10 +201,13 @@ def _endpoints_back(ctx: "Ctx", saved: dict) -> None:
         _b().write_service_rules(ctx, n, frozenset())
 
 
-def _inv_no_web_endpoints(inv: Inventory) -> None:
-    for s in inv.services:
-        if (s.namespace, s.name) == ("default", "web"):
-            s.endpoints = []
+def _inv_no_endpoints(svc: str):
+    """The cluster agrees: the Service's endpoint list is empty."""
+    def patch(inv: Inventory) -> None:
+        for s in inv.services:
+            if f"{s.namespace}/{s.name}" == svc:
+                s.endpoints = []
+    return patch
 
 
 _register(Fault(
@@ -195,7 +215,7 @@ _register(Fault(
     "default/web has no ready endpoints: kube-proxy rewrote it on both nodes as a filter-table REJECT "
     '("default/web:http has no endpoints")',
     "node-a", "host", Flow("pod-a", "svc/default/web:80", "tcp", 80),
-    apply=_no_endpoints, revert=_endpoints_back, patch_inventory=_inv_no_web_endpoints,
+    apply=_no_endpoints("default/web"), revert=_endpoints_back, patch_inventory=_inv_no_endpoints("default/web"),
 ))
 
 GONE_POD_IP = "10.244.1.9"  # a web pod that was deleted: no namespace has this address any more
@@ -258,39 +278,21 @@ _register(Fault(
     apply=_stop_server(COREDNS), revert=_start_server(COREDNS),
 ))
 
-def _dns_no_endpoints(ctx: "Ctx", saved: dict) -> None:
-    for n in (A, B):
-        _b().write_service_rules(ctx, n, frozenset({"kube-system/kube-dns"}))
-
-
-def _inv_no_dns_endpoints(inv: Inventory) -> None:
-    for s in inv.services:
-        if (s.namespace, s.name) == ("kube-system", "kube-dns"):
-            s.endpoints = []
-
-
 _register(Fault(
     "dns-no-endpoints", "dns",
     "kube-dns has no ready endpoints (CoreDNS is not ready): kube-proxy rejects every query to "
     "10.96.0.10 on both nodes",
     "node-a", "host", DNS_UDP,
-    apply=_dns_no_endpoints, revert=_endpoints_back, patch_inventory=_inv_no_dns_endpoints,
+    apply=_no_endpoints("kube-system/kube-dns"), revert=_endpoints_back,
+    patch_inventory=_inv_no_endpoints("kube-system/kube-dns"),
 ))
-
-
-def _coredns_eth0_up(ctx: "Ctx", saved: dict) -> None:
-    b = _b()
-    b.set_link(ctx, "coredns", "eth0", state="up")
-    for r in b.pod_routes(COREDNS):  # the kernel dropped the gateway routes with the link
-        if not r.kernel:
-            b.add_route(ctx, "coredns", r)
 
 
 _register(Fault(
     "dns-pod-down", "link_down",
     "the coredns pod's eth0 is down: queries DNATed to it never arrive",
     "node-b", "coredns", DNS_UDP, device="eth0",
-    apply=lambda ctx, saved: _b().set_link(ctx, "coredns", "eth0", state="down"), revert=_coredns_eth0_up,
+    apply=_pod_eth0_down(COREDNS), revert=_pod_eth0_up(COREDNS),
 ))
 
 _apply, _revert = _first_rule("node-a", "FORWARD", f"-s {COREDNS.ip}/32 -p udp -m udp --sport 53 -j DROP")
@@ -366,20 +368,11 @@ _register(Fault(
 # -------------------------------------------------------------------- link_down
 
 
-def _pod_b_eth0_up(ctx: "Ctx", saved: dict) -> None:
-    b = _b()
-    b.set_link(ctx, "pod-b", "eth0", state="up")
-    for r in b.pod_routes(POD_B):  # the kernel dropped the gateway routes with the link
-        if not r.kernel:
-            b.add_route(ctx, "pod-b", r)
-
-
 _register(Fault(
     "pod-eth0-down", "link_down",
     "pod-b's eth0 is administratively down",
     "node-b", "pod-b", PING_B, device="eth0",
-    apply=lambda ctx, saved: _b().set_link(ctx, "pod-b", "eth0", state="down"),
-    revert=_pod_b_eth0_up,
+    apply=_pod_eth0_down(POD_B), revert=_pod_eth0_up(POD_B),
 ))
 
 

@@ -446,7 +446,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     passes = hook_passes(events)
     hops = observed_hops(events, where)
     if events:
-        t_first = min(e.ts_ns for e in events)  # observed_hops' time base too
+        t_first = min(e.ts_ns for e in events)
         extra = netfilter_hops(passes, where, t_first) + kernel_hops(events, where, t_first, src_host, dst_host,
                                                                   session.inject.send_windows)
         hops = sorted(hops + extra, key=lambda h: h.time)
@@ -461,7 +461,7 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
         flow["sport"] = inj.sport
     if inj.icmp_id:
         flow["icmp_id"] = inj.icmp_id
-    t0 = min((e.ts_ns for e in events), default=0)
+    t0 = min((e.ts_ns for e in events), default=0)  # the time base of every hop (observed_hops' too)
     findings = diagnosis.findings
     src_node, src_loc = Where.node_loc(src_host)
     v: Verdict

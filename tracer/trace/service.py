@@ -29,31 +29,23 @@ class ServiceHop:
         return asdict(self)
 
 
-def _split(ep: str) -> tuple[str, int | None]:
-    host, _, port = ep.partition(":")
-    return host, (int(port) if port.isdigit() else None)
+def _pass_where(passes, direction: str, rewrote):
+    """The first hook pass in this direction whose first and last tuples satisfy rewrote(before, after)."""
+    return next((p for p in passes if p.direction == direction and rewrote(p.first, p.last)), None)
 
 
 def dnat_of(passes, cluster_ip: str):
     """The first request hook pass that rewrote the destination away from the ClusterIP."""
-    for p in passes:
-        if p.direction != "request":
-            continue
-        a, b = p.first, p.last
-        if a.daddr == cluster_ip and b.daddr and b.daddr != cluster_ip:
-            return p, (f"{b.daddr}:{b.dport}" if b.proto in ("tcp", "udp") else b.daddr)
-    return None, None
+    p = _pass_where(passes, "request", lambda a, b: a.daddr == cluster_ip and b.daddr not in (None, cluster_ip))
+    if p is None:
+        return None, None
+    b = p.last
+    return p, (f"{b.daddr}:{b.dport}" if b.proto in ("tcp", "udp") else b.daddr)
 
 
 def reverse_nat_of(passes, cluster_ip: str):
     """The reply pass whose source was translated back to the ClusterIP."""
-    for p in passes:
-        if p.direction != "reply":
-            continue
-        a, b = p.first, p.last
-        if b.saddr == cluster_ip and a.saddr and a.saddr != cluster_ip:
-            return p
-    return None
+    return _pass_where(passes, "reply", lambda a, b: b.saddr == cluster_ip and a.saddr not in (None, cluster_ip))
 
 
 def service_hop(diagnosis, bundle, passes, where) -> ServiceHop | None:
@@ -68,7 +60,7 @@ def service_hop(diagnosis, bundle, passes, where) -> ServiceHop | None:
     h = where.host(p.netns)
     hop.node = (h.node or h.name) if h is not None else None
     hop.hook = p.hook
-    ip, port = _split(endpoint)
+    ip = endpoint.split(":")[0]
     owner = next((x for x in bundle.hosts if x.kind == "pod" and any(a.address == ip for a in x.addrs)), None)
     hop.endpoint_pod = owner.name if owner else None
     chosen = next((path for path in diagnosis.paths if (path.alternative or "").split(":")[0] == ip), None)

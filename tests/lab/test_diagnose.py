@@ -16,6 +16,7 @@ from itertools import permutations
 from pathlib import Path
 
 import pytest
+from conftest import nobody_can_run_the_checkout
 
 from podpath.tracer.diagnose import diagnose
 from podpath.tracer.lab import FAULTS, Lab
@@ -184,6 +185,7 @@ def test_cli_bad_files_are_one_line_errors(tmp_path):
 
 
 def test_cli_without_root_says_so(lab, tmp_path):
+    nobody_can_run_the_checkout()
     r = run("diagnose", "pod-a", "pod-b", "--lab", lab.name, user="65534")
     assert r.returncode == 4, r.stderr
     assert "needs root" in r.stderr and "Traceback" not in r.stderr

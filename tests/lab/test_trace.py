@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, nobody_can_run_the_checkout, wait_no_programs
 
 pytestmark = ROOT_BPF_LAB
 
@@ -204,5 +204,6 @@ def test_cli_json_and_exit_codes(lab):
 
 
 def test_cli_without_root_points_at_diagnose(lab):
+    nobody_can_run_the_checkout()
     p = cli("trace", "pod-a", "pod-b", "--lab", lab.name, user="65534")
     assert p.returncode == 4 and "podpath diagnose" in p.stderr and p.stderr.count("\n") == 1, p.stderr

@@ -34,7 +34,7 @@ def main() -> int:
         return 4
     from podpath.tracer.diagnose import diagnose
     from podpath.tracer.lab import Lab
-    from podpath.tracer.sources import lab_snapshot
+    from podpath.tracer.lab.source import lab_snapshot
 
     name = "b" + uuid.uuid4().hex[:4]
     lab = Lab(name)

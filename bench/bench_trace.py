@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 IPERF_PORT = 5201
 
@@ -119,7 +120,7 @@ def iperf(lab, seconds: int) -> tuple[float, str]:
 def path_plan(lab):
     """The session request a trace of pod-a → pod-b makes: devices for tc, netfilter brackets."""
     from podpath.tracer.diagnose import diagnose
-    from podpath.tracer.sources import lab_snapshot
+    from podpath.tracer.lab.source import lab_snapshot
     from podpath.tracer.trace import plan
     bundle = lab_snapshot(lab.name)
     req, _, _ = plan(bundle, diagnose(bundle, "pod-a", "pod-b"))
@@ -179,8 +180,8 @@ def main() -> int:
             mark = "" if target is None else f"< {target:g} s {'ok' if secs < target else 'OVER'}"
             rows.append((label, f"{secs:.3f} s", mark))
 
-        trace("pod-a", "pod-b", lab=name)  # warm-up (imports, page cache)
-        t, healthy = median_time(lambda: trace("pod-a", "pod-b", lab=name), args.runs)
+        trace("pod-a", "pod-b", source=LabSource(name))  # warm-up (imports, page cache)
+        t, healthy = median_time(lambda: trace("pod-a", "pod-b", source=LabSource(name)), args.runs)
         verdict_row(f"trace healthy, in process (median of {args.runs})", t)
         statuses = {x.verdict.status for x in healthy}
         if statuses != {"delivered"}:
@@ -190,7 +191,7 @@ def main() -> int:
         verdict_row("  same, CLI exit (after closing the probes)", wall)
         lab.inject("forward-drop")
         try:
-            t, dropped = median_time(lambda: trace("pod-a", "pod-b", lab=name), args.runs)
+            t, dropped = median_time(lambda: trace("pod-a", "pod-b", source=LabSource(name)), args.runs)
             verdict_row("trace forward-drop (kernel drop event), in process", t, 1.0)
             statuses = {(x.verdict.status, x.verdict.drop_reason) for x in dropped}
             if statuses != {("dropped", "NETFILTER_DROP")}:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from podpath.cli.common import BundleOpt, LabOpt, Output, OutputOpt, err, get_bundle, out, print_json
+from podpath.cli.common import (BundleOpt, ContextOpt, KubeconfigOpt, LabOpt, Output, OutputOpt, err, get_source, out,
+                                print_json, snapshot)
 from podpath.tracer.model.path import SEGMENTS
 
 EXIT_FINDINGS = 1  # errors found: like a linter, so scripts can gate on it
@@ -27,6 +28,8 @@ def diagnose(
     size: int = typer.Option(None, "--size", help="IP packet size in bytes, DF set (default 84, like ping)"),
     bundle: str = BundleOpt,
     lab: str = LabOpt,
+    kubeconfig: str = KubeconfigOpt,
+    context: str = ContextOpt,
     show_path: bool = typer.Option(False, "--path", help="also print the expected path hop by hop"),
     output: Output = OutputOpt,
 ) -> None:
@@ -38,15 +41,16 @@ def diagnose(
 
     \b
     Examples:
-      podpath diagnose pod-a pod-b
-      podpath diagnose pod-a svc/default/web:80
+      podpath diagnose default/pod-a default/pod-b          # on a node, names from the API
+      podpath diagnose pod-a svc/default/web:80 --lab pp     # in podpath's netns lab
       podpath diagnose pod-a svc/kube-system/kube-dns:53 --proto udp
       podpath diagnose pod-a pod-b --size 1400 --bundle ticket.json -o json | jq .findings
     """
     from podpath.tracer.diagnose import diagnose as run
 
-    data = get_bundle(bundle, lab)
-    result = run(data, src, dst, proto=proto, port=port, size=size, sport=sport)
+    source = get_source(bundle, lab, kubeconfig, context)
+    data = snapshot(source, tuple(t for t in (src, dst) if t))
+    result = run(data, src, dst, proto=proto, port=port, size=size, sport=sport, hint=source.not_found_hint())
     if output == Output.json:
         print_json(result.to_dict())
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from podpath.cli.common import LabOpt, Output, OutputOpt, err, out, print_json
+from podpath.cli.common import ContextOpt, KubeconfigOpt, LabOpt, Output, OutputOpt, err, get_source, out, print_json
 
 EXIT_NOT_ANSWERED = 1
 
@@ -24,6 +24,8 @@ def dns(
     sport: int = typer.Option(None, "--sport", help="query from this source port (a client that reuses its port "
                               "meets stale conntrack entries)"),
     lab: str = LabOpt,
+    kubeconfig: str = KubeconfigOpt,
+    context: str = ContextOpt,
     output: Output = OutputOpt,
 ) -> None:
     """Look a name up from a pod, as its resolver does, and trace the query to the DNS pod and back.
@@ -43,9 +45,12 @@ def dns(
     """
     from podpath.cli.trace import _progress, render as render_trace
     from podpath.tracer.dns import lookup
+    from podpath.tracer.trace import require_root
 
+    require_root()
+    source = get_source(None, lab, kubeconfig, context)
     with _progress() as (say, stop):
-        res = lookup(pod, name, lab=lab, rdtype=rdtype, server=server, timeout=timeout, progress=say,
+        res = lookup(pod, name, source=source, rdtype=rdtype, server=server, timeout=timeout, progress=say,
                      nftrace=nftrace, sport=sport)
         stop()
     if output == Output.json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from podpath.cli.common import LabOpt, err
+from podpath.cli.common import ContextOpt, KubeconfigOpt, LabOpt, err
 from podpath.tracer.errors import BundleError, UsageError
 
 
@@ -19,14 +19,16 @@ def register(app: typer.Typer) -> None:
     def take(ctx: typer.Context,
              output: str = typer.Option("-", "--output", "-o", help="bundle file to write ('-' = stdout)",
                                         metavar="FILE"),
-             lab: str = LabOpt) -> None:
-        """Snapshot every namespace of the lab (links, addresses, rules, routes, neighbours, FDB,
-        sysctls, iptables, nftables, IPVS, conntrack, listeners) into one versioned JSON bundle."""
+             lab: str = LabOpt, kubeconfig: str = KubeconfigOpt, context: str = ContextOpt) -> None:
+        """Snapshot this node — its own namespace and every pod namespace attached to it, named or
+        not — (or every namespace of the netns lab with --lab): links, addresses, rules, routes,
+        neighbours, FDB, sysctls, iptables, nftables, IPVS, conntrack, listeners, with the cluster's
+        facts from the API, into one versioned JSON bundle."""
         if ctx.invoked_subcommand:
             return
-        from podpath.cli.common import get_bundle
+        from podpath.cli.common import get_source, snapshot
 
-        bundle = get_bundle(None, lab)
+        bundle = snapshot(get_source(None, lab, kubeconfig, context))
         write(bundle.to_json(), output)
         err.print(f"snapshot of {len(bundle.hosts)} namespaces → {output if output != '-' else 'stdout'}")
 

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from podpath.cli.common import LabOpt, Output, OutputOpt, err, out, print_json
+from podpath.cli.common import ContextOpt, KubeconfigOpt, LabOpt, Output, OutputOpt, err, get_source, out, print_json
 from podpath.tracer.model.path import SEGMENTS
 
 EXIT_NOT_DELIVERED = 1
@@ -34,6 +34,8 @@ def trace(
     nftrace: bool = typer.Option(False, "--nftrace", help="also read the kernel's nf_tables trace (adds a "
                                  "temporary podpath_nftrace_* table in each namespace on the path, removed after)"),
     lab: str = LabOpt,
+    kubeconfig: str = KubeconfigOpt,
+    context: str = ContextOpt,
     output: Output = OutputOpt,
 ) -> None:
     """Follow a real test packet from SRC to DST with eBPF and explain where and why it dies.
@@ -45,7 +47,8 @@ def trace(
 
     \b
     Examples:
-      podpath trace pod-a pod-b
+      podpath trace default/pod-a default/pod-b       # on a node: this node's part, traced
+      podpath trace pod-a pod-b --lab pp              # podpath's netns lab (both nodes)
       podpath trace pod-a pod-b --proto tcp --port 8080
       podpath trace pod-a pod-b --size 1400 -o json | jq .verdict
       podpath trace pod-a pod-b --nftrace      # the kernel names the rule (nf_tables only)
@@ -53,6 +56,7 @@ def trace(
     from podpath.tracer.trace import require_root, trace as run
 
     require_root()
+    source = get_source(None, lab, kubeconfig, context)
 
     def show(t) -> None:  # called at the verdict, before the probes are closed (~0.3 s)
         stop()
@@ -63,7 +67,7 @@ def trace(
         sys.stdout.flush()
 
     with _progress() as (say, stop):
-        result = run(src, dst, lab=lab, proto=proto, port=port, size=size, count=count, timeout=timeout,
+        result = run(src, dst, source=source, proto=proto, port=port, size=size, count=count, timeout=timeout,
                      progress=say, on_verdict=show, nftrace=nftrace, sport=sport)
     if not result.delivered:
         raise typer.Exit(EXIT_NOT_DELIVERED)

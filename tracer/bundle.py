@@ -215,6 +215,14 @@ class Host:
     sources: list[str] = field(default_factory=list)  # what it was built from ("netlink", "ip a", ...)
     # What the snapshot could not read: {"iptables": "iptables-save not installed"}.
     gaps: dict[str, str] = field(default_factory=dict)
+    # Which namespace it is, as the kernel knows it: the nsfs inode (what BPF events carry), the
+    # processes that hold it (a pod's pause/holder process), and how its name was found: "api"
+    # (pod IP in the Kubernetes API), "inventory" (the lab's), "hostname" (kubelet's
+    # /etc/hostname in the holder's root), "ip", or "unknown" (a namespace nobody accounts for).
+    inode: int | None = None
+    pids: list[int] = field(default_factory=list)
+    identified_by: str | None = None
+    host_veth: str | None = None  # a pod's veth end in its node's namespace
 
     def link(self, name: str | None) -> Link | None:
         return next((l for l in self.links if l.name == name), None)
@@ -230,10 +238,11 @@ class Host:
 class NodeInfo:
     name: str
     netns: str | None = None
-    underlay_ip: str | None = None
+    underlay_ip: str | None = None  # flannel's public-ip annotation, else the InternalIP
     underlay_dev: str | None = None
-    vtep_mac: str | None = None
+    vtep_mac: str | None = None  # flannel's backend-data annotation (VtepMAC)
     pod_cidr: str | None = None
+    internal_ip: str | None = None
 
 
 @dataclass
@@ -245,6 +254,8 @@ class PodInfo:
     ip: str | None = None
     mac: str | None = None
     host_veth: str | None = None
+    host_network: bool = False
+    phase: str | None = None
 
 
 @dataclass
@@ -268,11 +279,23 @@ class ServiceInfo:
 class Inventory:
     """What the cluster says exists (lab status or Kubernetes API), as opposed to kernel state."""
 
-    cluster_cidr: str = "10.244.0.0/16"
-    service_cidr: str = "10.96.0.0/12"
+    cluster_cidr: str | None = "10.244.0.0/16"
+    service_cidr: str | None = "10.96.0.0/12"
     nodes: list[NodeInfo] = field(default_factory=list)
     pods: list[PodInfo] = field(default_factory=list)
     services: list[ServiceInfo] = field(default_factory=list)
+    source: str | None = None  # "lab", "kubernetes"
+    local_node: str | None = None  # the node the snapshot was taken on (a node source)
+    kube_proxy_mode: str | None = None  # iptables, ipvs, nftables (kube-system/kube-proxy ConfigMap)
+    dns_service: str | None = None  # "kube-system/kube-dns"
+    # Which of its facts the source could not read: {"endpointslices": "403: ..."}
+    gaps: dict[str, str] = field(default_factory=dict)
+
+    def node(self, name: str | None) -> NodeInfo | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def pod_by_ip(self, ip: str) -> PodInfo | None:
+        return next((p for p in self.pods if p.ip == ip), None)
 
 
 @dataclass

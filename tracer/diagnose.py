@@ -63,17 +63,19 @@ def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None
 
 
 def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, proto: str | None = None,
-             port: int | None = None, size: int | None = None, sport: int | None = None) -> Diagnosis:
+             port: int | None = None, size: int | None = None, sport: int | None = None,
+             hint: str = "") -> Diagnosis:
     model = Model(bundle)
     if (src is None) != (dst is None):
         raise UsageError("give both SRC and DST, or neither (node-wide checks only)")
     if src is None:
         ctx = Context(bundle=bundle, topo=model.topo)
         return Diagnosis(None, sort_findings(run_checks(ctx), []))
-    s, d = resolve(bundle, src), resolve(bundle, dst)
+    s, d = resolve(bundle, src, hint), resolve(bundle, dst, hint)
     if s.host is None:
-        raise UsageError(f"source '{src}' is no pod or node in the snapshot; the source must be where the packet "
-                         "starts (a pod name or a pod IP)")
+        where = f" (it runs on {s.node})" if s.node else ""
+        raise UsageError(f"source '{src}' is not in this snapshot{where}: the source must be where the packet "
+                         "starts, a pod of this node (run podpath on its node)")
     flow = build_flow(s, d, proto, port, size, sport)
     paths = model.paths(flow, s.host, d.host.name if d.host else None)
     for p in paths:
@@ -97,12 +99,13 @@ def assign_segments(path: Path, src: str, dst: str | None) -> None:
                  and h.direction == "request" and h.host == path.hops[first].host), None)
     if ipvs is not None:
         first = next((i for i in routes if i > ipvs), ipvs)
+    left = any(h.reason == "left_node" for h in path.hops)  # host B is not in the snapshot
     for i, h in enumerate(path.hops):
         if h.direction == "reply":
             h.segment = SEGMENTS[3]
         elif h.host == src or i <= first:
             h.segment = SEGMENTS[0]
-        elif h.host == dst or (i >= last and last != first) or (first == last and i > first):
+        elif h.host == dst or (not left and ((i >= last and last != first) or (first == last and i > first))):
             h.segment = SEGMENTS[2]
         else:
             h.segment = SEGMENTS[1]

@@ -39,3 +39,9 @@ class LabError(PodpathError):
     """The lab is not up, or a lab operation failed."""
 
     exit_code = 6
+
+
+class ApiError(PodpathError):
+    """The Kubernetes API server refused (401, 403) or failed a request podpath needs."""
+
+    exit_code = 7

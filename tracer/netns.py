@@ -24,6 +24,16 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
+# The namespace podpath itself runs in (the node, on a node), as probes and sessions name it: the
+# main thread's, which never setns()s. Host.netns is None for it (fix commands need no prefix).
+OWN_NETNS = "/proc/self/ns/net"
+
+
+def probe_netns(host) -> str:
+    """How probes, the injector and sessions name a snapshot host's namespace."""
+    return host.netns or OWN_NETNS
+
+
 def netns_path(netns: str) -> str:
     return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
 

@@ -20,7 +20,7 @@ from conftest import nobody_can_run_the_checkout
 
 from podpath.tracer.diagnose import diagnose
 from podpath.tracer.lab import FAULTS, Lab
-from podpath.tracer.sources import lab_snapshot
+from podpath.tracer.lab.source import lab_snapshot
 
 pytestmark = [
     pytest.mark.lab,

@@ -15,6 +15,7 @@ from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
 pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.dns import lookup  # noqa: E402
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
 
@@ -45,7 +46,7 @@ def services(lab):
 def test_every_lab_service_resolves_from_a_pod(lab, pod):
     for (ns, name), svc in services(lab).items():
         short = name if ns == "default" else f"{name}.{ns}"
-        r = lookup(pod, short, lab=lab.name)
+        r = lookup(pod, short, source=LabSource(lab.name))
         assert r.ok and r.status == "answered", (short, r.attempts)
         assert any(a.endswith(f"IN A {svc.cluster_ip}") for a in r.answer), r.answer
         assert r.attempts[-1].name == f"{name}.{ns}.svc.cluster.local.", r.attempts
@@ -56,7 +57,7 @@ def test_every_lab_service_resolves_from_a_pod(lab, pod):
 
 
 def test_ndots_5_expansion_is_shown(lab):
-    r = lookup("pod-a", "example.com", lab=lab.name)
+    r = lookup("pod-a", "example.com", source=LabSource(lab.name))
     assert [a.name for a in r.attempts] == ["example.com.default.svc.cluster.local.", "example.com.svc.cluster.local.",
                                             "example.com.cluster.local.", "example.com."]
     assert [a.rcode for a in r.attempts[:3]] == ["NXDOMAIN"] * 3
@@ -75,7 +76,7 @@ def test_ndots_5_expansion_is_shown(lab):
 def test_dns_fault_is_found_by_the_traced_query(lab, faulted, fault, status, cause, node, location, direction):
     from podpath.tracer.lab import FAULTS
     faulted(fault)
-    r = lookup("pod-a", "web", lab=lab.name, sport=FAULTS[fault].flow.sport)
+    r = lookup("pod-a", "web", source=LabSource(lab.name), sport=FAULTS[fault].flow.sport)
     v = r.trace["verdict"]
     print(f"\n{fault}: {r.status}; {v['status']} {v['cause']} at {v['node']}/{v['location']}: {v['message']}")
     assert (r.status, r.ok) == (status, False), r.attempts

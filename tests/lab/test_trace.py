@@ -17,6 +17,7 @@ from conftest import ROOT_BPF_LAB, bpf_lab, nobody_can_run_the_checkout, wait_no
 pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.trace import trace  # noqa: E402
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def traced(lab):
         if fault:
             lab.inject(fault)
         try:
-            return trace(src, dst, lab=lab.name, **kw)
+            return trace(src, dst, source=LabSource(lab.name), **kw)
         finally:
             if fault:
                 lab.clear(fault)

@@ -14,8 +14,9 @@ pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.diagnose import diagnose  # noqa: E402
 from podpath.tracer.lab import FAULTS  # noqa: E402
-from podpath.tracer.sources import lab_snapshot  # noqa: E402
+from podpath.tracer.lab.source import lab_snapshot  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 # fault -> (status, kernel drop reason or None, netfilter hook or None)
 EXPECTED = {
@@ -74,7 +75,7 @@ def test_fault_traced_and_agrees_with_diagnose(lab, name):
     kw = dict(proto=fault.flow.proto, port=fault.flow.port, size=fault.flow.size, sport=fault.flow.sport)
     lab.inject(name)
     try:
-        t = trace(fault.flow.src, fault.flow.dst, lab=lab.name, **kw)
+        t = trace(fault.flow.src, fault.flow.dst, source=LabSource(lab.name), **kw)
         diag = diagnose(lab_snapshot(lab.name), fault.flow.src, fault.flow.dst, **kw)
     finally:
         lab.clear(name)

@@ -14,6 +14,7 @@ pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.trace import trace  # noqa: E402
 from podpath.tracer.trace.nftrace import TABLE_PREFIX  # noqa: E402
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_native_nftables_chain_drop_names_the_chain_and_the_rule(lab):
     script = ("table inet pp_handmade {\n chain fwd_guard { type filter hook forward priority 10;\n"
               f"  ip daddr {b_ip} counter drop\n }}\n}}\n")
     with broken(lab, "node-b", ["nft -f -"], ["nft delete table inet pp_handmade"], stdin=script):
-        t = trace("pod-a", "pod-b", lab=lab.name, nftrace=True)
+        t = trace("pod-a", "pod-b", source=LabSource(lab.name), nftrace=True)
     v = t.verdict
     assert (v.status, v.node, v.location, v.hook, v.drop_reason) == \
         ("dropped", "node-b", "host", "forward", "NETFILTER_DROP"), v
@@ -65,7 +66,7 @@ def test_rule_the_model_cannot_evaluate_is_named_by_counters_and_nftrace(lab):
     counts it, and nftrace names it."""
     rule = "-m string --algo bm --string podpath-trace -j DROP"
     with broken(lab, "node-b", [f"iptables -I FORWARD 1 {rule}"], [f"iptables -D FORWARD {rule}"]):
-        t = trace("pod-a", "pod-b", lab=lab.name, nftrace=True)
+        t = trace("pod-a", "pod-b", source=LabSource(lab.name), nftrace=True)
     v = t.verdict
     assert (v.status, v.cause, v.hook) == ("dropped", "iptables", "forward"), v
     assert v.counter and "--string" in v.counter, v
@@ -76,7 +77,7 @@ def test_rule_the_model_cannot_evaluate_is_named_by_counters_and_nftrace(lab):
 def test_reject_inside_the_destination_pod(lab):
     rule = "-p icmp -j REJECT --reject-with icmp-host-prohibited"
     with broken(lab, "pod-b", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
-        t = trace("pod-a", "pod-b", lab=lab.name)
+        t = trace("pod-a", "pod-b", source=LabSource(lab.name))
     v = t.verdict
     assert (v.status, v.cause, v.node, v.location, v.hook) == ("rejected", "iptables", "node-b", "pod-b", "input"), v
     assert any("REJECT" in e["object"] for e in v.evidence), v
@@ -85,7 +86,7 @@ def test_reject_inside_the_destination_pod(lab):
 def test_blackhole_route_on_the_source_node(lab):
     b_ip = ip_of(lab, "pod-b")
     with broken(lab, "node-a", [f"ip route add blackhole {b_ip}/32"], [f"ip route del blackhole {b_ip}/32"]):
-        t = trace("pod-a", "pod-b", lab=lab.name)
+        t = trace("pod-a", "pod-b", source=LabSource(lab.name))
     v = t.verdict
     assert (v.status, v.cause, v.node, v.location) == ("dropped", "host_route", "node-a", "host"), v
     assert any("blackhole" in e["object"] for e in v.evidence), v
@@ -96,7 +97,7 @@ def test_deleted_vtep_neighbour(lab):
     vtep_b = next(n.pod_cidr.split("/")[0] for n in lab.inventory().nodes if n.name == "node-b")
     with broken(lab, "node-a", [f"ip neigh del {vtep_b} dev flannel.1"], []):
         try:
-            t = trace("pod-a", "pod-b", lab=lab.name)
+            t = trace("pod-a", "pod-b", source=LabSource(lab.name))
         finally:
             lab.up()  # reconcile: flannel's permanent neighbour back
     v = t.verdict
@@ -111,7 +112,7 @@ def test_dns_blocked_inside_the_coredns_pod(lab):
     from podpath.tracer.dns import lookup
     rule = "-p udp -m udp --dport 53 -j DROP"
     with broken(lab, "coredns", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
-        r = lookup("pod-a", "web", lab=lab.name)
+        r = lookup("pod-a", "web", source=LabSource(lab.name))
     v = r.trace["verdict"]
     assert r.status == "timeout" and not r.ok, r.attempts
     assert (v["status"], v["cause"], v["node"], v["location"], v["hook"]) == \
@@ -124,7 +125,7 @@ def test_dns_answers_dropped_in_the_client_pod(lab):
     from podpath.tracer.dns import lookup
     rule = "-p udp -m udp --sport 53 -j DROP"
     with broken(lab, "pod-a", [f"iptables -I INPUT 1 {rule}"], [f"iptables -D INPUT {rule}"]):
-        r = lookup("pod-a", "web", lab=lab.name)
+        r = lookup("pod-a", "web", source=LabSource(lab.name))
     v = r.trace["verdict"]
     assert r.status == "timeout", r.attempts
     assert (v["status"], v["node"], v["location"], v["hook"], v["direction"]) == \
@@ -141,7 +142,7 @@ def test_service_target_port_nobody_listens_on(lab):
     rule = f"-p tcp -m tcp -j DNAT --to-destination {b_ip}:9090"
     with broken(lab, "node-a", [f"iptables -t nat -I {chain} 1 {rule}"], [f"iptables -t nat -D {chain} {rule}"]):
         for _ in range(16):  # kube-proxy picks pod-b half of the time
-            t = trace("pod-a", "svc/default/web:80", lab=lab.name)
+            t = trace("pod-a", "svc/default/web:80", source=LabSource(lab.name))
             if t.service and t.service["endpoint_pod"] == "pod-b":
                 break
     assert t.service["endpoint"] == f"{b_ip}:9090", t.service

@@ -30,6 +30,7 @@ pytestmark = ROOT_BPF_LAB
 
 from podpath.tracer.probes import loaded_podpath_programs  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402
+from podpath.tracer.lab.source import LabSource  # noqa: E402
 
 PODPATH = str(Path(sys.executable).parent / "podpath")
 POD_NAMES = ("pod-a", "pod-a2", "pod-b", "coredns")
@@ -130,7 +131,7 @@ def test_sigkill_of_a_trace_in_progress_leaves_nothing_behind(lab):
     assert not [l for l in bpf_links() if l.get("type") in TCX_LINK and l.get("prog_id") in live_ids]
     assert clsact_qdiscs(lab) == qdiscs_before, "a clsact qdisc was left on a lab device"
     # and the lab is healthy again afterwards: a fresh trace works
-    assert trace("pod-a", "pod-b", lab=lab.name).verdict.status == "delivered"
+    assert trace("pod-a", "pod-b", source=LabSource(lab.name)).verdict.status == "delivered"
 
 
 # --------------------------------------------------------------------------- concurrent traces
@@ -142,7 +143,7 @@ def run_two(lab, src1: str, src2: str, count: int = 3):
     def run(src):
         barrier.wait()
         t0 = time.monotonic()
-        t = trace(src, "pod-b", lab=lab.name, count=count, timeout=2.0)
+        t = trace(src, "pod-b", source=LabSource(lab.name), count=count, timeout=2.0)
         return t, (t0, time.monotonic())
 
     with ThreadPoolExecutor(max_workers=2) as ex:
@@ -182,7 +183,7 @@ def test_two_traces_at_once_do_not_see_each_others_packets(lab):
 
 def test_two_traces_of_the_same_flow_at_once_stay_apart(lab):
     """Same source, destination and probed devices twice over: only the ICMP id tells them apart."""
-    solo = trace("pod-a", "pod-b", lab=lab.name, count=3, timeout=2.0)
+    solo = trace("pod-a", "pod-b", source=LabSource(lab.name), count=3, timeout=2.0)
     only_own_packets(solo, 3)
     t1, t2 = run_two(lab, "pod-a", "pod-a")
     assert t1.inject["icmp_id"] != t2.inject["icmp_id"]
@@ -216,7 +217,7 @@ def reachability(lab) -> dict[tuple, bool]:
 def test_traffic_is_delivered_exactly_as_without_probes(lab):
     from podpath.tracer.diagnose import diagnose
     from podpath.tracer.probes import Filter, Probes
-    from podpath.tracer.sources import lab_snapshot
+    from podpath.tracer.lab.source import lab_snapshot
     from podpath.tracer.trace import plan
 
     without = reachability(lab)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from ..bundle import Bundle, Host, Link
@@ -71,13 +72,30 @@ def for_host(ctx: Context, host: Host, cause: str, obj: str, message: str, fix: 
                    fix=fix, device=device, evidence=[Evidence(k, node, loc, o) for k, o in evidence])
 
 
-def ip_cmd(host: Host, args: str) -> str:
-    """An iproute2 command for `host`, run in its namespace when the snapshot came from one."""
-    return f"ip -n {host.netns} {args}" if host.netns else f"ip {args}"
+def ns_prefix(host: Host) -> str:
+    """How to run a command in `host`'s namespace from where podpath ran: nothing for that namespace
+    itself (the node, on a node), `ip netns exec NAME` for a named one, `nsenter -t PID -n` for one
+    only a process holds (a pod whose runtime did not name it)."""
+    ns = host.netns
+    if not ns:
+        return ""
+    m = re.fullmatch(r"/proc/(\d+)/ns/net", ns)
+    if m:
+        return f"nsenter -t {m.group(1)} -n "
+    if "/" in ns:
+        return f"nsenter --net={ns} "
+    return f"ip netns exec {ns} "
+
+
+def ip_cmd(host: Host, args: str, tool: str = "ip") -> str:
+    """An iproute2 command (ip, bridge, tc) for `host`, run in its namespace when it has one."""
+    if host.netns and "/" not in host.netns:
+        return f"{tool} -n {host.netns} {args}"
+    return ns_prefix(host) + f"{tool} {args}"
 
 
 def ns_cmd(host: Host, cmd: str) -> str:
-    return f"ip netns exec {host.netns} {cmd}" if host.netns else cmd
+    return ns_prefix(host) + cmd
 
 
 def subnet_of(host: Host, ifname: str) -> ipaddress.IPv4Network | None:

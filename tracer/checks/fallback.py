@@ -1,16 +1,25 @@
-"""When the path fails and no check explains why: say where, at least."""
+"""When the path fails and no check explains why: say where, at least. When it leaves for a node
+this snapshot does not hold: say that the rest is not observed, without guessing."""
 
 from __future__ import annotations
 
-from .base import ERROR, Context, Finding, from_hop
+from .base import ERROR, INFO, Context, Finding, from_hop
 
 
 def unknown(ctx: Context, found: list[Finding]) -> list[Finding]:
-    if any(f.severity == ERROR for f in found):
-        return []
     out = []
     for path in ctx.paths:
-        if path.outcome == "delivered":
+        left = next((h for h in path.hops if h.reason == "left_node"), None)
+        if path.outcome == "unobserved" and left is not None:
+            remote = left.data.get("remote")
+            out.append(from_hop(left, "unknown", f"{remote}: not observed", left.detail,
+                                f"run podpath on {remote} too (or trace through the per-node agents)",
+                                severity=INFO))
+            break
+    if any(f.severity == ERROR for f in found):
+        return out
+    for path in ctx.paths:
+        if path.outcome in ("delivered", "unobserved"):
             continue
         hop = next((h for h in path.hops if h.status == "fail"), path.hops[-1] if path.hops else None)
         if hop is None:

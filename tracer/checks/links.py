@@ -131,12 +131,11 @@ def bridge_port(ctx: Context) -> list[Finding]:
                                     f"{peer.name}'s host veth {link.name} is {where}, not {br.name}: "
                                     f"{peer.name} is cut off from its gateway and from other pods",
                                     ip_cmd(node, f"link set {link.name} master {br.name}") + " && " +
-                                    f"bridge -n {node.netns} link set dev {link.name} hairpin on" if node.netns else
-                                    ip_cmd(node, f"link set {link.name} master {br.name}"),
+                                    ip_cmd(node, f"link set dev {link.name} hairpin on", tool="bridge"),
                                     device=link.name, evidence=[("link", link_text(link))]))
             elif link.hairpin is False:
                 out.append(for_host(ctx, node, "bridge_port", link_text(link),
                                     f"hairpin is off on {link.name}: {peer.name} cannot reach itself through a Service",
-                                    (f"bridge -n {node.netns} " if node.netns else "bridge ") +
-                                    f"link set dev {link.name} hairpin on", severity=WARNING, device=link.name))
+                                    ip_cmd(node, f"link set dev {link.name} hairpin on", tool="bridge"),
+                                    severity=WARNING, device=link.name))
     return out

@@ -144,7 +144,7 @@ def fdb(ctx: Context) -> list[Finding]:
 
 
 def _bridge_cmd(host, args: str) -> str:
-    return f"bridge -n {host.netns} {args}" if host.netns else f"bridge {args}"
+    return ip_cmd(host, args, tool="bridge")
 
 
 def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:

@@ -112,33 +112,34 @@ def _plain_query(netns: str, q, server: str, timeout: float, sport: int | None =
         s.close()
 
 
-def conntrack_stats(lab) -> dict[str, dict[str, int]]:
-    """node -> conntrack counters summed over CPUs (pyroute2, CTNETLINK stats)."""
+def conntrack_stats(bundle) -> dict[str, dict[str, int]]:
+    """node -> conntrack counters summed over CPUs (pyroute2, CTNETLINK stats), for the snapshot's nodes."""
     from pyroute2 import Conntrack
 
-    from ..netns import run_in
+    from ..netns import probe_netns, run_in
 
     out = {}
-    for ref in lab.hosts():
-        if ref.kind != "node":
+    for host in bundle.hosts:
+        if host.kind != "node":
             continue
 
         def read():
             with Conntrack() as ct:
                 return ct.stat()
         try:
-            rows = run_in(ref.netns, read)
-        except Exception:  # no conntrack in this namespace: nothing to compare
+            rows = run_in(probe_netns(host), read)
+        except Exception:  # noqa: BLE001 - no conntrack in this namespace: nothing to compare
             continue
-        out[ref.name] = {k: sum(int(r.get(k, 0)) for r in rows) for k in CT_COUNTERS}
+        out[host.name] = {k: sum(int(r.get(k, 0)) for r in rows) for k in CT_COUNTERS}
     return out
 
 
-def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: str | None = None,
+def lookup(pod: str, name: str, *, source, rdtype: str = "A", server: str | None = None,
            timeout: float = 1.0, progress=None, nftrace: bool = False, sport: int | None = None) -> DnsResult:
-    """Resolve name from pod as its resolver would, tracing the query that explains the outcome."""
-    from ..lab import Lab
-    from ..lab.topology import NETNS_ETC
+    """Resolve name from pod as its resolver would, tracing the query that explains the outcome.
+    source: where the pod and its resolv.conf are (tracer.sources)."""
+    from ..netns import probe_netns
+    from ..targets.resolve import resolve
     from ..trace import require_root, trace
 
     require_root()
@@ -149,23 +150,26 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     t0 = time.perf_counter()
-    lab_obj = Lab.load(lab)
-    netns = lab_obj.netns(pod)
-    path = NETNS_ETC / netns / "resolv.conf"
-    try:
-        rc = parse_resolv_conf(path.read_text(), str(path))
-    except OSError:
-        raise UsageError(f"{pod} has no resolv.conf ({path}); is it a pod of lab '{lab}'?") from None
+    say(f"snapshotting {source.label}…")
+    bundle = source.snapshot((pod,) + ((server,) if server else ()))
+    client = resolve(bundle, pod, hint=source.not_found_hint())
+    if client.host is None or client.host.kind != "pod":
+        raise UsageError(f"'{pod}' is not a pod on {source.label}: `podpath dns` looks the name up from a pod here")
+    rc_text = source.resolv_conf(client.host)
+    rc = parse_resolv_conf(rc_text, f"{client.host.name}'s resolv.conf")
+    netns = probe_netns(client.host)
     server = server or (rc.nameservers[0] if rc.nameservers else None)
     if server is None:
         raise UsageError(f"{pod}'s resolv.conf names no nameserver; give one with --server IP")
-    svc = next((f"svc/{s.namespace}/{s.name}" for s in lab_obj.inventory().services if s.cluster_ip == server), None)
+    inv = bundle.inventory
+    svc = next((f"svc/{s.namespace}/{s.name}" for s in (inv.services if inv else []) if s.cluster_ip == server),
+               None)
     res = DnsResult(pod=pod, query=name, rdtype=rdtype, server=server, server_name=svc, resolv=rc.to_dict())
-    before = conntrack_stats(lab_obj)
+    before = conntrack_stats(bundle)
     def traced(q, att: Attempt) -> str | None:
         """Send q as a trace; the answer's bytes (hex), "" for a port unreachable, None for none."""
-        t = trace(pod, server, lab=lab, proto="udp", port=53, payload=q.to_wire(), expect_reply=True,
-                  timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
+        t = trace(pod, server, source=source, bundle=bundle, proto="udp", port=53, payload=q.to_wire(),
+                  expect_reply=True, timeout=timeout, progress=say, nftrace=nftrace, sport=sport)
         att.traced, att.ms, res.trace = True, _answer_ms(t), t.to_dict()
         return "" if t.inject.get("answer") == "refused" else t.inject.get("reply_hex")
 
@@ -201,7 +205,7 @@ def lookup(pod: str, name: str, *, lab: str = "pp", rdtype: str = "A", server: s
             continue
         res.status = (att.rcode or "timeout").lower()  # SERVFAIL, REFUSED…: the resolver gives up
         break
-    after = conntrack_stats(lab_obj)
+    after = conntrack_stats(bundle)
     res.conntrack = {n: {k: after[n][k] - before[n].get(k, 0) for k in CT_COUNTERS}
                      for n in after if n in before}
     res.timings["total_ms"] = (time.perf_counter() - t0) * 1000

@@ -353,6 +353,12 @@ class Walk:
             return
         peer = self.topo.peer(Port(host.name, link.name))
         if peer is None:
+            remote = self.model.remote_node(pkt.dst)
+            if remote is not None:  # another node, known from the cluster's facts but not read here
+                self.hop(host, "leave", link.name, reason="left_node", remote=remote.name,
+                         detail=f"left {self.topo.node_of(host)} for {remote.name} ({pkt.dst}); {remote.name} is "
+                                "not in this snapshot, so what happens there is not observed")
+                raise Stop("left_node")
             self.fail(host, "egress", link.name, "leaves_snapshot",
                       f"{link.name} leads out of the snapshot (no namespace in the bundle holds its peer)")
         self.receive(self.topo.host(peer.host), peer.link, pkt, mac)
@@ -382,6 +388,9 @@ class Walk:
         entry = self.topo.neighbour(host, vx.name, nexthop)
         owner = next((p for p in self.topo.owners.get(nexthop, []) if (self.topo.link(p) or vx).kind == "vxlan"), None)
         true_mac = self.topo.link(owner).mac if owner else None
+        annotated = self.model.node_for_vtep(nexthop) if owner is None else None
+        if annotated is not None and annotated.vtep_mac:
+            true_mac = annotated.vtep_mac  # flannel's backend-data annotation of that node
         ev = [("neigh", entry.text())] if entry else []
         if entry is None or not entry.lladdr or set(entry.state) & BAD_NEIGH_STATES:
             self.fail(host, "neigh", vx.name, "neigh_unresolved",
@@ -390,10 +399,13 @@ class Walk:
                       expected=true_mac, owner=f"{owner.host}/{owner.link}" if owner else None)
         mac = entry.lladdr
         if true_mac and mac != true_mac:
+            who = f"the VTEP {owner.host}/{owner.link} has" if owner else \
+                f"{annotated.name}'s flannel annotation (backend-data VtepMAC) says"
             self.fail(host, "neigh", vx.name, "neigh_wrong_mac",
-                      f"neighbour {nexthop} → {mac}, but the VTEP {owner.host}/{owner.link} has {true_mac}",
+                      f"neighbour {nexthop} → {mac}, but {who} {true_mac}",
                       evidence=ev, ip=nexthop, mac=mac, expected=true_mac, permanent="PERMANENT" in entry.state,
-                      owners=[f"{owner.host}/{owner.link}"])
+                      owners=[f"{owner.host}/{owner.link}" if owner else f"{annotated.name}/flannel.1"],
+                      annotation=owner is None)
             mac = true_mac  # go on as flannel meant, to find what else is wrong
         else:
             self.hop(host, "neigh", vx.name, detail=f"{nexthop} is {mac} ({'/'.join(entry.state)})",
@@ -412,6 +424,10 @@ class Walk:
         entries = [f for f in self.topo.fdb_entries(host, vx.name, mac) if f.dst]
         vtep = self.topo.vtep_for_mac(true_mac or mac)
         expected = vtep[1].vxlan.local if vtep and vtep[1].vxlan else None
+        if vtep is None:  # the remote node is not in this snapshot: its annotations say where it is
+            info = self.model.node_for_mac(true_mac or mac)
+            if info is not None:
+                vtep, expected = (Host(name=info.name, kind="node", node=info.name), vx), info.underlay_ip
         if not entries:
             default = [f for f in self.topo.fdb_entries(host, vx.name, "00:00:00:00:00:00") if f.dst]
             if default:
@@ -601,6 +617,14 @@ class Walk:
             return
 
 
+def _in_cidr(ip: str, cidr: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
 def can_solicit(host: Host, dev: str) -> bool:
     """Whether the kernel sends ARP requests on `dev` to re-resolve a failed neighbour."""
     def get(key: str) -> int:
@@ -626,7 +650,10 @@ def outcome(path: Path, src_host: str) -> str:
         return "misdelivered"  # a duplicate address upstream is why, not a drop
     first = next((h for h in fails if h.reason != "neigh_conflict"), None)
     if first is None:
-        return "delivered" if any(h.point == "deliver" for h in path.hops) else "lost"
+        if any(h.point == "deliver" for h in path.hops):
+            return "delivered"
+        # it left this node for one the snapshot does not hold: fine so far, the rest unseen
+        return "unobserved" if any(h.reason == "left_node" for h in path.hops) else "lost"
     if first.reason in ("nf_reject", "no_listener", "ipvs_no_service", "ipvs_no_dest", "ipvs_wrong_port"):
         return "rejected"
     if first.reason in ("mac_mismatch", "wrong_host"):
@@ -663,6 +690,34 @@ class Model:
         if host.name not in self._ipvs:
             self._ipvs[host.name] = IpvsTable(host) if runs_ipvs(host) else None
         return self._ipvs[host.name]
+
+    # -- the cluster's facts (inventory: the API or the lab), for nodes this snapshot does not hold
+    def remote_node(self, ip: str):
+        """The inventory node `ip` belongs to (its underlay/internal IP, or its pod CIDR) when that
+        node is not in the bundle; None otherwise."""
+        inv = self.bundle.inventory
+        if inv is None or self.topo.owners.get(ip):
+            return None
+        held = {h.node or h.name for h in self.bundle.hosts if h.kind == "node"}
+        for n in inv.nodes:
+            if n.name in held:
+                continue
+            if ip in (n.underlay_ip, n.internal_ip) or (n.pod_cidr and _in_cidr(ip, n.pod_cidr)):
+                return n
+        return None
+
+    def node_for_vtep(self, ip: str):
+        """The inventory node whose flannel.1 address (its pod CIDR's network address) is `ip`."""
+        inv = self.bundle.inventory
+        if inv is None:
+            return None
+        return next((n for n in inv.nodes if n.pod_cidr and n.pod_cidr.split("/")[0] == ip), None)
+
+    def node_for_mac(self, mac: str | None):
+        inv = self.bundle.inventory
+        if inv is None or not mac:
+            return None
+        return next((n for n in inv.nodes if n.vtep_mac == mac), None)
 
     def local_addrs(self, host: Host) -> set[str]:
         if host.name not in self._local:

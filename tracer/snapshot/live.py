@@ -65,6 +65,9 @@ def _new_host(ref: Any) -> Host:
         netns=getattr(ref, "netns", None),
         namespace=getattr(ref, "namespace", None),
         sources=["netlink"],
+        identified_by=getattr(ref, "identified_by", None),
+        pids=list(getattr(ref, "pids", None) or ()),
+        host_veth=getattr(ref, "host_veth", None),
     )
 
 
@@ -77,6 +80,7 @@ def _read_namespace(ref: Any, fd: int, flow: Flow | None, others: Sequence[tuple
     netns = getattr(ref, "netns", None)
     _setns(fd, netns)
     host = _new_host(ref)
+    host.inode = os.fstat(fd).st_ino  # what BPF events carry as the namespace
     nsids: dict[int, int] | None = {}
     with IPRoute() as ipr:
         run_collectors(Ctx(host=host, ipr=ipr, flow=flow), only)

@@ -14,3 +14,6 @@ class HostRef:
     node: str | None = None
     netns: str | None = None  # a name under /run/netns, a path (/proc/PID/ns/net), or None = ours
     namespace: str | None = None  # Kubernetes namespace of a pod
+    identified_by: str | None = None  # api, inventory, hostname, ip, unknown (see bundle.Host)
+    pids: tuple[int, ...] = ()  # processes holding the namespace
+    host_veth: str | None = None  # a pod's veth end in its node's namespace

@@ -7,7 +7,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ..bundle import Bundle, Host, ServiceInfo, ServicePort
+from ..bundle import Bundle, Host, PodInfo, ServiceInfo, ServicePort
 from ..errors import UsageError
 from ..model.ipvs import SHARED_VIP_DEVICES
 
@@ -23,12 +23,16 @@ class Endpoint:
     port: int | None = None
     proto: str | None = None  # tcp/udp for a service port
     service: ServiceInfo | None = None
+    pod: PodInfo | None = None  # the API's (or inventory's) pod, also when its namespace is on another node
+    node: str | None = None  # the node it lives on, when known
 
     @property
     def name(self) -> str:
         if self.service:
             return f"svc/{self.service.namespace}/{self.service.name}"
-        return self.host.name if self.host else self.ip
+        if self.host:
+            return self.host.name
+        return self.pod.name if self.pod else self.ip
 
 
 def is_ip(text: str) -> bool:
@@ -82,24 +86,69 @@ def owner_of(bundle: Bundle, ip: str) -> Host | None:
     return (pods or owners or [None])[0]
 
 
-def resolve(bundle: Bundle, text: str) -> Endpoint:
+def resolve(bundle: Bundle, text: str, hint: str = "") -> Endpoint:
+    """SRC/DST as typed: `[ns/]pod`, `svc/ns/name[:port]`, `node/NAME`, or an IP. A pod or node this
+    snapshot does not hold (another node's) is resolved from the inventory (the API's facts)."""
     text = text.strip()
+    inv = bundle.inventory
     if text.startswith("svc/"):
         return _resolve_service(bundle, text)
+    if text.startswith("node/"):
+        return _resolve_node(bundle, text)
     if is_ip(text):
         for svc in services(bundle):
             if svc.cluster_ip == text:
                 return Endpoint(text, "service", text, service=svc)
-        return Endpoint(text, "ip", text, host=owner_of(bundle, text))
+        host = owner_of(bundle, text)
+        pod = inv.pod_by_ip(text) if inv else None
+        if host is None and pod is not None:
+            return Endpoint(text, "pod", text, pod=pod, node=pod.node)
+        return Endpoint(text, "ip", text, host=host, node=host.node if host else None)
     host = find_host(bundle, text)
     if host is None:
+        pod = _inventory_pod(bundle, text)
+        if pod is not None:
+            if not pod.ip:
+                raise UsageError(f"pod {pod.namespace}/{pod.name} has no IP yet (phase {pod.phase or 'unknown'})")
+            return Endpoint(text, "pod", pod.ip, pod=pod, node=pod.node)
         pods = ", ".join(h.name for h in bundle.hosts if h.kind == "pod") or "none"
         raise UsageError(f"unknown target '{text}': not a pod in the snapshot (pods: {pods}), an IPv4 "
-                         "address, or svc/<namespace>/<name>[:port]")
+                         f"address, node/NAME or svc/<namespace>/<name>[:port]{hint}")
     ip = primary_ip(host)
     if ip is None:
         raise UsageError(f"'{text}' has no IPv4 address in the snapshot; is its eth0 configured?")
-    return Endpoint(text, "pod" if host.kind == "pod" else "ip", ip, host=host)
+    pod = _inventory_pod(bundle, f"{host.namespace}/{host.name}" if host.namespace else host.name)
+    return Endpoint(text, "pod" if host.kind == "pod" else "ip", ip, host=host, pod=pod, node=host.node)
+
+
+def _inventory_pod(bundle: Bundle, text: str) -> PodInfo | None:
+    inv = bundle.inventory
+    if inv is None:
+        return None
+    ns, _, name = text.rpartition("/")
+    same = [p for p in inv.pods if p.name == name and (not ns or p.namespace == ns)]
+    return next((p for p in same if p.namespace == "default"), None) or (same[0] if same else None)
+
+
+def _resolve_node(bundle: Bundle, text: str) -> Endpoint:
+    name = text.split("/", 1)[1]
+    host = next((h for h in bundle.hosts if h.kind == "node" and h.name == name), None)
+    info = bundle.inventory.node(name) if bundle.inventory else None
+    ip = (info.internal_ip or info.underlay_ip) if info else None
+    if host is not None:
+        ip = ip if ip and any(a.address == ip for a in host.addrs) else _node_ip(host)
+        return Endpoint(text, "node", ip, host=host, node=name)
+    if ip is None:
+        nodes = ", ".join(sorted({h.name for h in bundle.hosts if h.kind == "node"} |
+                                 {n.name for n in (bundle.inventory.nodes if bundle.inventory else [])})) or "none"
+        raise UsageError(f"unknown node '{name}' (nodes: {nodes})")
+    return Endpoint(text, "node", ip, node=name)
+
+
+def _node_ip(host: Host) -> str | None:
+    """A node's own address: the one its default route leaves from, else its first global one."""
+    dev = next((r.dev for r in host.routes if r.dst == "default" and r.table == 254), None)
+    return next((a.address for a in host.addrs if a.ifname == dev), None) or primary_ip(host)
 
 
 def primary_ip(host: Host) -> str | None:

@@ -1,13 +1,14 @@
 """`podpath trace`: send a marked test packet, follow it with eBPF, explain where and why it died.
 
     from podpath.tracer.trace import trace
-    t = trace("pod-a", "pod-b", lab="pp")            # needs root
+    t = trace("default/pod-a", "default/pod-b", source=source)   # needs root; see tracer/sources
     t.verdict.status, t.verdict.cause, t.hops, t.to_dict()
 
 Stages (each a plain data object): snapshot (tracer.sources) → expected path and findings
 (tracer.diagnose) → SessionRequest (plan.py; session.py: probes + injector, the per-node unit) →
-events → correlate (correlate.py: observed hops, verdict, the finding that explains it). In a lab
-the probes attach from the inventory's path while the snapshot is taken (plan.preplan).
+events → correlate (correlate.py: observed hops, verdict, the finding that explains it). Where the
+source knows the path from names alone (the netns lab), the probes attach while the snapshot is
+taken (Source.preplan).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import PermissionNeeded, PodpathError, UsageError
 from .correlate import ObservedHop, Trace, Verdict, correlate
 from .inject import InjectRequest, InjectResult
-from .plan import plan, preplan, same_flow
+from .plan import plan, same_flow
 from .session import Session, SessionRequest, SessionResult, run_session
 
-__all__ = ["trace", "plan", "preplan", "Session", "Trace", "Verdict", "ObservedHop", "SessionRequest", "SessionResult",
+__all__ = ["trace", "plan", "Session", "Trace", "Verdict", "ObservedHop", "SessionRequest", "SessionResult",
            "InjectRequest", "InjectResult", "run_session", "correlate", "require_root"]
 
 DEFAULT_TIMEOUT = 1.0
@@ -36,19 +37,22 @@ def require_root() -> None:
                                "without root, use `podpath diagnose SRC DST --bundle FILE`")
 
 
-def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None = None, port: int | None = None,
+def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, port: int | None = None,
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
           progress: Callable[[str], None] | None = None,
           on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False,
           payload: bytes | None = None, expect_reply: bool = False, sport: int | None = None) -> Trace:
-    """Trace one flow in a running lab (root). bundle: a fresh snapshot to reuse (else one is taken,
-    while the probes attach). payload: what a udp test packet carries (a DNS query). on_verdict(trace) is called as soon as the verdict is known, before
-    the probes are closed (the CLI prints there)."""
+    """Trace one flow (root). source: where hosts and names come from (tracer.sources: this node,
+    the netns lab). bundle: a fresh snapshot of it to reuse (else one is taken, while the probes
+    attach when the source can say the path early). payload: what a udp test packet carries (a DNS
+    query). on_verdict(trace) is called as soon as the verdict is known, before the probes are
+    closed (the CLI prints there)."""
     from ..diagnose import diagnose
-    from ..lab import Lab
-    from ..sources import lab_snapshot
 
     require_root()
+    if not source.live:
+        raise UsageError(f"{source.label} is a saved snapshot: a trace needs the live kernel; "
+                         "use `podpath diagnose --bundle FILE`")
     if payload is None and (proto or "").lower() == "udp" and port == 53:
         payload, expect_reply = dns_probe_query(), True  # a query DNS servers answer: the reply is traced too
     if count < 1:
@@ -63,18 +67,17 @@ def trace(src: str, dst: str, *, lab: str = "pp", bundle=None, proto: str | None
         with ThreadPoolExecutor(1, thread_name_prefix="podpath-snapshot") as ex:
             snap = None
             if bundle is None:
-                lab_obj = Lab.load(lab)
-                say(f"snapshotting lab '{lab}' while the probes attach…")
+                say(f"snapshotting {source.label} while the probes attach…")
                 def snapshot():
                     t = time.perf_counter()
-                    b = lab_snapshot(lab)
+                    b = source.snapshot((src, dst))
                     snap_ms["snapshot_only_ms"] = (time.perf_counter() - t) * 1000
                     return b
 
                 snap = ex.submit(snapshot)
                 try:
-                    pre = preplan(lab_obj, src, dst, proto=proto, port=port, size=size, count=count,
-                                  timeout=timeout, sport=sport)
+                    pre = source.preplan(src, dst, proto=proto, port=port, size=size, count=count,
+                                         timeout=timeout, sport=sport)
                 except PodpathError:
                     pre = None  # diagnose below says what is wrong, from the snapshot
                 if pre is not None:
@@ -136,7 +139,7 @@ def _confirm_by_counters(t: Trace, bundle) -> None:
     if v.status not in ("dropped", "rejected") or not (v.drop_reason == "NETFILTER_DROP" or v.hook):
         return
     host = verdict_host(bundle, v)
-    if host is None or not host.netns:
+    if host is None:
         return
     t0 = time.perf_counter()
     try:

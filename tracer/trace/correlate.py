@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..model.path import SEGMENTS
-from ..netns import netns_path
+from ..netns import netns_path, probe_netns
 from .hooks import chains_in_gap, hook_passes, pass_before
 
 # a finding's cause → the evidence kind its object is
@@ -95,12 +95,12 @@ class Where:
         self.by_ino: dict[int, object] = {}
         self.dev: dict[tuple[int, int], str] = {}
         for h in bundle.hosts:
-            if not h.netns:
-                continue
-            try:
-                ino = os.stat(netns_path(h.netns)).st_ino
-            except OSError:
-                continue
+            ino = h.inode  # recorded by the snapshot: correlating reads nothing from this machine
+            if ino is None:  # a bundle from before inodes were recorded
+                try:
+                    ino = os.stat(netns_path(probe_netns(h))).st_ino
+                except OSError:
+                    continue
             self.by_ino[ino] = h
             for l in h.links:
                 if l.index is not None:
@@ -440,7 +440,9 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     from .service import service_hop
 
     where = Where(bundle)
-    events = session.events
+    # Only namespaces of this snapshot: on a node those are the node's own (in the lab, where one
+    # kernel holds every node, another node's route lookups would otherwise show up here)
+    events = [e for e in session.events if not e.netns or where.host(e.netns) is not None]
     if session.inject.proto == "tcp":
         events = first_tcp_packets(events, session.inject.t_first_send_ns)
     passes = hook_passes(events)
@@ -565,6 +567,13 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
                                                            else f"{last.device} {last.point}")) if last else None
             v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
+            left = next((h for p in diagnosis.paths[:1] for h in p.hops if h.reason == "left_node"), None)
+            if left is not None and last is not None and last.direction == "request" and last.node == left.node \
+                    and last.location == "host" and last.device == left.device:
+                remote = left.data.get("remote")
+                v.location = f"left {left.node}"
+                v.message = (f"it left {left.node} on {left.device} for {remote}; {remote} was not observed "
+                             f"(run podpath on {remote} too, or trace through the per-node agents)")
         if f is not None and f.object and "REJECT" in f.object and v.status == "dropped":
             v.status = "rejected"
     if svc is not None and svc.endpoint and not svc.endpoint_pod and v.status in ("dropped", "lost"):
@@ -676,7 +685,7 @@ def apply_nftrace(v: Verdict, bundle, lines) -> None:
     host = verdict_host(bundle, v)
     if host is None or v.status not in ("dropped", "rejected", "misdelivered"):
         return
-    decisive = [x for x in lines if x.decisive and x.netns == host.netns]
+    decisive = [x for x in lines if x.decisive and x.netns == probe_netns(host)]
     if not decisive:
         if lines and (v.drop_reason == "NETFILTER_DROP" or v.hook):
             v.message += "; nftrace saw no nf_tables rule drop it there (iptables-legacy?)"

@@ -1,5 +1,6 @@
 """What a trace probes and sends: from the snapshot's expected path (plan), or, before the snapshot
-is ready, from the lab's inventory (preplan), so the probes attach while the snapshot is taken.
+is ready, from a source that knows the path by names alone (the lab's Source.preplan), so the
+probes attach while the snapshot is taken.
 
 Attaching tc is slow in the kernel (each tcx link waits for an RCU grace period under the RTNL lock,
 ~14 ms here, ~350 ms for a cross-node path) and the snapshot is slow in Python (~250 ms); doing
@@ -9,7 +10,8 @@ the snapshot is still what the trace uses, and any device it adds is attached be
 
 from __future__ import annotations
 
-from ..bundle import Addr, Bundle, Host
+from ..bundle import Bundle
+from ..netns import probe_netns
 from ..errors import UsageError
 from ..diagnose import EPHEMERAL_PORT
 from .inject import InjectRequest, new_icmp_id
@@ -45,8 +47,8 @@ def nf_brackets(host) -> dict[str, list[int]]:
 def nf_plan(bundle: Bundle, attach, src_host, dst_host) -> dict[str, dict]:
     """netns -> {"hooks": brackets per hook, "match": bool} for every namespace with a probed device.
     match in the end pods: packets created there meet OUTPUT before any tc probe."""
-    ends = {h.netns for h in (src_host, dst_host) if h is not None and h.kind == "pod" and h.netns}
-    by_ns = {h.netns: h for h in bundle.hosts if h.netns}
+    ends = {probe_netns(h) for h in (src_host, dst_host) if h is not None and h.kind == "pod"}
+    by_ns = {probe_netns(h): h for h in bundle.hosts}
     out = {}
     for ns in dict.fromkeys([ns for ns, _ in attach] + sorted(ends)):
         host = by_ns.get(ns)
@@ -55,16 +57,17 @@ def nf_plan(bundle: Bundle, attach, src_host, dst_host) -> dict[str, dict]:
     return out
 
 
-def _request(flow, src_host, dst_host, attach, *, count: int, timeout: float,
-             neigh_addrs=()) -> SessionRequest:
-    if src_host is None or not src_host.netns:
-        raise UsageError(f"cannot find the source's network namespace for {flow.src}; trace from a pod")
-    inj = InjectRequest(netns=src_host.netns, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
+def request_for(flow, src_host, dst_host, attach, *, count: int, timeout: float,
+                neigh_addrs=()) -> SessionRequest:
+    if src_host is None:
+        raise UsageError(f"cannot find the source's network namespace for {flow.src}: trace from a pod of this "
+                         "node (a pod on another node needs podpath run there)")
+    inj = InjectRequest(netns=probe_netns(src_host), src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport,
                         size=flow.size, count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None,
                         sport=flow.sport if flow.sport and flow.sport != EPHEMERAL_PORT else None)
     dst_pod = dst_host is not None and dst_host.kind == "pod"
-    return SessionRequest(inject=inj, attach=attach, src_netns=src_host.netns,
-                          dst_netns=dst_host.netns if dst_pod else None, timeout=timeout,
+    return SessionRequest(inject=inj, attach=attach, src_netns=probe_netns(src_host),
+                          dst_netns=probe_netns(dst_host) if dst_pod else None, timeout=timeout,
                           neigh_addrs=list(dict.fromkeys(neigh_addrs))[:MAX_NEIGH_ADDRS])
 
 
@@ -80,10 +83,10 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
     attach: list[tuple[str, str]] = []
 
     def add(host, dev):
-        if host is None or not host.netns or not dev or dev == "lo":
+        if host is None or not dev or dev == "lo":
             return
-        if any(l.name == dev for l in host.links) and (host.netns, dev) not in attach:
-            attach.append((host.netns, dev))
+        if any(l.name == dev for l in host.links) and (probe_netns(host), dev) not in attach:
+            attach.append((probe_netns(host), dev))
 
     add(src_host, "eth0")
     for p in diagnosis.paths:
@@ -93,45 +96,9 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
         add(dst_host, "eth0")
     # the next hops the path resolves (and the destination itself): their neighbour events
     nexthops = [h.data["ip"] for p in diagnosis.paths for h in p.hops if h.point == "neigh" and h.data.get("ip")]
-    req = _request(flow, src_host, dst_host, attach, count=count, timeout=timeout, neigh_addrs=nexthops + [flow.dst])
+    req = request_for(flow, src_host, dst_host, attach, count=count, timeout=timeout, neigh_addrs=nexthops + [flow.dst])
     req.nf_plan = nf_plan(bundle, attach, src_host, dst_host)
     return req, src_host, dst_host
-
-
-def skeleton_bundle(lab) -> Bundle:
-    """Just enough of a bundle to resolve SRC and DST: the lab's hosts with their addresses."""
-    inv = lab.inventory()
-    pods = {p.name: p for p in inv.pods}
-    nodes = {n.name: n for n in inv.nodes}
-    hosts = []
-    for ref in lab.hosts():
-        h = Host(name=ref.name, kind=ref.kind, node=ref.node, netns=ref.netns, namespace=ref.namespace)
-        if ref.name in pods and pods[ref.name].ip:
-            h.addrs.append(Addr("eth0", pods[ref.name].ip, 24))
-        if ref.name in nodes and nodes[ref.name].underlay_ip:
-            h.addrs.append(Addr(nodes[ref.name].underlay_dev or "eth0", nodes[ref.name].underlay_ip, 24))
-        hosts.append(h)
-    return Bundle(hosts=hosts, inventory=inv)
-
-
-def preplan(lab, src: str, dst: str, *, proto, port, size, count: int, timeout: float,
-            sport: int | None = None) -> SessionRequest:
-    """The session request from the lab's inventory alone: the flannel path between the pods
-    involved (the source, the destination pod or every endpoint of the Service)."""
-    from ..diagnose import build_flow
-    from ..targets.resolve import resolve
-
-    skel = skeleton_bundle(lab)
-    s, d = resolve(skel, src), resolve(skel, dst)
-    flow = build_flow(s, d, proto, port, size, sport)
-    by_ip = {p.ip: p.name for p in skel.inventory.pods}
-    pods = [s.host.name] if s.host is not None else []
-    if d.host is not None and d.host.kind == "pod":
-        pods.append(d.host.name)
-    if d.service is not None:
-        pods += [by_ip[ip] for ip in d.service.endpoints if ip in by_ip]
-    return _request(flow, s.host, d.host, lab.path_devices(pods), count=count, timeout=timeout,
-                    neigh_addrs=lab.path_nexthops(pods))
 
 
 def same_flow(a: SessionRequest, b: SessionRequest) -> bool:

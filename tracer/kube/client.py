@@ -1,0 +1,130 @@
+"""Connecting to the API server and turning its refusals into one line each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ApiError, UsageError
+
+# An incident tool must not hang on a dead API server: fail over to node-only discovery quickly.
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 10.0
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class ApiUnreachable(ApiError):
+    """The API server could not be reached (DNS, refused, timeout, TLS)."""
+
+
+class Kube:
+    """An ApiClient with the typed APIs podpath reads, and error mapping around every call."""
+
+    def __init__(self, api_client: Any, where: str):
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.url = api_client.configuration.host
+        self.where = where  # "kubeconfig /path (context x)", "in-cluster service account"
+        self.core = client.CoreV1Api(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
+
+    def call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, group: str = "",
+             namespace: str | None = None, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) with timeouts; ApiError/ApiUnreachable on failure (None for a 404)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise ApiError(self.refusal(e.status, verb, resource, group, namespace, e.reason)) from None
+        except (HTTPError, OSError) as e:
+            raise ApiUnreachable(f"cannot reach the API server at {self.url} ({where_from(self)}): "
+                                 f"{_reason(e)}") from None
+
+    def refusal(self, status: int | None, verb: str, resource: str, group: str, namespace: str | None,
+                reason: str | None) -> str:
+        scope = f" in namespace {namespace}" if namespace else ""
+        if status == 401:
+            return (f"the API server at {self.url} rejected our credentials (401 Unauthorized) while trying to "
+                    f"{verb} {resource}{scope}; check --kubeconfig/--context ({self.where}) or renew the token")
+        if status == 403:
+            g = group or '""'
+            return (f"the API server forbids {verb} on {resource}{scope} (403 Forbidden) for {self.where}; add the "
+                    f"RBAC rule {{apiGroups: [{g}], resources: [{resource}], verbs: [{verb}]}} to the user's "
+                    "(Cluster)Role")
+        return f"the API server at {self.url} answered {status} {reason or ''} to {verb} {resource}{scope}".rstrip()
+
+    def paged(self, verb: str, resource: str, fn: Callable[..., Any], *, group: str = "", limit: int = 500,
+              **kwargs: Any) -> list:
+        """Every item of a list call, page by page (limit/continue): never one huge response."""
+        items: list = []
+        token = None
+        while True:
+            page = self.call(verb, resource, fn, group=group, limit=limit, _continue=token, **kwargs)
+            if page is None:
+                return items
+            items += page.items or []
+            token = page.metadata._continue if page.metadata else None
+            if not token:
+                return items
+
+
+def where_from(kube: Kube) -> str:
+    return kube.where
+
+
+def _reason(e: BaseException) -> str:
+    text = str(getattr(e, "reason", None) or e)
+    # urllib3 nests the cause: keep the last, most specific clause on one line
+    text = " ".join(text.split())
+    for marker in ("Failed to establish a new connection: ", "Caused by "):
+        if marker in text:
+            text = text.split(marker)[-1]
+    return text.strip("()'\" ")[:200]
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube | None:
+    """A client as kubectl would find its config; None when there is none (no cluster here)."""
+    from kubernetes import client, config
+
+    path = kubeconfig or _first_existing(os.environ.get("KUBECONFIG", "")) or _default_kubeconfig()
+    if kubeconfig and not Path(kubeconfig).is_file():
+        raise UsageError(f"kubeconfig '{kubeconfig}' does not exist; give the file kubectl uses (--kubeconfig FILE)")
+    cfg = client.Configuration()
+    cfg.retries = 0  # fail over fast; the caller decides
+    if path:
+        try:
+            config.load_kube_config(config_file=path, context=context, client_configuration=cfg,
+                                    persist_config=False)
+        except config.ConfigException as e:
+            raise UsageError(f"cannot use kubeconfig '{path}': {' '.join(str(e).split())}") from None
+        where = f"kubeconfig {path}" + (f" (context {context})" if context else "")
+    elif os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(IN_CLUSTER_TOKEN):
+        if context:
+            raise UsageError("--context needs a kubeconfig; in a pod the service account is used")
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException as e:
+            raise UsageError(f"cannot use the in-cluster service account: {e}") from None
+        where = "the in-cluster service account"
+    else:
+        if context:
+            raise UsageError(f"--context {context} needs a kubeconfig: give --kubeconfig FILE or set KUBECONFIG")
+        return None
+    cfg.retries = 0
+    return Kube(client.ApiClient(cfg), where)
+
+
+def _first_existing(paths: str) -> str | None:
+    return next((p for p in paths.split(os.pathsep) if p and Path(p).is_file()), None)
+
+
+def _default_kubeconfig() -> str | None:
+    p = Path(os.path.expanduser("~/.kube/config"))
+    return str(p) if p.is_file() else None

@@ -4,6 +4,7 @@ Adding a check is one function and one line in CHECKS."""
 from __future__ import annotations
 
 from .base import ERROR, INFO, WARNING, Context, Finding
+from .cluster import endpoint_rules, pod_identity, podcidr_route, vtep_annotation
 from .fallback import unknown
 from .links import bridge_port, link_down, mtu
 from .neighbours import arp, fdb, ip_conflict
@@ -36,6 +37,11 @@ CHECKS = [
     ("ip_conflict", ip_conflict),
     ("mtu", mtu),
     ("no_listener", no_listener),
+    # the cluster's facts (API or lab inventory) against the kernel's
+    ("arp", vtep_annotation),
+    ("host_route", podcidr_route),
+    ("ip_conflict", pod_identity),
+    ("iptables", endpoint_rules),
 ]
 
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}

@@ -122,3 +122,15 @@ def bridge_of(host: Host) -> Link | None:
 
 def vxlan_of(host: Host) -> Link | None:
     return next((l for l in host.links if l.kind == "vxlan" and l.vxlan), None)
+
+
+def known_addresses(bundle: Bundle) -> set[str]:
+    """Addresses something real holds: every snapshot namespace's, and what the cluster vouches for
+    that this snapshot does not hold (other nodes' pods and nodes, the Services' endpoints)."""
+    out = {a.address for h in bundle.hosts for a in h.addrs}
+    inv = bundle.inventory
+    if inv is not None:
+        out |= {p.ip for p in inv.pods if p.ip}
+        out |= {ip for n in inv.nodes for ip in (n.underlay_ip, n.internal_ip) if ip}
+        out |= {ip for s in inv.services for ip in s.endpoints}
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..netfilter.evaluate import RuleRef
-from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, ns_cmd
+from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, ns_cmd, known_addresses
 
 NO_ENDPOINTS = re.compile(r'"?(?P<svc>[^"\s]+/[^"\s:]+):?(?P<port>\S*) has no endpoints"?')
 DNS_SERVICE = "kube-system/kube-dns"
@@ -77,7 +77,7 @@ def stale_dnat(ctx: Context) -> list[Finding]:
     """kube-proxy DNATs to an address no pod or node has: the endpoint's pod is gone and kube-proxy
     has not synced (or the rule was written by hand). The packet goes nowhere: ARP fails where
     the address should be, far from the rule that sent it there."""
-    owned = {a.address for h in ctx.bundle.hosts for a in h.addrs}
+    owned = known_addresses(ctx.bundle)
     out, seen = [], set()
     for path in ctx.paths:
         for hop in path.hops:
@@ -113,7 +113,7 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
     kube-proxy's rules say now. kube-proxy flushes such UDP entries when an endpoint goes; this one
     survived."""
     svcs = {s.cluster_ip: s for s in (ctx.bundle.inventory.services if ctx.bundle.inventory else [])}
-    owned = {a.address for h in ctx.bundle.hosts for a in h.addrs}
+    owned = known_addresses(ctx.bundle)
     flow = ctx.flow
     out = []
     for node in ctx.nodes():

@@ -327,7 +327,8 @@ class Walk:
                 self.hop(host, "neigh", link.name, detail=f"{ip} resolves by ARP to {macs[0]} ({owners[0]})",
                          ip=ip, mac=macs[0])
             return macs[0]
-        if link.kind not in ("veth", "bridge", "vxlan"):  # a real NIC: the segment leaves the snapshot
+        outside = link.kind == "veth" and self.topo.peer(Port(host.name, link.name)) is None
+        if link.kind not in ("veth", "bridge", "vxlan") or outside:  # a real NIC: the segment leaves the snapshot
             if entry and entry.lladdr is None:
                 self.fail(host, "neigh", link.name, "neigh_unresolved", f"{ip} is {'/'.join(entry.state)}: "
                           "nothing answers ARP", evidence=ev, ip=ip, state=entry.state)

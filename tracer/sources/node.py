@@ -154,7 +154,10 @@ def name_hosts(bundle: Bundle, node_name: str, spaces: list[Namespace], inv: Inv
             ip = primary_ip(hosts[0][0])
             pod = api.get(ip) if ip else None
         want = pod.name if pod is not None else key
-        owner = next((h for h, ns in hosts if ns.hostname == want), None) or hosts[0][0]
+        # kubelet's hostname decides; else a namespace a process holds (every pod has its pause) over
+        # one only a bind mount keeps alive
+        owner = next((h for h, ns in hosts if ns.hostname == want), None) or \
+            next((h for h, ns in hosts if ns.pids), None) or hosts[0][0]
         for host, ns in hosts:
             if host is not owner or want in taken:
                 host.identified_by = "unknown"  # keeps its netns-… name

@@ -1,0 +1,146 @@
+"""podpath run as on a real node: inside a lab node's namespace, no --lab.
+
+The node's namespace is the node; pod namespaces are found by their veth peers, named by the API
+(stand-in server) or kubelet's hostname or their IP; the other node is known only from the
+cluster's facts, so a path to it ends where the packet leaves this node, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import ROOT_BPF_LAB, bpf_lab  # noqa: E402
+
+pytestmark = ROOT_BPF_LAB
+PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    return bpf_lab(request, "nd")
+
+
+def on_node(lab, node: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`podpath ARGS` run inside a lab node's namespace, as an operator runs it on a node."""
+    return subprocess.run(["ip", "netns", "exec", lab.netns(node), PODPATH, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def pod_ip(lab, pod: str) -> str:
+    return next(p.ip for p in lab.inventory().pods if p.name == pod)
+
+
+def test_discovery_finds_exactly_the_nodes_pods(lab):
+    from podpath.tracer.sources.discovery import discover
+
+    for node in ("node-a", "node-b"):
+        found = discover(lab.netns(node))
+        want = {p.netns for p in lab.inventory().pods if p.node == node}
+        got = {ns.name for ns in found}
+        assert got == want, f"{node}: discovered {got}, the lab built {want}"
+        assert all(ns.host_veth and ns.host_veth.startswith("veth") for ns in found)
+
+
+def test_snapshot_on_a_node_holds_the_node_and_its_pods_only(lab):
+    r = on_node(lab, "node-a", "snapshot")
+    assert r.returncode == 0, r.stderr
+    bundle = json.loads(r.stdout)
+    kinds = sorted((h["kind"], tuple(a["address"] for a in h["addrs"] if a["ifname"] == "eth0")) for h in bundle["hosts"])
+    assert [k for k, _ in kinds].count("node") == 1
+    pod_ips = {ip for k, ips in kinds if k == "pod" for ip in ips}
+    assert pod_ips == {pod_ip(lab, "pod-a"), pod_ip(lab, "pod-a2")}
+    node = next(h for h in bundle["hosts"] if h["kind"] == "node")
+    assert node["netns"] is None and node["inode"], "the node is the namespace podpath runs in"
+
+
+def test_diagnose_on_a_node_ends_where_the_packet_leaves_it(lab):
+    a, b = pod_ip(lab, "pod-a"), pod_ip(lab, "pod-b")
+    r = on_node(lab, "node-a", "diagnose", a, b, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert d["outcome"] == "unobserved"
+    assert d["path"][-1]["point"] == "leave" and d["path"][-1]["device"] == "eth0"
+    assert not [f for f in d["findings"] if f["severity"] == "error"]
+    # fix commands on a node run there as they are: no `ip netns exec <node>` prefix
+    r = on_node(lab, "node-a", "diagnose", "-o", "json")
+    assert "ip netns exec " + lab.netns("node-a") not in r.stdout
+
+
+def test_trace_on_a_node_delivered_and_lost_left_node(lab):
+    a, b = pod_ip(lab, "pod-a"), pod_ip(lab, "pod-b")
+    r = on_node(lab, "node-a", "trace", a, b, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = json.loads(r.stdout)
+    assert t["verdict"]["status"] == "delivered"
+    assert {h["location"] for h in t["hops"]} <= {"host", a}, "only node-a's namespaces are observed"
+    lab.inject("forward-drop")  # dropped on node-b, which this node cannot see
+    try:
+        r = on_node(lab, "node-a", "trace", a, b, "-o", "json")
+    finally:
+        lab.clear("forward-drop")
+    assert r.returncode == 1
+    v = json.loads(r.stdout)["verdict"]
+    assert (v["status"], v["node"], v["location"], v["device"]) == ("lost", v["node"], f"left {v['node']}", "eth0")
+    assert "not observed" in v["message"]
+
+
+def test_unreachable_api_falls_back_to_node_discovery(lab, tmp_path):
+    """A kubeconfig whose server refuses (192.168.56.1 is the lab's switch, nothing listens on 6443):
+    one warning naming the URL, then the node's own names."""
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://192.168.56.1:6443', "
+                   "insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, "
+                   "context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    a, b = pod_ip(lab, "pod-a"), pod_ip(lab, "pod-a2")
+    r = on_node(lab, "node-a", "diagnose", a, b, "--kubeconfig", str(cfg), "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "https://192.168.56.1:6443" in r.stderr and "from this node alone" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["outcome"] == "delivered"
+
+
+def test_missing_kubeconfig_is_one_line(lab):
+    r = on_node(lab, "node-a", "diagnose", "--kubeconfig", "/nonexistent/kubeconfig")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "kubeconfig" in r.stderr
+
+
+@pytest.fixture
+def intruder(lab):
+    """A namespace the lab did not build, attached to node-b's cni0, holding pod-b's IP."""
+    ns = f"{lab.name}-intruder"
+    ip = pod_ip(lab, "pod-b")
+    veth = f"vx{lab.name[-4:]}"
+    cmds = [["ip", "netns", "add", ns],
+            ["ip", "-n", lab.netns("node-b"), "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            ["ip", "-n", lab.netns("node-b"), "link", "set", veth, "master", "cni0", "up"],
+            ["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"],
+            ["ip", "-n", ns, "link", "set", "eth0", "up"]]
+    try:
+        for c in cmds:
+            subprocess.run(c, check=True, capture_output=True)
+        yield ns, veth
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_unknown_namespace_with_a_pods_ip_is_an_ip_conflict(lab, intruder):
+    ns, veth = intruder
+    from podpath.tracer.diagnose import diagnose
+    from podpath.tracer.lab.source import lab_snapshot
+
+    # the lab, as a node agent sees it: every namespace attached to a node, known or not
+    d = diagnose(lab_snapshot(lab.name))
+    f = next(f for f in d.findings if f.cause == "ip_conflict" and ns in f.object)
+    assert f.node == "node-b" and f.severity == "error" and veth in f.object
+    assert pod_ip(lab, "pod-b") in f.object
+    # and on node-b itself
+    r = on_node(lab, "node-b", "diagnose", "-o", "json")
+    found = [f for f in json.loads(r.stdout)["findings"] if f["cause"] == "ip_conflict" and ns in f["object"]]
+    assert found and veth in found[0]["object"], r.stdout

@@ -78,7 +78,10 @@ class NodeSource(Source):
 
         try:
             # This node's addresses, read here too, so the API can name the node without waiting
-            return read_inventory(self.kube, node_addrs=_own_addresses(self.netns), targets=targets)
+            inv = read_inventory(self.kube, node_addrs=_own_addresses(self.netns), targets=targets)
+            for what, why in inv.gaps.items():
+                self.warn(f"{why}; {what} not read, what depends on them is not checked")
+            return inv
         except ApiUnreachable as e:
             self.warn(f"{e}; naming pods from this node alone (kubelet's hostnames)")
             return None

@@ -72,14 +72,23 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
         ctx = Context(bundle=bundle, topo=model.topo)
         return Diagnosis(None, sort_findings(run_checks(ctx), []))
     s, d = resolve(bundle, src, hint), resolve(bundle, dst, hint)
+    arriving = None
     if s.host is None:
-        where = f" (it runs on {s.node})" if s.node else ""
-        raise UsageError(f"source '{src}' is not in this snapshot{where}: the source must be where the packet "
-                         "starts, a pod of this node (run podpath on its node)")
+        # a source on another node, to a pod of this one: the packet is modelled from where it
+        # reaches this node (the other node's half is not observed from here)
+        remote = bundle.inventory.node(s.node) if bundle.inventory and s.node else None
+        local = next((h for h in bundle.hosts if h.kind == "node" and d.host is not None
+                      and (h.node or h.name) == d.host.node), None)
+        if remote is None or local is None:
+            where = f" (it runs on {s.node})" if s.node else ""
+            raise UsageError(f"source '{src}' is not in this snapshot{where}: the source must be where the packet "
+                             "starts, or the destination a pod of this node")
+        arriving = remote
     flow = build_flow(s, d, proto, port, size, sport)
-    paths = model.paths(flow, s.host, d.host.name if d.host else None)
+    start = local if arriving is not None else s.host
+    paths = model.paths(flow, start, d.host.name if d.host else None, arriving_from=arriving)
     for p in paths:
-        assign_segments(p, s.host.name, d.host.name if d.host else None)
+        assign_segments(p, "" if arriving is not None else s.host.name, d.host.name if d.host else None)
     ctx = Context(bundle=bundle, topo=model.topo, flow=flow, paths=paths, src_host=s.host, dst_host=d.host,
                   dst_service=d.service)
     findings = run_checks(ctx)

@@ -605,6 +605,38 @@ class Walk:
         self.path.alternative = ", ".join(self.alternative) or None
         return self.path
 
+    def run_arriving(self, node: Host, remote, dst_host: str | None) -> Path:
+        """The request as it reaches this node from a node the snapshot does not hold (`remote`, an
+        inventory NodeInfo): VXLAN from the remote VTEP to this node's underlay device, as flannel on
+        the remote node sends it. That arrival is modelled, not observed; from there on it is this
+        node's kernel, walked like any other packet."""
+        flow = self.flow
+        self.src_host, self.dst_host = None, dst_host
+        vx = next(iter(self.topo.vxlan_devices(node)), None)
+        if vx is None or not remote.underlay_ip:
+            self.hop(node, "arrive", None, status=FAIL, reason="no_vxlan_receiver",
+                     detail=f"{node.name} has no VXLAN device: nothing receives {remote.name}'s pods' traffic")
+            self.path.outcome = "dropped"
+            return self.path
+        dev = vx.vxlan.dev or next((r.dev for r in node.routes if r.dst == "default"), None) or "eth0"
+        local = vx.vxlan.local or self.model.iface_addrs(node).get(dev, "")
+        inner = Pkt(src=flow.src, dst=flow.dst, proto=flow.proto, sport=flow.sport, dport=flow.dport,
+                    size=flow.size, icmp_type=8 if flow.proto == "icmp" else None)
+        outer = Pkt(src=remote.underlay_ip, dst=local, proto="udp", sport=None, dport=vx.vxlan.port,
+                    size=inner.size + VXLAN_OVERHEAD, inner=inner, inner_mac=vx.mac, vni=vx.vxlan.vni)
+        self.hop(node, "arrive", dev, detail=f"from {remote.name} ({remote.underlay_ip}): VXLAN VNI {vx.vxlan.vni} "
+                 f"for {flow.dst}, modelled (what happens on {remote.name} is not observed)", remote=remote.name)
+        link = node.link(dev)
+        try:
+            self.receive(node, dev, outer, link.mac if link else None)
+        except Stop:
+            pass
+        if self.delivered_at:
+            self.reply(node)
+        self.path.outcome = outcome(self.path, "")
+        self.path.alternative = ", ".join(self.alternative) or None
+        return self.path
+
     def reply(self, src_host: Host) -> None:
         req = self.delivered_pkt
         self.direction = "reply"
@@ -733,14 +765,20 @@ class Model:
             self._iface[host.name] = m
         return self._iface[host.name]
 
-    def paths(self, flow: Flow, src_host: Host, dst_host: str | None = None, limit: int = 16) -> list[Path]:
-        """Every alternative path (one per -m statistic branch combination, up to `limit`)."""
+    def paths(self, flow: Flow, src_host: Host, dst_host: str | None = None, limit: int = 16,
+              arriving_from=None) -> list[Path]:
+        """Every alternative path (one per -m statistic branch combination, up to `limit`).
+        arriving_from: the source's node (inventory NodeInfo) when the source is not in the bundle:
+        the walk starts where its packet reaches src_host (this node) over VXLAN."""
         paths: list[Path] = []
         todo: list[list[int]] = [[]]
         while todo and len(paths) < limit:
             choices = todo.pop(0)
             walk = Walk(self, copy.copy(flow), choices)
-            path = walk.run(src_host, dst_host)
+            if arriving_from is not None:
+                path = walk.run_arriving(src_host, arriving_from, dst_host)
+            else:
+                path = walk.run(src_host, dst_host)
             paths.append(path)
             # enumerate siblings of every branch point beyond the fixed prefix
             for i in range(len(choices), len(walk.branch_sizes)):

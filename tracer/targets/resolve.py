@@ -103,7 +103,7 @@ def resolve(bundle: Bundle, text: str, hint: str = "") -> Endpoint:
         pod = inv.pod_by_ip(text) if inv else None
         if host is None and pod is not None:
             return Endpoint(text, "pod", text, pod=pod, node=pod.node)
-        return Endpoint(text, "ip", text, host=host, node=host.node if host else None)
+        return Endpoint(text, "ip", text, host=host, node=host.node if host else _node_by_cidr(bundle, text))
     host = find_host(bundle, text)
     if host is None:
         pod = _inventory_pod(bundle, text)
@@ -143,6 +143,18 @@ def _resolve_node(bundle: Bundle, text: str) -> Endpoint:
                                  {n.name for n in (bundle.inventory.nodes if bundle.inventory else [])})) or "none"
         raise UsageError(f"unknown node '{name}' (nodes: {nodes})")
     return Endpoint(text, "node", ip, node=name)
+
+
+def _node_by_cidr(bundle: Bundle, ip: str) -> str | None:
+    """The inventory node whose podCIDR holds `ip` (an address on a node this snapshot does not hold)."""
+    addr = ipaddress.IPv4Address(ip)
+    for n in (bundle.inventory.nodes if bundle.inventory else []):
+        try:
+            if n.pod_cidr and addr in ipaddress.ip_network(n.pod_cidr, strict=False):
+                return n.name
+        except ValueError:
+            continue
+    return None
 
 
 def _node_ip(host: Host) -> str | None:

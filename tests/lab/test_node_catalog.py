@@ -1,0 +1,76 @@
+"""Every catalog fault, found by podpath run inside the blamed node's namespace with the lab's
+kubeconfig and no --lab: exactly as an operator runs it on that node of a real cluster.
+
+The node sees only itself and its pods; the other node is known from the stand-in API server's
+Node objects. A fault on the source's node is diagnosed along the flow from there; a fault on the
+destination's node along the flow as it arrives from the source's node (modelled from the
+annotations); a Service or a source elsewhere, by the node-wide checks plus the flow when it can
+start there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import ROOT_BPF_LAB, bpf_lab  # noqa: E402
+
+from podpath.tracer.lab.faults import FAULTS  # noqa: E402
+
+pytestmark = ROOT_BPF_LAB
+PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    return bpf_lab(request, "nc")
+
+
+def on_node(lab, node: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", lab.netns(node), PODPATH, *args, "--kubeconfig",
+                           str(lab.kubeconfig), "-o", "json"], capture_output=True, text=True, timeout=60)
+
+
+def flow_args(f) -> list[str]:
+    out = [f.src, f.dst]
+    if f.proto and f.proto != "icmp":
+        out += ["--proto", f.proto]
+    if f.port:
+        out += ["--port", str(f.port)]
+    if f.size:
+        out += ["--size", str(f.size + 28)]
+    if f.sport:
+        out += ["--sport", str(f.sport)]
+    return out
+
+
+def pod_node(lab, name: str) -> str | None:
+    return next((p.node for p in lab.inventory().pods if p.name == name), None)
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_fault_found_on_its_node(lab, name):
+    fault = FAULTS[name]
+    lab.inject(name)
+    try:
+        src_node, dst_node = pod_node(lab, fault.flow.src), pod_node(lab, fault.flow.dst)
+        runs = []
+        if fault.node in (src_node, dst_node):  # the flow starts here, or arrives here
+            runs.append(on_node(lab, fault.node, "diagnose", *flow_args(fault.flow)))
+        runs.append(on_node(lab, fault.node, "diagnose"))  # node-wide
+    finally:
+        lab.clear(name)
+    found = set()
+    for r in runs:
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode in (0, 1), r.stderr
+        found |= {(f["cause"], f["node"], f["location"]) for f in json.loads(r.stdout)["findings"]
+                  if f["severity"] == "error"}
+    assert (fault.cause, fault.node, fault.location) in found, \
+        f"{name}: want {fault.cause} at {fault.node}/{fault.location} on {fault.node} alone, got {sorted(found)}"

@@ -50,3 +50,13 @@ def nobody_can_run_the_checkout() -> None:
         if not d.stat().st_mode & 0o001:
             pytest.skip(f"{d} is not searchable by other users (mode {d.stat().st_mode & 0o777:o}), so user "
                         "nobody cannot run this checkout of podpath; clone it somewhere others can read")
+
+
+def podpath_on_node(lab, node: str, *args: str, timeout: float = 60):
+    """`podpath ARGS` run inside a lab node's namespace, as an operator runs it on a node."""
+    import subprocess
+    from pathlib import Path
+
+    exe = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
+    return subprocess.run(["ip", "netns", "exec", lab.netns(node), exe, *args], capture_output=True, text=True,
+                          timeout=timeout)

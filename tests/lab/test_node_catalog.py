@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ROOT_BPF_LAB, bpf_lab  # noqa: E402
+from conftest import ROOT_BPF_LAB, bpf_lab, podpath_on_node  # noqa: E402
 
 from podpath.tracer.lab.faults import FAULTS  # noqa: E402
 
 pytestmark = ROOT_BPF_LAB
-PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +29,8 @@ def lab(request):
     return bpf_lab(request, "nc")
 
 
-def on_node(lab, node: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", lab.netns(node), PODPATH, *args, "--kubeconfig",
-                           str(lab.kubeconfig), "-o", "json"], capture_output=True, text=True, timeout=60)
+def on_node(lab, node: str, *args: str):
+    return podpath_on_node(lab, node, *args, "--kubeconfig", str(lab.kubeconfig), "-o", "json")
 
 
 def flow_args(f) -> list[str]:

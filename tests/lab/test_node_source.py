@@ -11,26 +11,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ROOT_BPF_LAB, bpf_lab  # noqa: E402
+from conftest import ROOT_BPF_LAB, bpf_lab, podpath_on_node as on_node  # noqa: E402
 
 pytestmark = ROOT_BPF_LAB
-PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
 
 
 @pytest.fixture(scope="module")
 def lab(request):
     return bpf_lab(request, "nd")
-
-
-def on_node(lab, node: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`podpath ARGS` run inside a lab node's namespace, as an operator runs it on a node."""
-    return subprocess.run(["ip", "netns", "exec", lab.netns(node), PODPATH, *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def pod_ip(lab, pod: str) -> str:

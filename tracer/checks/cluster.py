@@ -23,18 +23,24 @@ def _remote_nodes(ctx: Context, node: Host) -> list[NodeInfo]:
     return [n for n in (inv.nodes if inv else []) if n.name != (node.node or node.name) and n.name not in held]
 
 
-def vtep_annotation(ctx: Context) -> list[Finding]:
-    """flannel.1's neighbour and FDB entry for a remote node against that node's annotation: after a
-    node reboots, its flannel.1 comes back with a new MAC and annotation; a node that kept the old
-    MAC (neighbour and FDB agreeing with each other) sends VXLAN frames the remote drops."""
-    out = []
+def _flannel_peers(ctx: Context):
+    """(node, its VXLAN device, a remote node it should have flannel's triple for) for every pair."""
     for node in ctx.nodes():
         vx = vxlan_of(node)
         if vx is None:
             continue
         for remote in _remote_nodes(ctx, node):
-            if not remote.vtep_mac or not remote.pod_cidr:
-                continue
+            if remote.pod_cidr:
+                yield node, vx, remote
+
+
+def vtep_annotation(ctx: Context) -> list[Finding]:
+    """flannel.1's neighbour and FDB entry for a remote node against that node's annotation: after a
+    node reboots, its flannel.1 comes back with a new MAC and annotation; a node that kept the old
+    MAC (neighbour and FDB agreeing with each other) sends VXLAN frames the remote drops."""
+    out = []
+    for node, vx, remote in _flannel_peers(ctx):
+        if remote.vtep_mac:
             gw = remote.pod_cidr.split("/")[0]
             neigh = next((n for n in node.neigh if n.ifname == vx.name and n.dst == gw), None)
             if neigh is None or not neigh.lladdr or neigh.lladdr == remote.vtep_mac:
@@ -60,19 +66,12 @@ def vtep_annotation(ctx: Context) -> list[Finding]:
 def podcidr_route(ctx: Context) -> list[Finding]:
     """Every other node's podCIDR needs a route on this node (flannel's `via <.0> dev flannel.1 onlink`)."""
     out = []
-    for node in ctx.nodes():
-        vx = vxlan_of(node)
-        if vx is None:
+    for node, vx, remote in _flannel_peers(ctx):
+        try:
+            want = ipaddress.ip_network(remote.pod_cidr, strict=False)
+        except ValueError:
             continue
-        for remote in _remote_nodes(ctx, node):
-            if not remote.pod_cidr:
-                continue
-            try:
-                want = ipaddress.ip_network(remote.pod_cidr, strict=False)
-            except ValueError:
-                continue
-            if any(r.dst == str(want) and r.table == 254 for r in node.routes):
-                continue
+        if not any(r.dst == str(want) and r.table == 254 for r in node.routes):
             gw = str(want.network_address)
             out.append(for_host(ctx, node, "host_route", f"{want} via {gw} dev {vx.name} onlink",
                                 f"no route for {remote.name}'s podCIDR {want}: pods here cannot reach its pods",

@@ -46,8 +46,10 @@ def diagnose(
       podpath diagnose pod-a svc/kube-system/kube-dns:53 --proto udp
       podpath diagnose pod-a pod-b --size 1400 --bundle ticket.json -o json | jq .findings
     """
+    from podpath.cli import validate
     from podpath.tracer.diagnose import diagnose as run
 
+    validate.flow(port_=port, sport=sport, size_=size)
     source = get_source(bundle, lab, kubeconfig, context)
     data = snapshot(source, tuple(t for t in (src, dst) if t))
     result = run(data, src, dst, proto=proto, port=port, size=size, sport=sport, hint=source.not_found_hint())

@@ -47,6 +47,13 @@ def dns(
     from podpath.tracer.dns import lookup
     from podpath.tracer.trace import require_root
 
+    from podpath.cli import validate
+
+    from podpath.tracer.dns.lookup import check_name
+
+    validate.port(sport, "--sport")
+    validate.timeout(timeout)
+    check_name(name)
     require_root()
     source = get_source(None, lab, kubeconfig, context)
     with _progress() as (say, stop):

@@ -1,7 +1,8 @@
 """The `podpath` command: wires one file per command into one typer app.
 
-Errors: library code raises podpath.tracer.errors.PodpathError subclasses; `main()` turns them
-into one line on stderr and the class's exit code, here and nowhere else.
+Errors: library code raises podpath.tracer.errors.PodpathError subclasses; `main()` turns them,
+and the argument parser's own complaints, into one line on stderr and the class's exit code, here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ import sys
 
 import typer
 
-from podpath.tracer.errors import PodpathError
+try:  # typer >= 0.20 carries its own click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as click_exc
+
+from podpath.tracer.errors import PodpathError, UsageError
 
 app = typer.Typer(
     name="podpath",
@@ -29,13 +35,28 @@ def _register() -> None:
         module.register(app)
 
 
+def _one_line(e: click_exc.UsageError) -> str:
+    """click's usage error as podpath's one line: the problem, and where to read the fix."""
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    cmd = e.ctx.command_path if e.ctx is not None else "podpath"
+    return f"{msg}; see `{cmd} --help`"
+
+
 def main() -> None:
     _register()
     try:
-        app()  # standalone: typer prints usage errors itself and exits 2
+        rc = app(standalone_mode=False)
     except PodpathError as e:
-        print(f"podpath: error: {e}", file=sys.stderr)
+        text = " ".join(str(e).splitlines())  # one line, whatever a value held
+        print(f"podpath: error: {text}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except click_exc.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `podpath` alone, or a group alone: its help
+            e.show()
+            sys.exit(UsageError.exit_code)
+        print(f"podpath: error: {_one_line(e)}", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         print("podpath: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -55,6 +55,11 @@ def trace(
     """
     from podpath.tracer.trace import require_root, trace as run
 
+    from podpath.cli import validate
+
+    validate.flow(port_=port, sport=sport, size_=size)
+    validate.count(count)
+    validate.timeout(timeout)
     require_root()
     source = get_source(None, lab, kubeconfig, context)
 

@@ -328,26 +328,68 @@ class Bundle:
                 f"bundle version {raw.get('version')!r} is not {BUNDLE_VERSION}; re-take the snapshot"
             )
         try:
-            return from_dict(cls, raw)
-        except (TypeError, ValueError, KeyError) as e:
-            raise BundleError(f"bundle is malformed: {e}") from None
+            return from_dict(cls, raw, "$")
+        except BadValue as e:
+            raise BundleError(f"bundle is malformed: the value at {e.path} {e.problem}; fix it or re-take the snapshot") from None
 
 
-def from_dict(cls: type, data: Any) -> Any:
-    """Rebuild nested dataclasses from `dataclasses.asdict` output (type hints drive it)."""
+class BadValue(ValueError):
+    """A bundle value of the wrong type or form, with its JSON path ($.hosts[2].addrs[0].address)."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = path, problem
+
+
+# Fields whose text must be an address or a prefix: checked on load, so a hand-edited or corrupt
+# bundle is one line naming the place, not a traceback deep in the model.
+_ADDRESS_FIELDS = {"address", "gateway", "prefsrc", "local", "underlay_ip", "internal_ip", "src", "dst",
+                   "reply_src", "reply_dst", "cluster_ip", "ip"}
+_PREFIX_FIELDS = {("Route", "dst"), ("Rule", "src"), ("Rule", "dst"), ("NodeInfo", "pod_cidr")}
+
+
+def _check_text(cls: type, key: str, value: Any, path: str) -> None:
+    import ipaddress
+
+    if key == "prefixlen" and isinstance(value, int) and not 0 <= value <= 32:
+        raise BadValue(path, f"is not an IPv4 prefix length (0..32): {value}")
+    if not isinstance(value, str):
+        return
+    try:
+        if (cls.__name__, key) in _PREFIX_FIELDS:
+            if value != "default":
+                ipaddress.ip_network(value, strict=False)
+        elif key in _ADDRESS_FIELDS and cls.__name__ not in ("Rule", "Route"):
+            ipaddress.ip_address(value)
+        elif key in ("gateway", "prefsrc"):
+            ipaddress.ip_address(value)
+    except ValueError:
+        raise BadValue(path, f"is not an address or prefix: {value!r}") from None
+
+
+def from_dict(cls: type, data: Any, path: str = "$") -> Any:
+    """Rebuild nested dataclasses from `dataclasses.asdict` output (type hints drive it); a value of
+    the wrong type or form raises BadValue naming its JSON path."""
     hints = typing.get_type_hints(cls)
     if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__} expects an object, got {type(data).__name__}")
+        raise BadValue(path, f"should be an object ({cls.__name__}), not {type(data).__name__}")
     kwargs = {}
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
         if key not in names:
             continue  # tolerate fields from newer writers
-        kwargs[key] = _convert(hints[key], value)
-    return cls(**kwargs)
+        kwargs[key] = _convert(hints[key], value, f"{path}.{key}")
+        _check_text(cls, key, kwargs[key], f"{path}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field missing
+        raise BadValue(path, f"is incomplete ({e})") from None
 
 
-def _convert(tp: Any, value: Any) -> Any:
+_SCALARS = {int: "an integer", str: "a string", bool: "true or false", float: "a number"}
+
+
+def _convert(tp: Any, value: Any, path: str = "$") -> Any:
     if value is None:
         return None
     origin = typing.get_origin(tp)
@@ -355,16 +397,22 @@ def _convert(tp: Any, value: Any) -> Any:
         for arg in typing.get_args(tp):
             if arg is type(None):
                 continue
-            return _convert(arg, value)
+            return _convert(arg, value, path)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
+        return from_dict(tp, value, path)
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {type(value).__name__}")
-        return [_convert(item, v) for v in value]
+            raise BadValue(path, f"should be a list, not {type(value).__name__}")
+        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise TypeError(f"expected an object, got {type(value).__name__}")
+            raise BadValue(path, f"should be an object, not {type(value).__name__}")
         return dict(value)
+    if tp in _SCALARS:
+        ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise BadValue(path, f"should be {_SCALARS[tp]}, not {json.dumps(value)[:40]}")
     return value

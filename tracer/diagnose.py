@@ -43,7 +43,7 @@ class Diagnosis:
 def build_flow(src: Endpoint, dst: Endpoint, proto: str | None, port: int | None, size: int | None,
                sport: int | None = None) -> Flow:
     if proto is not None and proto not in PROTOS:
-        raise UsageError(f"unknown protocol '{proto}': use one of {', '.join(PROTOS)}")
+        raise UsageError(f"unknown protocol {proto!r}: use one of {', '.join(PROTOS)}")
     if dst.kind == "service":
         proto = proto or dst.proto or "tcp"
         port = port or dst.port

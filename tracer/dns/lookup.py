@@ -58,6 +58,18 @@ class DnsResult:
         return d
 
 
+def check_name(name: str) -> None:
+    """A name dnspython can put in a query, else one line saying what is wrong with it."""
+    import dns.exception
+    import dns.name
+
+    try:
+        dns.name.from_text(name)
+    except dns.exception.DNSException as e:
+        what = (e.__doc__ or type(e).__name__).strip().rstrip(".")
+        raise UsageError(f"'{name}' is not a DNS name: {what[0].lower() + what[1:]}") from None
+
+
 def _message(qname: str, rdtype: str):
     import dns.message
     q = dns.message.make_query(qname, rdtype)
@@ -149,6 +161,7 @@ def lookup(pod: str, name: str, *, source, rdtype: str = "A", server: str | None
         raise UsageError(f"unknown record type '{rdtype}': use one of {', '.join(RDTYPES)}")
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    check_name(name)
     t0 = time.perf_counter()
     say(f"snapshotting {source.label}…")
     bundle = source.snapshot((pod,) + ((server,) if server else ()))

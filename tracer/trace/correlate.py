@@ -19,7 +19,8 @@ from .hooks import chains_in_gap, hook_passes, pass_before
 # a finding's cause → the evidence kind its object is
 EVIDENCE_KIND = {"pod_route": "route", "host_route": "route", "iptables": "rule", "dns": "rule", "ipvs": "ipvs",
                  "ip_conflict": "addr", "link_down": "link", "arp": "neigh", "fdb": "fdb", "ip_forward": "sysctl",
-                 "rp_filter": "sysctl", "mtu": "link", "bridge_port": "link", "no_listener": "listener"}
+                 "rp_filter": "sysctl", "mtu": "link", "bridge_port": "link", "no_listener": "listener",
+                 "tc": "program"}
 NETFILTER_CAUSES = ("iptables", "dns", "ipvs")
 HOP_KINDS = {"tc": 0, "netif_receive_skb": 1, "net_dev_start_xmit": 1}  # preference when both saw a hop
 
@@ -322,7 +323,13 @@ REASON_CAUSES = {
     "NETFILTER_DROP": NETFILTER_CAUSES,
     "PKT_TOO_SMALL": ("mtu",),
     "FRAG_REASM_TIMEOUT": ("mtu",),
+    "TC_INGRESS": ("tc",),
+    "TC_EGRESS": ("tc",),
+    "XDP": ("tc",),
 }
+# Warnings that still explain a drop when the kernel's reason points at them: a foreign tc program
+# is only a warning in diagnose (it may well let the packet pass), but TC_EGRESS says it did not.
+REASON_WARNINGS = ("tc",)
 LOCATION_CAUSES = {"__dev_forward_skb": ("mtu", "link_down"), "ip_fragment": ("mtu",),
                    "ip_forward": ("mtu", "ip_forward")}
 # A broken link explains the missing FDB/ARP entries and flooding it causes downstream.
@@ -348,8 +355,10 @@ def pick_finding(findings, *, node, location, device, drop_reason=None, status=N
     the last hop seen); the namespaces at the far end of the stop device (a veth refusing to
     forward is the receiver's MTU). Within a tier, causes the kernel's drop reason points at first,
     then root causes, then diagnose's order (errors first, in path order)."""
-    errs = [f for f in findings if f.severity == "error"] or list(findings)
     prefs = preferred_causes(drop_reason, drop_location, hook)
+    errs = [f for f in findings if f.severity == "error" or (f.cause in prefs and f.cause in REASON_WARNINGS
+                                                             and f.severity == "warning")] or \
+        [f for f in findings if not (f.cause in REASON_WARNINGS and f.severity == "info")]  # "may be elsewhere"
 
     def best(cands):
         if not cands:

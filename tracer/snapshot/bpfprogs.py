@@ -151,19 +151,22 @@ def tcx_programs(ifindex: int, device: str) -> list[Attachment]:
     return out
 
 
+XDP_MODES = (("IFLA_XDP_DRV_PROG_ID", "xdpdrv"), ("IFLA_XDP_SKB_PROG_ID", "xdpgeneric"),
+             ("IFLA_XDP_HW_PROG_ID", "xdpoffload"))  # as `ip link set dev D <mode> off` names them
+
+
 def xdp_programs(msgs: list[Any]) -> list[Attachment]:
-    """XDP from IFLA_XDP of each link (rtnetlink dump): prog id and mode."""
+    """XDP from IFLA_XDP of each link (rtnetlink dump): one per attached mode, with its prog id."""
     out = []
     for m in msgs:
         xdp = m.get_attr("IFLA_XDP")
-        mode = xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else None
-        if not mode:
+        if not xdp or not xdp.get_attr("IFLA_XDP_ATTACHED"):
             continue
-        ids = {xdp.get_attr(k) for k in ("IFLA_XDP_PROG_ID", "IFLA_XDP_DRV_PROG_ID", "IFLA_XDP_SKB_PROG_ID",
-                                          "IFLA_XDP_HW_PROG_ID")} - {None, 0}
-        for prog_id in sorted(ids):
-            out.append(Attachment(hook="xdp", kind="xdp", device=m.get_attr("IFLA_IFNAME"), id=prog_id,
-                                  detail=f"mode {mode}"))
+        for key, mode in XDP_MODES:
+            prog_id = xdp.get_attr(key)
+            if prog_id:
+                out.append(Attachment(hook="xdp", kind="xdp", device=m.get_attr("IFLA_IFNAME"), id=prog_id,
+                                      detail=f"mode {mode}"))
     return out
 
 
@@ -194,9 +197,9 @@ def name_programs(items: list[Attachment]) -> None:
 def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
     """Everything attached in the calling thread's namespace; and what could not be read.
 
-    kind: the Host's kind. A netfilter link is placed by its holders' namespaces; one that no holder
-    places here (pinned, or loaded from a thread that entered the namespace) is listed on every
-    node, saying its namespace is unknown."""
+    kind: the Host's kind. A netfilter link is placed in its holders' namespaces (a loader thread that
+    entered another namespace to attach it escapes this); one nobody holds (pinned) is listed on
+    every node, saying its namespace is unknown."""
     problems: list[str] = []
     msgs = list(ipr.link("dump"))
     found: list[Attachment] = []
@@ -234,9 +237,8 @@ def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
         if inside:
             a.detail += f"; netns of holder {inside[0]} (the kernel does not report a netfilter link's netns)"
             found.append(a)
-        elif kind == "node":  # may be this namespace's: say so rather than hide it
-            a.detail += ("; netns unknown: the kernel does not report a netfilter link's netns and "
-                         + ("no process holds it" if not owners else "its holders are in other namespaces"))
+        elif not owners and kind == "node":  # pinned: may be this namespace's, say so rather than hide it
+            a.detail += "; netns unknown: the kernel does not report a netfilter link's netns and no process holds it"
             found.append(a)
     return found, problems
 

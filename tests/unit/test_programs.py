@@ -120,3 +120,16 @@ def test_bundle_round_trip_keeps_programs(bundle):
     bundle.host("node-b").programs.append(clsact(owners=["1/init"]))
     again = Bundle.from_json(bundle.to_json())
     assert again.host("node-b").programs == bundle.host("node-b").programs
+
+
+def test_an_xdp_drop_without_a_reason_is_blamed_on_the_program_even_beside_an_error(bundle):
+    """Generic XDP frees a dropped skb as NOT_SPECIFIED in do_xdp_generic (seen in the lab test)."""
+    pod_b = bundle.host("pod-b")
+    pod_b.programs.append(Attachment(hook="xdp", kind="xdp", device="eth0", id=12, name="xdp_drop_icmp",
+                                     tag="cd" * 8, detail="mode xdpgeneric"))
+    bundle.host("node-b").link("flannel.1").up = False  # an error on the same node
+    findings = diagnose(bundle, "pod-a", "pod-b").findings
+    assert any(f.severity == "error" for f in findings)
+    f = pick_finding(findings, node="node-b", location="pod-b", device="eth0", drop_reason="NOT_SPECIFIED",
+                     status="dropped", drop_location="do_xdp_generic+0x284")
+    assert f is not None and f.cause == "tc" and "xdp_drop_icmp" in f.object

@@ -331,7 +331,9 @@ REASON_CAUSES = {
 # is only a warning in diagnose (it may well let the packet pass), but TC_EGRESS says it did not.
 REASON_WARNINGS = ("tc",)
 LOCATION_CAUSES = {"__dev_forward_skb": ("mtu", "link_down"), "ip_fragment": ("mtu",),
-                   "ip_forward": ("mtu", "ip_forward")}
+                   "ip_forward": ("mtu", "ip_forward"),
+                   # an XDP_DROP frees the skb as NOT_SPECIFIED here (generic XDP, veth's native XDP)
+                   "do_xdp_generic": ("tc",), "veth_xdp_rcv": ("tc",)}
 # A broken link explains the missing FDB/ARP entries and flooding it causes downstream.
 ROOT_FIRST = ("link_down", "bridge_port", "ip_conflict")
 

@@ -35,10 +35,11 @@ int xdp_drop_icmp(struct xdp_md *ctx)
 	return is_icmp((void *)(long)ctx->data, (void *)(long)ctx->data_end) ? XDP_DROP : XDP_PASS;
 }
 
-/* libbpf 1.1 does not know SEC("netfilter"): the loader sets BPF_PROG_TYPE_NETFILTER itself. */
+/* Present, not dropping: the netfilter link variant checks podpath lists and places it. libbpf
+ * 1.1 does not know SEC("netfilter"): the loader sets BPF_PROG_TYPE_NETFILTER itself. */
 struct bpf_nf_ctx;
 SEC("netfilter")
-int nf_drop_icmp(struct bpf_nf_ctx *ctx)
+int nf_foreign(struct bpf_nf_ctx *ctx)
 {
 	return 1; /* NF_ACCEPT: only its presence matters to the snapshot test */
 }

@@ -168,3 +168,38 @@ def test_generic_xdp_on_pod_b_eth0_is_listed_and_warned_with_the_command_that_re
         assert trace(lab)["status"] == "delivered"
     finally:
         sh(lab, "pod-b", "ip link set dev eth0 xdpgeneric off", check=False)
+
+
+def test_netfilter_link_is_placed_by_its_holders_namespace_and_warned_on_that_node_only(clean):
+    """The kernel does not say which namespace a BPF netfilter link hooks: podpath places it by the
+    namespace of the process holding it (here one started inside node-b's namespace)."""
+    lab = clean
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", lab.netns("node-b"), str(ROOT / ".venv" / "bin" / "python"), "-c", HOLD_NF,
+         DROP_ICMP], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "attached"
+        (prog,) = [a for a in snapshot_programs(lab, "node-b") if not a["ours"]]
+        assert (prog["hook"], prog["kind"], prog["name"], prog["priority"], prog["device"]) == \
+            ("netfilter", "nf-link", "nf_foreign", -123, None), prog
+        assert prog["detail"].startswith("ip forward; netns of holder") and prog["owners"] == [f"{holder.pid}/python"]
+        assert [a for a in snapshot_programs(lab, "node-a") if not a["ours"]] == []  # not node-a's
+        f = tc_warning(lab, "node-b", "host", "nf_foreign")
+        assert f["fix"].startswith(f"bpftool link detach id {prog['link_id']}")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+# A process holding a BPF netfilter link (ip forward, priority -123) in its own namespace.
+HOLD_NF = """
+import sys
+from podpath.tracer.probes import libbpf
+obj = libbpf.BpfObject(sys.argv[1], autoload=["nf_foreign"],
+                       prog_types={"nf_foreign": (libbpf.BPF_PROG_TYPE_NETFILTER, libbpf.BPF_NETFILTER)})
+link = libbpf.attach_netfilter(obj.program_fd("nf_foreign"), "forward", -123)
+print("attached", flush=True)
+sys.stdin.read()
+link.close()
+obj.close()
+"""

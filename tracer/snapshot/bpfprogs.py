@@ -119,10 +119,12 @@ def _bpf_options(opts: Any) -> dict[int, bytes]:
         return {}
 
 
-def tc_filters(ipr: Any, ifindex: int, device: str) -> list[Attachment]:
-    """clsact filters on a device (none when it has no clsact qdisc)."""
+def tc_filters(ipr: Any, ifindex: int, device: str, qdisc: str) -> list[Attachment]:
+    """Filters of a device's clsact qdisc (or of the older ingress qdisc: ingress side only)."""
     out = []
     for hook, parent in TC_PARENTS.items():
+        if hook == "tc_egress" and qdisc != "clsact":
+            continue
         for m in ipr.get_filters(index=ifindex, parent=parent):
             if not m["handle"]:
                 continue  # the per-priority chain head, not a filter
@@ -203,14 +205,24 @@ def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
     problems: list[str] = []
     msgs = list(ipr.link("dump"))
     found: list[Attachment] = []
+    try:  # one qdisc dump says which devices can hold filters at all (most have none)
+        qdiscs = {q["index"]: q.get_attr("TCA_KIND") for q in ipr.get_qdiscs()
+                  if q.get_attr("TCA_KIND") in ("clsact", "ingress")}
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"tc qdiscs: {e}")
+        qdiscs = {}
+    tcx = True
     for m in msgs:
         index, device = m["index"], m.get_attr("IFLA_IFNAME")
         try:
-            found += tc_filters(ipr, index, device)
+            found += tc_filters(ipr, index, device, qdiscs[index]) if index in qdiscs else []
         except Exception as e:  # noqa: BLE001 - one device's dump failing leaves the others
             problems.append(f"tc filters of {device}: {e}")
         try:
-            found += tcx_programs(index, device)
+            found += tcx_programs(index, device) if tcx else []
+        except libbpf.PermissionNeeded as e:  # the same answer for every device: say it once
+            problems.append(f"tcx: {e}")
+            tcx = False
         except Exception as e:  # noqa: BLE001
             problems.append(f"tcx of {device}: {e}")
     found += xdp_programs(msgs)

@@ -185,15 +185,19 @@ def netfilter_links() -> list[Attachment]:
     return out
 
 
-def name_programs(items: list[Attachment]) -> None:
-    """Fill name and tag from the kernel (BPF_PROG_GET_FD_BY_ID + BPF_OBJ_GET_INFO_BY_FD)."""
+def name_programs(items: list[Attachment]) -> list[Attachment]:
+    """Fill name and tag from the kernel (BPF_PROG_GET_FD_BY_ID + BPF_OBJ_GET_INFO_BY_FD); the
+    attachments whose program is gone meanwhile (a detaching trace's) are left out."""
+    out = []
     for a in items:
-        if a.id is None:
-            continue
-        info = libbpf.prog_info(a.id)
-        if info is not None:
+        if a.id is not None:
+            info = libbpf.prog_info(a.id)
+            if info is None:
+                continue
             a.name, a.tag = info[0] or None, info[1]
-        a.ours = bool(a.name and a.name.startswith(OURS_PREFIX))
+            a.ours = bool(a.name and a.name.startswith(OURS_PREFIX))
+        out.append(a)
+    return out
 
 
 def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
@@ -232,7 +236,7 @@ def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
         problems.append(f"netfilter links: {e}")
         nf = []
     try:
-        name_programs(found + nf)
+        found, nf = name_programs(found), name_programs(nf)
     except Exception as e:  # noqa: BLE001
         problems.append(f"program names: {e}")
     holders = Holders() if any(not a.ours for a in found + nf) else None

@@ -203,3 +203,21 @@ sys.stdin.read()
 link.close()
 obj.close()
 """
+
+
+def test_without_the_capability_to_list_bpf_objects_the_snapshot_says_so_as_a_gap():
+    """Run as root with CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON dropped (setpriv), in this namespace
+    (entering another needs CAP_SYS_ADMIN): the programs collector records why it saw nothing."""
+    code = ("from pyroute2 import IPRoute\n"
+            "from podpath.tracer.bundle import Host\n"
+            "from podpath.tracer.snapshot.collectors import Ctx, run_collectors\n"
+            "h = Host(name='here')\n"
+            "with IPRoute() as ipr:\n"
+            "    run_collectors(Ctx(host=h, ipr=ipr), {'programs'})\n"
+            "print(h.gaps.get('programs', ''))\n")
+    caps = "-sys_admin,-bpf,-perfmon"
+    p = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}",
+                        str(ROOT / ".venv" / "bin" / "python"), "-c", code],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    assert "cannot list BPF links: Operation not permitted; run podpath as root" in p.stdout, p.stdout

@@ -321,8 +321,11 @@ def links_info() -> list[dict]:
     while True:
         a = _attr(16)
         _put(a, 0, "=I", next_id)
-        if sys_bpf(BPF_LINK_GET_NEXT_ID, a) < 0:
+        r = sys_bpf(BPF_LINK_GET_NEXT_ID, a)
+        if r == -errno.ENOENT:  # the end of the list
             return out
+        if r < 0:
+            raise _fail("cannot list BPF links", r)
         next_id = struct.unpack_from("=I", a, 4)[0]
         b = _attr(16)
         _put(b, 0, "=I", next_id)

@@ -2,7 +2,8 @@
 /* A stand-in for a foreign program on the pod network (another CNI's leftover, a security
  * agent): it drops every IPv4 ICMP packet through the device it is attached to. The lab test
  * (tests/lab/test_programs.py) attaches it to node-b's cni0 egress with `tc` (clsact, section
- * "tc"), with a tcx link, or as XDP (section "xdp"), and checks podpath finds and blames it. */
+ * "tc"), with a tcx link, or as XDP (section "xdp"), and checks podpath finds and blames it.
+ * nf_drop_icmp.bpf.c is the same as a BPF netfilter link. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -35,11 +36,3 @@ int xdp_drop_icmp(struct xdp_md *ctx)
 	return is_icmp((void *)(long)ctx->data, (void *)(long)ctx->data_end) ? XDP_DROP : XDP_PASS;
 }
 
-/* Present, not dropping: the netfilter link variant checks podpath lists and places it. libbpf
- * 1.1 does not know SEC("netfilter"): the loader sets BPF_PROG_TYPE_NETFILTER itself. */
-struct bpf_nf_ctx;
-SEC("netfilter")
-int nf_foreign(struct bpf_nf_ctx *ctx)
-{
-	return 1; /* NF_ACCEPT: only its presence matters to the snapshot test */
-}

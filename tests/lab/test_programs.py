@@ -4,7 +4,8 @@ to pod-b, and podpath must see it, blame it, and give the command that removes i
 The program is tests/bpf/drop_icmp.bpf.o (built by `make -C tests/bpf`, which scripts/setup.sh
 runs): a stand-in for another CNI's leftover or a security agent. It is attached the ways such
 tools attach: with `tc` as a clsact direct-action filter on node-b's cni0 egress (nobody holds
-it), as a tcx link held by a running process, and as generic XDP on pod-b's eth0. One lab per
+it), as a tcx link held by a running process, as generic XDP on pod-b's eth0, and
+(nf_drop_icmp.bpf.o) as a BPF netfilter link in node-b's forward hook. One lab per
 module, named fp<4 hex>, torn down even when tests fail; each test removes what it attached in a
 finally block, and checks that no podpath program is left loaded.
 """
@@ -25,12 +26,14 @@ pytestmark = ROOT_BPF_LAB
 ROOT = Path(__file__).resolve().parents[2]
 PODPATH = str(ROOT / ".venv" / "bin" / "podpath")
 DROP_ICMP = str(ROOT / "tests" / "bpf" / "drop_icmp.bpf.o")
+NF_DROP_ICMP = str(ROOT / "tests" / "bpf" / "nf_drop_icmp.bpf.o")
 
 
 @pytest.fixture(scope="module")
 def lab(request):
-    if not os.path.exists(DROP_ICMP):
-        pytest.fail(f"{DROP_ICMP} not built: run `make -C tests/bpf` (scripts/setup.sh does)")
+    for obj in (DROP_ICMP, NF_DROP_ICMP):
+        if not os.path.exists(obj):
+            pytest.fail(f"{obj} not built: run `make -C tests/bpf` (scripts/setup.sh does)")
     return bpf_lab(request, "fp")
 
 
@@ -170,22 +173,31 @@ def test_generic_xdp_on_pod_b_eth0_is_listed_and_warned_with_the_command_that_re
         sh(lab, "pod-b", "ip link set dev eth0 xdpgeneric off", check=False)
 
 
-def test_netfilter_link_is_placed_by_its_holders_namespace_and_warned_on_that_node_only(clean):
+def test_netfilter_link_is_placed_by_its_holder_warned_and_blamed_for_its_drop(clean):
     """The kernel does not say which namespace a BPF netfilter link hooks: podpath places it by the
-    namespace of the process holding it (here one started inside node-b's namespace)."""
+    namespace of the process holding it (here one started inside node-b's namespace). Its program
+    drops ICMP in node-b's forward hook, where no iptables or nftables chain sits."""
     lab = clean
     holder = subprocess.Popen(
         ["ip", "netns", "exec", lab.netns("node-b"), str(ROOT / ".venv" / "bin" / "python"), "-c", HOLD_NF,
-         DROP_ICMP], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+         NF_DROP_ICMP], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "attached"
         (prog,) = [a for a in snapshot_programs(lab, "node-b") if not a["ours"]]
         assert (prog["hook"], prog["kind"], prog["name"], prog["priority"], prog["device"]) == \
-            ("netfilter", "nf-link", "nf_foreign", -123, None), prog
+            ("netfilter", "nf-link", "nf_drop_icmp", -123, None), prog
         assert prog["detail"].startswith("ip forward; netns of holder") and prog["owners"] == [f"{holder.pid}/python"]
         assert [a for a in snapshot_programs(lab, "node-a") if not a["ours"]] == []  # not node-a's
-        f = tc_warning(lab, "node-b", "host", "nf_foreign")
-        assert f["fix"].startswith(f"bpftool link detach id {prog['link_id']}")
+        f = tc_warning(lab, "node-b", "host", "nf_drop_icmp")
+        assert f["fix"].startswith(f"bpftool link detach id {prog['link_id']}  # held by {holder.pid}/python")
+
+        v = trace(lab)
+        assert (v["status"], v["cause"], v["node"], v["hook"], v["drop_reason"]) == \
+            ("dropped", "tc", "node-b", "forward", "NETFILTER_DROP"), v
+        assert f"BPF netfilter link {prog['link_id']} (nf_drop_icmp, priority -123)" in v["table"], v
+        assert any(e["kind"] == "program" and "nf_drop_icmp" in e["object"] for e in v["evidence"]), v
+        subprocess.run(v["fix"], shell=True, check=True)
+        assert trace(lab)["status"] == "delivered"
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
@@ -195,9 +207,8 @@ def test_netfilter_link_is_placed_by_its_holders_namespace_and_warned_on_that_no
 HOLD_NF = """
 import sys
 from podpath.tracer.probes import libbpf
-obj = libbpf.BpfObject(sys.argv[1], autoload=["nf_foreign"],
-                       prog_types={"nf_foreign": (libbpf.BPF_PROG_TYPE_NETFILTER, libbpf.BPF_NETFILTER)})
-link = libbpf.attach_netfilter(obj.program_fd("nf_foreign"), "forward", -123)
+obj = libbpf.BpfObject(sys.argv[1], prog_types={"nf_drop_icmp": (libbpf.BPF_PROG_TYPE_NETFILTER, libbpf.BPF_NETFILTER)})
+link = libbpf.attach_netfilter(obj.program_fd("nf_drop_icmp"), "forward", -123)
 print("attached", flush=True)
 sys.stdin.read()
 link.close()

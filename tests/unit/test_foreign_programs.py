@@ -133,3 +133,17 @@ def test_an_xdp_drop_without_a_reason_is_blamed_on_the_program_even_beside_an_er
     f = pick_finding(findings, node="node-b", location="pod-b", device="eth0", drop_reason="NOT_SPECIFIED",
                      status="dropped", drop_location="do_xdp_generic+0x284")
     assert f is not None and f.cause == "tc" and "xdp_drop_icmp" in f.object
+
+
+def test_a_netfilter_drop_between_two_brackets_finds_the_foreign_link_at_that_hook_and_priority(bundle):
+    from podpath.tracer.trace.hooks import nf_links_in_gap
+
+    node_b = bundle.host("node-b")
+    fw = Attachment(hook="netfilter", kind="nf-link", id=31, name="nf_fw", priority=-123, link_id=41,
+                    owners=["77/fw"], detail="ip forward; netns of holder 77/fw (...)")
+    ours = Attachment(hook="netfilter", kind="nf-link", id=32, name="pp_nf_3", priority=-120, link_id=42,
+                      detail="ip forward", ours=True)
+    node_b.programs += [fw, ours]
+    assert nf_links_in_gap(node_b, "forward", -150, -100) == [fw]
+    assert nf_links_in_gap(node_b, "input", -150, -100) == []
+    assert nf_links_in_gap(node_b, "forward", -100, 0) == []

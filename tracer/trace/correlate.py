@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..model.path import SEGMENTS
 from ..netns import netns_path
-from .hooks import chains_in_gap, hook_passes, pass_before
+from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
 # a finding's cause → the evidence kind its object is
 EVIDENCE_KIND = {"pod_route": "route", "host_route": "route", "iptables": "rule", "dns": "rule", "ipvs": "ipvs",
@@ -544,11 +544,14 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                         drop_location=d.location_sym)
             taken = pass_before(passes, d)
             detail = None
+            chains, links = [], []
             if taken is not None:  # the kernel's own word on the hook, and the brackets' on the table
                 v.hook = taken.hook
                 lo, hi = taken.stopped_between()
                 chains = chains_in_gap(h, taken.hook, lo, hi) if h is not None else []
-                v.table = ", ".join(chains) or f"a base chain between priorities {lo} and {hi}"
+                links = nf_links_in_gap(h, taken.hook, lo, hi)
+                v.table = ", ".join(chains + [f"BPF netfilter link {a.link_id} ({a.name}, priority {a.priority})"
+                                              for a in links]) or f"a base chain between priorities {lo} and {hi}"
                 detail = f"taken in {taken.hook} by {v.table}"
             hops.append(ObservedHop(node=node, location=loc, device=dev, point="drop",
                                     direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
@@ -557,6 +560,8 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             f = pick_finding(findings, node=node, location=loc, device=dev, drop_reason=d.drop_reason,
                              status="dropped", hook=v.hook, drop_location=d.location_sym,
                              peers=peer_places(bundle, host_name, dev))
+            if links and not chains:  # only a foreign program sits where the packet was taken
+                f = next((x for x in findings if x.cause == "tc" and x.object == links[0].text()), f)
             v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
             v.direction = "reply" if "reply" in d.flags else "request"
             what = "the reply" if v.direction == "reply" else "it"

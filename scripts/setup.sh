@@ -43,3 +43,6 @@ fi
 if [ -f bpf/Makefile ]; then
   make -s -C bpf
 fi
+if [ -f tests/bpf/Makefile ]; then  # foreign programs the lab tests attach (tests/lab/test_programs.py)
+  make -s -C tests/bpf
+fi

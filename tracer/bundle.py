@@ -189,6 +189,35 @@ class Conntrack:
 
 
 @dataclass
+class Attachment:
+    """A BPF program or tc filter attached where packets pass: a device's tc/tcx/XDP hook or a
+    netfilter hook. Foreign ones (ours False: another CNI's leftover, a security agent) can drop."""
+
+    hook: str  # tc_ingress, tc_egress, tcx_ingress, tcx_egress, xdp, netfilter
+    kind: str  # clsact, tcx, xdp, nf-link
+    device: str | None = None  # None for netfilter links (they hook the whole namespace)
+    id: int | None = None  # BPF program id (None for a non-BPF tc filter)
+    name: str | None = None  # program name (bpf_prog_info.name, 15 chars)
+    tag: str | None = None  # program tag, 16 hex digits as bpftool and tc print it
+    priority: int | None = None  # tc pref, tcx position (0 runs first), netfilter priority
+    handle: str | None = None  # tc filter handle as tc prints it ("0x1")
+    filter: str | None = None  # tc filter kind: bpf, u32, flower, matchall...
+    link_id: int | None = None  # the BPF link holding it (tcx, XDP, netfilter)
+    owners: list[str] = field(default_factory=list)  # "pid/comm" of processes holding its fd
+    ours: bool = False  # podpath's own (pp_*)
+    detail: str | None = None  # "direct-action", XDP mode, netfilter hook, how its netns was known
+
+    def text(self) -> str:
+        where = f"{self.device} {self.hook}" if self.device else self.hook
+        what = f"prog {self.id} {self.name or '?'} tag {self.tag}" if self.id is not None else \
+            f"{self.filter or '?'} filter"
+        extra = [f"pref {self.priority}" if self.priority is not None else "",
+                 f"handle {self.handle}" if self.handle else "", self.detail or "",
+                 f"held by {', '.join(self.owners)}" if self.owners else ""]
+        return " ".join([where, self.kind, what] + [e for e in extra if e])
+
+
+@dataclass
 class Host:
     """Everything podpath read from one network namespace."""
 
@@ -223,6 +252,7 @@ class Host:
     pids: list[int] = field(default_factory=list)
     identified_by: str | None = None
     host_veth: str | None = None  # a pod's veth end in its node's namespace
+    programs: list[Attachment] = field(default_factory=list)  # tc/tcx/XDP/netfilter BPF on this netns
 
     def link(self, name: str | None) -> Link | None:
         return next((l for l in self.links if l.name == name), None)

@@ -11,6 +11,7 @@ from .neighbours import arp, fdb, ip_conflict
 from .ipvs import (ipvs_no_real_servers, ipvs_port_mismatch, ipvs_scheduler_mismatch, ipvs_service_missing,
                    ipvs_stale_real_server, ipvs_vip_missing, ipvs_weight_zero)
 from .netfilter import dns, iptables, stale_conntrack, stale_dnat
+from .programs import foreign_programs
 from .routing import host_route, ip_forward, pod_route, rp_filter
 from .sockets import no_listener
 
@@ -36,6 +37,7 @@ CHECKS = [
     ("fdb", fdb),
     ("ip_conflict", ip_conflict),
     ("mtu", mtu),
+    ("tc", foreign_programs),
     ("no_listener", no_listener),
     # the cluster's facts (API or lab inventory) against the kernel's
     ("arp", vtep_annotation),

@@ -32,8 +32,11 @@ BPF_PROG_LOAD = 5
 BPF_PROG_GET_NEXT_ID = 11
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_QUERY = 16
 BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_CREATE = 28
+BPF_LINK_GET_FD_BY_ID = 30
+BPF_LINK_GET_NEXT_ID = 31
 BPF_ENABLE_STATS = 32
 
 BPF_PROG_TYPE_KPROBE = 2
@@ -46,6 +49,10 @@ BPF_TRACE_FENTRY = 24
 BPF_NETFILTER = 45
 BPF_TCX_INGRESS = 46
 BPF_TCX_EGRESS = 47
+
+BPF_LINK_TYPE_XDP = 6
+BPF_LINK_TYPE_NETFILTER = 10
+BPF_LINK_TYPE_TCX = 11
 
 BTF_KIND_ENUM = 6
 BTF_KIND_DATASEC = 15
@@ -256,6 +263,90 @@ def loaded_programs() -> list[tuple[int, str]]:
             if sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c) == 0:
                 name = info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
                 out.append((next_id, name))
+        finally:
+            os.close(fd)
+
+
+def prog_info(prog_id: int) -> tuple[str, str] | None:
+    """(name, tag as 16 hex digits) of a loaded program by id, or None if it is gone."""
+    b = _attr(16)
+    _put(b, 0, "=I", prog_id)
+    fd = sys_bpf(BPF_PROG_GET_FD_BY_ID, b)
+    if fd < 0:
+        if fd in (-errno.EPERM, -errno.EACCES):
+            raise _fail(f"cannot open BPF program {prog_id}", fd)
+        return None
+    try:
+        info = ctypes.create_string_buffer(256)
+        c = _attr(16)
+        _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
+        r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
+        if r < 0:
+            raise _fail(f"cannot read BPF program {prog_id}'s info", r)
+        name = info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
+        tag = info.raw[8:16].hex()  # bpf_prog_info.tag, as bpftool and tc print it
+        return name, tag
+    finally:
+        os.close(fd)
+
+
+def prog_query(ifindex: int, attach_type: int) -> tuple[list[int], list[int]]:
+    """BPF_PROG_QUERY of a tcx hook on ifindex in the calling thread's namespace: (prog ids, link ids
+    (0 where a program was attached without a link)), in run order. Empty when nothing is attached."""
+    import struct
+    cap = 64
+    progs = (ctypes.c_uint32 * cap)()
+    links = (ctypes.c_uint32 * cap)()
+    a = _attr(64)
+    _put(a, 0, "=II", ifindex, attach_type)
+    _put(a, 16, "=Q", ctypes.addressof(progs))
+    _put(a, 24, "=I", cap)
+    _put(a, 40, "=Q", ctypes.addressof(links))
+    r = sys_bpf(BPF_PROG_QUERY, a)
+    if r < 0:
+        if r == -errno.ENOENT:  # nothing attached (older kernels) or no such device
+            return [], []
+        raise _fail(f"BPF_PROG_QUERY on ifindex {ifindex}", r, "tcx needs kernel 6.6+")
+    n = min(struct.unpack_from("=I", a, 24)[0], cap)
+    return list(progs[:n]), list(links[:n])
+
+
+def links_info() -> list[dict]:
+    """Every BPF link on the machine: {id, type, prog_id, and per type: netfilter pf, hooknum,
+    priority, flags; tcx/xdp ifindex (in the link's own namespace, which the kernel does not say
+    for netfilter links)}. Links that vanish while listed are skipped."""
+    import struct
+    out = []
+    next_id = 0
+    while True:
+        a = _attr(16)
+        _put(a, 0, "=I", next_id)
+        r = sys_bpf(BPF_LINK_GET_NEXT_ID, a)
+        if r == -errno.ENOENT:  # the end of the list
+            return out
+        if r < 0:
+            raise _fail("cannot list BPF links", r)
+        next_id = struct.unpack_from("=I", a, 4)[0]
+        b = _attr(16)
+        _put(b, 0, "=I", next_id)
+        fd = sys_bpf(BPF_LINK_GET_FD_BY_ID, b)
+        if fd < 0:
+            if fd in (-errno.EPERM, -errno.EACCES):
+                raise _fail("cannot open BPF links", fd)
+            continue
+        try:
+            info = ctypes.create_string_buffer(128)
+            c = _attr(16)
+            _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
+            if sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c) < 0:
+                continue
+            ltype, lid, prog_id = struct.unpack_from("=III", info, 0)
+            d = {"id": lid, "type": ltype, "prog_id": prog_id}
+            if ltype == BPF_LINK_TYPE_NETFILTER:  # bpf_link_info.netfilter at +16
+                d["pf"], d["hooknum"], d["priority"], d["flags"] = struct.unpack_from("=IIiI", info, 16)
+            elif ltype in (BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_XDP):
+                d["ifindex"] = struct.unpack_from("=I", info, 16)[0]
+            out.append(d)
         finally:
             os.close(fd)
 

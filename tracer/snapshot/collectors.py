@@ -626,3 +626,17 @@ def listeners(ctx: Ctx) -> None:
                     out.append(Listener(proto=proto, address=addr, port=port))
     out.sort(key=lambda l: (l.proto, l.port, l.address))
     ctx.host.listeners = out
+
+
+# --- programs on the path: tc, tcx, XDP, netfilter BPF links ------------------------------------
+
+
+@collector("programs")
+def programs(ctx: Ctx) -> None:
+    """What is attached where packets pass (bpfprogs.py); what could not be read becomes the gap."""
+    from . import bpfprogs
+
+    found, problems = bpfprogs.read(ctx.ipr, ctx.host.kind)
+    ctx.host.programs = found
+    if problems:
+        raise Gap(_one_line("; ".join(dict.fromkeys(problems))))

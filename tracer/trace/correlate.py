@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from ..model.path import SEGMENTS
 from ..netns import netns_path, probe_netns
-from .hooks import chains_in_gap, hook_passes, pass_before
+from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
 # a finding's cause → the evidence kind its object is
 EVIDENCE_KIND = {"pod_route": "route", "host_route": "route", "iptables": "rule", "dns": "rule", "ipvs": "ipvs",
                  "ip_conflict": "addr", "link_down": "link", "arp": "neigh", "fdb": "fdb", "ip_forward": "sysctl",
-                 "rp_filter": "sysctl", "mtu": "link", "bridge_port": "link", "no_listener": "listener"}
+                 "rp_filter": "sysctl", "mtu": "link", "bridge_port": "link", "no_listener": "listener",
+                 "tc": "program"}
 NETFILTER_CAUSES = ("iptables", "dns", "ipvs")
 HOP_KINDS = {"tc": 0, "netif_receive_skb": 1, "net_dev_start_xmit": 1}  # preference when both saw a hop
 
@@ -322,9 +323,17 @@ REASON_CAUSES = {
     "NETFILTER_DROP": NETFILTER_CAUSES,
     "PKT_TOO_SMALL": ("mtu",),
     "FRAG_REASM_TIMEOUT": ("mtu",),
+    "TC_INGRESS": ("tc",),
+    "TC_EGRESS": ("tc",),
+    "XDP": ("tc",),
 }
+# Warnings that still explain a drop when the kernel's reason points at them: a foreign tc program
+# is only a warning in diagnose (it may well let the packet pass), but TC_EGRESS says it did not.
+REASON_WARNINGS = ("tc",)
 LOCATION_CAUSES = {"__dev_forward_skb": ("mtu", "link_down"), "ip_fragment": ("mtu",),
-                   "ip_forward": ("mtu", "ip_forward")}
+                   "ip_forward": ("mtu", "ip_forward"),
+                   # an XDP_DROP frees the skb as NOT_SPECIFIED here (generic XDP, veth's native XDP)
+                   "do_xdp_generic": ("tc",), "veth_xdp_rcv": ("tc",)}
 # A broken link explains the missing FDB/ARP entries and flooding it causes downstream.
 ROOT_FIRST = ("link_down", "bridge_port", "ip_conflict")
 
@@ -348,8 +357,10 @@ def pick_finding(findings, *, node, location, device, drop_reason=None, status=N
     the last hop seen); the namespaces at the far end of the stop device (a veth refusing to
     forward is the receiver's MTU). Within a tier, causes the kernel's drop reason points at first,
     then root causes, then diagnose's order (errors first, in path order)."""
-    errs = [f for f in findings if f.severity == "error"] or list(findings)
     prefs = preferred_causes(drop_reason, drop_location, hook)
+    errs = [f for f in findings if f.severity == "error" or (f.cause in prefs and f.cause in REASON_WARNINGS
+                                                             and f.severity == "warning")] or \
+        [f for f in findings if not (f.cause in REASON_WARNINGS and f.severity == "info")]  # "may be elsewhere"
 
     def best(cands):
         if not cands:
@@ -535,11 +546,14 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
                         drop_location=d.location_sym)
             taken = pass_before(passes, d)
             detail = None
+            chains, links = [], []
             if taken is not None:  # the kernel's own word on the hook, and the brackets' on the table
                 v.hook = taken.hook
                 lo, hi = taken.stopped_between()
                 chains = chains_in_gap(h, taken.hook, lo, hi) if h is not None else []
-                v.table = ", ".join(chains) or f"a base chain between priorities {lo} and {hi}"
+                links = nf_links_in_gap(h, taken.hook, lo, hi)
+                v.table = ", ".join(chains + [f"BPF netfilter link {a.link_id} ({a.name}, priority {a.priority})"
+                                              for a in links]) or f"a base chain between priorities {lo} and {hi}"
                 detail = f"taken in {taken.hook} by {v.table}"
             hops.append(ObservedHop(node=node, location=loc, device=dev, point="drop",
                                     direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
@@ -548,6 +562,8 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             f = pick_finding(findings, node=node, location=loc, device=dev, drop_reason=d.drop_reason,
                              status="dropped", hook=v.hook, drop_location=d.location_sym,
                              peers=peer_places(bundle, host_name, dev))
+            if links and not chains:  # only a foreign program sits where the packet was taken
+                f = next((x for x in findings if x.cause == "tc" and x.object == links[0].text()), f)
             v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
             v.direction = "reply" if "reply" in d.flags else "request"
             what = "the reply" if v.direction == "reply" else "it"

@@ -91,3 +91,10 @@ def chains_in_gap(host, hook: str, lo: int, hi: int) -> list[str]:
     except Exception:  # an unreadable ruleset is reported by diagnose; here it only names less
         return []
     return [f"{ref.backend} {ref.table}/{ref.chain} (priority {prio})" for prio, ref in nf.chains_between(hook, lo, hi)]
+
+
+def nf_links_in_gap(host, hook: str, lo: int, hi: int) -> list:
+    """Foreign BPF netfilter links (snapshot Attachments) at a hook between two priorities."""
+    return [a for a in (host.programs if host is not None else []) if a.hook == "netfilter" and not a.ours
+            and (a.detail or "").split(";")[0].split(" ")[-1] == hook and a.priority is not None
+            and lo < a.priority < hi]

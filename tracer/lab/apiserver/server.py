@@ -99,11 +99,17 @@ class ApiServer:
         self.load = load
         self.address, self.port = address, port
         self.store = Store()
+        self.poll: Callable[[], bool] = lambda: False
 
     # -------------------------------------------------------------- state
 
     async def refresh(self) -> None:
-        n = self.store.replace(self.load())
+        try:
+            objs = self.load()
+        except Exception as e:  # noqa: BLE001 - a half-written or removed state keeps the last objects
+            print(f"apiserver: cannot re-read the lab: {e}", flush=True)
+            return
+        n = self.store.replace(objs)
         if n and self.store.changed is not None:
             async with self.store.changed:
                 self.store.changed.notify_all()
@@ -129,6 +135,8 @@ class ApiServer:
     # -------------------------------------------------------------- routing
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if self.poll():  # a request right after `fault inject` sees the fault (a stat per request)
+            await self.refresh()
         parts = [p for p in request.path.split("/") if p]
         if request.method not in ("GET", "HEAD"):
             return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -315,6 +323,7 @@ async def serve(server: ApiServer, cert: str, key: str, poll: Callable[[], bool]
                 interval: float = 0.2) -> None:
     """Serve until cancelled; poll() says whether the source changed (then the objects are re-read)."""
     server.store.changed = asyncio.Condition()
+    server.poll = poll
     await server.refresh()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
@@ -327,9 +336,6 @@ async def serve(server: ApiServer, cert: str, key: str, poll: Callable[[], bool]
         while True:
             await asyncio.sleep(interval)
             if poll():
-                try:
-                    await server.refresh()
-                except Exception as e:  # noqa: BLE001 - a half-written or removed state keeps the last objects
-                    print(f"apiserver: cannot re-read the lab: {e}", flush=True)
+                await server.refresh()
     finally:
         await runner.cleanup()

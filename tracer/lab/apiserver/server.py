@@ -327,7 +327,8 @@ async def serve(server: ApiServer, cert: str, key: str, poll: Callable[[], bool]
     await server.refresh()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
-    runner = web.AppRunner(server.app(), access_log=None)
+    # Open watches would hold a SIGTERM for the default 60 s: a stopping lab closes them at once.
+    runner = web.AppRunner(server.app(), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, server.address, server.port, ssl_context=ctx, reuse_address=True)
     await site.start()

@@ -8,38 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
 import signal
 import sys
 
 from ..core import Lab
-from ..topology import APISERVER_PORT, CONTROL_PLANE_IP, PODS, SERVICES
+from ..topology import APISERVER_PORT, CONTROL_PLANE_IP
 from . import certs
-from .objects import Labels, objects
-
-
-def lab_labels() -> Labels:
-    """The lab's pod labels and Service selectors: each Service selects the pods it lists."""
-    pods: dict[str, dict[str, str]] = {}
-    sel: dict[str, dict[str, str]] = {}
-    for s in SERVICES:
-        label = {"k8s-app": "kube-dns"} if s.name == "kube-dns" else {"app": s.name}
-        sel[f"{s.namespace}/{s.name}"] = label
-        for p in PODS:
-            if p.name in s.endpoints:
-                pods.setdefault(f"{p.namespace}/{p.name}", {}).update(label)
-    for p in PODS:
-        pods.setdefault(f"{p.namespace}/{p.name}", {"app": p.name})
-    return Labels(pods=pods, selectors=sel)
-
-
-def rfc3339(iso: str) -> str:
-    try:
-        t = datetime.datetime.fromisoformat(iso)
-    except ValueError:
-        t = datetime.datetime.now(datetime.timezone.utc)
-    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from .labsource import lab_labels, rfc3339
+from .objects import objects
 
 
 def main() -> None:

@@ -227,6 +227,18 @@ def test_status_errors_401_403_404_405(lab):
     assert (code, body["reason"]) == (405, "MethodNotAllowed")
 
 
+def test_discovery_legacy_and_aggregated(lab, kubectl):
+    code, body = http(lab, "/apis/discovery.k8s.io/v1")
+    assert code == 200 and {r["name"] for r in body["resources"]} == {"endpointslices"}
+    code, body = http(lab, "/apis", accept="application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                                            "application/json")
+    assert code == 200 and body["kind"] == "APIGroupDiscoveryList"
+    assert [(g["metadata"]["name"], r["resource"]) for g in body["items"] for v in g["versions"]
+            for r in v["resources"]] == [("discovery.k8s.io", "endpointslices")]
+    rows = columns(kubectl("api-resources", "--no-headers=false").stdout)
+    assert {r["NAME"] for r in rows} == {"namespaces", "nodes", "pods", "services", "configmaps", "endpointslices"}
+
+
 # --------------------------------------------------------------------------- selectors, pages, watch
 
 

@@ -76,3 +76,31 @@ def resource_list(group: str, version: str) -> dict | None:
         items.append(d)
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{version}" if group else version, "resources": items}
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def aggregated(legacy_core: bool) -> dict:
+    """apidiscovery.k8s.io/v2 APIGroupDiscoveryList: /api (the core group) or /apis (named groups),
+    what kubectl asks for first (Accept: ...;as=APIGroupDiscoveryList) to skip one call per group."""
+    groups = [""] if legacy_core else list(GROUPS)
+    items = []
+    for g in groups:
+        versions = sorted({r.version for r in RESOURCES if r.group == g})
+        vs = []
+        for v in versions:
+            res = []
+            for r in RESOURCES:
+                if (r.group, r.version) != (g, v):
+                    continue
+                d = {"resource": r.plural, "responseKind": {"group": g, "version": v, "kind": r.kind},
+                     "scope": "Namespaced" if r.namespaced else "Cluster", "singularResource": r.singular,
+                     "verbs": READ_VERBS}
+                if r.short_names:
+                    d["shortNames"] = list(r.short_names)
+                res.append(d)
+            vs.append({"version": v, "resources": res, "freshness": "Current"})
+        meta = {"creationTimestamp": None} | ({"name": g} if g else {})
+        items.append({"metadata": meta, "versions": vs})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}

@@ -148,6 +148,9 @@ class ApiServer:
                                       "gitCommit": "podpath-lab", "gitTreeState": "clean",
                                       "buildDate": "2024-09-11T00:00:00Z", "goVersion": "go1.22.6",
                                       "compiler": "gc", "platform": "linux/amd64"})
+        if parts in (["api"], ["apis"]) and "as=APIGroupDiscoveryList" in request.headers.get("Accept", ""):
+            return web.Response(body=json.dumps(resources.aggregated(parts == ["api"])).encode(),
+                                headers={"Content-Type": resources.AGGREGATED})
         if parts == ["api"]:
             return web.json_response(resources.api_versions(self.address, self.port))
         if parts == ["apis"]:

@@ -647,6 +647,8 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
     # Namespaces first, then sysctls (IPv6 off before any link exists), the switch, nodes and pods,
     # then what needs the devices: routes, the flannel triple, per-device sysctls, iptables, servers.
     shorts = names.all_short
+    for ns in legacy_pod_netns(names):  # a lab built before pods had CNI names: its pods move
+        ctx.do(f"ip netns del {ns} (pod namespace named before CNI names)", pnetns.remove, ns)
     present = {s: ensure_namespace(ctx, s) for s in shorts}
     if dry and not all(present.values()):
         return
@@ -721,7 +723,7 @@ def teardown(names: Names) -> list[str]:
     for ns, pids in sorted(holders(names).items()):  # not ours: warn, never kill
         done.append(f"warning: pids {' '.join(map(str, pids))} still run in {ns}; the namespace lives on "
                     "(invisible to `ip netns`) until they exit")
-    for ns in names.all_netns:
+    for ns in names.all_netns + legacy_pod_netns(names):
         path = nsutil.ns_path(ns)
         if path.exists() or nsutil.exists(ns):
             try:
@@ -737,6 +739,11 @@ def teardown(names: Names) -> list[str]:
     if names.run_dir.exists():
         shutil.rmtree(names.run_dir, ignore_errors=True)
     return done
+
+
+def legacy_pod_netns(names: Names) -> list[str]:
+    """`<lab>-pod-a` namespaces left by a lab built before pod namespaces had CNI names."""
+    return [f"{names.lab}-{p.name}" for p in PODS if nsutil.exists(f"{names.lab}-{p.name}")]
 
 
 def holders(names: Names) -> dict[str, list[int]]:

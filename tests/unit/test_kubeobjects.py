@@ -83,9 +83,9 @@ def test_label_selectors(sel, hit):
 
 
 def test_field_selectors_and_the_real_servers_400():
-    assert field_matcher("spec.nodeName=node-b,status.phase=Running", "Pod", "v1")(POD)
-    assert not field_matcher("status.podIP!=10.244.1.2", "Pod", "v1")(POD)
+    assert field_matcher("spec.nodeName=node-b,status.phase=Running", "Pod")(POD)
+    assert not field_matcher("status.podIP!=10.244.1.2", "Pod")(POD)
     with pytest.raises(SelectorError, match="field label not supported: spec.nodeName"):
-        field_matcher("spec.nodeName=x", "Service", "v1")
+        field_matcher("spec.nodeName=x", "Service")
     with pytest.raises(SelectorError, match="unable to parse"):
         label_matcher("a in b")

@@ -664,6 +664,10 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
     ensure_link(ctx, UNDERLAY, UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU)
     ensure_addrs(ctx, UNDERLAY, UNDERLAY_BRIDGE, [f"{UNDERLAY_GATEWAY}/24"])
     ensure_control_plane(ctx)
+    if servers:  # early: the API server starts while the nodes are built
+        from .apiserver import control
+
+        control.ensure(ctx)
     for n in NODES:
         ensure_node(ctx, n)
     for n in NODES:
@@ -680,9 +684,7 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
             ensure_holder(ctx, p)
             if p.server:
                 ensure_server(ctx, p)
-        from .apiserver import control
-
-        control.ensure(ctx)
+        control.finish(ctx)
 
 
 def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:

@@ -79,7 +79,7 @@ def label_matcher(text: str | None) -> Matcher:
     return lambda o: all(r(o) for r in reqs)
 
 
-def field_matcher(text: str | None, kind: str, api_version: str) -> Matcher:
+def field_matcher(text: str | None, kind: str) -> Matcher:
     if not text:
         return lambda o: True
     fields = FIELDS.get(kind, _COMMON)

@@ -190,7 +190,7 @@ class ApiServer:
             fsel = q.get("fieldSelector", "")
             if name is not None and watch:
                 fsel = ",".join(filter(None, [fsel, f"metadata.name={name}"]))
-            match_field = selectors.field_matcher(fsel, res.kind, res.api_version)
+            match_field = selectors.field_matcher(fsel, res.kind)
         except selectors.SelectorError as e:
             return status(400, "BadRequest", str(e))
         match = lambda o: match_label(o) and match_field(o)  # noqa: E731

@@ -70,6 +70,28 @@ def test_store_numbers_changes_and_records_events():
     assert any(t == "DELETED" and k == "EndpointSlice" and n.startswith("web-") for t, k, n in events)
 
 
+def test_store_lists_in_key_order_and_forgets_old_events():
+    from podpath.tracer.lab.apiserver import server
+
+    st = Store()
+    st.replace(gen())
+    pods = [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in st.of_kind("Pod", None)]
+    assert pods == sorted(pods) and len(pods) == 4
+    assert [o["metadata"]["name"] for o in st.of_kind("Pod", "kube-system")] == ["coredns"]
+    from podpath.tracer.lab.apiserver.selectors import single_equality
+    eq = single_equality("status.podIP=10.244.1.3", "Pod")
+    assert [o["metadata"]["name"] for o in st.by_field("Pod", *eq)] == ["coredns"]
+    assert single_equality("status.podIP!=x", "Pod") is None and single_equality("a=b,c=d", "Pod") is None
+    keep, server.MAX_HISTORY = server.MAX_HISTORY, 3
+    try:
+        inv = base_inventory("pp")
+        FAULTS["svc-no-endpoints"].patch_inventory(inv)
+        st.replace(gen(inv))
+        assert len(st.history) == 3 and st.history[-1].rv == st.rv
+    finally:
+        server.MAX_HISTORY = keep
+
+
 POD = {"metadata": {"name": "p", "namespace": "default", "labels": {"app": "web", "tier": "fe"}},
        "spec": {"nodeName": "node-b"}, "status": {"podIP": "10.244.1.2", "phase": "Running"}}
 

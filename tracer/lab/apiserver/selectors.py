@@ -99,5 +99,15 @@ def field_matcher(text: str | None, kind: str) -> Matcher:
     return lambda o: all(r(o) for r in reqs)
 
 
+def single_equality(text: str | None, kind: str) -> tuple[str, Callable[[dict], str], str] | None:
+    """(field, getter, value) when the selector is one `field=value` on a known field: served from an index."""
+    if not text or "," in text:
+        return None
+    m = re.match(r"^\s*([^=!]+?)\s*==?\s*(.*?)\s*$", text)
+    if not m or "!" in text or m[1] not in FIELDS.get(kind, _COMMON):
+        return None
+    return m[1], FIELDS.get(kind, _COMMON)[m[1]], m[2]
+
+
 def _labels(o: dict[str, Any]) -> dict[str, str]:
     return o["metadata"].get("labels") or {}

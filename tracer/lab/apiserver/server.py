@@ -33,14 +33,19 @@ class Event:
     old: dict[str, Any] | None = None
 
 
+MAX_HISTORY = 20000  # events kept for watches; an older resourceVersion gets 410 Expired (like compaction)
+
+
 @dataclass
 class Store:
-    """The objects now, by key, and every change since the start (for watches)."""
+    """The objects now, by key, and the recent changes (for watches)."""
 
     rv: int = 0
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     history: list[Event] = field(default_factory=list)
     changed: asyncio.Condition | None = None
+    _by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _index: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
 
     def replace(self, new_objects: list[dict[str, Any]]) -> int:
         """Swap in a new generation of objects; returns how many changed."""
@@ -62,10 +67,27 @@ class Store:
             gone["metadata"]["resourceVersion"] = str(self.rv)
             self.history.append(Event(self.rv, "DELETED", gone, old))
             n += 1
+        if n:
+            self._by_kind, self._index = {}, {}
+            del self.history[:-MAX_HISTORY]
         return n
 
     def of_kind(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        return [o for (k, ns, _), o in sorted(self.objects.items()) if k == kind and (namespace is None or ns == namespace)]
+        """Objects of a kind in key order (namespace, name), as etcd lists them."""
+        if kind not in self._by_kind:
+            self._by_kind[kind] = [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+        items = self._by_kind[kind]
+        return items if namespace is None else [o for o in items if o["metadata"].get("namespace") == namespace]
+
+    def by_field(self, kind: str, fieldname: str, get: Callable[[dict], str], value: str) -> list[dict[str, Any]]:
+        """Objects of a kind whose field equals value, from an index built on first use (key order)."""
+        key = (kind, fieldname)
+        if key not in self._index:
+            idx: dict[str, list[dict[str, Any]]] = {}
+            for o in self.of_kind(kind, None):
+                idx.setdefault(get(o), []).append(o)
+            self._index[key] = idx
+        return self._index[key].get(value, [])
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -202,7 +224,13 @@ class ApiServer:
                 return status(404, "NotFound", f'{res.group_resource} "{name}" not found',
                               {"name": name, "group": res.group, "kind": res.plural})
             return self._respond(request, res, o, single=True)
-        items = [o for o in self.store.of_kind(res.kind, namespace) if match(o)]
+        eq = selectors.single_equality(q.get("fieldSelector"), res.kind)
+        if eq:  # podpath's pod-by-IP and pods-on-a-node lookups: an index, not a scan
+            candidates = [o for o in self.store.by_field(res.kind, *eq)
+                          if namespace is None or o["metadata"].get("namespace") == namespace]
+        else:
+            candidates = self.store.of_kind(res.kind, namespace)
+        items = [o for o in candidates if match(o)]
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
         try:
             items, meta = _page(items, q.get("limit"), q.get("continue"), meta, self.store.rv)

@@ -9,7 +9,7 @@ import typer
 
 from podpath.cli.common import Output, OutputOpt, err, out, print_json
 
-NameOpt = typer.Option("pp", "--lab", "--name", "-n", help="lab name: namespaces are <name>-node-a, <name>-pod-b, ...")
+NameOpt = typer.Option("pp", "--lab", "--name", "-n", help="lab name: namespaces are <name>-node-a, <name>-underlay, <name>-cp, ...")
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
             "pods": [dataclasses.asdict(p) for p in inv.pods],
             "services": [dataclasses.asdict(s) for s in inv.services],
             "faults": lab.faults(),
+            "kubeconfig": str(lab.kubeconfig),
             "drift": drift,
         }
         if output == Output.json:
@@ -171,6 +172,8 @@ def _status_text(data: dict) -> None:
         ports = "\n".join(f"{p['name']} {p['port']}/{p['protocol'].lower()}→{p['target_port']}" for p in s["ports"])
         t.add_row(f"{s['namespace']}/{s['name']}", s["cluster_ip"], ports, "\n".join(s["endpoints"]) or "[red]none[/red]")
     out.print(t)
+    out.print(f"kubeconfig: {data['kubeconfig']} (from lab namespaces: ip netns exec "
+              f"{data['nodes'][0]['netns'] if data['nodes'] else '<node>'} kubectl --kubeconfig ...)", markup=False)
     out.print("faults: " + (", ".join(data["faults"]) if data["faults"] else "none"), markup=False)
     drift = data.get("drift")
     if drift is None:

@@ -19,6 +19,11 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# kubectl talks to the lab's stand-in API server in tests; Debian ships it as kubernetes-client.
+# A kubectl already on PATH (from upstream, snap, ...) is kept.
+if ! command -v kubectl >/dev/null 2>&1; then
+  dpkg-query -W -f='${Status}' kubernetes-client 2>/dev/null | grep -q "ok installed" || missing+=(kubernetes-client)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   apt-get update -qq

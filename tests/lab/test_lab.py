@@ -37,7 +37,8 @@ def lab(request):
 
     def fin():
         lab.down()
-        leftovers = [ns for ns in os.listdir("/run/netns") if ns.startswith(f"{name}-")] \
+        mine = set(lab.names.all_netns)
+        leftovers = [ns for ns in os.listdir("/run/netns") if ns in mine or ns.startswith(f"{name}-")] \
             if os.path.isdir("/run/netns") else []
         assert not leftovers, f"namespaces left after down: {leftovers}"
     request.addfinalizer(fin)
@@ -142,14 +143,14 @@ def test_underlay_switch_and_no_link_to_the_root_namespace(lab, ipr):
     u = ipr("underlay")
     br0 = link(u, "br0")
     assert sorted(x.get("IFLA_IFNAME") for x in u.get_links() if x.get("IFLA_MASTER") == br0["index"]) == \
-        ["node-a", "node-b"]
+        ["cp", "node-a", "node-b"]
     # Every veth of the lab has its peer inside the lab: pair them up by (ifindex, peer ifindex).
     ends = []
-    for short in ["underlay"] + [n.name for n in NODES] + [p.name for p in PODS]:
+    for short in ["underlay", "cp"] + [n.name for n in NODES] + [p.name for p in PODS]:
         for x in ipr(short).get_links():
             if x.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
                 ends.append((short, x["index"], x.get("IFLA_LINK")))
-    assert len(ends) == 12
+    assert len(ends) == 14
     for short, idx, peer in ends:
         assert any(o[1] == peer and o[2] == idx and o[0] != short for o in ends), (short, idx)
 
@@ -175,12 +176,61 @@ def test_up_twice_changes_nothing(lab, ipr):
     from podpath.tracer.lab import processes
 
     before = {(s, x.get("IFLA_IFNAME")): x["index"] for s in ("node-a", "pod-b") for x in ipr(s).get_links()}
-    pids = {p.name: processes.server_pid(lab.names, p) for p in PODS if p.server}
+    from podpath.tracer.lab.apiserver import control
+
+    def pids():
+        return ({p.name: processes.server_pid(lab.names, p) for p in PODS if p.server},
+                {p.name: processes.holder_pid(lab.names, p) for p in PODS}, control.server_pid(lab.names))
+    was = pids()
     assert lab.up() == []
     assert lab.drift() == []
     after = {(s, x.get("IFLA_IFNAME")): x["index"] for s in ("node-a", "pod-b") for x in ipr(s).get_links()}
     assert after == before
-    assert {p.name: processes.server_pid(lab.names, p) for p in PODS if p.server} == pids
+    assert pids() == was and all(was[1].values()) and was[2]
+
+
+def test_every_pod_has_a_holder_that_reads_like_kubelet_made_it(lab):
+    """What node-side discovery reads: the holder's /etc/hostname (pod name) and resolv.conf."""
+    from podpath.tracer.lab import processes
+    from podpath.tracer.lab.topology import resolv_conf
+
+    for p in PODS:
+        pid = processes.holder_pid(lab.names, p)
+        assert pid, f"{p.name} has no holder"
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{lab.netns(p.name)}").st_ino
+        assert Path(f"/proc/{pid}/root/etc/hostname").read_text().strip() == p.name
+        assert Path(f"/proc/{pid}/root/etc/resolv.conf").read_text() == resolv_conf(p)
+
+
+def test_a_dead_holder_is_drift_and_up_restarts_it(lab):
+    from podpath.tracer.lab import processes
+
+    p = pod("pod-b")
+    old = processes.holder_pid(lab.names, p)
+    processes.stop_pid(old)
+    drift = lab.drift()
+    assert any("holder of pod-b" in d for d in drift), drift
+    assert any("holder of pod-b" in c for c in lab.up())
+    new = processes.holder_pid(lab.names, p)
+    assert new and new != old
+    assert Path(f"/proc/{new}/root/etc/hostname").read_text().strip() == "pod-b"
+    assert lab.drift() == []
+
+
+def test_control_plane_sits_on_the_underlay_with_no_way_out(lab, ipr):
+    from podpath.tracer.lab.build import addrs_of, routes_of
+
+    cp = ipr("cp")
+    eth0 = link(cp, "eth0")
+    assert addrs_of(cp, eth0["index"]) == ["192.168.56.10/24"]
+    assert [r["dst"] for r in routes_of(cp)] == ["192.168.56.0/24"]
+    # The API port answers from a node, and the node reaches it over the switch (br0's port `cp`).
+    from podpath.tracer.netns import run_in
+
+    def connect():
+        with socket.create_connection(("192.168.56.10", 6443), timeout=1):
+            return True
+    assert run_in(lab.netns("node-a"), connect)
 
 
 # --------------------------------------------------------------------------- real traffic
@@ -237,6 +287,7 @@ def test_status_json_contract(lab):
     data = json.loads(res.stdout)
     assert {"nodes", "pods", "services", "faults"} <= set(data)
     assert data["faults"] == [] and data["drift"] == []
+    assert data["kubeconfig"] == str(lab.kubeconfig) and lab.kubeconfig.exists()
     assert [n["name"] for n in data["nodes"]] == ["node-a", "node-b"]
     for n in data["nodes"]:
         assert set(n) >= {"name", "netns", "underlay_ip", "underlay_dev", "vtep_mac", "pod_cidr"}
@@ -253,6 +304,11 @@ def test_status_json_contract(lab):
 def test_inventory_and_hosts(lab):
     inv = lab.inventory()
     assert [dataclasses.asdict(n)["netns"] for n in inv.nodes] == [lab.netns("node-a"), lab.netns("node-b")]
+    # Pods live in CNI-named namespaces; friendly names only in the inventory.
+    for p in inv.pods:
+        assert p.netns.startswith("cni-") and p.name not in p.netns and lab.name not in p.netns
+        assert p.netns == lab.netns(p.name) and os.path.exists(f"/run/netns/{p.netns}")
+    assert len({p.netns for p in inv.pods}) == len(PODS)
     hosts = {h.name: h for h in lab.hosts()}
     assert set(hosts) == {"node-a", "node-b", "pod-a", "pod-a2", "pod-b", "coredns", "underlay"}
     assert (hosts["coredns"].kind, hosts["coredns"].node, hosts["coredns"].namespace) == ("pod", "node-b", "kube-system")
@@ -282,6 +338,32 @@ def test_fault_breaks_its_flow_and_clear_restores(lab, name):
     assert lab.drift() == [], "clear must restore exactly what up built"
     good, r = ok(lab, f.flow)
     assert good, f"{name} cleared, yet {f.flow.text()} fails: {r.detail}"
+
+
+def test_vtep_mac_stale_neighbour_and_fdb_agree_with_each_other_not_with_the_annotation(lab, ipr):
+    """The stale-VTEP-MAC-after-reboot class: node-b's flannel.1 and its Node annotation carry the
+    new MAC; node-a's permanent neighbour and FDB entry both still carry the old one."""
+    from podpath.tracer.lab.build import fdb_of, neighs_of
+    from podpath.tracer.lab.faults import REBOOTED_VTEP_MAC
+    from podpath.tracer.lab.topology import mac_for
+
+    b = node("node-b")
+    assert REBOOTED_VTEP_MAC == mac_for("vtep/node-b/rebooted") != b.vtep_mac
+    lab.inject("vtep-mac-stale")
+    try:
+        assert link(ipr("node-b"), "flannel.1").get("IFLA_ADDRESS") == REBOOTED_VTEP_MAC
+        annotated = next(n for n in lab.inventory().nodes if n.name == "node-b").vtep_mac
+        assert annotated == REBOOTED_VTEP_MAC
+        a = ipr("node-a")
+        idx = link(a, "flannel.1")["index"]
+        neigh = next(e for e in neighs_of(a, idx) if e["dst"] == b.subnet_base)
+        assert (neigh["lladdr"], b.underlay_ip) in fdb_of(a, idx)  # neighbour and FDB agree...
+        assert neigh["lladdr"] == b.vtep_mac != annotated  # ...on the old MAC, not the annotation's
+        assert not ok(lab, FAULTS["vtep-mac-stale"].flow)[0]
+    finally:
+        lab.clear("vtep-mac-stale")
+    assert next(n for n in lab.inventory().nodes if n.name == "node-b").vtep_mac == b.vtep_mac
+    assert ok(lab, FAULTS["vtep-mac-stale"].flow)[0]
 
 
 def test_svc_no_endpoints_shows_in_the_inventory(lab):
@@ -334,10 +416,14 @@ def test_up_repairs_injected_faults_and_a_half_built_lab(lab):
 def test_down_removes_everything_and_is_idempotent(lab):
     from podpath.tracer.lab import processes
 
+    from podpath.tracer.lab.apiserver import control
+
     pids = [processes.server_pid(lab.names, p) for p in PODS if p.server]
+    pids += [processes.holder_pid(lab.names, p) for p in PODS] + [control.server_pid(lab.names)]
     assert all(pids)
     lab.down()
-    assert not [ns for ns in os.listdir("/run/netns") if ns.startswith(f"{lab.name}-")]
+    mine = set(lab.names.all_netns)
+    assert not [ns for ns in os.listdir("/run/netns") if ns.startswith(f"{lab.name}-") or ns in mine]
     assert not any(Path(f"/proc/{pid}").exists() and
                    Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
                    for pid in pids)

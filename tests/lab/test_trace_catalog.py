@@ -40,6 +40,7 @@ EXPECTED = {
     "pod-eth0-down": ("misdelivered", "OTHERHOST", None),  # cni0 floods it to coredns
     "flannel-down": ("dropped", "NO_SOCKET", None),  # no VXLAN socket on node-b's UDP 8472
     "neigh-wrong-mac": ("dropped", "NO_TX_TARGET", None),
+    "vtep-mac-stale": ("misdelivered", "OTHERHOST", None),  # node-b's flannel.1 has a new MAC: not for it
     "neigh-failed": ("dropped", "NEIGH_FAILED", None),
     "fdb-missing": ("dropped", "NO_TX_TARGET", None),
     "fdb-wrong-dst": ("lost", None, None),  # ARP for the wrong VTEP outlives the 1 s wait

@@ -211,7 +211,7 @@ def test_probe_resolve_rejects_unknown_targets():
     with pytest.raises(UsageError):
         probe.resolve(Names("t0"), "pod-a", "svc/default/nope:80", "tcp")
     t = probe.resolve(Names("t0"), "10.244.0.2", "svc/kube-system/kube-dns:53", "udp")
-    assert (t.src_pod, t.src_netns, t.dst_ip, t.port) == ("pod-a", "t0-pod-a", "10.96.0.10", 53)
+    assert (t.src_pod, t.src_netns, t.dst_ip, t.port) == ("pod-a", Names("t0").netns("pod-a"), "10.96.0.10", 53)
 
 
 def test_topology_names_are_stable_and_flannel_like():
@@ -221,6 +221,10 @@ def test_topology_names_are_stable_and_flannel_like():
     a, b = node("node-a"), node("node-b")
     assert a.vtep_mac != b.vtep_mac and int(a.vtep_mac[:2], 16) & 0x03 == 0x02  # local, unicast
     assert Names("pp").netns("node-a") == "pp-node-a"
+    # Pods: `cni-<uuid>` as CNI names them, the uuid stable per (lab, pod) and distinct across labs.
+    pod_ns = Names("pp").netns("pod-a")
+    assert re.fullmatch(r"cni-[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", pod_ns)
+    assert pod_ns == Names("pp").netns("pod-a") != Names("pq").netns("pod-a") != Names("pp").netns("pod-b")
     assert str(Names("pp").state_file) == "/run/podpath/labs/pp.json"
     for bad in ("", "PP", "p-p", "1pp", "averyveryverylongname"):
         with pytest.raises(UsageError):
@@ -232,7 +236,8 @@ def test_base_inventory_contract():
     assert isinstance(inv, Inventory)
     assert [n.name for n in inv.nodes] == ["node-a", "node-b"]
     coredns = next(p for p in inv.pods if p.name == "coredns")
-    assert (coredns.namespace, coredns.node, coredns.netns) == ("kube-system", "node-b", "pp-coredns")
+    assert (coredns.namespace, coredns.node, coredns.netns) == ("kube-system", "node-b", Names("pp").netns("coredns"))
+    assert coredns.netns.startswith("cni-")
     web = next(s for s in inv.services if s.name == "web")
     assert web.cluster_ip == "10.96.0.100" and sorted(web.endpoints) == ["10.244.0.3", "10.244.1.2"]
     assert [(p.name, p.port, p.protocol, p.target_port) for p in web.ports] == [("http", 80, "TCP", 8080)]

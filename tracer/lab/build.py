@@ -32,6 +32,8 @@ from .topology import (
     UNDERLAY_BRIDGE,
     UNDERLAY_GATEWAY,
     UNDERLAY_MTU,
+    CONTROL_PLANE,
+    CONTROL_PLANE_IP,
     VXLAN_PORT,
     VXLAN_VNI,
     Names,
@@ -40,6 +42,7 @@ from .topology import (
     node,
     other_nodes,
     pods_on,
+    mac_for,
     resolv_conf,
     service_rules,
 )
@@ -559,20 +562,40 @@ def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str],
            nsutil.run, ns, ["iptables-restore", "--noflush", "-w"], input=text)
 
 
-def ensure_resolv_conf(ctx: Ctx, p: PodSpec) -> None:
+def ensure_pod_etc(ctx: Ctx, p: PodSpec) -> None:
+    """/etc/netns/<pod netns>/{resolv.conf,hostname}: what kubelet gives a pod, bind-mounted over
+    /etc by `ip netns exec` for every process started there (the holder, the servers)."""
     d = ctx.names.etc_dir(p.name)
-    f = d / "resolv.conf"
-    want = resolv_conf(p)
-    try:
-        if f.read_text() == want:
-            return
-    except OSError:
-        pass
+    for fname, want in (("resolv.conf", resolv_conf(p)), ("hostname", p.name + "\n")):
+        f = d / fname
+        try:
+            if f.read_text() == want:
+                continue
+        except OSError:
+            pass
 
-    def _write() -> None:
-        d.mkdir(parents=True, exist_ok=True)
-        f.write_text(want)
-    ctx.do(f"wrote {f}", _write)
+        def _write(f=f, want=want) -> None:
+            d.mkdir(parents=True, exist_ok=True)
+            f.write_text(want)
+        ctx.do(f"wrote {f}", _write)
+
+
+def ensure_holder(ctx: Ctx, p: PodSpec) -> None:
+    if processes.holder_pid(ctx.names, p):
+        return
+    ctx.do(f"{ctx.ns(p.name)}: started the holder of {p.name}", processes.start_holder, ctx.names, p)
+
+
+def ensure_control_plane(ctx: Ctx) -> None:
+    """<lab>-cp: eth0 192.168.56.10/24 on br0's port `cp`, only the connected route (no way out)."""
+    ul = UNDERLAY
+    mac = mac_for("eth0/cp")
+    ensure_link(ctx, CONTROL_PLANE, "lo")
+    ensure_veth_pair(ctx, CONTROL_PLANE, "eth0", ul, CONTROL_PLANE, a_mac=mac, b_mac=None, mtu=UNDERLAY_MTU)
+    ensure_link(ctx, ul, CONTROL_PLANE, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE)
+    ensure_link(ctx, CONTROL_PLANE, "eth0", mtu=UNDERLAY_MTU, mac=mac)
+    ensure_addrs(ctx, CONTROL_PLANE, "eth0", [f"{CONTROL_PLANE_IP}/24"])
+    ensure_routes(ctx, CONTROL_PLANE, [RouteSpec("192.168.56.0/24", "eth0", kernel=True, prefsrc=CONTROL_PLANE_IP)])
 
 
 def ensure_server(ctx: Ctx, p: PodSpec) -> None:
@@ -624,6 +647,8 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
     # Namespaces first, then sysctls (IPv6 off before any link exists), the switch, nodes and pods,
     # then what needs the devices: routes, the flannel triple, per-device sysctls, iptables, servers.
     shorts = names.all_short
+    for ns in legacy_pod_netns(names):  # a lab built before pods had CNI names: its pods move
+        ctx.do(f"ip netns del {ns} (pod namespace named before CNI names)", pnetns.remove, ns)
     present = {s: ensure_namespace(ctx, s) for s in shorts}
     if dry and not all(present.values()):
         return
@@ -638,6 +663,11 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
     ensure_bridge(ctx, UNDERLAY, UNDERLAY_BRIDGE, UNDERLAY_MTU, None)
     ensure_link(ctx, UNDERLAY, UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU)
     ensure_addrs(ctx, UNDERLAY, UNDERLAY_BRIDGE, [f"{UNDERLAY_GATEWAY}/24"])
+    ensure_control_plane(ctx)
+    if servers:  # early: the API server starts while the nodes are built
+        from .apiserver import control
+
+        control.ensure(ctx)
     for n in NODES:
         ensure_node(ctx, n)
     for n in NODES:
@@ -648,11 +678,13 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
         ensure_iptables(ctx, n)
         ensure_no_stale_conntrack(ctx, n)
     for p in PODS:
-        ensure_resolv_conf(ctx, p)
+        ensure_pod_etc(ctx, p)
     if servers:
         for p in PODS:
+            ensure_holder(ctx, p)
             if p.server:
                 ensure_server(ctx, p)
+        control.finish(ctx)
 
 
 def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:
@@ -680,14 +712,20 @@ def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:
 
 def teardown(names: Names) -> list[str]:
     """Stop the servers, delete every namespace and /etc/netns dir of the lab; fine if already gone."""
+    from .apiserver import control
+
     done = []
     for p in PODS:
         if p.server and processes.stop(names, p):
             done.append(f"stopped the {p.server} server of {p.name}")
+        if processes.stop_holder(names, p):
+            done.append(f"stopped the holder of {p.name}")
+    if control.stop(names):
+        done.append("stopped the API server")
     for ns, pids in sorted(holders(names).items()):  # not ours: warn, never kill
         done.append(f"warning: pids {' '.join(map(str, pids))} still run in {ns}; the namespace lives on "
                     "(invisible to `ip netns`) until they exit")
-    for ns in names.all_netns:
+    for ns in names.all_netns + legacy_pod_netns(names):
         path = nsutil.ns_path(ns)
         if path.exists() or nsutil.exists(ns):
             try:
@@ -703,6 +741,11 @@ def teardown(names: Names) -> list[str]:
     if names.run_dir.exists():
         shutil.rmtree(names.run_dir, ignore_errors=True)
     return done
+
+
+def legacy_pod_netns(names: Names) -> list[str]:
+    """`<lab>-pod-a` namespaces left by a lab built before pod namespaces had CNI names."""
+    return [f"{names.lab}-{p.name}" for p in PODS if nsutil.exists(f"{names.lab}-{p.name}")]
 
 
 def holders(names: Names) -> dict[str, list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 from ..bundle import Inventory
 from ..errors import LabError, PermissionNeeded, UsageError
@@ -60,6 +61,12 @@ class Lab:
 
         with state.locked(self.names):
             st = state.read(self.names)
+            if st is None:  # written first: the API server that reconcile starts serves what it holds
+                st = state.LabState(lab=self.name, inventory=base_inventory(self.name), created=state.now())
+                state.write(self.names, st)
+                fresh = True
+            else:
+                fresh = False
             try:
                 changes = build.reconcile(self.names)
             except (LabError, PermissionNeeded, UsageError):
@@ -69,9 +76,9 @@ class Lab:
                                f"{'' if self.name == DEFAULT_LAB else ' --name ' + self.name}` and retry") from None
             if st is not None and st.faults:
                 changes.append(f"faults undone by the repair: {', '.join(st.faults)}")
-            if st is None or changes or st.inventory != base_inventory(self.name):
+            if fresh or st.faults or changes or st.inventory != base_inventory(self.name):
                 state.write(self.names, state.LabState(lab=self.name, inventory=base_inventory(self.name),
-                                                       created=st.created if st else state.now()))
+                                                       created=st.created))
             return changes
 
     def down(self) -> list[str]:
@@ -145,6 +152,16 @@ class Lab:
         if len(used) > 1:
             out += [nodes[n].subnet_base for n in used] + [nodes[n].underlay_ip for n in used]
         return list(dict.fromkeys(out))
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig of the lab's API server (https://192.168.56.10:6443, lab namespaces only)."""
+        return self.names.kubeconfig
+
+    @property
+    def kubeconfig_limited(self) -> Path:
+        """A kubeconfig whose user may get/list/watch nodes, pods, services and namespaces, nothing else."""
+        return self.names.kubeconfig_limited
 
     def netns(self, short_name: str) -> str:
         if short_name not in self.names.all_short:

@@ -402,6 +402,37 @@ _register(Fault(
     revert=lambda ctx, saved: _b().set_neigh(ctx, "node-a", "flannel.1", B.subnet_base, B.vtep_mac),
 ))
 
+REBOOTED_VTEP_MAC = mac_for("vtep/node-b/rebooted")  # node-b's VtepMAC once flannel.1 was recreated
+
+
+def _vtep_rebooted(ctx: "Ctx", saved: dict) -> None:
+    b = _b()
+    b.set_link(ctx, "node-b", "flannel.1", address=REBOOTED_VTEP_MAC)
+    # flanneld on the rebooted node rewrites its own side (the kernel may have flushed it with the MAC)
+    b.set_neigh(ctx, "node-b", "flannel.1", A.subnet_base, A.vtep_mac)
+
+
+def _vtep_back(ctx: "Ctx", saved: dict) -> None:
+    b = _b()
+    b.set_link(ctx, "node-b", "flannel.1", address=B.vtep_mac)
+    b.set_neigh(ctx, "node-b", "flannel.1", A.subnet_base, A.vtep_mac)
+
+
+def _inv_vtep_rebooted(inv: Inventory) -> None:
+    """node-b's flanneld published its new VtepMAC in its Node annotation (backend-data)."""
+    for n in inv.nodes:
+        if n.name == B.name:
+            n.vtep_mac = REBOOTED_VTEP_MAC
+
+
+_register(Fault(
+    "vtep-mac-stale", "arp",
+    "node-b rebooted and its flannel.1 has a new MAC (published in its Node annotation), but node-a's "
+    "permanent neighbour 10.244.1.0 and its FDB entry on flannel.1 still hold the old VtepMAC",
+    "node-a", "host", PING_B, device="flannel.1",
+    apply=_vtep_rebooted, revert=_vtep_back, patch_inventory=_inv_vtep_rebooted,
+))
+
 SOLICIT = {"net.ipv4.neigh/cni0/mcast_solicit": "0", "net.ipv4.neigh/cni0/ucast_solicit": "0"}
 
 

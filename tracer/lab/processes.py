@@ -1,7 +1,8 @@
-"""The lab's real servers: dnsmasq in coredns, a tiny HTTP server on :8080 in pod-a2 and pod-b.
+"""The lab's processes: dnsmasq in coredns, a tiny HTTP server on :8080 in pod-a2 and pod-b, one
+holder per pod (its pause container), and the stand-in API server in the control-plane namespace.
 
-Each runs under `ip netns exec <pod netns>` (so it also sees /etc/netns/<netns>/resolv.conf) and
-writes a pid file in /run/podpath/labs/<lab>/ once its sockets are bound; `start` waits for it.
+Each runs under `ip netns exec <netns>` (so it also sees /etc/netns/<netns>/*) and writes a pid
+file in /run/podpath/labs/<lab>/ once ready (sockets bound); `spawn` waits for it.
 A pid counts as ours only while it is alive (not a zombie) *inside that pod's namespace*, so a
 reused pid never fools `up` or `down`.
 """
@@ -21,6 +22,7 @@ from .dns import dnsmasq_argv
 from .topology import WEB_PORT, Names, PodSpec
 
 WEB_SERVER = Path(__file__).with_name("webserver.py")
+HOLDER = Path(__file__).with_name("holder.py")
 
 _children: dict[int, subprocess.Popen] = {}  # servers this process started, reaped on stop
 
@@ -75,19 +77,42 @@ def start(names: Names, p: PodSpec, timeout: float = 5.0) -> int:
     pid = server_pid(names, p)
     if pid:
         return pid
-    ns = names.netns(p.name)
-    pid_file = names.pid_file(p.name)
+    return spawn(names.netns(p.name), _argv(names, p), names.pid_file(p.name), names.log_file(p.name),
+                 f"the {p.server} server of {p.name}", timeout)
+
+
+def holder_pid(names: Names, p: PodSpec) -> int | None:
+    """The pid of p's holder (its pause container) if it runs, else None."""
+    pid = read_pid(names.holder_pid_file(p.name))
+    return pid if alive_in(pid, names.netns(p.name)) else None
+
+
+def start_holder(names: Names, p: PodSpec, timeout: float = 5.0) -> int:
+    pid = holder_pid(names, p)
+    if pid:
+        return pid
+    pid_file = names.holder_pid_file(p.name)
+    return spawn(names.netns(p.name), [sys.executable, "-I", "-S", str(HOLDER), p.name, str(pid_file)],
+                 pid_file, names.run_dir / f"{p.name}.holder.log", f"the holder of {p.name}", timeout)
+
+
+def stop_holder(names: Names, p: PodSpec) -> bool:
+    return stop_file(names.holder_pid_file(p.name))
+
+
+def spawn(ns: str, argv: list[str], pid_file: Path, log_file: Path, what: str, timeout: float = 5.0) -> int:
+    """Run argv inside ns (`ip netns exec`), detached; return its pid once it wrote pid_file."""
     old = read_pid(pid_file)
     if old and _is_ours(old, pid_file):  # still running in a namespace that was deleted and recreated
         stop_pid(old)
-    names.run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.unlink(missing_ok=True)
-    log = open(names.log_file(p.name), "ab")
+    log = open(log_file, "ab")
     try:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *_argv(names, p)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True, close_fds=True)
     except FileNotFoundError as e:
-        raise NodeError(f"cannot start the {p.server} server of {p.name}: {e.filename} is not installed") from None
+        raise NodeError(f"cannot start {what}: {e.filename} is not installed") from None
     finally:
         log.close()
     _children[proc.pid] = proc
@@ -101,12 +126,11 @@ def start(names: Names, p: PodSpec, timeout: float = 5.0) -> int:
         time.sleep(0.005)
     tail = ""
     try:
-        tail = names.log_file(p.name).read_text().strip().splitlines()[-1]
+        tail = log_file.read_text().strip().splitlines()[-1]
     except (OSError, IndexError):
         pass
     stop_pid(proc.pid, ns)
-    raise LabError(f"the {p.server} server of {p.name} did not start{': ' + tail if tail else ''} "
-                   f"(log: {names.log_file(p.name)})")
+    raise LabError(f"{what} did not start{': ' + tail if tail else ''} (log: {log_file})")
 
 
 def stop_pid(pid: int, ns: str | None = None, timeout: float = 3.0) -> None:
@@ -151,7 +175,11 @@ def _reap(pid: int) -> None:
 
 def stop(names: Names, p: PodSpec) -> bool:
     """Stop p's server if it runs (wherever its namespace went); remove its pid file. True if stopped."""
-    pid_file = names.pid_file(p.name)
+    return stop_file(names.pid_file(p.name))
+
+
+def stop_file(pid_file: Path) -> bool:
+    """Stop the lab process named by pid_file if it runs; remove the pid file. True if stopped."""
     pid = read_pid(pid_file)
     stopped = False
     if pid and _is_ours(pid, pid_file):

@@ -3,12 +3,17 @@
 Pure data, no kernel access: everything here is derived from the lab name, so any process can
 compute the same namespaces, MACs and addresses the builder used (stable across `up`s).
 
-    <lab>-underlay   bridge br0 = the physical switch; ports node-a, node-b (192.168.56.0/24);
+    <lab>-underlay   bridge br0 = the physical switch; ports node-a, node-b, cp (192.168.56.0/24);
                      192.168.56.1 on br0 is the nodes' default gateway (a router that forwards nothing)
     <lab>-node-a     eth0 192.168.56.11, cni0 10.244.0.1/24, flannel.1 10.244.0.0/32
     <lab>-node-b     eth0 192.168.56.12, cni0 10.244.1.1/24, flannel.1 10.244.1.0/32
-    <lab>-pod-a      10.244.0.2  (node-a)          <lab>-pod-b    10.244.1.2 (node-b), web :8080
-    <lab>-pod-a2     10.244.0.3  (node-a), web :8080   <lab>-coredns  10.244.1.3 (node-b), DNS :53
+    <lab>-cp         eth0 192.168.56.10: the stand-in Kubernetes API server on :6443, no route out
+    pod-a   10.244.0.2 (node-a)             pod-b    10.244.1.2 (node-b), web :8080
+    pod-a2  10.244.0.3 (node-a), web :8080   coredns  10.244.1.3 (node-b), DNS :53
+
+Pod namespaces are named as the CNI plugins name them, `cni-<uuid>` (uuid5 of lab and pod name, so
+stable across `up`s); each holds a holder process (a pause container) whose /etc/hostname is the pod
+name. The friendly pod names live only in the lab's inventory and its API server.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +146,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 UNDERLAY = "underlay"  # short name of the switch namespace
 UNDERLAY_BRIDGE = "br0"
+CONTROL_PLANE = "cp"  # short name of the control-plane namespace (the API server's machine)
+CONTROL_PLANE_IP = "192.168.56.10"
+APISERVER_PORT = 6443
+APISERVER_URL = f"https://{CONTROL_PLANE_IP}:{APISERVER_PORT}"
 
 
 def node(name: str) -> NodeSpec:
@@ -174,7 +184,7 @@ def other_nodes(node_name: str) -> list[NodeSpec]:
 def check_lab_name(name: str) -> str:
     if not _LAB_NAME.match(name or ""):
         raise UsageError(f"lab name {name!r} must be 1-12 lower-case letters or digits, starting with a letter "
-                         "(namespaces are named <lab>-node-a, <lab>-pod-b, ...)")
+                         "(namespaces are named <lab>-node-a, <lab>-underlay, ...)")
     return name
 
 
@@ -185,11 +195,14 @@ class Names:
     lab: str
 
     def netns(self, short: str) -> str:
+        """The namespace of a short name: `<lab>-node-a` for the machines, `cni-<uuid>` for pods."""
+        if short in _POD_NAMES:
+            return cni_netns(self.lab, short)
         return f"{self.lab}-{short}"
 
     @property
     def all_short(self) -> list[str]:
-        return [UNDERLAY] + [n.name for n in NODES] + [p.name for p in PODS]
+        return [UNDERLAY, CONTROL_PLANE] + [n.name for n in NODES] + [p.name for p in PODS]
 
     @property
     def all_netns(self) -> list[str]:
@@ -209,8 +222,31 @@ class Names:
     def log_file(self, pod_name: str) -> Path:
         return self.run_dir / f"{pod_name}.log"
 
+    def holder_pid_file(self, pod_name: str) -> Path:
+        return self.run_dir / f"{pod_name}.holder.pid"
+
+    @property
+    def apiserver_dir(self) -> Path:  # CA, serving cert and key, tokens
+        return self.run_dir / "apiserver"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def kubeconfig_limited(self) -> Path:
+        return self.run_dir / "kubeconfig-limited"
+
     def etc_dir(self, short: str) -> Path:
         return NETNS_ETC / self.netns(short)
+
+
+_POD_NAMES = frozenset(p.name for p in PODS)
+
+
+def cni_netns(lab: str, pod_name: str) -> str:
+    """`cni-<uuid>` as containerd's CNI setup names a pod's namespace; stable per (lab, pod)."""
+    return f"cni-{uuid.uuid5(uuid.NAMESPACE_URL, f'podpath-lab:{lab}/{pod_name}')}"
 
 
 def resolv_conf(p: PodSpec) -> str:

@@ -1,0 +1,1 @@
+"""The lab's stand-in Kubernetes API server."""

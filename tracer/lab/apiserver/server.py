@@ -1,0 +1,373 @@
+"""The stand-in Kubernetes API server (aiohttp, HTTPS, read-only).
+
+Serves `objects.objects(inventory)` the way kube-apiserver does for the calls podpath and kubectl
+make: discovery, list/get (namespaced and across namespaces), label and field selectors,
+limit/continue, resourceVersion, watch, Table output, and real `Status` errors (401, 403, 404,
+405, 400, 410). The Store numbers every change of an object with a new resourceVersion and keeps
+the event history that watches replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+from . import certs, resources, selectors, tables
+from .objects import KUBE_VERSION
+from .resources import Resource
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+@dataclass
+class Event:
+    rv: int
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: dict[str, Any]
+    old: dict[str, Any] | None = None
+
+
+MAX_HISTORY = 20000  # events kept for watches; an older resourceVersion gets 410 Expired (like compaction)
+
+
+@dataclass
+class Store:
+    """The objects now, by key, and the recent changes (for watches)."""
+
+    rv: int = 0
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    history: list[Event] = field(default_factory=list)
+    changed: asyncio.Condition | None = None
+    _by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _index: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
+
+    def replace(self, new_objects: list[dict[str, Any]]) -> int:
+        """Swap in a new generation of objects; returns how many changed."""
+        new = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in new_objects}
+        n = 0
+        for key, o in sorted(new.items()):
+            old = self.objects.get(key)
+            if old is not None and _same(old, o):
+                continue
+            self.rv += 1
+            o["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append(Event(self.rv, "ADDED" if old is None else "MODIFIED", o, old))
+            self.objects[key] = o
+            n += 1
+        for key in sorted(set(self.objects) - set(new)):
+            old = self.objects.pop(key)
+            self.rv += 1
+            gone = json.loads(json.dumps(old))
+            gone["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append(Event(self.rv, "DELETED", gone, old))
+            n += 1
+        if n:
+            self._by_kind, self._index = {}, {}
+            del self.history[:-MAX_HISTORY]
+        return n
+
+    def of_kind(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Objects of a kind in key order (namespace, name), as etcd lists them."""
+        if kind not in self._by_kind:
+            self._by_kind[kind] = [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+        items = self._by_kind[kind]
+        return items if namespace is None else [o for o in items if o["metadata"].get("namespace") == namespace]
+
+    def by_field(self, kind: str, fieldname: str, get: Callable[[dict], str], value: str) -> list[dict[str, Any]]:
+        """Objects of a kind whose field equals value, from an index built on first use (key order)."""
+        key = (kind, fieldname)
+        if key not in self._index:
+            idx: dict[str, list[dict[str, Any]]] = {}
+            for o in self.of_kind(kind, None):
+                idx.setdefault(get(o), []).append(o)
+            self._index[key] = idx
+        return self._index[key].get(value, [])
+
+
+def _same(a: dict, b: dict) -> bool:
+    strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def status(code: int, reason: str, message: str, details: dict | None = None) -> web.Response:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": message, "reason": reason, "code": code}
+    if details:
+        body["details"] = details
+    return web.json_response(body, status=code)
+
+
+@dataclass
+class User:
+    name: str
+    groups: list[str]
+
+    def may(self, verb: str, res: Resource) -> bool:
+        if "system:masters" in self.groups:
+            return True
+        return verb in resources.READ_VERBS and res.plural in certs.LIMITED_RESOURCES
+
+
+class ApiServer:
+    def __init__(self, tokens: dict[str, str], load: Callable[[], list[dict[str, Any]]],
+                 address: str, port: int):
+        self.users = {tok: User(*certs.USERS[name]) for name, tok in tokens.items()}
+        self.load = load
+        self.address, self.port = address, port
+        self.store = Store()
+        self.poll: Callable[[], bool] = lambda: False
+
+    # -------------------------------------------------------------- state
+
+    async def refresh(self) -> None:
+        try:
+            objs = self.load()
+        except Exception as e:  # noqa: BLE001 - a half-written or removed state keeps the last objects
+            print(f"apiserver: cannot re-read the lab: {e}", flush=True)
+            return
+        n = self.store.replace(objs)
+        if n and self.store.changed is not None:
+            async with self.store.changed:
+                self.store.changed.notify_all()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    # -------------------------------------------------------------- auth
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if request.path in ("/readyz", "/livez", "/healthz", "/version"):  # public, as on kubeadm
+            return await handler(request)
+        h = request.headers.get("Authorization", "")
+        user = self.users.get(h[7:].strip()) if h.startswith("Bearer ") else None
+        if user is None:
+            return status(401, "Unauthorized", "Unauthorized")
+        request["user"] = user
+        return await handler(request)
+
+    # -------------------------------------------------------------- routing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if self.poll():  # a request right after `fault inject` sees the fault (a stat per request)
+            await self.refresh()
+        parts = [p for p in request.path.split("/") if p]
+        if request.method not in ("GET", "HEAD"):
+            return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if parts in (["readyz"], ["livez"], ["healthz"]):
+            return web.Response(text="ok")
+        if parts == ["version"]:
+            major, minor = KUBE_VERSION[1:].split(".")[:2]
+            return web.json_response({"major": major, "minor": minor, "gitVersion": KUBE_VERSION,
+                                      "gitCommit": "podpath-lab", "gitTreeState": "clean",
+                                      "buildDate": "2024-09-11T00:00:00Z", "goVersion": "go1.22.6",
+                                      "compiler": "gc", "platform": "linux/amd64"})
+        if parts in (["api"], ["apis"]) and "as=APIGroupDiscoveryList" in request.headers.get("Accept", ""):
+            return web.Response(body=json.dumps(resources.aggregated(parts == ["api"])).encode(),
+                                headers={"Content-Type": resources.AGGREGATED})
+        if parts == ["api"]:
+            return web.json_response(resources.api_versions(self.address, self.port))
+        if parts == ["apis"]:
+            return web.json_response(resources.api_group_list())
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 2:
+            if len(parts) == 2:
+                doc = resources.api_group(parts[1])
+                return web.json_response(doc) if doc else _not_found_page()
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return _not_found_page()
+        if not rest:
+            doc = resources.resource_list(group, version)
+            return web.json_response(doc) if doc else _not_found_page()
+        return await self._resource(request, group, version, rest)
+
+    async def _resource(self, request: web.Request, group: str, version: str, rest: list[str]) -> web.StreamResponse:
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        res = resources.find(group, version, rest[0])
+        if res is None or len(rest) > 2 or (namespace is not None and not res.namespaced):
+            return _not_found_page()
+        name = rest[1] if len(rest) == 2 else None
+        if name is not None and namespace is None and res.namespaced:
+            return _not_found_page()
+        q = request.query
+        watch = q.get("watch", "") in ("1", "true")
+        verb = "watch" if watch else ("get" if name else "list")
+        user: User = request["user"]
+        if not user.may(verb, res):
+            return _forbidden(user, verb, res, namespace, name)
+        try:
+            match_label = selectors.label_matcher(q.get("labelSelector"))
+            fsel = q.get("fieldSelector", "")
+            if name is not None and watch:
+                fsel = ",".join(filter(None, [fsel, f"metadata.name={name}"]))
+            match_field = selectors.field_matcher(fsel, res.kind)
+        except selectors.SelectorError as e:
+            return status(400, "BadRequest", str(e))
+        match = lambda o: match_label(o) and match_field(o)  # noqa: E731
+        if watch:
+            return await self._watch(request, res, namespace, match)
+        if name is not None:
+            o = self.store.objects.get((res.kind, namespace or "", name))
+            if o is None:
+                return status(404, "NotFound", f'{res.group_resource} "{name}" not found',
+                              {"name": name, "group": res.group, "kind": res.plural})
+            return self._respond(request, res, o, single=True)
+        eq = selectors.single_equality(q.get("fieldSelector"), res.kind)
+        if eq:  # podpath's pod-by-IP and pods-on-a-node lookups: an index, not a scan
+            candidates = [o for o in self.store.by_field(res.kind, *eq)
+                          if namespace is None or o["metadata"].get("namespace") == namespace]
+        else:
+            candidates = self.store.of_kind(res.kind, namespace)
+        items = [o for o in candidates if match(o)]
+        meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
+        try:
+            items, meta = _page(items, q.get("limit"), q.get("continue"), meta, self.store.rv)
+        except ValueError as e:
+            return status(400, "BadRequest", str(e))
+        except LookupError as e:
+            return status(410, "Expired", str(e))
+        return self._respond(request, res, items, meta=meta)
+
+    def _respond(self, request: web.Request, res: Resource, body: Any, single: bool = False,
+                 meta: dict | None = None) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        items = [body] if single else body
+        if "as=Table" in accept and res.kind in tables.COLUMNS:
+            return web.json_response(tables.table(res.kind, items, meta or {"resourceVersion": str(self.store.rv)},
+                                                  request.query.get("includeObject", "PartialObjectMetadata")))
+        if single:
+            return web.json_response(body)
+        # Items of a typed list carry no kind/apiVersion, as the real server encodes them.
+        stripped = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
+        return web.json_response({"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta,
+                                  "items": stripped})
+
+    async def _watch(self, request: web.Request, res: Resource, namespace: str | None,
+                     match: Callable[[dict], bool]) -> web.StreamResponse:
+        q = request.query
+        try:
+            timeout = float(q.get("timeoutSeconds", "1800"))
+            since = int(q.get("resourceVersion") or 0)
+        except ValueError:
+            return status(400, "BadRequest", "timeoutSeconds and resourceVersion must be integers")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+
+        def in_scope(o: dict) -> bool:
+            return o["kind"] == res.kind and (namespace is None or o["metadata"].get("namespace") == namespace)
+
+        async def send(kind: str, obj: dict) -> None:
+            await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+        store = self.store
+        if since and store.history and since < store.history[0].rv - 1:
+            await send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                 "message": f"too old resource version: {since} ({store.history[0].rv - 1})",
+                                 "reason": "Expired", "code": 410})
+            return resp
+        if not since:
+            for o in store.of_kind(res.kind, namespace):
+                if match(o):
+                    await send("ADDED", o)
+            since = store.rv
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                for ev in [e for e in store.history if e.rv > since]:
+                    since = ev.rv
+                    if not in_scope(ev.obj):
+                        continue
+                    now_in, was_in = match(ev.obj), ev.old is not None and match(ev.old)
+                    if ev.type == "MODIFIED" and now_in != was_in:  # moved in or out of the selection
+                        await send("ADDED" if now_in else "DELETED", ev.obj)
+                    elif (ev.type == "DELETED" and was_in) or (ev.type != "DELETED" and now_in):
+                        await send(ev.type, ev.obj)
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                async with store.changed:
+                    try:
+                        await asyncio.wait_for(store.changed.wait(), timeout=min(left, 30))
+                    except asyncio.TimeoutError:
+                        pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+def _page(items: list[dict], limit: str | None, cont: str | None, meta: dict, rv: int) -> tuple[list[dict], dict]:
+    """limit/continue: the continue token names the last key served (base64 JSON, like the real one)."""
+    if cont:
+        try:
+            tok = json.loads(base64.urlsafe_b64decode(cont.encode()))
+            start = tok["start"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("continue key is not valid: invalid continue token") from None
+        items = [o for o in items if _key(o) > start]
+    if limit:
+        try:
+            n = int(limit)
+        except ValueError:
+            raise ValueError(f"limit must be an integer, got {limit!r}") from None
+        if 0 < n < len(items):
+            last = _key(items[n - 1])
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv,
+                                                                    "start": last}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - n
+            items = items[:n]
+    return items, meta
+
+
+def _key(o: dict) -> str:
+    return f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+
+
+def _forbidden(user: User, verb: str, res: Resource, namespace: str | None, name: str | None) -> web.Response:
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    what = f'{res.group_resource} "{name}"' if name else res.group_resource
+    return status(403, "Forbidden",
+                  f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{res.plural}" '
+                  f'in API group "{res.group}" {where}',
+                  {"name": name, "group": res.group, "kind": res.plural} if name else {"group": res.group,
+                                                                                        "kind": res.plural})
+
+
+def _not_found_page() -> web.Response:
+    return status(404, "NotFound", "the server could not find the requested resource", {})
+
+
+async def serve(server: ApiServer, cert: str, key: str, poll: Callable[[], bool], on_ready: Callable[[], None],
+                interval: float = 0.2) -> None:
+    """Serve until cancelled; poll() says whether the source changed (then the objects are re-read)."""
+    server.store.changed = asyncio.Condition()
+    server.poll = poll
+    await server.refresh()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    # Open watches would hold a SIGTERM for the default 60 s: a stopping lab closes them at once.
+    runner = web.AppRunner(server.app(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, server.address, server.port, ssl_context=ctx, reuse_address=True)
+    await site.start()
+    on_ready()
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            if poll():
+                await server.refresh()
+    finally:
+        await runner.cleanup()

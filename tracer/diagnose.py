@@ -77,6 +77,8 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
         # a source on another node, to a pod of this one: the packet is modelled from where it
         # reaches this node (the other node's half is not observed from here)
         remote = bundle.inventory.node(s.node) if bundle.inventory and s.node else None
+        if d.service is not None:  # kube-proxy DNATs on the source's node: it arrives for a local endpoint
+            d, port = _local_endpoint(bundle, d, proto), None
         local = next((h for h in bundle.hosts if h.kind == "node" and d.host is not None
                       and (h.node or h.name) == d.host.node), None)
         if remote is None or local is None:
@@ -84,7 +86,7 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
             raise UsageError(f"source '{src}' is not in this snapshot{where}: the source must be where the packet "
                              "starts, or the destination a pod of this node")
         arriving = remote
-    flow = build_flow(s, d, proto, port, size, sport)
+    flow = build_flow(s, d, proto, port if arriving is None or d.port is None else d.port, size, sport)
     start = local if arriving is not None else s.host
     paths = model.paths(flow, start, d.host.name if d.host else None, arriving_from=arriving)
     for p in paths:
@@ -96,6 +98,24 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
         if f.segment is None:
             f.segment = segment_for(f, s, d, paths)
     return Diagnosis(flow, sort_findings(findings, paths), paths, src, dst)
+
+
+def _local_endpoint(bundle: Bundle, d: Endpoint, proto: str | None) -> Endpoint:
+    """A Service's endpoint that is a pod of this snapshot, as the packet reaches it after the
+    source node's DNAT (its IP and target port); the Service itself when none is here."""
+    from .targets.resolve import owner_of
+
+    svc = d.service
+    want = (proto or d.proto or "tcp").upper()
+    sp = next((p for p in svc.ports if p.port == d.port and p.protocol.upper() == want), None) or \
+        next((p for p in svc.ports if p.protocol.upper() == want), None)
+    for ip in svc.endpoints:
+        host = owner_of(bundle, ip)
+        if host is not None and host.kind == "pod":
+            target = (sp.target_port or sp.port) if sp else d.port
+            return Endpoint(f"{d.text} → {host.name}", "pod", ip, host=host, port=target, proto=want.lower(),
+                            node=host.node)
+    return d
 
 
 def assign_segments(path: Path, src: str, dst: str | None) -> None:

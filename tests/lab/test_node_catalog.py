@@ -46,8 +46,14 @@ def flow_args(f) -> list[str]:
     return out
 
 
-def pod_node(lab, name: str) -> str | None:
-    return next((p.node for p in lab.inventory().pods if p.name == name), None)
+def nodes_of(lab, target: str) -> set[str]:
+    """The nodes a flow's end is on: a pod's, or every endpoint's of a Service."""
+    inv = lab.inventory()
+    if target.startswith("svc/"):
+        ns, name = target[4:].split(":")[0].split("/")
+        svc = next(s for s in inv.services if (s.namespace, s.name) == (ns, name))
+        return {p.node for p in inv.pods if p.ip in svc.endpoints}
+    return {p.node for p in inv.pods if p.name == target}
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
@@ -55,9 +61,9 @@ def test_fault_found_on_its_node(lab, name):
     fault = FAULTS[name]
     lab.inject(name)
     try:
-        src_node, dst_node = pod_node(lab, fault.flow.src), pod_node(lab, fault.flow.dst)
+        ends = nodes_of(lab, fault.flow.src) | nodes_of(lab, fault.flow.dst)
         runs = []
-        if fault.node in (src_node, dst_node):  # the flow starts here, or arrives here
+        if fault.node in ends:  # the flow starts here, or arrives here
             runs.append(on_node(lab, fault.node, "diagnose", *flow_args(fault.flow)))
         runs.append(on_node(lab, fault.node, "diagnose"))  # node-wide
     finally:

@@ -50,6 +50,10 @@ def test_snapshot_on_a_node_holds_the_node_and_its_pods_only(lab):
     assert pod_ips == {pod_ip(lab, "pod-a"), pod_ip(lab, "pod-a2")}
     node = next(h for h in bundle["hosts"] if h["kind"] == "node")
     assert node["netns"] is None and node["inode"], "the node is the namespace podpath runs in"
+    # without the API, kubelet's hostname in each pod's holder names it, and its resolv.conf is the pod's
+    pods = {h["name"]: h for h in bundle["hosts"] if h["kind"] == "pod"}
+    assert set(pods) == {"pod-a", "pod-a2"} and {p["identified_by"] for p in pods.values()} == {"hostname"}
+    assert all(p["pids"] and p["host_veth"] for p in pods.values())
 
 
 def test_diagnose_on_a_node_ends_where_the_packet_leaves_it(lab):
@@ -71,7 +75,7 @@ def test_trace_on_a_node_delivered_and_lost_left_node(lab):
     assert r.returncode == 0, r.stdout + r.stderr
     t = json.loads(r.stdout)
     assert t["verdict"]["status"] == "delivered"
-    assert {h["location"] for h in t["hops"]} <= {"host", a}, "only node-a's namespaces are observed"
+    assert {h["location"] for h in t["hops"]} <= {"host", "pod-a"}, "only node-a's namespaces are observed"
     lab.inject("forward-drop")  # dropped on node-b, which this node cannot see
     try:
         r = on_node(lab, "node-a", "trace", a, b, "-o", "json")

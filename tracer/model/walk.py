@@ -85,6 +85,7 @@ class Walk:
         self.delivered_at: str | None = None
         self.src_host: str | None = None
         self.dst_host: str | None = None  # the namespace the user means to reach, when known
+        self.left: tuple | None = None  # (node, remote NodeInfo, inner packet) when it left for a node not here
         self.alternative: list[str] = []
 
     # -- recording --------------------------------------------------------------------------
@@ -359,6 +360,8 @@ class Walk:
                 self.hop(host, "leave", link.name, reason="left_node", remote=remote.name,
                          detail=f"left {self.topo.node_of(host)} for {remote.name} ({pkt.dst}); {remote.name} is "
                                 "not in this snapshot, so what happens there is not observed")
+                if self.direction == "request" and pkt.inner is not None:
+                    self.left = (host, remote, pkt.inner)  # its answer comes back the same way
                 raise Stop("left_node")
             self.fail(host, "egress", link.name, "leaves_snapshot",
                       f"{link.name} leads out of the snapshot (no namespace in the bundle holds its peer)")
@@ -601,9 +604,40 @@ class Walk:
             pass
         if self.delivered_at and self.delivered_at != src_host.name:
             self.reply(src_host)
+        elif self.left is not None:
+            self.reply_arriving(*self.left)
         self.path.outcome = outcome(self.path, src_host.name)
         self.path.alternative = ", ".join(self.alternative) or None
         return self.path
+
+    def reply_arriving(self, node: Host, remote, req: Pkt) -> None:
+        """The answer to a request that left for a node this snapshot does not hold, as it comes back:
+        assumed sent by the destination (not observed), walked from where it reaches this node."""
+        self.direction = "reply"
+        rep = Pkt(src=req.dst, dst=req.src, proto=req.proto, sport=req.dport, dport=req.sport, size=req.size,
+                  ct_state="ESTABLISHED", icmp_type=0 if req.proto == "icmp" else None)
+        self.arrive(node, remote, rep)
+
+    def arrive(self, node: Host, remote, inner: Pkt) -> bool:
+        """`inner` reaching `node` over VXLAN from `remote` (modelled); False when nothing here receives VXLAN."""
+        vx = next(iter(self.topo.vxlan_devices(node)), None)
+        if vx is None or not remote.underlay_ip:
+            self.hop(node, "arrive", None, status=FAIL, reason="no_vxlan_receiver",
+                     detail=f"{node.name} has no VXLAN device: nothing receives {remote.name}'s pods' traffic")
+            return False
+        dev = vx.vxlan.dev or next((r.dev for r in node.routes if r.dst == "default"), None) or "eth0"
+        local = vx.vxlan.local or self.model.iface_addrs(node).get(dev, "")
+        outer = Pkt(src=remote.underlay_ip, dst=local, proto="udp", sport=None, dport=vx.vxlan.port,
+                    size=inner.size + VXLAN_OVERHEAD, inner=inner, inner_mac=vx.mac, vni=vx.vxlan.vni)
+        self.hop(node, "arrive", dev, detail=f"from {remote.name} ({remote.underlay_ip}): VXLAN VNI {vx.vxlan.vni} "
+                 f"{inner.src} → {inner.dst}, modelled (what happens on {remote.name} is not observed)",
+                 remote=remote.name)
+        link = node.link(dev)
+        try:
+            self.receive(node, dev, outer, link.mac if link else None)
+        except Stop:
+            pass
+        return True
 
     def run_arriving(self, node: Host, remote, dst_host: str | None) -> Path:
         """The request as it reaches this node from a node the snapshot does not hold (`remote`, an
@@ -612,25 +646,11 @@ class Walk:
         node's kernel, walked like any other packet."""
         flow = self.flow
         self.src_host, self.dst_host = None, dst_host
-        vx = next(iter(self.topo.vxlan_devices(node)), None)
-        if vx is None or not remote.underlay_ip:
-            self.hop(node, "arrive", None, status=FAIL, reason="no_vxlan_receiver",
-                     detail=f"{node.name} has no VXLAN device: nothing receives {remote.name}'s pods' traffic")
-            self.path.outcome = "dropped"
-            return self.path
-        dev = vx.vxlan.dev or next((r.dev for r in node.routes if r.dst == "default"), None) or "eth0"
-        local = vx.vxlan.local or self.model.iface_addrs(node).get(dev, "")
         inner = Pkt(src=flow.src, dst=flow.dst, proto=flow.proto, sport=flow.sport, dport=flow.dport,
                     size=flow.size, icmp_type=8 if flow.proto == "icmp" else None)
-        outer = Pkt(src=remote.underlay_ip, dst=local, proto="udp", sport=None, dport=vx.vxlan.port,
-                    size=inner.size + VXLAN_OVERHEAD, inner=inner, inner_mac=vx.mac, vni=vx.vxlan.vni)
-        self.hop(node, "arrive", dev, detail=f"from {remote.name} ({remote.underlay_ip}): VXLAN VNI {vx.vxlan.vni} "
-                 f"for {flow.dst}, modelled (what happens on {remote.name} is not observed)", remote=remote.name)
-        link = node.link(dev)
-        try:
-            self.receive(node, dev, outer, link.mac if link else None)
-        except Stop:
-            pass
+        if not self.arrive(node, remote, inner):
+            self.path.outcome = "dropped"
+            return self.path
         if self.delivered_at:
             self.reply(node)
         self.path.outcome = outcome(self.path, "")
@@ -683,7 +703,7 @@ def outcome(path: Path, src_host: str) -> str:
         return "misdelivered"  # a duplicate address upstream is why, not a drop
     first = next((h for h in fails if h.reason != "neigh_conflict"), None)
     if first is None:
-        if any(h.point == "deliver" for h in path.hops):
+        if any(h.point == "deliver" for h in path.hops) and not any(h.reason == "left_node" for h in path.hops):
             return "delivered"
         # it left this node for one the snapshot does not hold: fine so far, the rest unseen
         return "unobserved" if any(h.reason == "left_node" for h in path.hops) else "lost"

@@ -172,6 +172,14 @@ def name_hosts(bundle: Bundle, node_name: str, spaces: list[Namespace], inv: Inv
                 host.namespace, host.identified_by = pod.namespace, "api"
             else:
                 host.identified_by = "hostname" if ns.hostname == want else "ip"
+    # a namespace named only by its IP that holds the IP of a pod kubelet or the API names: nobody's
+    named = {primary_ip(h) for h in pods if h.identified_by in ("api", "hostname")}
+    for host, ns in zip(pods, spaces):
+        if host.identified_by == "ip" and primary_ip(host) in named:
+            host.identified_by = "unknown"
+            old = host.name
+            host.name = ns.name or f"netns-{ns.inode}"
+            renames = {k: (host.name if v == old else v) for k, v in renames.items()}
     for h in bundle.hosts:
         for link in h.links:
             if link.peer_host in renames:

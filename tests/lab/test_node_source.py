@@ -62,7 +62,11 @@ def test_diagnose_on_a_node_ends_where_the_packet_leaves_it(lab):
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert d["outcome"] == "unobserved"
-    assert d["path"][-1]["point"] == "leave" and d["path"][-1]["device"] == "eth0"
+    req = [h for h in d["path"] if h["direction"] == "request"]
+    assert req[-1]["point"] == "leave" and req[-1]["device"] == "eth0"
+    # the answer is modelled coming back over VXLAN from the other node, and walked here to pod-a
+    rep = [h for h in d["path"] if h["direction"] == "reply"]
+    assert rep[0]["point"] == "arrive" and rep[-1]["point"] == "deliver"
     assert not [f for f in d["findings"] if f["severity"] == "error"]
     # fix commands on a node run there as they are: no `ip netns exec <node>` prefix
     r = on_node(lab, "node-a", "diagnose", "-o", "json")

@@ -30,7 +30,7 @@ ContextOpt = typer.Option(None, "--context", help="kubeconfig context to use", m
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]podpath: warning:[/] {escape(message)}")
+    err.print(f"[yellow]podpath: warning:[/] {escape(message)}", soft_wrap=True)  # one line each, for grep
 
 
 def get_source(bundle: str | None = None, lab: str | None = None, kubeconfig: str | None = None,

@@ -144,3 +144,76 @@ def test_unknown_namespace_with_a_pods_ip_is_an_ip_conflict(lab, intruder):
     r = on_node(lab, "node-b", "diagnose", "-o", "json")
     found = [f for f in json.loads(r.stdout)["findings"] if f["cause"] == "ip_conflict" and ns in f["object"]]
     assert found and veth in found[0]["object"], r.stdout
+
+
+# ---------------------------------------------------------------- with the (stand-in) Kubernetes API
+
+
+def k(lab) -> list[str]:
+    return ["--kubeconfig", str(lab.kubeconfig)]
+
+
+def test_api_names_the_node_and_its_pods(lab):
+    r = on_node(lab, "node-a", "snapshot", *k(lab))
+    assert r.returncode == 0, r.stderr
+    hosts = {h["name"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert set(hosts) == {"node-a", "pod-a", "pod-a2"}
+    assert {(h["namespace"], h["identified_by"]) for n, h in hosts.items() if n != "node-a"} == {("default", "api")}
+    assert "warning" not in r.stderr
+
+
+def test_diagnose_trace_and_dns_by_cluster_names(lab):
+    r = on_node(lab, "node-a", "diagnose", "default/pod-a", "default/pod-b", *k(lab), "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert d["outcome"] == "unobserved" and d["flow"]["dst"] == pod_ip(lab, "pod-b")
+    r = on_node(lab, "node-a", "trace", "default/pod-a", "default/pod-a2", *k(lab), "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"]["status"] == "delivered", r.stdout + r.stderr
+    r = on_node(lab, "node-b", "dns", "default/pod-b", "web", *k(lab), "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["status"] == "answered" and res["server_name"] == "svc/kube-system/kube-dns"
+    assert res["resolv"]["search"][0] == "default.svc.cluster.local", "the pod's own resolv.conf, from its holder"
+
+
+def test_stale_vtep_mac_named_at_the_node_holding_it(lab):
+    """node-b's flannel.1 came back with a new MAC (its annotation says so); node-a's neighbour and
+    FDB entry agree with each other on the old one. Only the annotation can tell node-a."""
+    lab.inject("vtep-mac-stale")
+    try:
+        r = on_node(lab, "node-a", "diagnose", *k(lab), "-o", "json")
+        t = on_node(lab, "node-a", "trace", "default/pod-a", "default/pod-b", *k(lab), "-o", "json")
+        clean_b = on_node(lab, "node-b", "diagnose", *k(lab), "-o", "json")
+    finally:
+        lab.clear("vtep-mac-stale")
+    assert r.returncode == 1, r.stdout + r.stderr
+    f = next(f for f in json.loads(r.stdout)["findings"] if f["cause"] == "arp")
+    assert (f["node"], f["location"], f["device"], f["severity"]) == ("node-a", "host", "flannel.1", "error")
+    new_mac = next(n.vtep_mac for n in lab.inventory().nodes if n.name == "node-b")  # cleared: the old one again
+    assert "flannel.alpha.coreos.com/backend-data" in f["message"] and "FDB entry agrees" in f["message"]
+    assert {e["kind"] for e in f["evidence"]} == {"neigh", "fdb"} and new_mac in f["object"]
+    assert "neigh replace 10.244.1.0 lladdr" in f["fix"] and "ip netns exec" not in f["fix"]
+    v = json.loads(t.stdout)["verdict"]
+    assert (v["status"], v["cause"], v["location"]) == ("lost", "arp", "left node-a"), v
+    assert not [f for f in json.loads(clean_b.stdout)["findings"] if f["cause"] == "arp"], "node-b holds nothing stale"
+
+
+def test_missing_rbac_is_one_line_naming_verb_resource_and_rule(lab):
+    r = on_node(lab, "node-a", "diagnose", "default/pod-a", "default/pod-a2", "--kubeconfig",
+                str(lab.kubeconfig_limited), "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if "403" in line]
+    assert any("list on endpointslices" in line and 'apiGroups: [discovery.k8s.io]' in line and "verbs: [list]" in line
+               for line in lines), r.stderr
+    assert any("configmaps" in line for line in lines), r.stderr
+    assert json.loads(r.stdout)["outcome"] == "delivered"
+
+
+def test_rejected_credentials_are_one_line(lab, tmp_path):
+    text = lab.kubeconfig.read_text()
+    import re
+    bad = tmp_path / "kubeconfig"
+    bad.write_text(re.sub(r"token: \S+", "token: not-a-token", text))
+    r = on_node(lab, "node-a", "diagnose", "--kubeconfig", str(bad))
+    assert r.returncode == 7 and r.stderr.count("\n") == 1, r.stderr
+    assert "401" in r.stderr and "list nodes" in r.stderr

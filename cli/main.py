@@ -42,7 +42,21 @@ def _one_line(e: click_exc.UsageError) -> str:
     return f"{msg}; see `{cmd} --help`"
 
 
+def _terminated(signum, _frame) -> None:
+    """SIGTERM runs the same cleanup as a normal exit or ^C: the exception unwinds every `finally`
+    (probes closed, --nftrace tables deleted, child processes stopped)."""
+    global _SIGNAL
+    _SIGNAL = signum
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+_SIGNAL = 0
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     _register()
     try:
         rc = app(standalone_mode=False)
@@ -58,5 +72,8 @@ def main() -> None:
         sys.exit(UsageError.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         print("podpath: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + (_SIGNAL or 2))
+    if rc == 130 or _SIGNAL:  # typer turns the KeyboardInterrupt into Exit(130), after every `finally` ran
+        print("podpath: interrupted" + (" (SIGTERM)" if _SIGNAL == 15 else ""), file=sys.stderr)
+        sys.exit(128 + (_SIGNAL or 2))
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -251,3 +251,76 @@ def test_traffic_is_delivered_exactly_as_without_probes(lab):
         assert any(e.kind == "tc" for e in p.events), "the probes should have seen the matching flow"
     changed = {k: (without[k], with_probes[k]) for k in without if without[k] != with_probes.get(k)}
     assert changed == {}, f"delivery differs with probes attached: {changed}"
+
+
+# ------------------------------------------------------------------ SIGTERM and SIGKILL, --nftrace
+
+def nftrace_tables(lab) -> list[str]:
+    from podpath.tracer.trace.nftrace import podpath_tables
+    return [f"{ns}/{t}" for ns in lab.names.all_netns for _, t in podpath_tables(ns)]
+
+
+def monitors_in(lab) -> list[int]:
+    """`nft monitor trace` processes inside the lab's namespaces."""
+    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in lab.names.all_netns}
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            if b"monitor" in cmd and any(c.endswith(b"nft") for c in cmd) and \
+                    os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+                out.append(int(pid))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("nftrace", [False, True], ids=["plain", "nftrace"])
+def test_a_killed_trace_leaves_no_table_filter_program_or_process(lab, sig, nftrace):
+    """SIGTERM runs the normal cleanup (exit 143). SIGKILL cannot: the kernel drops every fd-owned
+    attachment, the `nft monitor` children die with podpath (PDEATHSIG), and the --nftrace tables,
+    named after their owner's pid, show as drift in `lab status` until the next trace sweeps them."""
+    lab.inject("fdb-wrong-dst")  # the packet vanishes: the trace waits for its timeout
+    argv = [PODPATH, "trace", "pod-a", "pod-b", "--lab", lab.name, "--timeout", "6"] + (["--nftrace"] if nftrace else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("waiting up to" in l for l in lines):
+            time.sleep(0.02)
+        assert proc.poll() is None and loaded_podpath_programs(), "".join(lines)
+        if nftrace:
+            assert nftrace_tables(lab) and monitors_in(lab), "the --nftrace tables and monitors were not there"
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        lab.clear("fdb-wrong-dst")
+    assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL), "".join(lines)
+    assert no_programs_left(3.0) == []
+    deadline = time.monotonic() + 2
+    while monitors_in(lab) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert monitors_in(lab) == [], "an `nft monitor trace` outlived podpath"
+    left = nftrace_tables(lab)
+    if sig == signal.SIGTERM:
+        assert left == [], f"SIGTERM left --nftrace tables: {left}"
+    elif nftrace:
+        assert left, "SIGKILL cannot delete tables; they should still be there"
+        drift = lab.drift()
+        assert any("--nftrace table" in d and "is dead" in d for d in drift), drift
+        # the next trace through those namespaces sweeps the dead run's tables
+        assert trace("pod-a", "pod-b", source=LabSource(lab.name)).verdict.status == "delivered"
+        assert nftrace_tables(lab) == []
+
+
+def test_a_pod_to_itself_is_delivered(lab):
+    """Loopback inside the pod: no veth, no tc hop, and the socket's own answer says delivered."""
+    for proto, port in (("icmp", None), ("tcp", 8080)):
+        src = "pod-a" if proto == "icmp" else "pod-a2"
+        t = trace(src, src, source=LabSource(lab.name), proto=proto, port=port)
+        assert t.verdict.status == "delivered", (proto, t.verdict)

@@ -98,7 +98,46 @@ class Lab:
         """What differs from what `up` builds (injected faults show up here), without changing anything."""
         from . import build
 
-        return build.reconcile(self.names, dry=True)
+        return build.reconcile(self.names, dry=True) + self.leftovers()
+
+    def leftovers(self) -> list[str]:
+        """What the lab did not build but holds: a killed podpath's --nftrace tables, and network
+        namespaces attached to a lab node that are not the lab's (a hand-made break, a leftover)."""
+        import os
+
+        from ..netns import netns_path
+        from ..sources.discovery import discover
+        from ..trace.nftrace import owner_pid, podpath_tables
+        from .topology import NODES
+
+        out = []
+        for ns in self.names.all_netns:
+            try:
+                tables = podpath_tables(ns)
+            except Exception:  # noqa: BLE001 - a namespace that is gone is reported by the reconcile
+                continue
+            for _family, table in tables:
+                pid = owner_pid(table)
+                owner = f"owner pid {pid} is dead" if pid and not os.path.exists(f"/proc/{pid}") else \
+                    f"owner pid {pid} runs" if pid else "no owner recorded"
+                out.append(f"{ns}: --nftrace table {table} ({owner}); `podpath cleanup` removes a dead one")
+        ours = set()
+        for ns in self.names.all_netns:
+            try:
+                ours.add(os.stat(netns_path(ns)).st_ino)
+            except OSError:
+                pass
+        for n in NODES:
+            try:
+                found = discover(self.netns(n.name))
+            except Exception:  # noqa: BLE001
+                continue
+            for ns in found:
+                if ns.inode not in ours:
+                    what = ns.name or f"inode {ns.inode}" + (f", pid {ns.pids[0]}" if ns.pids else "")
+                    out.append(f"{self.netns(n.name)}: a namespace the lab did not build is attached "
+                               f"({what}, host veth {ns.host_veth})")
+        return out
 
     # ------------------------------------------------------------------ what it holds
 

@@ -25,6 +25,7 @@ IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
 IP_HDR, ICMP_HDR, UDP_HDR, TCP_HDR = 20, 8, 8, 20
 MARKER = b"podpath-trace "
+FINAL_ANSWERS = ("echo-reply", "datagram", "connected", "refused")
 
 
 def new_icmp_id() -> int:
@@ -193,8 +194,8 @@ class Injector:
     def check_answer(self) -> str | None:
         """After waiting: what the source socket itself saw (tcp connect state, icmp echo reply)."""
         r, res = self.req, self.result
-        if not self.socks or res.sent == 0:
-            return res.answer
+        if not self.socks or res.sent == 0 or res.answer in FINAL_ANSWERS:
+            return res.answer  # an answer already read stays read
         s = self.socks[0]
         if r.proto == "tcp":
             code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

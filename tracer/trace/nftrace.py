@@ -13,6 +13,7 @@ snapshot by its handle: the position in its chain is the iptables rule number fo
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import subprocess
@@ -77,15 +78,42 @@ def _nft(netns: str, script: str | None = None, *args: str) -> subprocess.Comple
     return subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=10)
 
 
-def sweep_tables(netns: str) -> list[str]:
-    """Delete podpath's nftrace tables in a namespace (a killed run's); their names."""
-    p = _nft(netns, None, "list", "tables")
+def owner_pid(table: str) -> int | None:
+    """The pid in a table's name (podpath_nftrace_<pid>_<hex>); None for an older name without one."""
+    m = re.fullmatch(re.escape(TABLE_PREFIX) + r"(\d+)_[0-9a-f]+", table)
+    return int(m.group(1)) if m else None
+
+
+def owner_alive(table: str) -> bool | None:
+    pid = owner_pid(table)
+    return None if pid is None else os.path.exists(f"/proc/{pid}")
+
+
+def podpath_tables(netns: str) -> list[tuple[str, str]]:
+    """(family, name) of podpath's nftrace tables in a namespace, listed over netlink (~1 ms, no
+    child process), so a trace can look for a killed run's tables in every namespace it uses."""
+    from pyroute2.nftables.main import NFTables
+
+    from ..netns import run_in
+
+    families = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+
+    def read():
+        with NFTables(nfgen_family=0) as nft:
+            return [(families.get(t["nfgen_family"], "ip"), t.get_attr("NFTA_TABLE_NAME")) for t in nft.get_tables()]
+    return [(f, n) for f, n in run_in(netns, read) if n and n.startswith(TABLE_PREFIX)]
+
+
+def sweep_tables(netns: str, *, alone: bool = True) -> list[str]:
+    """Delete nftrace tables a killed podpath left in a namespace: every one whose owner (the pid in
+    its name) is dead; one with no pid in its name only when no other podpath runs (alone). Names."""
     gone = []
-    for line in p.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "table" and parts[2].startswith(TABLE_PREFIX):
-            if _nft(netns, None, "delete", "table", parts[1], parts[2]).returncode == 0:
-                gone.append(parts[2])
+    for family, table in podpath_tables(netns):
+        alive = owner_alive(table)
+        if alive or (alive is None and not alone):
+            continue
+        if _nft(netns, None, "delete", "table", family, table).returncode == 0:
+            gone.append(table)
     return gone
 
 
@@ -95,7 +123,7 @@ class NfTrace:
 
     def __init__(self, namespaces: list[str], src: str, dst: str, proto: str | None, *, sweep: bool = False):
         self.namespaces = list(dict.fromkeys(namespaces))
-        self.table = TABLE_PREFIX + secrets.token_hex(4)
+        self.table = f"{TABLE_PREFIX}{os.getpid()}_{secrets.token_hex(3)}"  # the owner, for sweeps
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._lines: list[NftraceLine] = []
         self._lock = threading.Lock()
@@ -107,14 +135,15 @@ class NfTrace:
         script = f"table ip {self.table} {{\n{chains}}}\n"
         try:
             for ns in self.namespaces:
-                if sweep:
-                    sweep_tables(ns)
+                sweep_tables(ns, alone=sweep)
                 p = _nft(ns, script)
                 if p.returncode != 0:
                     self.errors.append(f"{ns}: cannot add the nftrace table: {p.stderr.strip()}")
                     continue
                 self._added.append(ns)
-                mon = subprocess.Popen(["nsenter", f"--net={netns_path(ns)}", "nft", "-a", "monitor", "trace"],
+                # --pdeathsig: the monitor dies with podpath, even on SIGKILL (else it pins the namespace)
+                mon = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "nsenter", f"--net={netns_path(ns)}",
+                                        "nft", "-a", "monitor", "trace"],
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 self._procs.append((ns, mon))
                 threading.Thread(target=self._read, args=(ns, mon), daemon=True).start()

@@ -1,0 +1,85 @@
+"""What one import keeps while it reads: the command line's hint, the host being built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ...bundle import Host
+from .text import Words
+
+
+# --- state of one import --------------------------------------------------------------------
+
+
+@dataclass
+class Hint:
+    """What a command line said: which command prints what follows, and its arguments."""
+
+    name: str | None  # a COMMANDS name, or None for a command we do not read
+    text: str  # the command as typed
+    dev: str | None = None  # `ip r show dev X`, `ip neigh show dev X`: output omits "dev X"
+    table: str | None = None  # `ip r show table local`: output omits "table local"
+    query: str | None = None  # `ip r get ADDR`
+    key: str | None = None  # `cat /proc/sys/net/ipv4/ip_forward` → net.ipv4.ip_forward
+    backend: str | None = None  # iptables-nft-save / iptables-legacy-save
+    v6: bool = False
+
+
+@dataclass
+class HostState:
+    """What the importer keeps about one host across its files."""
+
+    host: Host
+    link_types: dict[str, str] = field(default_factory=dict)  # name → "ether" from link/ether
+    from_arp: set[int] = field(default_factory=set)  # id() of Neigh read from arp (state guessed)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # gaps, collected
+    legacy_warning: bool = False
+    v6_skipped: int = 0
+
+    def note(self, key: str, message: str) -> None:
+        msgs = self.notes.setdefault(key, [])
+        if message not in msgs:
+            msgs.append(message)
+
+
+@dataclass
+class Ctx:
+    state: HostState
+    hint: Hint | None = None
+    current: "Command | None" = None  # the command of the record just parsed
+    cat_pending: bool = False  # `cat /proc/sys/...` printed its value next
+
+    @property
+    def host(self) -> Host:
+        return self.state.host
+
+    def hinted(self, *names: str) -> bool:
+        return self.hint is not None and self.hint.name in names
+
+
+Detector = Callable[[Words, int, Ctx], int]  # 0: no; 1: at a line start or inside a run; 2: anywhere
+Parser = Callable[[Words, int, Ctx], int]  # parses one record at i, returns the index after it
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    detect: Detector
+    parse: Parser
+
+
+# Keywords whose next word is a value: a record never starts right after one of these.
+VALUE_KEYS = {
+    "via", "src", "from", "dev", "lladdr", "brd", "peer", "inet", "inet6", "local", "remote", "group",
+    "dst", "to", "table", "lookup", "metric", "at", "-s", "-d", "--to-destination", "mask", "master",
+    "link-netns", "iif", "oif", "mark", "uid", "vlan", "port", "vni", "id", "gw", "nexthop", "-r", "-t",
+    "-u",
+}
+
+
+def after_value_key(w: Words, i: int) -> bool:
+    return i > 0 and not w.bol[i] and w[i - 1] in VALUE_KEYS
+
+
+NO_HINT = Ctx(HostState(Host(name="-")))  # for detectors asked without a command line's hint

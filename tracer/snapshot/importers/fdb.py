@@ -58,6 +58,5 @@ def parse_bridge_fdb(w: Words, i: int, ctx: Ctx) -> int:
     elif not (dst is None and entry_mac.startswith(("33:33:", "01:00:5e:"))):  # multicast self noise
         entry = Fdb(ifname=ifname, mac=entry_mac, master=master, dst=dst,
                     vlan=num(keys.get("vlan", "")), flags=flags)
-        if entry not in ctx.host.fdb:
-            ctx.host.fdb.append(entry)
+        ctx.state.add_unique("fdb", entry)
     return k

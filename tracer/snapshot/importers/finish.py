@@ -16,6 +16,9 @@ BRIDGE_NAMES = re.compile(r"^(cni[0-9]+|docker[0-9]+|cbr[0-9]+|br-.*|virbr[0-9]+
 
 def finish(state: HostState) -> Host:
     host = state.host
+    for backend, texts in state.iptables.items():
+        host.iptables_save[backend] = host.iptables_save.get(backend, "") + "".join(texts)
+    state.iptables.clear()
     masters = {l.master for l in host.links if l.master}
     by_name = {l.name: l for l in host.links}
     for link in host.links:

@@ -122,8 +122,7 @@ def store_iptables(ctx: Ctx, lines: list[tuple[str, str | None]]) -> None:
         if backend == "v6" or ctx.hinted("ip6tables-save"):
             ctx.state.note("ip6tables", "ip6tables-save output ignored (podpath reads IPv4)")
             continue
-        old = ctx.host.iptables_save.get(backend, "")
-        ctx.host.iptables_save[backend] = old + "\n".join(texts) + "\n"
+        ctx.state.iptables.setdefault(backend, []).append("\n".join(texts) + "\n")
     if not any(t.startswith("*") for t, _ in lines):
         ctx.state.note("iptables", "iptables-save text has no *table line (filtered with grep?); "
                                    "paste the whole `iptables-save -c`")

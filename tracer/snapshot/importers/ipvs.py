@@ -87,7 +87,7 @@ def parse_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
         else:
             break
     if svc:
-        ctx.host.ipvs.append(svc)
+        ctx.state.add_ipvs(svc)
     return read_ipvs_dests(w, k, ctx, svc)
 
 
@@ -137,11 +137,10 @@ def parse_ipvsadm_save(w: Words, i: int, ctx: Ctx) -> int:
             ctx.state.v6_skipped += 1
             return k
         key = (ap[0], ap[1], None)
-    svc = next((s for s in ctx.host.ipvs if (s.address, s.port, s.fwmark) == key
-                and (s.proto == proto or proto == "FWM")), None)
+    svc = ctx.state.ipvs.get((proto, *key))
     if svc is None:
         svc = IpvsService(proto=proto, address=key[0], port=key[1], fwmark=key[2])
-        ctx.host.ipvs.append(svc)
+        ctx.state.add_ipvs(svc)
     if w[i] == "-A":
         svc.scheduler = opts.get("-s", opts.get("--scheduler", svc.scheduler))
     else:

@@ -151,8 +151,7 @@ def parse_inet(w: Words, k: int, ctx: Ctx, ifname: str | None) -> int:
             k += 1  # flags (secondary, dynamic, noprefixroute...) and the label
     if ifname and prefixlen is not None and prefixlen <= 32:
         a = Addr(ifname=ifname, address=address, prefixlen=prefixlen, scope=scope)
-        if a not in ctx.host.addrs:
-            ctx.host.addrs.append(a)
+        ctx.state.add_unique("addrs", a)
     return k
 
 
@@ -180,9 +179,9 @@ def parse_vxlan(w: Words, k: int, ctx: Ctx, link: Link) -> int:
 
 def add_link(ctx: Ctx, link: Link) -> None:
     """Add or merge (same name pasted from `ip a` and `ip -d link`): newer non-empty values win."""
-    old = ctx.host.link(link.name)
+    old = ctx.state.link(link.name)
     if old is None:
-        ctx.host.links.append(link)
+        ctx.state.add_link(link)
         return
     for f in ("index", "kind", "mtu", "mac", "master", "peer_index", "peer_netnsid", "peer_name",
               "vxlan", "hairpin"):
@@ -235,8 +234,7 @@ def parse_ip_brief(w: Words, i: int, ctx: Ctx) -> int:
         if is_prefix4(t):
             address, _, length = t.partition("/")
             a = Addr(ifname=name, address=address, prefixlen=num(length) if length else 32)
-            if a not in ctx.host.addrs:
-                ctx.host.addrs.append(a)
+            ctx.state.add_unique("addrs", a)
         elif is_mac(t) and _FLAGS.match(w[k + 1]):
             link.mac = mac(t)
             flags = set(w[k + 1][1:-1].split(","))
@@ -248,9 +246,9 @@ def parse_ip_brief(w: Words, i: int, ctx: Ctx) -> int:
         elif not is_ipv6(t):
             break
         k += 1
-    old = ctx.host.link(name)
+    old = ctx.state.link(name)
     if old is None:
-        ctx.host.links.append(link)
+        ctx.state.add_link(link)
     else:  # `ip -br a` knows less than `ip a`: only fill what is missing
         old.mac = old.mac or link.mac
         old.peer_index = old.peer_index if old.peer_index is not None else link.peer_index

@@ -61,10 +61,7 @@ def parse_ip_neigh(w: Words, i: int, ctx: Ctx) -> int:
 
 
 def add_neigh(ctx: Ctx, n: Neigh, from_arp: bool) -> None:
-    if n in ctx.host.neigh:
-        return
-    ctx.host.neigh.append(n)
-    if from_arp:
+    if ctx.state.add_unique("neigh", n) and from_arp:
         ctx.state.from_arp.add(id(n))
 
 

@@ -207,8 +207,8 @@ def detect_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
 def parse_ip_route(w: Words, i: int, ctx: Ctx) -> int:
     r, k = read_route(w, i)
     route = to_route(r, ctx, lookup=False)
-    if route and route not in ctx.host.routes:
-        ctx.host.routes.append(route)
+    if route:
+        ctx.state.add_unique("routes", route)
     return k
 
 

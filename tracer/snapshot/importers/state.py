@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
-from ...bundle import Host
+from ...bundle import Host, IpvsService, Link
 from .text import Words
 
 
@@ -33,14 +33,43 @@ class HostState:
     host: Host
     link_types: dict[str, str] = field(default_factory=dict)  # name → "ether" from link/ether
     from_arp: set[int] = field(default_factory=set)  # id() of Neigh read from arp (state guessed)
-    notes: dict[str, list[str]] = field(default_factory=dict)  # gaps, collected
+    notes: dict[str, dict[str, None]] = field(default_factory=dict)  # gaps, collected (ordered sets)
     legacy_warning: bool = False
     v6_skipped: int = 0
+    # Indexes that keep the import linear: what each of the host's lists already holds, by value.
+    seen: dict[str, set[tuple]] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    ipvs: dict[tuple, IpvsService] = field(default_factory=dict)  # (proto, address, port, fwmark)
+    iptables: dict[str, list[str]] = field(default_factory=dict)  # backend → texts, joined by finish()
 
     def note(self, key: str, message: str) -> None:
-        msgs = self.notes.setdefault(key, [])
-        if message not in msgs:
-            msgs.append(message)
+        self.notes.setdefault(key, {})[message] = None
+
+    def add_unique(self, table: str, item: Any) -> bool:
+        """Append item to host.<table> unless an equal one is there already; True if appended."""
+        key = identity(item)
+        seen = self.seen.setdefault(table, set())
+        if key in seen:
+            return False
+        seen.add(key)
+        getattr(self.host, table).append(item)
+        return True
+
+    def link(self, name: str) -> Link | None:
+        return self.links.get(name)
+
+    def add_link(self, link: Link) -> None:
+        self.links.setdefault(link.name, link)
+        self.host.links.append(link)
+
+    def add_ipvs(self, svc: IpvsService) -> None:
+        self.ipvs.setdefault((svc.proto, svc.address, svc.port, svc.fwmark), svc)
+        self.host.ipvs.append(svc)
+
+
+def identity(item: Any) -> tuple:
+    """A bundle dataclass as a hashable value (its list fields as tuples)."""
+    return tuple(tuple(v) if isinstance(v := getattr(item, f.name), list) else v for f in fields(item))
 
 
 @dataclass

@@ -30,11 +30,11 @@ from ...bundle import Bundle, Host
 from ...errors import BundleError
 from .finish import finish
 from .registry import BY_NAME, COMMANDS, SUPPORTED, strong_start
-from .scanner import Run, detect, scan
-from .state import Command, Ctx, Hint, HostState
+from .scanner import Run, Scan, detect, scan
+from .state import Command, Ctx, Hint, Hosts, HostState
 from .text import Words, normalise
 
-__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "Ctx", "Hint", "HostState", "Run", "Words", "detect",
+__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "Ctx", "Hint", "Hosts", "HostState", "Run", "Scan", "Words", "detect",
            "finish", "host_name_of", "import_texts", "normalise", "recognise", "scan", "strong_start",
            "unparsed_summary"]
 
@@ -47,33 +47,56 @@ def recognise(text: str) -> list[tuple[str, str]]:
     Consecutive records of one command form one chunk; prompts and command lines are left out."""
     if not isinstance(text, str):
         raise BundleError("pasted output must be text")
-    w, runs, _ = scan(text, HostState(Host(name="-")))
-    return [(r.command, w.span(r.start, r.end)) for r in runs]
+    s = scan(text, Hosts(), "-")
+    return [(r.command, s.words.span(r.start, r.end)) for r in s.runs]
 
 
 def import_texts(texts: list[tuple[str, str]], host_name: str | None = None) -> Bundle:
     """A Bundle(source="import") from pasted outputs: one Host per file, named host_name or the
-    file's stem (files that get the same name are merged into one Host). Raises BundleError when
-    a file holds nothing recognisable."""
-    names = [host_name or host_name_of(str(label)) for label, _ in texts]
-    states: dict[str, HostState] = {}
-    for (label, content), name in zip(texts, names):
+    file's stem (files that get the same name are merged into one Host), plus one per host that
+    prompts or headers name in a paste of several, and one per pod or namespace exec'd into.
+    Raises BundleError when a file holds nothing recognisable."""
+    hosts = Hosts()
+    several = len(texts) > 1
+    for label, content in texts:
         if not isinstance(content, str):
             raise BundleError(f"{label}: pasted output must be text")
-        state = states.get(name) or HostState(Host(name=name, kind="unknown"))
-        w, runs, unparsed = scan(content, state)
-        if not runs:
+        s = scan(content, hosts, host_name or host_name_of(str(label)))
+        adopt_single_target(hosts, s, host_name or host_name_of(str(label)))
+        known = {id(st) for st in hosts.states.values()}
+        runs = [r for r in s.runs if id(r.state) in known]
+        if not runs and not any(r.state is not None for r in s.runs):
             raise BundleError(f"{label}: no command output recognised; supported: {SUPPORTED}")
-        states[name] = state
         for r in runs:
-            if r.command not in state.host.sources:
-                state.host.sources.append(r.command)
-        if unparsed:
-            where = unparsed_summary(w, unparsed)
-            state.note("unparsed", f"{label}: {where}" if names.count(name) > 1 else where)
-    hosts = [finish(s) for s in states.values()]
-    return Bundle(source="import", hosts=hosts,
+            if r.command not in r.state.host.sources:
+                r.state.host.sources.append(r.command)
+        by_host: dict[int, list[int]] = {}
+        for i, st in s.unparsed:
+            if id(st) in known:
+                by_host.setdefault(id(st), []).append(i)
+        for st in hosts.states.values():
+            if id(st) in by_host:
+                where = unparsed_summary(s.words, by_host[id(st)])
+                st.note("unparsed", f"{label}: {where}" if several else where)
+    kept = [st for st in hosts.states.values() if st.host.sources or st.host.sysctls]
+    return Bundle(source="import", hosts=[finish(st) for st in kept],
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def adopt_single_target(hosts: Hosts, s: Scan, default: str) -> None:
+    """A file that is one pod's output only (`pod1.txt`: `kubectl exec shop-7d9f -- ip a`, `ip r`)
+    keeps the name the user gave it; the pod's own name is noted."""
+    targets = {id(r.state): r.state for r in s.runs if r.state is not None}
+    own = hosts.states.get(default)
+    if len(targets) != 1 or own is None or own.host.sources or own.host.sysctls:
+        return
+    st = next(iter(targets.values()))
+    if st is own or st.host.kind != "pod" or st.host.sources or st.host.name not in hosts.states:
+        return  # the pod was read before (another file): keep one host for it
+    del hosts.states[st.host.name]
+    st.note("exec", f"read through `{st.exec_via}`: pod {st.host.name}")
+    st.host.name = default
+    hosts.states[default] = st
 
 
 def host_name_of(label: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from .state import Command, Ctx, HostState
+from ...bundle import Host
+from .state import Command, Ctx, Hosts, HostState
 from .text import Words, normalise
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -17,42 +19,124 @@ class Run:
     command: str
     start: int  # word indices
     end: int
+    state: HostState | None = None  # the host the records went to
 
 
-def scan(text: str, state: HostState) -> tuple[Words, list[Run], list[int]]:
-    """Read one pasted text into state.host. Returns the words, the recognised runs and the
-    indices of words nothing recognised."""
-    w = Words(normalise(text))
-    ctx = Ctx(state)
+_HEREDOC = re.compile(r"<<-?\s*['\"]?([A-Za-z_][\w]*)['\"]?")
+
+
+@dataclass
+class Scan:
+    """One pasted text, read: its words, the recognised runs, and the words nothing recognised
+    (each with the host it was being read for)."""
+
+    words: Words
+    runs: list[Run]
+    unparsed: list[tuple[int, HostState]]
+
+
+def scan(text: str, hosts: Hosts, default: str, split: bool | None = None) -> Scan:
+    """Read one pasted text into `hosts`. Output goes to the host named `default` until a header
+    (`=== node2 ===`) or, when prompts show several host names (`split`), a prompt names another;
+    output of `kubectl exec POD -- ...` / `ip netns exec NS ...` / `nsenter` goes to that pod."""
+    text = normalise(text)
+    w = Words(text)
+    if split is None:
+        split = len(set(prompts.PROMPT_HOSTS.findall(text))) > 1
+    node = hosts.get(default)
+    ctx = Ctx(node, node=node)
     runs: list[Run] = []
-    unparsed: list[int] = []
+    unparsed: list[tuple[int, HostState]] = []
     i = 0
     while i < w.n:
+        if ctx.discard_to is not None and (w.lines[i] > ctx.discard_to or
+                                           (ctx.discard_to < 0 and w.lines[i] > w.lines[i - 1] + 1)):
+            ctx.state, ctx.discard_to = ctx.node, None  # the echoed input ended (a blank line, or its count)
+        if w.bol[i]:
+            header = prompts.header_at(w, i)
+            if header:
+                name, j = header
+                if name:
+                    ctx.node = hosts.get(name)
+                    ctx.state, ctx.hint, ctx.current, ctx.discard_to = ctx.node, None, None, None
+                i = j
+                continue
+            heredoc = _HEREDOC.search(w.span(i, w.line_end(i)))
+            if heredoc and not w.items[i].startswith(("-A", "[")):
+                switch_host(w, i, ctx, hosts, split)
+                i = skip_heredoc(w, i, heredoc.group(1), ctx)
+                continue
         line = prompts.command_line(w, i, ctx)
         if line:
             hint, j = line
-            ctx.hint, ctx.current = hint, None
+            switch_host(w, i, ctx, hosts, split)
+            ctx.hint, ctx.current, ctx.discard_to = hint, None, None
             ctx.cat_pending = bool(hint and hint.key)
-            if hint and hint.name is None and hint.text:
-                state.note("unsupported", f"`{hint.text[:60]}` at line {w.lines[i]}")
+            ctx.state = ctx.node
+            if hint and hint.target:
+                remote = hint.target_via in ("kubectl", "oc")  # kubectl runs anywhere: the node is unknown
+                ctx.state = hosts.get(hint.target, kind="pod", node=None if remote else ctx.node.host.name,
+                                      netns=hint.target_netns, namespace=hint.target_namespace)
+                ctx.state.exec_via = hint.text.split(" -- ")[0] if " -- " in hint.text else hint.text
+            if hint and hint.input:
+                ctx.node.note("input", f"line {w.lines[i]}: `{hint.text[:60]}` sets or writes, so what it prints "
+                                       "is input, not the kernel's state")
+                ctx.state = HostState(Host(name="-"))  # records echoed back go nowhere
+                ctx.discard_to = float("inf") if hint.prompt else hint.echo + w.lines[i] if hint.echo >= 0 else -1
+                ctx.hint = None
+            elif hint and hint.name is None and hint.text:
+                ctx.node.note("unsupported", f"`{hint.text[:60]}` at line {w.lines[i]}")
             i = max(j, i + 1)
             continue
         cmd = detect(w, i, ctx)
         if cmd is None:
-            unparsed.append(i)
+            unparsed.append((i, ctx.state))
             i += 1
             continue
         if ctx.hint and ctx.hint.name and cmd.name != ctx.hint.name and not ctx.hinted("ip6tables-save"):
             ctx.hint = None  # the output of something else follows: the hint's dev/table no longer apply
         j = max(cmd.parse(w, i, ctx), i + 1)
         name = ctx.hint.name if cmd.name == "iptables-save" and ctx.hinted("ip6tables-save") else cmd.name
-        if runs and runs[-1].command == name and runs[-1].end == i:
+        if runs and runs[-1].command == name and runs[-1].end == i and runs[-1].state is ctx.state:
             runs[-1].end = j
         else:
-            runs.append(Run(name, i, j))
+            runs.append(Run(name, i, j, ctx.state))
         ctx.current = cmd
         i = j
-    return w, runs, unparsed
+    return Scan(w, runs, unparsed)
+
+
+def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: bool) -> None:
+    """A prompt naming a host (`[root@node2 ~]#`) moves the reading to that host, when the paste
+    holds several."""
+    name = prompts.prompt_host(w, i) if split else None
+    if name:
+        ctx.node = hosts.get(name)
+
+
+def skip_heredoc(w: Words, i: int, end_word: str, ctx: Ctx) -> int:
+    """`cat <<EOF | sudo tee /etc/sysctl.d/k8s.conf` and its lines up to EOF are what the user
+    typed; `tee` prints them back after. Returns the index after all of it."""
+    command = w.span(i, w.line_end(i))
+    j = w.line_end(i)
+    body: list[str] = []
+    while j < w.n:
+        nxt = w.line_end(j)
+        if nxt - j == 1 and w.items[j] == end_word:
+            j = nxt
+            break
+        body.append(w.span(j, nxt))
+        j = nxt
+    if "tee" in command:  # tee echoes the body: the same lines again
+        for line in body:
+            nxt = w.line_end(j)
+            if j >= w.n or w.span(j, nxt) != line:
+                break
+            j = nxt
+    ctx.node.note("input", f"lines {w.lines[i]}-{w.lines[j - 1]}: `{command[:60]}` and its here-document are "
+                           "input, not the kernel's state")
+    ctx.hint, ctx.current = None, None
+    return j
 
 
 def detect(w: Words, i: int, ctx: Ctx) -> Command | None:

@@ -24,6 +24,16 @@ class Hint:
     key: str | None = None  # `cat /proc/sys/net/ipv4/ip_forward` → net.ipv4.ip_forward
     backend: str | None = None  # iptables-nft-save / iptables-legacy-save
     v6: bool = False
+    prompt: str | None = None  # the shell prompt before the command, if any
+    # `kubectl exec POD --`, `ip netns exec NS`, `nsenter -t PID -n`: whose namespace printed the output
+    target: str | None = None
+    target_namespace: str | None = None  # Kubernetes namespace of a `kubectl exec` target
+    target_netns: str | None = None  # a named netns (`ip netns exec NS`), for fix commands
+    target_via: str | None = None  # kubectl, oc, docker, crictl, ip netns exec, nsenter
+    # A command that changes state or writes a file (`sysctl -w`, `echo`, `tee`): what it prints is
+    # what the user typed, not what the kernel holds. `echo` lines of output follow it.
+    input: bool = False
+    echo: int = 0
 
 
 @dataclass
@@ -36,6 +46,7 @@ class HostState:
     notes: dict[str, dict[str, None]] = field(default_factory=dict)  # gaps, collected (ordered sets)
     legacy_warning: bool = False
     v6_skipped: int = 0
+    exec_via: str | None = None  # the `kubectl exec POD --` that read this pod
     # Indexes that keep the import linear: what each of the host's lists already holds, by value.
     seen: dict[str, set[tuple]] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
@@ -73,11 +84,29 @@ def identity(item: Any) -> tuple:
 
 
 @dataclass
+class Hosts:
+    """The hosts one import builds, by name: each file's own host, hosts that prompts or headers
+    name, and the pods and namespaces that `kubectl exec` / `ip netns exec` / `nsenter` read."""
+
+    states: dict[str, HostState] = field(default_factory=dict)
+
+    def get(self, name: str, kind: str = "unknown", node: str | None = None, netns: str | None = None,
+            namespace: str | None = None) -> HostState:
+        st = self.states.get(name)
+        if st is None:
+            st = self.states[name] = HostState(Host(name=name, kind=kind, node=node, netns=netns,
+                                                    namespace=namespace))
+        return st
+
+
+@dataclass
 class Ctx:
     state: HostState
     hint: Hint | None = None
     current: "Command | None" = None  # the command of the record just parsed
     cat_pending: bool = False  # `cat /proc/sys/...` printed its value next
+    node: HostState | None = None  # the machine the prompts are on (state is a pod's when exec'd into)
+    discard_to: float | None = None  # records up to this line are input echoed back, not state
 
     @property
     def host(self) -> Host:

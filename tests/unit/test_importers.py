@@ -83,7 +83,7 @@ FLANNEL_GUESS = {"vxlan": "flannel.1: VNI 1, port 8472, learning off assumed (fl
 def test_ip_addr(fixture, form):
     h = host_of(form(load(fixture)))
     assert h.sources == ["ip a"]
-    assert h.kind == "unknown" and h.name == "node1"
+    assert h.kind == "node" and h.node == "node1" and h.name == "node1"  # flannel.1 and cni0 make it a node
     assert h.links == NODE1_LINKS
     assert h.addrs == NODE1_ADDRS  # inet6 skipped silently: the bundle is IPv4
     assert h.gaps == FLANNEL_GUESS
@@ -456,7 +456,7 @@ def test_sysctl_sets_link_forwarding_and_other_forms(form):
 
 def test_ticket_with_prompts_prose_and_unsupported_commands():
     h = host_of(load("ticket_node2.txt"), "ticket-4711.txt")
-    assert h.name == "ticket-4711" and h.kind == "unknown"
+    assert h.name == "ticket-4711" and h.kind == "node"
     assert h.sources == ["ip a", "ip r", "ip r get", "arp -a", "bridge fdb", "sysctl", "ipvsadm -Ln"]
     assert h.link("kube-ipvs0") == Link(name="kube-ipvs0", index=5, kind="dummy", up=False, carrier=False,
                                         mtu=1500, mac="4e:6a:12:c2:aa:01")
@@ -605,7 +605,8 @@ def test_chat_damage_is_tolerated(damage):
 def test_host_names_and_merging():
     b = import_texts([("tickets/node1.txt", load("node1_ip_a.txt")), ("pod1.log", load("pod1_ip_r.txt"))])
     assert [h.name for h in b.hosts] == ["node1", "pod1"]
-    assert all(h.kind == "unknown" and h.netns is None for h in b.hosts)
+    assert [h.kind for h in b.hosts] == ["node", "unknown"]  # a pod's `ip r` alone says nothing of its kind
+    assert all(h.netns is None for h in b.hosts)
     b = import_texts([("a.txt", load("node1_ip_a.txt")), ("b.txt", load("node1_ip_r.txt"))], host_name="n1")
     assert len(b.hosts) == 1 and b.hosts[0].name == "n1"
     assert b.hosts[0].sources == ["ip a", "ip r"] and b.hosts[0].links == NODE1_LINKS

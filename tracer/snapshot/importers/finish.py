@@ -40,6 +40,10 @@ def finish(state: HostState) -> Host:
     if state.legacy_warning and "legacy" not in host.iptables_save:
         state.note("iptables-legacy", "iptables-nft-save warns that legacy tables exist; paste "
                                       "`iptables-legacy-save -c` too")
+    if host.kind == "unknown":
+        why = node_evidence(host)
+        if why or (host.sysctls and not pod_evidence(host)):
+            host.kind, host.node = "node", host.name
     if state.v6_skipped:
         state.note("ipv6", f"{state.v6_skipped} IPv6 entries skipped (podpath reads IPv4)")
     host.gaps.update({k: "; ".join(v) for k, v in state.notes.items()})
@@ -61,3 +65,32 @@ def guess_kind(link: Link, link_type: str | None, masters: set[str]) -> str | No
     if link.peer_index is not None or link.peer_name or link.name.startswith("veth"):
         return "veth"
     return link_type  # "ether" for link/ether, as the live collector's ARPHRD fallback
+
+
+# Devices, chains and routes only a Kubernetes node has (flannel, the CNI bridge, kube-proxy).
+NODE_DEVICES = re.compile(r"^(flannel\.[0-9]+|cni[0-9]+|kube-ipvs0|nodelocaldns|kube-bridge|cbr0|docker0)$")
+NODE_CHAINS = re.compile(r"^[:-]A? ?(KUBE-[A-Z-]+|FLANNEL-[A-Z-]+)", re.M)
+
+
+def node_evidence(host: Host) -> str | None:
+    """Why a pasted host is a node: flannel.1, cni0, kube-ipvs0, KUBE-* chains, flannel routes, IPVS."""
+    link = next((l.name for l in host.links if NODE_DEVICES.match(l.name)), None)
+    if link:
+        return link
+    for text in host.iptables_save.values():
+        m = NODE_CHAINS.search(text)
+        if m:
+            return m.group(1)
+    route = next((r for r in host.routes + host.route_lookups if r.dev and NODE_DEVICES.match(r.dev)), None)
+    if route:
+        return f"route {route.dst} dev {route.dev}"
+    if host.ipvs:
+        return "IPVS virtual services"
+    return None
+
+
+def pod_evidence(host: Host) -> bool:
+    """Only lo and a veth eth0 (`eth0@if7`): the inside of a pod."""
+    names = {l.name for l in host.links if l.kind != "loopback"}
+    eth0 = host.link("eth0")
+    return names == {"eth0"} and eth0 is not None and eth0.peer_index is not None

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from podpath.tracer.bundle import (Addr, Bundle, Fdb, Host, IpvsDest, IpvsService, Link, Neigh, Route,
                                    Rule, Vxlan)
 from podpath.tracer.errors import BundleError
+from podpath.tracer.netfilter.iptables import parse_save
 from podpath.tracer.snapshot.importers import COMMANDS, import_texts, recognise
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "pasted"
@@ -374,11 +375,14 @@ def test_iptables_save_quoted_words_do_not_split(form):
     assert h.iptables_save == {"legacy": text}
 
 
-def test_iptables_fragment_is_kept_with_a_note():
+def test_iptables_fragment_gets_its_inferred_table_and_says_so():
     text = "$ iptables-save | grep KUBE-SVC-TCOU\n-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU\n"
     h = host_of(text)
-    assert h.iptables_save == {"legacy": "-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU\n"}
-    assert "filtered with grep" in h.gaps["iptables"]
+    rules = parse_save(h.iptables_save["legacy"])
+    nat = rules.tables["nat"]
+    assert [r.text for r in nat.chains["KUBE-SERVICES"].rules] == \
+        ["-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU"]
+    assert "table inferred (nat for KUBE-SERVICES)" in h.gaps["iptables"]
 
 
 def test_iptables_nft_save_command_names_the_backend():

@@ -14,7 +14,8 @@ from . import prompts  # in the import cycle: used as module attributes
 _IPT_TABLE = re.compile(r"^\*(filter|nat|mangle|raw|security)$")
 _IPT_COUNTER = re.compile(r"^\[[0-9]+:[0-9]+\]$")
 _IPT_POLICIES = {"ACCEPT", "DROP", "RETURN", "QUEUE", "-"}
-_SAVE_TOOL = re.compile(r"^ip(6?)tables(?:-nft|-legacy)?-save$")
+_SAVE_TOOL = re.compile(r"^(?:ip(6?)tables|xtables)(?:-nft|-legacy)?-save$")  # xtables-save: iptables-nft 1.8.0-2
+LEGACY_WARNING = "nft, then legacy"  # the warning line ends iptables-nft-save; legacy tables follow
 _CTIME_END = re.compile(r"^[0-9]{4}$")
 
 
@@ -78,11 +79,13 @@ def parse_iptables(w: Words, i: int, ctx: Ctx) -> int:
         if kind == "comment":
             k = ipt_comment_end(w, k)
             if w[start + 1] == "Generated":
-                v6 = _SAVE_TOOL.match(w[start + 3]).group(1)  # type: ignore[union-attr]
-                backend = "v6" if v6 else "nft" if "(nf_tables)" in w.items[start:k] else "legacy"
+                tool = w[start + 3]
+                v6 = _SAVE_TOOL.match(tool).group(1)  # type: ignore[union-attr]
+                nft = "(nf_tables)" in w.items[start:k] or (tool.startswith("xtables") and "legacy" not in tool)
+                backend = "v6" if v6 else "nft" if nft else "legacy"
             elif w[start + 1] == "Warning:":
                 ctx.state.legacy_warning = True
-                backend = "nft"  # only iptables-nft-save prints it, before its first header
+                backend = LEGACY_WARNING  # only iptables-nft-save prints it
         elif kind == "rule":
             k = ipt_rule_end(w, k, ctx)
         else:
@@ -113,16 +116,98 @@ def ipt_rule_end(w: Words, k: int, ctx: Ctx) -> int:
 
 def store_iptables(ctx: Ctx, lines: list[tuple[str, str | None]]) -> None:
     first = next((b for _, b in lines if b), None)
+    first = "nft" if first == LEGACY_WARNING else first
     backend = first or (ctx.hint.backend if ctx.hint else None) or "legacy"
     buckets: dict[str, list[str]] = {}
     for text, announced in lines:
+        if announced == LEGACY_WARNING:  # what follows the warning is the legacy ruleset
+            buckets.setdefault("nft", []).append(text)
+            backend = "legacy"
+            continue
         backend = announced or backend
         buckets.setdefault(backend, []).append(text)
     for backend, texts in buckets.items():
         if backend == "v6" or ctx.hinted("ip6tables-save"):
             ctx.state.note("ip6tables", "ip6tables-save output ignored (podpath reads IPv4)")
             continue
+        if not any(t.startswith("*") for t in texts):
+            if not any(t.startswith(("-A", "[", ":")) for t in texts):
+                continue  # only comments (a lone warning line)
+            texts = infer_tables(ctx, texts)
         ctx.state.iptables.setdefault(backend, []).append("\n".join(texts) + "\n")
-    if not any(t.startswith("*") for t, _ in lines):
-        ctx.state.note("iptables", "iptables-save text has no *table line (filtered with grep?); "
-                                   "paste the whole `iptables-save -c`")
+
+
+# Rules pasted without their `*table` line (grep output, a snippet): the table kube-proxy and flannel
+# put such a chain or target in. KUBE-SERVICES is in both nat (jumps to KUBE-SVC-*) and filter (REJECT).
+NAT_TARGETS = re.compile(r"^(DNAT|SNAT|MASQUERADE|REDIRECT|NETMAP|KUBE-(SVC|SEP|EXT|FW|SVL|XLB)-.*|KUBE-MARK-MASQ|"
+                         r"KUBE-NODEPORTS|KUBE-POSTROUTING|KUBE-LOAD-BALANCER|FLANNEL-POSTRTG)$")
+FILTER_TARGETS = re.compile(r"^(REJECT|KUBE-FORWARD|KUBE-FIREWALL|KUBE-PROXY-FIREWALL|KUBE-EXTERNAL-SERVICES|"
+                            r"KUBE-NODE-PORT|FLANNEL-FWD|DOCKER-USER|DOCKER-ISOLATION-.*)$")
+NAT_CHAINS = re.compile(r"^(PREROUTING|POSTROUTING|KUBE-(SVC|SEP|EXT|FW|SVL|XLB)-.*|KUBE-MARK-MASQ|KUBE-MARK-DROP|"
+                        r"KUBE-NODEPORTS|KUBE-POSTROUTING|KUBE-LOAD-BALANCER|FLANNEL-POSTRTG)$")
+FILTER_CHAINS = re.compile(r"^(FORWARD|INPUT|OUTPUT|KUBE-FORWARD|KUBE-FIREWALL|KUBE-PROXY-FIREWALL|"
+                           r"KUBE-EXTERNAL-SERVICES|KUBE-NODE-PORT|FLANNEL-FWD|DOCKER-USER|DOCKER-ISOLATION-.*)$")
+BUILTIN = {"filter": ["INPUT", "FORWARD", "OUTPUT"], "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]}
+_RULE = re.compile(r"^(?:\[[0-9]+:[0-9]+\] )?-A (\S+)(.*)$")
+_JUMP = re.compile(r" -[jg] (\S+)")
+
+
+def table_of(chain: str, target: str | None) -> str | None:
+    if target and NAT_TARGETS.match(target):
+        return "nat"
+    if target and FILTER_TARGETS.match(target):
+        return "filter"
+    if NAT_CHAINS.match(chain):
+        return "nat"
+    if FILTER_CHAINS.match(chain):
+        return "filter"
+    return None
+
+
+def infer_tables(ctx: Ctx, texts: list[str]) -> list[str]:
+    """iptables-save lines without `*table`: each rule put in the table its chain or target belongs to,
+    chains declared, each table committed; what was inferred (or could not be) is noted."""
+    policies: dict[str, str] = {}
+    rules: dict[str, list[tuple[str, str]]] = {}  # table → (chain, line)
+    unknown: list[str] = []
+    for line in texts:
+        if line.startswith(":"):
+            name, policy = (line[1:].split() + ["-"])[:2]
+            policies[name] = policy
+            continue
+        m = _RULE.match(line)
+        if not m:
+            continue
+        chain = m.group(1)
+        jump = _JUMP.search(m.group(2))
+        table = table_of(chain, jump.group(1) if jump else None)
+        if table is None:
+            unknown.append(chain)
+            continue
+        rules.setdefault(table, []).append((chain, line))
+    out: list[str] = []
+    for table, entries in rules.items():
+        chains = dict.fromkeys(BUILTIN[table])
+        for chain, line in entries:
+            chains[chain] = None
+            jump = _JUMP.search(line)
+            if jump and table_of(jump.group(1), None) in (table, None) and re.match(r"^[A-Z][A-Z0-9_-]*$", jump.group(1)) \
+                    and jump.group(1) not in ("ACCEPT", "DROP", "RETURN", "REJECT", "DNAT", "SNAT", "MASQUERADE",
+                                              "REDIRECT", "MARK", "LOG", "CONNMARK", "NOTRACK", "CT", "QUEUE", "NFQUEUE",
+                                              "NETMAP", "TPROXY", "TRACE", "CHECKSUM", "TCPMSS"):
+                chains[jump.group(1)] = None
+        out.append(f"*{table}")
+        for chain in chains:
+            default = "ACCEPT" if chain in BUILTIN[table] else "-"
+            out.append(f":{chain} {policies.get(chain, default)} [0:0]")
+        out += [line for _, line in entries]
+        out.append("COMMIT")
+    said = ", ".join(f"{t} for {', '.join(dict.fromkeys(c for c, _ in e))}" for t, e in rules.items())
+    if said:
+        ctx.state.note("iptables", f"iptables rules without a *table line: table inferred ({said}) from chain "
+                                   "names and targets; built-in chain policies not pasted, ACCEPT assumed unless "
+                                   "a :CHAIN line said; paste the whole `iptables-save -c` to be sure")
+    if unknown:
+        ctx.state.note("iptables", f"rules of {', '.join(dict.fromkeys(unknown))} without a *table line: table "
+                                   "unknown, not evaluated")
+    return out

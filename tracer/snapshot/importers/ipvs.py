@@ -80,6 +80,8 @@ def parse_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
     if svc:
         svc.scheduler = sched
     while k < w.n and not w.at_bol(k):  # flags: persistent N, mask M, pe NAME, ops, (sh-port,...)
+        if w[k] == "persistent" and svc:
+            svc.persistent = num(w[k + 1])  # ClientIP session affinity
         if w[k] in ("persistent", "mask", "pe"):
             k += 2
         elif w[k] in ("ops", "synproxy") or (w[k].startswith("(") and w[k].endswith(")")):
@@ -143,6 +145,9 @@ def parse_ipvsadm_save(w: Words, i: int, ctx: Ctx) -> int:
         ctx.state.add_ipvs(svc)
     if w[i] == "-A":
         svc.scheduler = opts.get("-s", opts.get("--scheduler", svc.scheduler))
+        timeout = opts.get("-p", opts.get("--persistent"))
+        if timeout is not None:
+            svc.persistent = num(timeout)
     else:
         real = addr_port(opts.get("-r", opts.get("--real-server", "")))
         if real:

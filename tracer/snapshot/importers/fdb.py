@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...bundle import Fdb
 from .state import Ctx, after_value_key
-from .text import Words, is_ipv4, is_mac, mac, num
+from .text import Words, is_ipv4, is_ipv6, is_mac, mac, num
 
 
 # --- bridge fdb ---------------------------------------------------------------------------------
@@ -53,6 +53,8 @@ def parse_bridge_fdb(w: Words, i: int, ctx: Ctx) -> int:
     ifname = keys.get("dev") or (ctx.hint.dev if ctx.hint else None)
     if not ifname:
         ctx.state.note("fdb dev", "FDB entries without a device (paste `bridge fdb show` without `dev`)")
+    elif dst is not None and not is_ipv4(dst) and not is_ipv6(dst):
+        ctx.state.odd_value(dst, w, i, "VTEP address")
     elif dst is not None and not is_ipv4(dst):
         ctx.state.v6_skipped += 1
     elif not (dst is None and entry_mac.startswith(("33:33:", "01:00:5e:"))):  # multicast self noise

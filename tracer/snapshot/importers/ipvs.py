@@ -72,6 +72,9 @@ def parse_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
     else:
         ap = addr_port(w[k])
         svc = IpvsService(proto=t, address=ap[0], port=ap[1]) if ap else None
+        if ap is None and not w[k].startswith("["):
+            ctx.state.odd_value(w[k], w, k, "virtual service")
+            ctx.state.v6_skipped -= 1  # counted below; it was no IPv6 entry
         k += 1
     if svc is None:
         ctx.state.v6_skipped += 1

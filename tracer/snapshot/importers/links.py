@@ -132,8 +132,14 @@ def parse_link_block(w: Words, i: int, ctx: Ctx, addrs: bool) -> int:
 def parse_inet(w: Words, k: int, ctx: Ctx, ifname: str | None) -> int:
     """`inet 10.244.0.1/24 [peer P/L] [brd B] [scope S] [flags] [label]`; k at "inet"."""
     address, _, length = w[k + 1].partition("/")
+    at = k
     k += 2
     if not is_ipv4(address):
+        if not address or address in ("scope", "brd", "peer", "metric") or w.at_bol(at + 1):
+            ctx.state.note("unparsed values", f"line {w.lines[at]}: `{w.line_text(at)[:80]}`: an inet line "
+                                              "without an address; nothing was read from it")
+            return at + 1
+        ctx.state.odd_value(address, w, at, "address")
         return k
     prefixlen = num(length) if length else 32
     scope = None

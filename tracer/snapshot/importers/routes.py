@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ...bundle import Route, Rule
 from .links import _HDR_INDEX
 from .state import Ctx, after_value_key
-from .text import Words, is_ipv4, is_ipv6, is_prefix4, num, table_id
+from .text import Words, is_ipv4, is_ipv6, is_prefix4, is_redacted, num, table_id
 
 
 # --- ip rule ------------------------------------------------------------------------------------
@@ -85,6 +85,11 @@ def is_dst(s: str) -> bool:
     return s == "default" or is_prefix4(s) or is_ipv6(s)
 
 
+def is_route_dst(s: str) -> bool:
+    """A destination as a route prints it, or one the user redacted (`10.xx.0.0/16`)."""
+    return is_dst(s) or is_redacted(s)
+
+
 @dataclass
 class RouteText:
     """A route as printed, before it becomes a Route (or is skipped as IPv6)."""
@@ -100,9 +105,9 @@ class RouteText:
 def route_start(w: Words, i: int) -> int:
     """0: no route starts at i; 1: a host route (`10.0.0.5 dev eth0 ...`); 2: an unmistakable one."""
     k, typed = i, False
-    if w[k] in ROUTE_TYPES and is_dst(w[k + 1]) and not w.at_bol(k + 1):
+    if w[k] in ROUTE_TYPES and is_route_dst(w[k + 1]) and not w.at_bol(k + 1):
         k, typed = k + 1, True
-    if not is_dst(w[k]) or after_value_key(w, i) or w[i - 1] in ("type", "-A", "-a") and not w.bol[i]:
+    if not is_route_dst(w[k]) or after_value_key(w, i) or w[i - 1] in ("type", "-A", "-a") and not w.bol[i]:
         return 0
     nxt = w[k + 1]
     if not (typed or w.at_bol(k + 1) or nxt in ROUTE_KEYS or nxt in ROUTE_FLAGS or nxt in ("nexthop", "cache")):
@@ -155,9 +160,13 @@ def read_route(w: Words, i: int) -> tuple[RouteText, int]:
     return r, k
 
 
-def to_route(r: RouteText, ctx: Ctx, lookup: bool) -> Route | None:
+def to_route(r: RouteText, ctx: Ctx, lookup: bool, w: Words, i: int) -> Route | None:
     first = r.nexthops[0] if r.nexthops else {}
     gateway = first.get("via", r.keys.get("via"))
+    for what, value in (("destination", r.dst), ("gateway", gateway), ("source", r.keys.get("src"))):
+        if value and not is_dst(value) and not is_ipv6(value):
+            ctx.state.odd_value(value, w, i, what)  # `default via 10.xx.xx.1`: hidden, not IPv6
+            return None
     if is_ipv6(r.dst) or (gateway and not is_ipv4(gateway)) or (ctx.hint and ctx.hint.v6):
         ctx.state.v6_skipped += 1
         return None
@@ -206,7 +215,7 @@ def detect_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
 
 def parse_ip_route(w: Words, i: int, ctx: Ctx) -> int:
     r, k = read_route(w, i)
-    route = to_route(r, ctx, lookup=False)
+    route = to_route(r, ctx, lookup=False, w=w, i=i)
     if route:
         ctx.state.add_unique("routes", route)
     return k
@@ -233,7 +242,7 @@ def parse_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
         ctx.hint = None  # `ip route get` answers once
         return k
     r, k = read_route(w, i)
-    route = to_route(r, ctx, lookup=True)
+    route = to_route(r, ctx, lookup=True, w=w, i=i)
     if route:
         if "table" not in r.keys and route.type not in ("local", "broadcast"):
             route.table = None  # the answer does not say which table it came from

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from ...bundle import Host, IpvsService, Link
-from .text import Words
+from .text import Words, is_redacted
 
 
 # --- state of one import --------------------------------------------------------------------
@@ -55,6 +55,12 @@ class HostState:
 
     def note(self, key: str, message: str) -> None:
         self.notes.setdefault(key, {})[message] = None
+
+    def odd_value(self, value: str, w: Words, i: int, what: str) -> None:
+        """A value that is not an IPv4 address where one belongs: redacted, or unreadable. Said with its line."""
+        kind = "redacted" if is_redacted(value) else "unparsed values"
+        self.note(kind, f"line {w.lines[i]}: `{w.line_text(i)[:80]}`: {what} {value!r} "
+                        f"{'is redacted' if kind == 'redacted' else 'is no IPv4 address'}; the entry was not used")
 
     def add_unique(self, table: str, item: Any) -> bool:
         """Append item to host.<table> unless an equal one is there already; True if appended."""

@@ -67,6 +67,12 @@ class Words:
             i += 1
         return i
 
+    def line_text(self, i: int) -> str:
+        """The whole line word i is on, as pasted."""
+        start = self.text.rfind("\n", 0, self.starts[i]) + 1
+        end = self.text.find("\n", self.starts[i])
+        return self.text[start:end if end >= 0 else len(self.text)].strip()
+
     def span(self, i: int, j: int) -> str:
         """The original text of words i..j-1."""
         return self.text[self.starts[i]:self.ends[j - 1]] if j > i else ""
@@ -113,6 +119,15 @@ def mac(s: str) -> str | None:
     if _MAC.match(s):
         return ":".join(p.zfill(2) for p in s.lower().split(":"))
     return s.lower() if _HWADDR.match(s) else None
+
+
+_REDACTED = re.compile(r"^(?:(?:[0-9]{1,3}|[xX*#?]+|[a-zA-Z]{1,3})\.){3}(?:[0-9]{1,3}|[xX*#?]+|[a-zA-Z]{1,3})"
+                       r"(?:/[0-9]{1,2})?(?::[0-9]+)?$|^<[^<>]+>$|^\[?(?:redacted|REDACTED|hidden|masked)\]?$")
+
+
+def is_redacted(s: str) -> bool:
+    """`10.xx.xx.1`, `10.0.*.*`, `a.b.c.d`, `<node-ip>`, `REDACTED`: an address the user hid."""
+    return bool(_REDACTED.match(s)) and not is_prefix4(s.split(":")[0])
 
 
 def addr_port(s: str) -> tuple[str, int] | None:

@@ -403,7 +403,7 @@ NODE1_IPVS = [
                        IpvsDest(address="10.244.1.6", port=53, weight=0, inactive=2)]),
     IpvsService(proto="TCP", address="10.96.0.10", port=9153, scheduler="rr",
                 dests=[IpvsDest(address="10.244.0.5", port=9153), IpvsDest(address="10.244.1.6", port=9153)]),
-    IpvsService(proto="TCP", address="10.96.45.7", port=80, scheduler="rr"),  # persistent, no endpoints
+    IpvsService(proto="TCP", address="10.96.45.7", port=80, scheduler="rr", persistent=10800),  # ClientIP affinity kept
     IpvsService(proto="UDP", address="10.96.0.10", port=53, scheduler="rr",
                 dests=[IpvsDest(address="10.244.0.5", port=53, weight=1, inactive=12),
                        IpvsDest(address="10.244.1.6", port=53, weight=0, inactive=3)]),

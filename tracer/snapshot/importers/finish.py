@@ -19,7 +19,17 @@ def finish(state: HostState) -> Host:
     for backend, texts in state.iptables.items():
         host.iptables_save[backend] = host.iptables_save.get(backend, "") + "".join(texts)
     state.iptables.clear()
-    masters = {l.master for l in host.links if l.master}
+    for bridge, ports in state.bridge_ports.items():  # `brctl show`: enslave what `ip a` listed
+        unknown = []
+        for port in ports:
+            link = state.link(port)
+            if link is not None and link.master is None:
+                link.master = bridge
+            elif link is None:
+                unknown.append(port)
+        if unknown:
+            state.note("brctl", f"brctl shows {', '.join(unknown)} in {bridge}, but no `ip a` lists them")
+    masters = {l.master for l in host.links if l.master} | set(state.bridge_ports)
     by_name = {l.name: l for l in host.links}
     for link in host.links:
         if link.peer_name and link.peer_index is None and link.peer_name in by_name:

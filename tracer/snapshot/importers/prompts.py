@@ -430,6 +430,24 @@ def args_sysctl(w: Words, k: int) -> ArgsResult:
     return (None if values_only else "sysctl"), {}, k
 
 
+def args_net_tools(tool: str) -> Callable[[Words, int], ArgsResult]:
+    """`ifconfig [-a] [IF]`, `netstat -rn`, `route -n`, `brctl show`; their changing forms are input."""
+    def args(w: Words, k: int) -> ArgsResult:
+        end = w.line_end(k - 1)
+        words = w.items[k:end]
+        changes = {"ifconfig": {"up", "down", "mtu", "netmask", "hw", "add", "del"}, "route": {"add", "del"},
+                   "brctl": {"addbr", "delbr", "addif", "delif"}}.get(tool, set())
+        if changes & set(words):
+            return None, {"input": True}, end  # `ifconfig eth0 mtu 1400`, `route add ...`: a change
+        if tool == "ifconfig":
+            return "ifconfig", {}, end
+        if tool == "brctl":
+            return ("brctl show" if words[:1] == ["show"] else None), {}, end
+        reads_routes = tool == "route" or any(x.startswith("-") and "r" in x for x in words)
+        return ("netstat -rn" if reads_routes else None), {}, end
+    return args
+
+
 def args_input(w: Words, k: int) -> ArgsResult:
     """`echo 1 > /proc/sys/net/ipv4/ip_forward`, `printf ... | tee FILE`: input, never state."""
     end = w.line_end(k - 1)
@@ -441,6 +459,8 @@ def args_cat(w: Words, k: int) -> ArgsResult:
     path = w[k]
     if path.startswith("/proc/sys/net/") and not w.at_bol(k):
         return "sysctl", {"key": path[len("/proc/sys/"):].replace("/", ".")}, k + 1
+    if path.endswith("subnet.env") and not w.at_bol(k):
+        return "subnet.env", {}, k + 1  # /run/flannel/subnet.env
     if path.startswith("/etc/") and not w.at_bol(k):
         # /etc/sysctl.conf, /etc/sysctl.d/*: what will be set at boot, not what the kernel holds now
         return None, {"input": True, "echo": -1}, k + 1
@@ -450,6 +470,7 @@ def args_cat(w: Words, k: int) -> ArgsResult:
 ARGS: dict[str, Callable[[Words, int], ArgsResult]] = {
     "ip": args_ip, "arp": args_arp, "bridge": args_bridge, "ipvsadm": args_ipvsadm, "sysctl": args_sysctl,
     "cat": args_cat, "echo": args_input, "printf": args_input, "tee": args_input,
+    **{t: args_net_tools(t) for t in ("ifconfig", "netstat", "route", "brctl")},
     **{t: args_iptables_save(t) for t in ("iptables-save", "iptables-nft-save", "iptables-legacy-save",
                                           "ip6tables-save", "ip6tables-nft-save", "ip6tables-legacy-save")},
 }

@@ -110,6 +110,8 @@ def route_start(w: Words, i: int) -> int:
     if not is_route_dst(w[k]) or after_value_key(w, i) or w[i - 1] in ("type", "-A", "-a") and not w.bol[i]:
         return 0
     nxt = w[k + 1]
+    if typed and not w.bol[i] and nxt not in ROUTE_KEYS and "/" not in w[k]:
+        return 0  # `broadcast 0.0.0.0` inside an ifconfig line is no route; a typed route mid-line has keys
     if not (typed or w.at_bol(k + 1) or nxt in ROUTE_KEYS or nxt in ROUTE_FLAGS or nxt in ("nexthop", "cache")):
         return 0
     if typed or w[k] == "default" or "/" in w[k] or nxt in ("via", "nexthop"):

@@ -47,6 +47,8 @@ class HostState:
     legacy_warning: bool = False
     v6_skipped: int = 0
     exec_via: str | None = None  # the `kubectl exec POD --` that read this pod
+    route_metric_col: bool = False  # `route -n` (Metric Ref Use), not `netstat -rn` (MSS Window irtt)
+    bridge_ports: dict[str, list[str]] = field(default_factory=dict)  # `brctl show`: bridge → ports
     # Indexes that keep the import linear: what each of the host's lists already holds, by value.
     seen: dict[str, set[tuple]] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)

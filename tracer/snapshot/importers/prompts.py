@@ -50,11 +50,6 @@ def prompt_len(w: Words, i: int) -> int:
 
 
 _PROMPT_USER_HOST = re.compile(r"^[\[(]?[\w.-]+@([\w.-]+?)(?:[:\]][^\s]*)?$")
-# A prompt's host anywhere in a text (`[root@master ~]#`, `admin@node2:~$`, `u@h ~ $`): several
-# distinct ones mean several hosts in one paste.
-PROMPT_HOSTS = re.compile(r"(?:^|\s)\[?[\w.-]+@([\w.-]+?)(?::\S*?)?(?:\s+[~/]\S*)?\]?\s?[#$%](?=\s|$)", re.M)
-
-
 def prompt_host(w: Words, i: int) -> str | None:
     """The host name a prompt at i shows (`[root@master ~]#` → master, `node1 ~ #` → node1)."""
     p = prompt_len(w, i)

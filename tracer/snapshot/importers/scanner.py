@@ -35,16 +35,39 @@ class Scan:
     unparsed: list[tuple[int, HostState]]
 
 
-def scan(text: str, hosts: Hosts, default: str, split: bool | None = None) -> Scan:
+def sections(w: Words, default: str) -> tuple[list[str], dict[str, set[str]]]:
+    """The section (host) each line starts in: the file's own host until a header names another
+    (`=== node2 ===`); and the prompt host names each section shows."""
+    section, by_line, names = default, [], {default: set()}
+    last = 0
+    for i in range(w.n):
+        if w.bol[i]:
+            by_line += [section] * (w.lines[i] - last - 1)
+            header = prompts.header_at(w, i)
+            if header and header[0]:
+                section = header[0]
+                names.setdefault(section, set())
+            by_line.append(section)
+            last = w.lines[i]
+        t = w.items[i]
+        if ("@" in t or t[-1:] in "#$%") and not (w.bol[i] and prompts.header_at(w, i)):
+            name = prompts.prompt_host(w, i)
+            if name:
+                names[section].add(name)
+    return by_line, names
+
+
+def scan(text: str, hosts: Hosts, default: str) -> Scan:
     """Read one pasted text into `hosts`. Output goes to the host named `default` until a header
-    (`=== node2 ===`) or, when prompts show several host names (`split`), a prompt names another;
-    output of `kubectl exec POD -- ...` / `ip netns exec NS ...` / `nsenter` goes to that pod."""
+    (`=== node2 ===`) names another. Within one such section, prompts showing several host names
+    (`[root@master ~]#`, `admin@node2:~$`) name the hosts; one name throughout is the section's own.
+    Output of `kubectl exec POD -- ...` / `ip netns exec NS ...` / `nsenter` goes to that pod."""
     text = normalise(text)
     w = Words(text)
-    if split is None:
-        split = len(set(prompts.PROMPT_HOSTS.findall(text))) > 1
+    _, names = sections(w, default)
+    split = {s for s, n in names.items() if len(n) > 1}
     node = hosts.get(default)
-    ctx = Ctx(node, node=node)
+    ctx = Ctx(node, node=node, section=default)
     runs: list[Run] = []
     unparsed: list[tuple[int, HostState]] = []
     i = 0
@@ -57,7 +80,7 @@ def scan(text: str, hosts: Hosts, default: str, split: bool | None = None) -> Sc
             if header:
                 name, j = header
                 if name:
-                    ctx.node = hosts.get(name)
+                    ctx.node, ctx.section = hosts.get(name), name
                     ctx.state, ctx.hint, ctx.current, ctx.discard_to = ctx.node, None, None, None
                 i = j
                 continue
@@ -106,10 +129,10 @@ def scan(text: str, hosts: Hosts, default: str, split: bool | None = None) -> Sc
     return Scan(w, runs, unparsed)
 
 
-def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: bool) -> None:
-    """A prompt naming a host (`[root@node2 ~]#`) moves the reading to that host, when the paste
+def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: set[str]) -> None:
+    """A prompt naming a host (`[root@node2 ~]#`) moves the reading to that host, when the section
     holds several."""
-    name = prompts.prompt_host(w, i) if split else None
+    name = prompts.prompt_host(w, i) if ctx.section in split else None
     if name:
         ctx.node = hosts.get(name)
 

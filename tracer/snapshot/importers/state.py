@@ -115,6 +115,7 @@ class Ctx:
     cat_pending: bool = False  # `cat /proc/sys/...` printed its value next
     node: HostState | None = None  # the machine the prompts are on (state is a pod's when exec'd into)
     discard_to: float | None = None  # records up to this line are input echoed back, not state
+    section: str | None = None  # the host the last header (or the file) named
 
     @property
     def host(self) -> Host:

@@ -94,6 +94,9 @@ def node_evidence(host: Host) -> str | None:
     route = next((r for r in host.routes + host.route_lookups if r.dev and NODE_DEVICES.match(r.dev)), None)
     if route:
         return f"route {route.dst} dev {route.dev}"
+    entry = next((e for e in host.neigh + host.fdb if NODE_DEVICES.match(e.ifname)), None)
+    if entry:
+        return f"{'neighbour' if hasattr(entry, 'dst') and hasattr(entry, 'state') else 'FDB entry'} on {entry.ifname}"
     if host.ipvs:
         return "IPVS virtual services"
     return None

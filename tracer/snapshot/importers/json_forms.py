@@ -32,10 +32,10 @@ def kind_of(items: list[dict]) -> str | None:
     if not items:
         return None
     first = items[0]
+    if "mac" in first and "ifindex" not in first:
+        return "bridge fdb"
     if "ifname" in first and ("flags" in first or "addr_info" in first or "ifindex" in first):
         return "ip a" if any("addr_info" in x for x in items) else "ip link"
-    if "mac" in first:
-        return "bridge fdb"
     if "dst" in first and ("lladdr" in first or ("state" in first and "protocol" not in first and "gateway" not in first)):
         return "ip neigh"
     if "dst" in first:

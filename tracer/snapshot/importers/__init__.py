@@ -28,8 +28,8 @@ from pathlib import PurePath
 
 from ...bundle import Bundle, Host
 from ...errors import BundleError
-from .finish import finish
-from .registry import BY_NAME, COMMANDS, SUPPORTED, strong_start
+from .registry import BY_NAME, COMMANDS, SUPPORTED, strong_start  # first: it loads every parser in order
+from .finish import finish  # noqa: I001
 from .scanner import Run, Scan, detect, scan
 from .state import Command, Ctx, Hint, Hosts, HostState
 from .text import Words, normalise

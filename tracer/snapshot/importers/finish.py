@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ...bundle import Host, Link, Vxlan
+from .iptables import join_tables
 from .state import HostState
 
 
@@ -16,8 +17,8 @@ BRIDGE_NAMES = re.compile(r"^(cni[0-9]+|docker[0-9]+|cbr[0-9]+|br-.*|virbr[0-9]+
 
 def finish(state: HostState) -> Host:
     host = state.host
-    for backend, texts in state.iptables.items():
-        host.iptables_save[backend] = host.iptables_save.get(backend, "") + "".join(texts)
+    for backend, chunks in state.iptables.items():
+        host.iptables_save[backend] = join_tables(chunks, state.note)
     state.iptables.clear()
     for bridge, ports in state.bridge_ports.items():  # `brctl show`: enslave what `ip a` listed
         unknown = []

@@ -53,7 +53,7 @@ class HostState:
     seen: dict[str, set[tuple]] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
     ipvs: dict[tuple, IpvsService] = field(default_factory=dict)  # (proto, address, port, fwmark)
-    iptables: dict[str, list[str]] = field(default_factory=dict)  # backend → texts, joined by finish()
+    iptables: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # backend → (text, inferred)
 
     def note(self, key: str, message: str) -> None:
         self.notes.setdefault(key, {})[message] = None

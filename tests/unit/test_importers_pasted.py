@@ -376,7 +376,7 @@ def boundaries(text: str, default: str) -> list[tuple[int, str]]:
 NAMES = [p.name for p in CORPUS]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(NAMES), st.sampled_from(NAMES), st.data())
 def test_mixing_a_paste_into_another_never_changes_another_hosts_data(a_name, b_name, data):
     """Insert paste B (under a header naming it) into paste A where A names a host (or at either end),

@@ -33,7 +33,8 @@ def node_block(seed: int, services: int = 200, pods: int = 100) -> str:
     for p in range(pods):
         out += [f"{p + 10}: veth{seed:04x}{p:04x}@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue "
                 "master cni0 state UP group default",
-                f"    link/ether 0a:{a:02x}:{b:02x}:00:{p >> 8:02x}:{p & 255:02x} brd ff:ff:ff:ff:ff:ff link-netnsid {p}"]
+                f"    link/ether 0a:{a:02x}:{b:02x}:00:{p >> 8:02x}:{p & 255:02x} brd ff:ff:ff:ff:ff:ff "
+                f"link-netnsid {p}"]
     out.append(f"[root@node{seed} ~]# ip r")
     out += [f"10.{a}.{b}.{p}/32 via 10.{a}.{b}.1 dev cni0 metric {p}" for p in range(pods)]
     out.append(f"[root@node{seed} ~]# ip neigh")
@@ -50,8 +51,8 @@ def node_block(seed: int, services: int = 200, pods: int = 100) -> str:
                 f"-m tcp --dport 80 -j {svc}"]
         for e in range(2):
             sep = f"KUBE-SEP-{seed:06X}{s:08X}{e:02X}"
-            out += [f":{sep} - [0:0]",
-                    f"-A {svc} -m statistic --mode random --probability 0.5 -j {sep}" if e == 0 else f"-A {svc} -j {sep}",
+            jump = f"-A {svc} -m statistic --mode random --probability 0.5 -j {sep}" if e == 0 else f"-A {svc} -j {sep}"
+            out += [f":{sep} - [0:0]", jump,
                     f"-A {sep} -p tcp -m tcp -j DNAT --to-destination 10.{a}.{b}.{e + 2}:8080"]
     out += ["COMMIT", f"[root@node{seed} ~]# ipvsadm -Ln",
             "IP Virtual Server version 1.2.1 (size=4096)",

@@ -85,7 +85,8 @@ def render(result, show_path: bool) -> None:
     n_err = len(result.errors)
     summary = "[green]no errors[/]" if n_err == 0 else f"[red]{n_err} error{'s' * (n_err != 1)}[/]"
     err.print(f"\n{summary}, {len(result.findings) - n_err} other findings"
-              + (" [yellow](partial data: the tables listed as not pasted were not checked)[/]" if result.partial else ""))
+              + (" [yellow](partial data: the tables listed as not pasted were not checked)[/]"
+                 if result.partial else ""))
 
 
 def render_import_gaps(result) -> None:

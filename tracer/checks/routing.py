@@ -166,7 +166,8 @@ def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
         texts = [r.text() for r in routes]
         out.append(for_host(ctx, node, "host_route", texts[-1],
                             f"{node.name} has {len(routes)} routes for {dst} ({'; '.join(texts)}): the kernel uses "
-                            "the first, the other is left over (a node re-joined with a new subnet, or a hand-made route)",
+                            "the first, the other is left over (a node re-joined with a new subnet, or a hand-made "
+                            "route)",
                             ip_cmd(node, f"route del {texts[-1]}") + "  # keep the one to the right device",
                             severity=ERROR if own else WARNING, device=routes[-1].dev,
                             evidence=[("route", t) for t in texts]))

@@ -34,7 +34,8 @@ from .scanner import Run, Scan, detect, scan
 from .state import Command, Ctx, Hint, Hosts, HostState
 from .text import Words, normalise
 
-__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "Ctx", "Hint", "Hosts", "HostState", "Run", "Scan", "Words", "detect",
+__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "Ctx", "Hint", "Hosts", "HostState", "Run", "Scan", "Words",
+           "detect",
            "finish", "host_name_of", "import_texts", "normalise", "recognise", "scan", "strong_start",
            "unparsed_summary"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ...bundle import Fdb
 from .state import Ctx, after_value_key
 from .text import Words, is_ipv4, is_ipv6, is_mac, mac, num

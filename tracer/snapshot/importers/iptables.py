@@ -154,6 +154,14 @@ _RULE = re.compile(r"^(?:\[[0-9]+:[0-9]+\] )?-A (\S+)(.*)$")
 _JUMP = re.compile(r" -[jg] (\S+)")
 
 
+BUILTIN_TARGETS = {"ACCEPT", "DROP", "RETURN", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "MARK", "LOG",
+                   "CONNMARK", "NOTRACK", "CT", "QUEUE", "NFQUEUE", "NETMAP", "TPROXY", "TRACE", "CHECKSUM", "TCPMSS"}
+
+
+def is_user_chain(name: str) -> bool:
+    return bool(re.match(r"^[A-Z][A-Z0-9_-]*$", name)) and name not in BUILTIN_TARGETS
+
+
 def table_of(chain: str, target: str | None) -> str | None:
     if target and NAT_TARGETS.match(target):
         return "nat"
@@ -193,11 +201,8 @@ def infer_tables(ctx: Ctx, texts: list[str]) -> list[str]:
         for chain, line in entries:
             chains[chain] = None
             jump = _JUMP.search(line)
-            if jump and table_of(jump.group(1), None) in (table, None) and re.match(r"^[A-Z][A-Z0-9_-]*$", jump.group(1)) \
-                    and jump.group(1) not in ("ACCEPT", "DROP", "RETURN", "REJECT", "DNAT", "SNAT", "MASQUERADE",
-                                              "REDIRECT", "MARK", "LOG", "CONNMARK", "NOTRACK", "CT", "QUEUE", "NFQUEUE",
-                                              "NETMAP", "TPROXY", "TRACE", "CHECKSUM", "TCPMSS"):
-                chains[jump.group(1)] = None
+            if jump and is_user_chain(jump.group(1)) and table_of(jump.group(1), None) in (table, None):
+                chains[jump.group(1)] = None  # declared, as iptables-save declares every chain it prints
         out.append(f"*{table}")
         for chain in chains:
             default = "ACCEPT" if chain in BUILTIN[table] else "-"

@@ -36,7 +36,8 @@ def kind_of(items: list[dict]) -> str | None:
         return "bridge fdb"
     if "ifname" in first and ("flags" in first or "addr_info" in first or "ifindex" in first):
         return "ip a" if any("addr_info" in x for x in items) else "ip link"
-    if "dst" in first and ("lladdr" in first or ("state" in first and "protocol" not in first and "gateway" not in first)):
+    neigh_state = "state" in first and "protocol" not in first and "gateway" not in first
+    if "dst" in first and ("lladdr" in first or neigh_state):
         return "ip neigh"
     if "dst" in first:
         return "ip r"
@@ -73,7 +74,8 @@ def read_link(x: dict, ctx: Ctx) -> None:
     flags = set(x.get("flags") or [])
     link = Link(name=name, index=x.get("ifindex"), mtu=x.get("mtu"), master=x.get("master"),
                 mac=mac(x.get("address") or "") if x.get("link_type") != "none" else None,
-                up="UP" in flags, carrier="NO-CARRIER" not in flags and x.get("operstate") not in ("DOWN", "LOWERLAYERDOWN"),
+                up="UP" in flags,
+                carrier="NO-CARRIER" not in flags and x.get("operstate") not in ("DOWN", "LOWERLAYERDOWN"),
                 peer_index=x.get("link_index"), peer_netnsid=x.get("link_netnsid"))
     if x.get("link") and x.get("link_index") is None:
         link.peer_name = x["link"]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-
 from .fdb import detect_bridge_fdb, parse_bridge_fdb
 from .iptables import detect_iptables, parse_iptables
-from .json_forms import detect_json, parse_json
 from .ipvs import detect_ipvsadm, detect_ipvsadm_save, parse_ipvsadm, parse_ipvsadm_save
-from .links import detect_ip_addr, detect_ip_brief, detect_ip_brief_link, detect_ip_link, parse_ip_addr, parse_ip_brief, parse_ip_link
+from .json_forms import detect_json, parse_json
+from .links import (detect_ip_addr, detect_ip_brief, detect_ip_brief_link, detect_ip_link, parse_ip_addr,
+                    parse_ip_brief, parse_ip_link)
 from .neigh import detect_arp_a, detect_arp_n, detect_ip_neigh, parse_arp_a, parse_arp_n, parse_ip_neigh
-from .routes import detect_ip_route, detect_ip_route_get, detect_ip_rule, parse_ip_route, parse_ip_route_get, parse_ip_rule
 from .nettools import (detect_brctl, detect_ifconfig, detect_netstat, detect_subnet_env, parse_brctl, parse_ifconfig,
                        parse_netstat, parse_subnet_env)
+from .routes import (detect_ip_route, detect_ip_route_get, detect_ip_rule, parse_ip_route, parse_ip_route_get,
+                     parse_ip_rule)
 from .state import Command, NO_HINT
 from .sysctl import detect_sysctl, parse_sysctl
 from .text import Words

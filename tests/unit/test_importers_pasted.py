@@ -348,6 +348,16 @@ def test_every_corpus_file_imports_and_names_its_source():
         assert all(h.sources for h in b.hosts), path.name
 
 
+@pytest.mark.parametrize("name", [p.name for p in CORPUS if p.name != "headers_three_nodes.txt"])
+def test_chat_squashed_pastes_give_the_same_hosts(name):
+    """Chat loses the newlines; every host must still hold what it held. (Not `# worker1` headers:
+    without its line, `#` is a root prompt or a comment.)"""
+    text = paste(name)
+    normal = {h.name: host_view(h) for h in import_texts([(name, text)]).hosts}
+    squashed = {h.name: host_view(h) for h in import_texts([(name, text.replace("\n", " "))]).hosts}
+    assert squashed == normal
+
+
 # --- the property: mixing pastes never moves output between hosts ------------------------------
 
 

@@ -58,6 +58,8 @@ def block_ends(w: Words, k: int, ctx: Ctx) -> bool:
         return True
     if w.bol[k] and not (w.indented[k] or w[k] in LINK_CONT or w[k].startswith("link/")):
         return True  # continuation lines are indented or start like one (chat may strip indentation)
+    if w[k][:1] in "=-" and prompts.header_at(w, k):
+        return True  # `=== node2 ===`
     return registry.strong_start(w, k, exclude=("ip a", "ip link")) or bool(prompts.command_line(w, k, ctx))
 
 
@@ -129,6 +131,10 @@ def parse_link_block(w: Words, i: int, ctx: Ctx, addrs: bool) -> int:
     return k
 
 
+INET_FLAGS = {"secondary", "primary", "dynamic", "noprefixroute", "tentative", "deprecated", "permanent", "home",
+              "nodad", "mngtmpaddr", "optimistic", "temporary", "stable-privacy", "dadfailed", "autojoin"}
+
+
 def parse_inet(w: Words, k: int, ctx: Ctx, ifname: str | None) -> int:
     """`inet 10.244.0.1/24 [peer P/L] [brd B] [scope S] [flags] [label]`; k at "inet"."""
     address, _, length = w[k + 1].partition("/")
@@ -153,19 +159,28 @@ def parse_inet(w: Words, k: int, ctx: Ctx, ifname: str | None) -> int:
             k += 2
         elif w[k] in ("brd", "metric"):
             k += 2
-        else:
+        elif w[k] in INET_FLAGS or (ifname and w[k].split(":")[0] == ifname):
             k += 1  # flags (secondary, dynamic, noprefixroute...) and the label
+        else:
+            break  # squashed text goes on with something else
     if ifname and prefixlen is not None and prefixlen <= 32:
         a = Addr(ifname=ifname, address=address, prefixlen=prefixlen, scope=scope)
         ctx.state.add_unique("addrs", a)
     return k
 
 
+VXLAN_VALUE_KEYS = {"id", "remote", "group", "local", "dev", "dstport", "ttl", "tos", "ageing", "maxaddress", "label",
+                    "df", "flowlabel", "src_vni", "vni"}
+VXLAN_FLAGS = {"nolearning", "learning", "udpcsum", "noudpcsum", "udp6zerocsumtx", "udp6zerocsumrx", "l2miss", "l3miss",
+               "proxy", "rsc", "external", "gbp", "gpe", "noudp6zerocsumtx", "noudp6zerocsumrx", "nol2miss", "nol3miss",
+               "noproxy", "norsc", "localbypass", "nolocalbypass", "vnifilter"}
+
+
 def parse_vxlan(w: Words, k: int, ctx: Ctx, link: Link) -> int:
     """`vxlan id 1 [remote|group IP] local 192.168.56.11 dev eth0 srcport 0 0 dstport 8472 nolearning ...`"""
     vx = Vxlan(vni=0, learning=True)
     seen_id = False
-    while k < w.n and not w.at_bol(k) and w[k] not in ("inet", "inet6") and not link_header(w, k):
+    while k < w.n and not w.at_bol(k) and not link_header(w, k):
         t, v = w[k], w[k + 1]
         if t == "id" and num(v) is not None:
             vx.vni, seen_id = num(v), True
@@ -177,7 +192,14 @@ def parse_vxlan(w: Words, k: int, ctx: Ctx, link: Link) -> int:
             vx.port = num(v)
         elif t == "nolearning":
             vx.learning = False
-        k += 1
+        if t == "srcport":
+            k += 3
+        elif t in VXLAN_VALUE_KEYS:
+            k += 2
+        elif t in VXLAN_FLAGS:
+            k += 1
+        else:
+            break  # the vxlan line ended (squashed text goes on with something else)
     if seen_id:
         link.vxlan = vx
     return k

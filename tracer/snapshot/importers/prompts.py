@@ -37,6 +37,8 @@ def prompt_len(w: Words, i: int) -> int:
         return 0
     if _PROMPT.match(t):
         return 1
+    if len(t) > 64 or '"' in t or "{" in t:
+        return 0  # a JSON array or a long value, not `[root@node1 ~]#`
     for j in range(1, 4):
         if w.at_bol(i + j):
             break
@@ -73,7 +75,7 @@ def header_at(w: Words, i: int) -> tuple[str | None, int] | None:
     """A line that separates hosts: `=== node3 ===`, `--- worker1 ---`, `==> node2 <==`, `# worker1`.
     Returns (host, index after the line); host None for a header naming a command (`=== ip a ===`)."""
     if not w.bol[i]:
-        return None
+        return squashed_header_at(w, i)
     end = w.line_end(i)
     words = w.items[i:end]
     first = words[0]
@@ -81,7 +83,7 @@ def header_at(w: Words, i: int) -> tuple[str | None, int] | None:
             and base(words[1]) not in SHELL_WORDS and base(words[1]) not in COMMAND_WORDS:
         return words[1].rstrip(":"), end  # "# worker1"; "# ip a" is a root prompt, "# notes" a comment
     if not _HEADER_DELIM.match(first) or len(words) < 3 or not _HEADER_DELIM.match(words[-1]):
-        return None
+        return squashed_header_at(w, i)  # the line goes on after the header (squashed text)
     inner = words[1:-1]
     name = inner[0].strip("[]():")
     if len(inner) > 4 or not re.match(r"^[A-Za-z0-9][\w.-]*$", name):
@@ -89,6 +91,24 @@ def header_at(w: Words, i: int) -> tuple[str | None, int] | None:
     if base(name) in COMMAND_WORDS or base(name) in SHELL_WORDS or name in ("sudo", "output"):
         return None, end
     return name, end
+
+
+_SQUASHED_DELIM = re.compile(r"^(?:={3,}|-{3,}|==>)$")
+
+
+def squashed_header_at(w: Words, i: int) -> tuple[str | None, int] | None:
+    """`=== node2 ===` inside a line (chat squashed the newlines): the delimited forms only."""
+    if not _SQUASHED_DELIM.match(w[i]):
+        return None
+    for j in range(i + 2, min(i + 6, w.n)):
+        if _HEADER_DELIM.match(w[j]) and (w[j] == w[i] or (w[i], w[j]) == ("==>", "<==")):
+            name = w[i + 1].strip("[]():")
+            if not re.match(r"^[A-Za-z0-9][\w.-]*$", name):
+                return None
+            if base(name) in COMMAND_WORDS or base(name) in SHELL_WORDS:
+                return None, j + 1
+            return name, j + 1
+    return None
 
 
 def command_line(w: Words, i: int, ctx: Ctx) -> tuple[Hint | None, int] | None:
@@ -428,14 +448,17 @@ def args_sysctl(w: Words, k: int) -> ArgsResult:
 def args_net_tools(tool: str) -> Callable[[Words, int], ArgsResult]:
     """`ifconfig [-a] [IF]`, `netstat -rn`, `route -n`, `brctl show`; their changing forms are input."""
     def args(w: Words, k: int) -> ArgsResult:
-        end = w.line_end(k - 1)
+        end = command_end(w, k - 1, NO_HINT)  # its line; squashed, up to the output that follows
         words = w.items[k:end]
         changes = {"ifconfig": {"up", "down", "mtu", "netmask", "hw", "add", "del"}, "route": {"add", "del"},
                    "brctl": {"addbr", "delbr", "addif", "delif"}}.get(tool, set())
         if changes & set(words):
             return None, {"input": True}, end  # `ifconfig eth0 mtu 1400`, `route add ...`: a change
         if tool == "ifconfig":
-            return "ifconfig", {}, end
+            j = k
+            while j < end and (w[j].startswith("-") or (j == k and re.match(r"^[\w.@-]+$", w[j]))):
+                j += 1  # `ifconfig -a`, `ifconfig eth0`: the output starts with "eth0: flags=" or "eth0 Link"
+            return "ifconfig", {}, j if j < end and detect_output_start(w, j) else end
         if tool == "brctl":
             return ("brctl show" if words[:1] == ["show"] else None), {}, end
         reads_routes = tool == "route" or any(x.startswith("-") and "r" in x for x in words)
@@ -443,9 +466,13 @@ def args_net_tools(tool: str) -> Callable[[Words, int], ArgsResult]:
     return args
 
 
+def detect_output_start(w: Words, j: int) -> bool:
+    return any(c.detect(w, j, NO_HINT) == 2 for c in registry.COMMANDS)
+
+
 def args_input(w: Words, k: int) -> ArgsResult:
     """`echo 1 > /proc/sys/net/ipv4/ip_forward`, `printf ... | tee FILE`: input, never state."""
-    end = w.line_end(k - 1)
+    end = command_end(w, k - 1, NO_HINT)
     tee = any(base(t) == "tee" for t in w.items[k:end])
     return None, {"input": True, "echo": 1 if tee else 0}, end
 

@@ -43,10 +43,11 @@ def sections(w: Words, default: str) -> tuple[list[str], dict[str, set[str]]]:
     for i in range(w.n):
         if w.bol[i]:
             by_line += [section] * (w.lines[i] - last - 1)
-            header = prompts.header_at(w, i)
-            if header and header[0]:
-                section = header[0]
-                names.setdefault(section, set())
+        header = prompts.header_at(w, i) if w.bol[i] or w.items[i][:1] in "=-" else None
+        if header and header[0]:
+            section = header[0]
+            names.setdefault(section, set())
+        if w.bol[i]:
             by_line.append(section)
             last = w.lines[i]
         t = w.items[i]
@@ -75,7 +76,7 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
         if ctx.discard_to is not None and (w.lines[i] > ctx.discard_to or
                                            (ctx.discard_to < 0 and w.lines[i] > w.lines[i - 1] + 1)):
             ctx.state, ctx.discard_to = ctx.node, None  # the echoed input ended (a blank line, or its count)
-        if w.bol[i]:
+        if w.bol[i] or w.items[i][:1] in "=-":
             header = prompts.header_at(w, i)
             if header:
                 name, j = header
@@ -84,11 +85,11 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
                     ctx.state, ctx.hint, ctx.current, ctx.discard_to = ctx.node, None, None, None
                 i = j
                 continue
-            heredoc = _HEREDOC.search(w.span(i, w.line_end(i)))
-            if heredoc and not w.items[i].startswith(("-A", "[")):
-                switch_host(w, i, ctx, hosts, split)
-                i = skip_heredoc(w, i, heredoc.group(1), ctx)
-                continue
+        heredoc = heredoc_at(w, i)
+        if heredoc:
+            switch_host(w, i, ctx, hosts, split)
+            i = skip_heredoc(w, i, *heredoc, ctx)
+            continue
         line = prompts.command_line(w, i, ctx)
         if line:
             hint, j = line
@@ -137,25 +138,38 @@ def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: set[str]) -> No
         ctx.node = hosts.get(name)
 
 
-def skip_heredoc(w: Words, i: int, end_word: str, ctx: Ctx) -> int:
-    """`cat <<EOF | sudo tee /etc/sysctl.d/k8s.conf` and its lines up to EOF are what the user
-    typed; `tee` prints them back after. Returns the index after all of it."""
-    command = w.span(i, w.line_end(i))
-    j = w.line_end(i)
-    body: list[str] = []
-    while j < w.n:
-        nxt = w.line_end(j)
-        if nxt - j == 1 and w.items[j] == end_word:
-            j = nxt
-            break
-        body.append(w.span(j, nxt))
-        j = nxt
-    if "tee" in command:  # tee echoes the body: the same lines again
-        for line in body:
-            nxt = w.line_end(j)
-            if j >= w.n or w.span(j, nxt) != line:
-                break
-            j = nxt
+def heredoc_at(w: Words, i: int) -> tuple[int, str] | None:
+    """A command line with a here-document (`cat <<EOF | sudo tee FILE`) at i: (index of its `<<`
+    word, the end word). Only a line start or a prompt starts one; a squashed paste may hold several."""
+    if not (w.bol[i] or prompts.prompt_len(w, i)):
+        return None
+    k = i + prompts.prompt_len(w, i)
+    for j in range(k, min(k + 16, w.n)):
+        if j > k and (w.bol[j] or prompts.prompt_len(w, j)):
+            return None
+        m = _HEREDOC.match(w.items[j]) if "<<" in w.items[j] else None
+        if m is None and "<<" in w.items[j]:
+            m = _HEREDOC.search(w.items[j] + " " + w[j + 1])
+        if m:
+            return j, m.group(1)
+    return None
+
+
+def skip_heredoc(w: Words, i: int, at: int, end_word: str, ctx: Ctx) -> int:
+    """`cat <<EOF | sudo tee /etc/sysctl.d/k8s.conf`, its lines up to EOF (the user's input) and
+    what `tee` prints back after it: none of it is state. Returns the index after all of it."""
+    command_end = w.line_end(i) if w.bol[i] else at + 1
+    while command_end < w.n and not w.bol[command_end] and w.items[command_end] in ("|", "sudo", "tee", "-a") \
+            or (command_end < w.n and not w.bol[command_end] and w.items[command_end - 1] == "tee"):
+        command_end += 1  # squashed: `| sudo tee FILE` ends the command line
+    command = w.span(i, command_end)
+    j = command_end
+    while j < w.n and not (w.items[j] == end_word and (w.bol[j] or w[j - 1] == ">")):
+        j += 1
+    body = [t for t in w.items[command_end:j] if t != ">"]  # `> ` continuation prompts (squashed)
+    j = min(j + 1, w.n)
+    if "tee" in command and w.items[j:j + len(body)] == body:
+        j += len(body)  # tee echoes the body: the same words again
     ctx.node.note("input", f"lines {w.lines[i]}-{w.lines[j - 1]}: `{command[:60]}` and its here-document are "
                            "input, not the kernel's state")
     ctx.hint, ctx.current = None, None

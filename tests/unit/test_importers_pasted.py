@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from podpath.tracer.bundle import Addr, Route
 from podpath.tracer.diagnose import diagnose
+from podpath.tracer.errors import BundleError
 from podpath.tracer.netfilter.iptables import parse_save
 from podpath.tracer.snapshot.importers import Words, import_texts, normalise
 from podpath.tracer.snapshot.importers.prompts import header_at, prompt_host
@@ -167,6 +168,11 @@ def test_sysctl_w_without_prompt_is_input_too():
     h = import_texts([("n.txt", "net.ipv4.ip_forward = 0\nsysctl -w net.ipv4.ip_forward=1\n"
                                 "net.ipv4.ip_forward = 1\nip r\ndefault via 10.0.0.1 dev eth0\n")]).hosts[0]
     assert h.sysctls == {"net.ipv4.ip_forward": "0"} and len(h.routes) == 1
+
+
+def test_a_paste_of_input_only_is_refused_with_one_line():
+    with pytest.raises(BundleError, match="only input .* not what the kernel printed"):
+        import_texts([("n.txt", "$ sudo sysctl -w net.ipv4.ip_forward=1\nnet.ipv4.ip_forward = 1\n")])
 
 
 def test_ifconfig_netstat_and_brctl_are_read_as_what_they_are():

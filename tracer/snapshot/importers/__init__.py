@@ -66,7 +66,10 @@ def import_texts(texts: list[tuple[str, str]], host_name: str | None = None) -> 
         adopt_single_target(hosts, s, host_name or host_name_of(str(label)))
         known = {id(st) for st in hosts.states.values()}
         runs = [r for r in s.runs if id(r.state) in known]
-        if not runs and not any(r.state is not None for r in s.runs):
+        if not runs and s.runs:
+            raise BundleError(f"{label}: only input (sysctl -w, echo, here-documents: what was typed, not what the "
+                              f"kernel printed); paste the output of: {SUPPORTED}")
+        if not runs:
             raise BundleError(f"{label}: no command output recognised; supported: {SUPPORTED}")
         for r in runs:
             if r.command not in r.state.host.sources:

@@ -58,7 +58,7 @@ def block_ends(w: Words, k: int, ctx: Ctx) -> bool:
         return True
     if w.bol[k] and not (w.indented[k] or w[k] in LINK_CONT or w[k].startswith("link/")):
         return True  # continuation lines are indented or start like one (chat may strip indentation)
-    if w[k][:1] in "=-" and prompts.header_at(w, k):
+    if k < w.n and prompts.may_be_header(w, k) and prompts.header_at(w, k):
         return True  # `=== node2 ===`
     return registry.strong_start(w, k, exclude=("ip a", "ip link")) or bool(prompts.command_line(w, k, ctx))
 

@@ -93,6 +93,12 @@ def header_at(w: Words, i: int) -> tuple[str | None, int] | None:
     return name, end
 
 
+def may_be_header(w: Words, i: int) -> bool:
+    """A cheap test before header_at: its first word is a delimiter, or `#` at a line start."""
+    t = w.items[i]
+    return t[:2] in ("==", "--", "**", "##", ">>", "<<") or (w.bol[i] and t[:1] == "#")
+
+
 _SQUASHED_DELIM = re.compile(r"^(?:={3,}|-{3,}|==>)$")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -35,26 +36,30 @@ class Scan:
     unparsed: list[tuple[int, HostState]]
 
 
+# Words that may name a host: header delimiters, and prompts (`[root@master ~]#`, `admin@node2:~$`).
+_SECTION_HINTS = re.compile(r"(?<!\S)(?:={2,}|-{3,}|\*{3,}|#{1,3}|==>|<==|>{3,}|<{3,}|\S*@\S*|\S+[#$%])(?!\S)")
+
+
 def sections(w: Words, default: str) -> tuple[list[str], dict[str, set[str]]]:
     """The section (host) each line starts in: the file's own host until a header names another
     (`=== node2 ===`); and the prompt host names each section shows."""
-    section, by_line, names = default, [], {default: set()}
-    last = 0
-    for i in range(w.n):
-        if w.bol[i]:
-            by_line += [section] * (w.lines[i] - last - 1)
-        header = prompts.header_at(w, i) if w.bol[i] or w.items[i][:1] in "=-" else None
+    section, names, changes = default, {default: set()}, [(1, default)]
+    for i in sorted({bisect.bisect_left(w.starts, m.start()) for m in _SECTION_HINTS.finditer(w.text)}):
+        if i >= w.n:
+            continue
+        header = prompts.header_at(w, i) if prompts.may_be_header(w, i) else None
         if header and header[0]:
             section = header[0]
             names.setdefault(section, set())
-        if w.bol[i]:
-            by_line.append(section)
-            last = w.lines[i]
-        t = w.items[i]
-        if ("@" in t or t[-1:] in "#$%") and not (w.bol[i] and prompts.header_at(w, i)):
+            changes.append((w.lines[i], section))
+        elif not header:
             name = prompts.prompt_host(w, i)
             if name:
                 names[section].add(name)
+    total = w.text.count("\n") + 1
+    by_line: list[str] = []
+    for (line, name), nxt in zip(changes, changes[1:] + [(total + 1, None)]):
+        by_line += [name] * (nxt[0] - line)
     return by_line, names
 
 
@@ -76,7 +81,7 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
         if ctx.discard_to is not None and (w.lines[i] > ctx.discard_to or
                                            (ctx.discard_to < 0 and w.lines[i] > w.lines[i - 1] + 1)):
             ctx.state, ctx.discard_to = ctx.node, None  # the echoed input ended (a blank line, or its count)
-        if w.bol[i] or w.items[i][:1] in "=-":
+        if prompts.may_be_header(w, i):
             header = prompts.header_at(w, i)
             if header:
                 name, j = header
@@ -141,6 +146,8 @@ def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: set[str]) -> No
 def heredoc_at(w: Words, i: int) -> tuple[int, str] | None:
     """A command line with a here-document (`cat <<EOF | sudo tee FILE`) at i: (index of its `<<`
     word, the end word). Only a line start or a prompt starts one; a squashed paste may hold several."""
+    if "<<" not in w.text[w.starts[i]:w.ends[min(i + 16, w.n - 1)]]:
+        return None  # the cheap test first: most lines hold no here-document
     if not (w.bol[i] or prompts.prompt_len(w, i)):
         return None
     k = i + prompts.prompt_len(w, i)

@@ -237,6 +237,18 @@ def test_a_table_pasted_whole_wins_over_a_fragment_of_it():
     assert "table nat was pasted whole; the fragment's rules for it were left out" in h.gaps["iptables"]
 
 
+def test_iptables_S_reads_into_the_commands_table_and_L_is_said_not_evaluated():
+    b = bundle_of("iptables_S_and_L.txt")
+    h = b.hosts[0]
+    rules = parse_save(h.iptables_save["legacy"])
+    assert rules.tables["filter"].chains["FORWARD"].policy == "DROP"
+    assert [r.text for r in rules.tables["nat"].chains["KUBE-SERVICES"].rules] == \
+        ["-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU"]
+    assert "is not evaluated" in h.gaps["iptables -L"] and "iptables -P FORWARD ACCEPT" in h.gaps["input"]
+    f = next(f for f in diagnose(b).findings if f.cause == "iptables")  # the -P typed later changed nothing
+    assert (f.severity, f.object) == ("error", ":FORWARD DROP (legacy filter)")
+
+
 def test_xtables_save_header_means_nf_tables():
     h = bundle_of("kubernetes_72370_xtables.txt").hosts[0]
     assert list(h.iptables_save) == ["nft"]

@@ -17,6 +17,8 @@ _IPT_POLICIES = {"ACCEPT", "DROP", "RETURN", "QUEUE", "-"}
 _SAVE_TOOL = re.compile(r"^(?:ip(6?)tables|xtables)(?:-nft|-legacy)?-save$")  # xtables-save: iptables-nft 1.8.0-2
 LEGACY_WARNING = "nft, then legacy"  # the warning line ends iptables-nft-save; legacy tables follow
 _CTIME_END = re.compile(r"^[0-9]{4}$")
+_CHAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_IPT_SHORT_AFTER = re.compile(r"^(?:ACCEPT|DROP|[A-Z][A-Z0-9_-]*|-S)$")  # squashed: after the previous -P/-N line
 
 
 def ipt_line(w: Words, k: int) -> str | None:
@@ -40,6 +42,9 @@ def ipt_line(w: Words, k: int) -> str | None:
         # "[p:b] -A ..." starts at its counter, unless that counter ends a ":CHAIN POLICY [p:b]" line
         if w.bol[k] or not _IPT_COUNTER.match(w[k - 1]) or (w[k - 3][:1] == ":" and w[k - 2] in _IPT_POLICIES):
             return "rule"
+    elif t in ("-P", "-N") and (w.bol[k] or _IPT_SHORT_AFTER.match(w[k - 1] or "")) and _CHAIN.match(w[k + 1]) \
+            and (t == "-N" or w[k + 2] in ("ACCEPT", "DROP")):
+        return "policy" if t == "-P" else "new"  # `iptables -S`: -P FORWARD DROP, -N KUBE-FORWARD
     elif t == "COMMIT" and (w.at_bol(k + 1) or w[k + 1] == "#" or _IPT_TABLE.match(w[k + 1])
                             or w.bol[k] or not w[k - 1].startswith("-")):
         return "commit"
@@ -89,7 +94,7 @@ def parse_iptables(w: Words, i: int, ctx: Ctx) -> int:
         elif kind == "rule":
             k = ipt_rule_end(w, k, ctx)
         else:
-            k += {"table": 1, "chain": 3, "commit": 1}[kind]
+            k += {"table": 1, "chain": 3, "commit": 1, "policy": 3, "new": 2}[kind]
         lines.append((w.span(start, k), backend))
         committed = kind == "commit" or (committed and w[start + 1] == "Completed")
     store_iptables(ctx, lines)
@@ -107,7 +112,7 @@ def ipt_rule_end(w: Words, k: int, ctx: Ctx) -> int:
                 break
             if t[0] in "-[:*#C" and ipt_line(w, k):
                 break
-            if t[-1] in "#$%" and prompts.command_line(w, k, ctx):
+            if (t[-1] in "#$%" or t[0] == "[" or "@" in t) and prompts.command_line(w, k, ctx):
                 break
         quoted ^= (t.count('"') - t.count('\\"')) % 2 == 1
         k += 1
@@ -132,7 +137,7 @@ def store_iptables(ctx: Ctx, lines: list[tuple[str, str | None]]) -> None:
             continue
         first = next((n for n, t in enumerate(texts) if t.startswith("*")), len(texts))
         fragment, whole = texts[:first], texts[first:]
-        if any(t.startswith(("-A", "[", ":")) for t in fragment):  # rules before any *table line
+        if any(t.startswith(("-A", "[", ":", "-P", "-N")) for t in fragment):  # rules before any *table line
             ctx.state.iptables.setdefault(backend, []).append(("\n".join(infer_tables(ctx, fragment)) + "\n", True))
             fragment = []
         if whole:
@@ -149,7 +154,8 @@ NAT_CHAINS = re.compile(r"^(PREROUTING|POSTROUTING|KUBE-(SVC|SEP|EXT|FW|SVL|XLB)
                         r"KUBE-NODEPORTS|KUBE-POSTROUTING|KUBE-LOAD-BALANCER|FLANNEL-POSTRTG)$")
 FILTER_CHAINS = re.compile(r"^(FORWARD|INPUT|OUTPUT|KUBE-FORWARD|KUBE-FIREWALL|KUBE-PROXY-FIREWALL|"
                            r"KUBE-EXTERNAL-SERVICES|KUBE-NODE-PORT|FLANNEL-FWD|DOCKER-USER|DOCKER-ISOLATION-.*)$")
-BUILTIN = {"filter": ["INPUT", "FORWARD", "OUTPUT"], "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]}
+BUILTIN = {"filter": ["INPUT", "FORWARD", "OUTPUT"], "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+           "mangle": ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"], "raw": ["PREROUTING", "OUTPUT"]}
 _RULE = re.compile(r"^(?:\[[0-9]+:[0-9]+\] )?-A (\S+)(.*)$")
 _JUMP = re.compile(r" -[jg] (\S+)")
 
@@ -180,24 +186,33 @@ def infer_tables(ctx: Ctx, texts: list[str]) -> list[str]:
     policies: dict[str, str] = {}
     rules: dict[str, list[tuple[str, str]]] = {}  # table → (chain, line)
     unknown: list[str] = []
+    given = ctx.hint.table if ctx.hint and ctx.hint.name == "iptables-save" else None  # `iptables -t nat -S`
     for line in texts:
-        if line.startswith(":"):
-            name, policy = (line[1:].split() + ["-"])[:2]
-            policies[name] = policy
+        if line.startswith((":", "-P ", "-N ")):
+            parts = line.lstrip(":").split()
+            name, policy = (parts[1:] + ["-"])[:2] if line.startswith("-") else (parts + ["-"])[:2]
+            policies[name] = "-" if line.startswith("-N") else policy
+            if line.startswith("-N") and given:
+                rules.setdefault(given, [])
             continue
         m = _RULE.match(line)
         if not m:
             continue
         chain = m.group(1)
         jump = _JUMP.search(m.group(2))
-        table = table_of(chain, jump.group(1) if jump else None)
+        table = given or table_of(chain, jump.group(1) if jump else None)
         if table is None:
             unknown.append(chain)
             continue
         rules.setdefault(table, []).append((chain, line))
     out: list[str] = []
+    for name, policy in policies.items():  # chains only -P / -N / :CHAIN named, without rules here
+        table = given or table_of(name, None)
+        if table and name not in {c for e in rules.values() for c, _ in e}:
+            rules.setdefault(table, [])
     for table, entries in rules.items():
-        chains = dict.fromkeys(BUILTIN[table])
+        chains = dict.fromkeys(BUILTIN.get(table, []))
+        chains.update((n, None) for n in policies if (given or table_of(n, None)) == table)
         for chain, line in entries:
             chains[chain] = None
             jump = _JUMP.search(line)
@@ -205,12 +220,15 @@ def infer_tables(ctx: Ctx, texts: list[str]) -> list[str]:
                 chains[jump.group(1)] = None  # declared, as iptables-save declares every chain it prints
         out.append(f"*{table}")
         for chain in chains:
-            default = "ACCEPT" if chain in BUILTIN[table] else "-"
+            default = "ACCEPT" if chain in BUILTIN.get(table, []) else "-"
             out.append(f":{chain} {policies.get(chain, default)} [0:0]")
         out += [line for _, line in entries]
         out.append("COMMIT")
-    said = ", ".join(f"{t} for {', '.join(dict.fromkeys(c for c, _ in e))}" for t, e in rules.items())
-    if said:
+    said = ", ".join(f"{t} for {', '.join(dict.fromkeys(c for c, _ in e))}" for t, e in rules.items() if e)
+    if given and rules:
+        ctx.state.note("iptables", f"`iptables -S` rules read into table {given} (the command's -t); built-in chain "
+                                   "policies not listed there are assumed ACCEPT")
+    elif said:
         ctx.state.note("iptables", f"iptables rules without a *table line: table inferred ({said}) from chain "
                                    "names and targets; built-in chain policies not pasted, ACCEPT assumed unless "
                                    "a :CHAIN line said; paste the whole `iptables-save -c` to be sure")
@@ -249,3 +267,28 @@ def join_tables(chunks: list[tuple[str, bool]], note) -> str:
                 note("iptables", f"table {name} was pasted whole; the fragment's rules for it were left out")
             tables[name] = (block if block.endswith("\n") else block + "\n", inferred)
     return "".join(head) + "".join(block for block, _ in tables.values())
+
+
+# --- iptables -L (not evaluated: its columns lose matches) ----------------------------------------
+
+_LIST_CHAIN = re.compile(r"^\((?:policy|[0-9]+)$")
+
+
+def detect_iptables_list(w: Words, i: int, ctx: Ctx) -> int:
+    """`Chain FORWARD (policy DROP 0 packets, 0 bytes)`, `Chain KUBE-SERVICES (2 references)`."""
+    return 2 if w[i] == "Chain" and _CHAIN.match(w[i + 1]) and _LIST_CHAIN.match(w[i + 2]) else 0
+
+
+def parse_iptables_list(w: Words, i: int, ctx: Ctx) -> int:
+    """One chain of `iptables -L [-n] [-v]`: read for its name and policy only, and said so."""
+    name = w[i + 1]
+    policy = w[i + 3].rstrip(")") if w[i + 2] == "(policy" else None
+    k = w.line_end(i)
+    while k < w.n and not detect_iptables_list(w, k, ctx) and w.lines[k] == w.lines[k - 1] + 1 \
+            and not prompts.command_line(w, k, ctx) and not w[k].startswith(("*", ":", "#")):
+        k = w.line_end(k)  # the column titles and rules, up to a blank line or the next chain
+    if not w.bol[i]:  # squashed: one chain title, the rest is for the others to read
+        k = i + 3
+    ctx.state.note("iptables -L", f"`iptables -L` output (chain {name}{f', policy {policy}' if policy else ''}) "
+                                  "is not evaluated: its columns lose matches; paste `iptables-save -c`")
+    return k

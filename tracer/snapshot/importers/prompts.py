@@ -402,6 +402,32 @@ def args_iptables_save(tool: str) -> Callable[[Words, int], ArgsResult]:
     return args
 
 
+def args_iptables(w: Words, k: int) -> ArgsResult:
+    """`iptables [-t T] -S` reads like iptables-save; `-L` is listed, not evaluated; the rest changes rules."""
+    table, command, end = None, None, command_end(w, k - 1, NO_HINT)
+    j = k
+    while j < end and w[j].startswith("-"):
+        t = w[j]
+        if t in ("-t", "--table") and j + 1 < end:
+            table, j = w[j + 1], j + 2
+            continue
+        if t in ("-S", "--list-rules"):
+            command = "iptables-save"
+        elif t in ("-L", "--list") or (t[1:2] != "-" and "L" in t):
+            command = command or "iptables -L"
+        elif t in ("-A", "-I", "-D", "-R", "-P", "-N", "-X", "-F", "-Z", "-E", "--append", "--insert", "--delete",
+                   "--policy", "--flush"):
+            return None, {"input": True}, end  # a change, not a reading
+        j += 1
+    if command == "iptables-save":
+        while j < end and re.match(r"^[A-Z][\w-]*$", w[j]):
+            j += 1  # `iptables -S FORWARD`
+        return "iptables-save", {"table": table or "filter"}, j
+    if command:
+        return command, {}, end
+    return None, {}, end
+
+
 def args_ipvsadm(w: Words, k: int) -> ArgsResult:
     letters, save, other = "", False, False
     while w[k].startswith("-") and not w.at_bol(k):
@@ -499,6 +525,7 @@ ARGS: dict[str, Callable[[Words, int], ArgsResult]] = {
     "ip": args_ip, "arp": args_arp, "bridge": args_bridge, "ipvsadm": args_ipvsadm, "sysctl": args_sysctl,
     "cat": args_cat, "echo": args_input, "printf": args_input, "tee": args_input,
     **{t: args_net_tools(t) for t in ("ifconfig", "netstat", "route", "brctl")},
+    "iptables": args_iptables, "iptables-nft": args_iptables, "iptables-legacy": args_iptables,
     **{t: args_iptables_save(t) for t in ("iptables-save", "iptables-nft-save", "iptables-legacy-save",
                                           "ip6tables-save", "ip6tables-nft-save", "ip6tables-legacy-save")},
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .fdb import detect_bridge_fdb, parse_bridge_fdb
-from .iptables import detect_iptables, parse_iptables
+from .iptables import detect_iptables, detect_iptables_list, parse_iptables, parse_iptables_list
 from .ipvs import detect_ipvsadm, detect_ipvsadm_save, parse_ipvsadm, parse_ipvsadm_save
 from .json_forms import detect_json, parse_json
 from .links import (detect_ip_addr, detect_ip_brief, detect_ip_brief_link, detect_ip_link, parse_ip_addr,
@@ -41,6 +41,7 @@ COMMANDS: list[Command] = [
     Command("netstat -rn", detect_netstat, parse_netstat),
     Command("brctl show", detect_brctl, parse_brctl),
     Command("subnet.env", detect_subnet_env, parse_subnet_env),
+    Command("iptables -L", detect_iptables_list, parse_iptables_list),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 SUPPORTED = ", ".join(c.name for c in COMMANDS)

@@ -100,7 +100,8 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
 
 
 # Gaps an import records that are about the paste, not about a table podpath leaves unread by design.
-IMPORT_GAPS = ("unparsed", "redacted", "unparsed values", "input", "unsupported", "iptables", "brctl")
+IMPORT_GAPS = ("unparsed", "redacted", "unparsed values", "input", "unsupported", "iptables", "iptables -L", "brctl",
+               "two hosts?")
 
 
 def with_import_gaps(d: Diagnosis, bundle: Bundle) -> Diagnosis:

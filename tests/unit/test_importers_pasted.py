@@ -137,6 +137,14 @@ def test_not_headers(line):
     assert header_at(Words(line), 0) is None
 
 
+def test_two_hosts_without_a_boundary_are_not_merged_silently():
+    worker = paste("k3s_1719_two_nodes.txt").split("Worker:")[1].replace("[root@k3s-worker ~]# ", "")
+    master = paste("k3s_1719_two_nodes.txt").split("Worker:")[0].replace("[root@k3s-master ~]# ", "")
+    h = import_texts([("both.txt", master + worker)]).hosts[0]
+    assert "enp0s3 was pasted twice with different MACs (08:00:27:15:3a:2a, then 08:00:27:8a:89:53)" \
+        in h.gaps["two hosts?"]
+
+
 def test_exec_prefixes_attribute_output_to_the_pod_or_namespace():
     b = bundle_of("exec_prefixes.txt")
     by_name = {h.name: h for h in b.hosts}

@@ -211,6 +211,10 @@ def add_link(ctx: Ctx, link: Link) -> None:
     if old is None:
         ctx.state.add_link(link)
         return
+    if old.mac and link.mac and old.mac != link.mac and link.name != "lo":
+        ctx.state.note("two hosts?", f"{link.name} was pasted twice with different MACs ({old.mac}, then {link.mac}): "
+                                     "two hosts' output without a prompt or header between them? The later one was "
+                                     "kept; put `=== <host> ===` before each host's output")
     for f in ("index", "kind", "mtu", "mac", "master", "peer_index", "peer_netnsid", "peer_name",
               "vxlan", "hairpin"):
         if getattr(link, f) is not None:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ...bundle import Host
-from .state import Command, Ctx, Hosts, HostState
+from .state import Command, Ctx, Hint, Hosts, HostState
 from .text import Words, normalise
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -97,25 +97,9 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
             continue
         line = prompts.command_line(w, i, ctx)
         if line:
-            hint, j = line
             switch_host(w, i, ctx, hosts, split)
-            ctx.hint, ctx.current, ctx.discard_to = hint, None, None
-            ctx.cat_pending = bool(hint and hint.key)
-            ctx.state = ctx.node
-            if hint and hint.target:
-                remote = hint.target_via in ("kubectl", "oc")  # kubectl runs anywhere: the node is unknown
-                ctx.state = hosts.get(hint.target, kind="pod", node=None if remote else ctx.node.host.name,
-                                      netns=hint.target_netns, namespace=hint.target_namespace)
-                ctx.state.exec_via = hint.text.split(" -- ")[0] if " -- " in hint.text else hint.text
-            if hint and hint.input:
-                ctx.node.note("input", f"line {w.lines[i]}: `{hint.text[:60]}` sets or writes, so what it prints "
-                                       "is input, not the kernel's state")
-                ctx.state = HostState(Host(name="-"))  # records echoed back go nowhere
-                ctx.discard_to = float("inf") if hint.prompt else hint.echo + w.lines[i] if hint.echo >= 0 else -1
-                ctx.hint = None
-            elif hint and hint.name is None and hint.text:
-                ctx.node.note("unsupported", f"`{hint.text[:60]}` at line {w.lines[i]}")
-            i = max(j, i + 1)
+            enter_command(w, i, line[0], ctx, hosts)
+            i = max(line[1], i + 1)
             continue
         cmd = detect(w, i, ctx)
         if cmd is None:
@@ -133,6 +117,28 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
         ctx.current = cmd
         i = j
     return Scan(w, runs, unparsed)
+
+
+def enter_command(w: Words, i: int, hint: Hint | None, ctx: Ctx, hosts: Hosts) -> None:
+    """A command line at i: what follows is its output, for the node or the pod it ran in; or,
+    for a command that sets or writes, input echoed back, which goes nowhere."""
+    ctx.hint, ctx.current, ctx.discard_to = hint, None, None
+    ctx.cat_pending = bool(hint and hint.key)
+    ctx.state = ctx.node
+    if hint and hint.target:
+        remote = hint.target_via in ("kubectl", "oc")  # kubectl runs anywhere: the node is unknown
+        ctx.state = hosts.get(hint.target, kind="pod", node=None if remote else ctx.node.host.name,
+                              netns=hint.target_netns, namespace=hint.target_namespace)
+        ctx.state.exec_via = hint.text.split(" -- ")[0] if " -- " in hint.text else hint.text
+    if hint and hint.input:
+        ctx.node.note("input", f"line {w.lines[i]}: `{hint.text[:60]}` sets or writes, so what it prints is input, "
+                               "not the kernel's state")
+        ctx.state = HostState(Host(name="-"))
+        # with a prompt, up to the next command line; without, its echo lines (or up to a blank line)
+        ctx.discard_to = float("inf") if hint.prompt else hint.echo + w.lines[i] if hint.echo >= 0 else -1
+        ctx.hint = None
+    elif hint and hint.name is None and hint.text:
+        ctx.node.note("unsupported", f"`{hint.text[:60]}` at line {w.lines[i]}")
 
 
 def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: set[str]) -> None:

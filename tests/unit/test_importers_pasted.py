@@ -254,6 +254,15 @@ def test_iptables_S_reads_into_the_commands_table_and_L_is_said_not_evaluated():
     assert (f.severity, f.object) == ("error", ":FORWARD DROP (legacy filter)")
 
 
+def test_iptables_L_of_a_thread_is_reported_never_read_as_rules_or_routes():
+    b = bundle_of("kubernetes_61005_iptables_L.txt")
+    h = b.hosts[0]
+    assert (h.iptables_save, h.routes, h.sources) == ({}, [], ["iptables -L"])
+    assert "chain FORWARD, policy DROP" in h.gaps["iptables -L"] and "unparsed" not in h.gaps
+    d = diagnose(b)
+    assert d.findings == [] and "iptables" in d.not_pasted["kubernetes_61005_iptables_L"]
+
+
 def test_xtables_save_header_means_nf_tables():
     h = bundle_of("kubernetes_72370_xtables.txt").hosts[0]
     assert list(h.iptables_save) == ["nft"]

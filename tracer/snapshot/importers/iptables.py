@@ -6,7 +6,7 @@ import re
 
 from .state import Ctx
 from .text import Words
-from . import prompts  # in the import cycle: used as module attributes
+from . import prompts, registry  # in the import cycle: used as module attributes
 
 
 # --- iptables-save ------------------------------------------------------------------------------
@@ -285,8 +285,10 @@ def parse_iptables_list(w: Words, i: int, ctx: Ctx) -> int:
     policy = w[i + 3].rstrip(")") if w[i + 2] == "(policy" else None
     k = w.line_end(i)
     while k < w.n and not detect_iptables_list(w, k, ctx) and w.lines[k] == w.lines[k - 1] + 1 \
-            and not prompts.command_line(w, k, ctx) and not w[k].startswith(("*", ":", "#")):
-        k = w.line_end(k)  # the column titles and rules, up to a blank line or the next chain
+            and not w[k].startswith(("*", ":", "#")) and not prompts.command_line(w, k, ctx) \
+            and not (prompts.may_be_header(w, k) and prompts.header_at(w, k)) \
+            and not registry.strong_start(w, k, exclude=("iptables -L",)):
+        k = w.line_end(k)  # the column titles and rules, up to a blank line, the next chain or other output
     if not w.bol[i]:  # squashed: one chain title, the rest is for the others to read
         k = i + 3
     ctx.state.note("iptables -L", f"`iptables -L` output (chain {name}{f', policy {policy}' if policy else ''}) "

@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import PurePath
 
-from ...bundle import Bundle, Host
+from ...bundle import Bundle
 from ...errors import BundleError
 from .registry import BY_NAME, COMMANDS, SUPPORTED, strong_start  # first: it loads every parser in order
 from .finish import finish  # noqa: I001

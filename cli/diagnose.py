@@ -70,7 +70,8 @@ def render(result, show_path: bool) -> None:
         verdict = f"[green]{main.outcome}[/]" if main.outcome == "delivered" else f"[red]{main.outcome}[/]"
         where = f" at {last.host} {last.device or ''} ({last.point})" if last else ""
         out.print(f"expected path: {verdict}{escape(where)}"
-                  + (f"  [dim](+{len(result.paths) - 1} alternative paths)[/]" if len(result.paths) > 1 else ""))
+                  + (f"  [dim](+{len(result.paths) - 1} alternative paths)[/]" if len(result.paths) > 1 else "")
+                  + ("  [yellow](partial: from pasted data with tables missing)[/]" if result.partial else ""))
         if show_path:
             render_path(result.paths)
         groups = [(s, [f for f in result.findings if f.segment == s]) for s in SEGMENTS]
@@ -86,9 +87,24 @@ def render(result, show_path: bool) -> None:
             out.print(f"  {MARK[f.severity]} [bold]{f.cause}[/] [cyan]{escape(where)}[/]: {escape(f.message)}")
             out.print(f"      object: {escape(f.object)}")
             out.print(f"      fix:    {escape(f.fix)}")
+    render_import_gaps(result)
     n_err = len(result.errors)
     summary = "[green]no errors[/]" if n_err == 0 else f"[red]{n_err} error{'s' * (n_err != 1)}[/]"
-    err.print(f"\n{summary}, {len(result.findings) - n_err} other findings")
+    err.print(f"\n{summary}, {len(result.findings) - n_err} other findings"
+              + (" [yellow](partial data: the tables listed as not pasted were not checked)[/]"
+                 if result.partial else ""))
+
+
+def render_import_gaps(result) -> None:
+    """A pasted bundle: the tables not pasted (not checked) and the lines the import could not use."""
+    if not (result.not_pasted or result.not_parsed):
+        return
+    out.print("\n[bold underline]what the paste did not give[/]")
+    for host, tables in result.not_pasted.items():
+        out.print(f"  [yellow]-[/] {escape(host)}: not pasted, so not checked: {escape(', '.join(tables))}")
+    for host, gaps in result.not_parsed.items():
+        for kind, text in gaps.items():
+            out.print(f"  [yellow]-[/] {escape(host)}: {escape(kind)}: {escape(text)}")
 
 
 def render_path(paths) -> None:

@@ -171,6 +171,7 @@ class IpvsService:
     scheduler: str = "rr"
     fwmark: int | None = None
     dests: list[IpvsDest] = field(default_factory=list)
+    persistent: int | None = None  # `persistent N` / `-p N`: ClientIP session affinity, in seconds
 
 
 @dataclass
@@ -242,6 +243,8 @@ class Host:
     conntrack: list[Conntrack] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # what it was built from ("netlink", "ip a", ...)
+    # flannel's /run/flannel/subnet.env when pasted (FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU...).
+    flannel_env: dict[str, str] = field(default_factory=dict)
     # What the snapshot could not read: {"iptables": "iptables-save not installed"}.
     gaps: dict[str, str] = field(default_factory=dict)
     # Which namespace it is, as the kernel knows it: the nsfs inode (what BPF events carry), the

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .bundle import Bundle
 from .checks import SEVERITY_ORDER, Context, Finding, run_checks
+from .checks.base import missing_tables, pasted
 from .errors import UsageError
 from .model.path import SEGMENTS, Flow, Path
 from .model.walk import Model
@@ -23,6 +24,14 @@ class Diagnosis:
     paths: list[Path] = field(default_factory=list)
     src: str | None = None
     dst: str | None = None
+    # Pasted bundles: per host, the tables not pasted (so not checked) and what the import could not read.
+    not_pasted: dict[str, list[str]] = field(default_factory=dict)
+    not_parsed: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """The verdict comes from partial data: some host's tables were not pasted."""
+        return bool(self.not_pasted)
 
     @property
     def errors(self) -> list[Finding]:
@@ -37,6 +46,9 @@ class Diagnosis:
             "outcome": main.outcome if main else None,
             "paths": [{"alternative": p.alternative, "outcome": p.outcome, "probability": p.probability,
                        "hops": [dataclasses.asdict(h) for h in p.hops]} for p in self.paths[1:]],
+            "partial": self.partial,
+            "not_pasted": self.not_pasted,
+            "not_parsed": self.not_parsed,
         }
 
 
@@ -70,7 +82,7 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
         raise UsageError("give both SRC and DST, or neither (node-wide checks only)")
     if src is None:
         ctx = Context(bundle=bundle, topo=model.topo)
-        return Diagnosis(None, sort_findings(run_checks(ctx), []))
+        return with_import_gaps(Diagnosis(None, sort_findings(run_checks(ctx), [])), bundle)
     s, d = resolve(bundle, src, hint), resolve(bundle, dst, hint)
     arriving = None
     if s.host is None:
@@ -97,7 +109,26 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
     for f in findings:
         if f.segment is None:
             f.segment = segment_for(f, s, d, paths)
-    return Diagnosis(flow, sort_findings(findings, paths), paths, src, dst)
+    return with_import_gaps(Diagnosis(flow, sort_findings(findings, paths), paths, src, dst), bundle)
+
+
+# Gaps an import records that are about the paste, not about a table podpath leaves unread by design.
+IMPORT_GAPS = ("unparsed", "redacted", "unparsed values", "input", "unsupported", "iptables", "iptables -L", "brctl",
+               "two hosts?")
+
+
+def with_import_gaps(d: Diagnosis, bundle: Bundle) -> Diagnosis:
+    """What a pasted bundle did not hold (tables not pasted) and what its import could not use."""
+    for host in bundle.hosts:
+        if not pasted(host):
+            continue
+        missing = missing_tables(host)
+        if missing:
+            d.not_pasted[host.name] = missing
+        gaps = {k: v for k, v in host.gaps.items() if k in IMPORT_GAPS}
+        if gaps:
+            d.not_parsed[host.name] = gaps
+    return d
 
 
 def _local_endpoint(bundle: Bundle, d: Endpoint, proto: str | None) -> Endpoint:

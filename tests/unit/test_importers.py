@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from podpath.tracer.bundle import (Addr, Bundle, Fdb, Host, IpvsDest, IpvsService, Link, Neigh, Route,
                                    Rule, Vxlan)
 from podpath.tracer.errors import BundleError
+from podpath.tracer.netfilter.iptables import parse_save
 from podpath.tracer.snapshot.importers import COMMANDS, import_texts, recognise
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "pasted"
@@ -83,7 +84,7 @@ FLANNEL_GUESS = {"vxlan": "flannel.1: VNI 1, port 8472, learning off assumed (fl
 def test_ip_addr(fixture, form):
     h = host_of(form(load(fixture)))
     assert h.sources == ["ip a"]
-    assert h.kind == "unknown" and h.name == "node1"
+    assert h.kind == "node" and h.node == "node1" and h.name == "node1"  # flannel.1 and cni0 make it a node
     assert h.links == NODE1_LINKS
     assert h.addrs == NODE1_ADDRS  # inet6 skipped silently: the bundle is IPv4
     assert h.gaps == FLANNEL_GUESS
@@ -374,11 +375,14 @@ def test_iptables_save_quoted_words_do_not_split(form):
     assert h.iptables_save == {"legacy": text}
 
 
-def test_iptables_fragment_is_kept_with_a_note():
+def test_iptables_fragment_gets_its_inferred_table_and_says_so():
     text = "$ iptables-save | grep KUBE-SVC-TCOU\n-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU\n"
     h = host_of(text)
-    assert h.iptables_save == {"legacy": "-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU\n"}
-    assert "filtered with grep" in h.gaps["iptables"]
+    rules = parse_save(h.iptables_save["legacy"])
+    nat = rules.tables["nat"]
+    assert [r.text for r in nat.chains["KUBE-SERVICES"].rules] == \
+        ["-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -j KUBE-SVC-TCOU7JCQXEZGVUNU"]
+    assert "table inferred (nat for KUBE-SERVICES)" in h.gaps["iptables"]
 
 
 def test_iptables_nft_save_command_names_the_backend():
@@ -399,7 +403,7 @@ NODE1_IPVS = [
                        IpvsDest(address="10.244.1.6", port=53, weight=0, inactive=2)]),
     IpvsService(proto="TCP", address="10.96.0.10", port=9153, scheduler="rr",
                 dests=[IpvsDest(address="10.244.0.5", port=9153), IpvsDest(address="10.244.1.6", port=9153)]),
-    IpvsService(proto="TCP", address="10.96.45.7", port=80, scheduler="rr"),  # persistent, no endpoints
+    IpvsService(proto="TCP", address="10.96.45.7", port=80, scheduler="rr", persistent=10800),  # ClientIP affinity kept
     IpvsService(proto="UDP", address="10.96.0.10", port=53, scheduler="rr",
                 dests=[IpvsDest(address="10.244.0.5", port=53, weight=1, inactive=12),
                        IpvsDest(address="10.244.1.6", port=53, weight=0, inactive=3)]),
@@ -456,7 +460,7 @@ def test_sysctl_sets_link_forwarding_and_other_forms(form):
 
 def test_ticket_with_prompts_prose_and_unsupported_commands():
     h = host_of(load("ticket_node2.txt"), "ticket-4711.txt")
-    assert h.name == "ticket-4711" and h.kind == "unknown"
+    assert h.name == "ticket-4711" and h.kind == "node"
     assert h.sources == ["ip a", "ip r", "ip r get", "arp -a", "bridge fdb", "sysctl", "ipvsadm -Ln"]
     assert h.link("kube-ipvs0") == Link(name="kube-ipvs0", index=5, kind="dummy", up=False, carrier=False,
                                         mtu=1500, mac="4e:6a:12:c2:aa:01")
@@ -605,7 +609,8 @@ def test_chat_damage_is_tolerated(damage):
 def test_host_names_and_merging():
     b = import_texts([("tickets/node1.txt", load("node1_ip_a.txt")), ("pod1.log", load("pod1_ip_r.txt"))])
     assert [h.name for h in b.hosts] == ["node1", "pod1"]
-    assert all(h.kind == "unknown" and h.netns is None for h in b.hosts)
+    assert [h.kind for h in b.hosts] == ["node", "unknown"]  # a pod's `ip r` alone says nothing of its kind
+    assert all(h.netns is None for h in b.hosts)
     b = import_texts([("a.txt", load("node1_ip_a.txt")), ("b.txt", load("node1_ip_r.txt"))], host_name="n1")
     assert len(b.hosts) == 1 and b.hosts[0].name == "n1"
     assert b.hosts[0].sources == ["ip a", "ip r"] and b.hosts[0].links == NODE1_LINKS

@@ -134,3 +134,42 @@ def known_addresses(bundle: Bundle) -> set[str]:
         out |= {ip for n in inv.nodes for ip in (n.underlay_ip, n.internal_ip) if ip}
         out |= {ip for s in inv.services for ip in s.endpoints}
     return out
+
+
+# --- pasted data: absent is not empty --------------------------------------------------------
+
+# Which pasted commands fill each table; a live snapshot ("netlink") reads them all.
+TABLE_SOURCES = {
+    "links": {"ip a", "ip link", "ip -br a", "ip -br link", "ifconfig"},
+    "routes": {"ip r", "netstat -rn"},
+    "neigh": {"ip neigh", "arp -a", "arp -n"},
+    "fdb": {"bridge fdb"},
+    "iptables": {"iptables-save"},
+    "ipvs": {"ipvsadm -Ln", "ipvsadm -Sn"},
+    "sysctl": {"sysctl"},
+}
+PASTE_COMMAND = {"links": "ip a", "routes": "ip r", "neigh": "ip neigh", "fdb": "bridge fdb show",
+                 "iptables": "iptables-save -c", "ipvs": "ipvsadm -Ln", "sysctl": "sysctl -a"}
+TABLE_OUTPUT = {"links": "ip a", "routes": "ip r", "neigh": "ip neigh", "fdb": "bridge fdb",
+                "iptables": "iptables-save", "ipvs": "ipvsadm", "sysctl": "sysctl"}
+
+
+def pasted(host: Host) -> bool:
+    """Built from pasted output (Host.sources names commands, not "netlink")."""
+    return bool(host.sources) and "netlink" not in host.sources
+
+
+def has(host: Host, table: str) -> bool:
+    """Was this table read? Always for live snapshots; for pastes, only if its command was pasted."""
+    return not pasted(host) or bool(TABLE_SOURCES[table] & set(host.sources))
+
+
+def missing_tables(host: Host) -> list[str]:
+    return [t for t in TABLE_SOURCES if not has(host, t)]
+
+
+def not_checked(ctx: Context, host: Host, cause: str, table: str, what: str) -> Finding:
+    """A check whose input was not pasted: said as info, never as a problem."""
+    return for_host(ctx, host, cause, f"{TABLE_OUTPUT[table]} of {host.name} (not pasted)",
+                    f"not checked: no {TABLE_OUTPUT[table]} output from {host.name} ({what})",
+                    f"paste `{PASTE_COMMAND[table]}` from {host.name}", severity=INFO)

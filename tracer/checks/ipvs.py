@@ -18,7 +18,7 @@ from ..model.ipvs import (KUBE_IPVS_DEVICE, IpvsTable, dest_line, kube_service, 
                           service_line, service_name, service_option, virtual_ips)
 from ..model.path import Evidence, Hop
 from ..model.routing import local_addresses
-from .base import ERROR, INFO, WARNING, Context, Finding, from_hop, ip_cmd, ns_cmd
+from .base import ERROR, INFO, WARNING, Context, Finding, from_hop, has, ip_cmd, not_checked, ns_cmd, pasted
 
 KUBE_PROXY_RESYNC = "or restart kube-proxy so it re-syncs IPVS with the Service"
 
@@ -140,6 +140,9 @@ def ipvs_vip_missing(ctx: Context) -> list[Finding]:
         host, vip = ctx.host(hop.host), hop.data["vip"]
         out.append(hop_finding(hop, vip_object(vip), hop.detail, bind_fix(host, vip)))
     for host in ipvs_nodes(ctx):
+        if not has(host, "links"):
+            out.append(not_checked(ctx, host, "ipvs", "links", f"are IPVS's virtual IPs on {KUBE_IPVS_DEVICE}?"))
+            continue
         if host.link(KUBE_IPVS_DEVICE) is None:
             out.append(finding(ctx, host, f"{KUBE_IPVS_DEVICE} (missing)",
                                f"{host.name} has IPVS virtual services but no {KUBE_IPVS_DEVICE}: no ClusterIP is "
@@ -180,6 +183,10 @@ def ipvs_service_missing(ctx: Context) -> list[Finding]:
         named = f"Service {info.namespace}/{info.name}: " if info else ""
         out.append(hop_finding(hop, service_line(want), named + hop.detail, create_fix(host, want, info)))
     for host in ipvs_nodes(ctx):
+        if not has(host, "ipvs"):
+            out.append(not_checked(ctx, host, "ipvs", "ipvs", f"has every address on {KUBE_IPVS_DEVICE} a virtual "
+                                   "service?"))
+            continue
         table = IpvsTable(host)
         for info in known_services(ctx):
             if not info.cluster_ip or info.cluster_ip == "None":  # headless: kube-proxy programs nothing
@@ -254,6 +261,13 @@ def no_real_servers(ctx: Context, host: Host, svc: IpvsService) -> tuple[str, st
     return service_line(svc), message, fix
 
 
+def known_live_addresses(ctx: Context) -> set[str] | None:
+    """Every pod's address, when the snapshot knows every pod: a paste names only some of them."""
+    if ctx.bundle.inventory is None and any(pasted(h) for h in ctx.bundle.hosts):
+        return None
+    return live_addresses(ctx.bundle)
+
+
 def ipvs_stale_real_server(ctx: Context) -> list[Finding]:
     """A schedulable real server that is no live pod (or node), or no endpoint of its Service."""
     out = []
@@ -263,7 +277,7 @@ def ipvs_stale_real_server(ctx: Context) -> list[Finding]:
         dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.data.get("dest")), None)
         if dest is not None:
             out.append(hop_finding(hop, dest_line(svc, dest), hop.detail, delete_fix(host, svc, dest)))
-    live = live_addresses(ctx.bundle)
+    live = known_live_addresses(ctx)
     pods = {p.ip: p.name for p in ctx.bundle.inventory.pods} if ctx.bundle.inventory else {}
     for host, svc in each_service(ctx):
         info = service_at(ctx, svc.address)
@@ -293,7 +307,7 @@ def delete_fix(host: Host, svc: IpvsService, dest: IpvsDest) -> str:
 def ipvs_weight_zero(ctx: Context) -> list[Finding]:
     """Weight-0 real servers: draining after their endpoint went (fine), or left behind (stale)."""
     out = []
-    live = live_addresses(ctx.bundle)
+    live = known_live_addresses(ctx)
     for host, svc in each_service(ctx):
         for d in svc.dests:
             if d.weight != 0:

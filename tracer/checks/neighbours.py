@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from ..model.ipvs import SHARED_VIP_DEVICES
 from ..model.topology import BAD_NEIGH_STATES
-from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, subnet_of, vxlan_of
+from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, has, ip_cmd, not_checked, ns_cmd, \
+    subnet_of, vxlan_of
 
 
 def detached_pod_veth(ctx: Context, host_names: set[str]):
@@ -36,6 +39,9 @@ def arp(ctx: Context) -> list[Finding]:
     for _, hop in ctx.hops("neigh_unresolved"):
         host = ctx.host(hop.host)
         ip, dev = hop.data["ip"], hop.device
+        if not has(host, "neigh"):
+            out.append(not_checked(ctx, host, "arp", "neigh", f"its neighbour entry for {ip} on {dev}"))
+            continue
         if detached_pod_veth(ctx, segment_hosts(hop)) or _down_on_segment(ctx, hop):
             continue  # bridge_port / link_down name the cause
         owners = ctx.topo.owners.get(ip, [])
@@ -84,12 +90,17 @@ def _down_on_segment(ctx: Context, hop) -> bool:
 
 def _node_wide_neighbours(ctx: Context) -> list[Finding]:
     out = []
+    vtep_entries: dict[str, dict[str, list]] = {}  # VTEP IP → MAC → [(host, neigh)] across hosts
     for host in ctx.bundle.hosts:
         by_ip: dict[str, set[str]] = {}
+        vxlan_devs = {l.name for l in host.links if l.kind == "vxlan"} | \
+            {n.ifname for n in host.neigh if n.ifname.startswith("flannel.")}  # a paste may hold no `ip a`
         for n in host.neigh:
-            if n.lladdr and not set(n.state) & BAD_NEIGH_STATES:
+            if n.ifname in vxlan_devs and n.lladdr and not set(n.state) & BAD_NEIGH_STATES:
+                vtep_entries.setdefault(n.dst, {}).setdefault(n.lladdr, []).append((host, n))
+            elif n.lladdr and not set(n.state) & BAD_NEIGH_STATES:
                 by_ip.setdefault(n.dst, set()).add(n.lladdr)
-            if set(n.state) & BAD_NEIGH_STATES:
+            if set(n.state) & BAD_NEIGH_STATES and not _multicast(n.dst):
                 owners = ctx.topo.owners.get(n.dst, [])
                 out.append(for_host(ctx, host, "arp", n.text(),
                                     f"neighbour {n.dst} on {n.ifname} is {'/'.join(n.state)}: "
@@ -114,6 +125,40 @@ def _node_wide_neighbours(ctx: Context) -> list[Finding]:
                                     ip_cmd(host, f"neigh replace {n.dst} lladdr <VtepMAC of the node owning {n.dst}> "
                                                  f"dev {vx.name} nud permanent"), device=vx.name,
                                     evidence=[("neigh", n.text())]))
+    out += _stale_vteps(ctx, vtep_entries)
+    return out
+
+
+def _multicast(ip: str) -> bool:
+    """224.0.0.0/4 and broadcast: nobody answers ARP for them, so FAILED there is no failure."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return addr.is_multicast or ip == "255.255.255.255"
+
+
+def _stale_vteps(ctx: Context, entries: dict[str, dict[str, list]]) -> list[Finding]:
+    """One remote VTEP IP at different MACs on different hosts of one paste: not two machines with one
+    IP, but a VTEP re-created with a new MAC that some nodes have not learned (flanneld did not resync)."""
+    out = []
+    vteps = {l.mac for h in ctx.bundle.hosts for l in h.links if l.kind == "vxlan" and l.mac}
+    for ip, macs in entries.items():
+        if len(macs) < 2:
+            continue
+        current = [m for m in macs if m in vteps]
+        # the MAC a node's VTEP really has is current; without one, the MAC most hosts hold
+        keep = current[0] if current else max(macs, key=lambda m: len(macs[m]))
+        for mac, holders in macs.items():
+            if mac == keep:
+                continue
+            for host, n in holders:
+                out.append(for_host(ctx, host, "arp", n.text(),
+                                    f"stale VTEP: {n.ifname} on {host.name} has {ip} at {mac}, other hosts have it at "
+                                    f"{keep}: the remote VTEP was re-created with a new MAC",
+                                    ip_cmd(host, f"neigh replace {ip} lladdr {keep} dev {n.ifname} nud permanent")
+                                    + "  # or restart flanneld on this node", severity=WARNING, device=n.ifname,
+                                    evidence=[("neigh", n.text())]))
     return out
 
 
@@ -121,6 +166,9 @@ def fdb(ctx: Context) -> list[Finding]:
     out = []
     for _, hop in ctx.hops("fdb_missing", "fdb_missing_unknown"):
         host = ctx.host(hop.host)
+        if not has(host, "fdb"):
+            out.append(not_checked(ctx, host, "fdb", "fdb", f"its FDB entry for {hop.data['mac']}"))
+            continue
         mac, dst = hop.data["mac"], hop.data.get("expected_dst")
         want = f"{mac} dev {hop.device} dst {dst or '<node IP>'} self permanent"
         out.append(from_hop(hop, "fdb", want, hop.detail + (f"; it should send to {hop.data['vtep']} ({dst})"
@@ -154,6 +202,11 @@ def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:
         vx = vxlan_of(node)
         if vx is None:
             continue
+        if not has(node, "fdb"):
+            if any(n.ifname == vx.name for n in node.neigh):
+                out.append(not_checked(ctx, node, "fdb", "fdb", f"has every {vx.name} neighbour its FDB entry?"))
+            continue
+        out += _two_macs_for_one_vtep(ctx, node, vx.name)
         for n in node.neigh:
             if n.ifname != vx.name or not n.lladdr:
                 continue
@@ -172,6 +225,30 @@ def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:
                                     _bridge_cmd(node, f"fdb del {n.lladdr} dev {vx.name} dst {entries[0].dst} self")
                                     + " && " + _bridge_cmd(node, f"fdb append {want}"), device=vx.name,
                                     evidence=[("fdb", entries[0].text())]))
+    return out
+
+
+def _two_macs_for_one_vtep(ctx: Context, node, dev: str) -> list[Finding]:
+    """Two FDB MACs sending to one remote VTEP: one is the VTEP's old MAC, left behind."""
+    out = []
+    by_dst: dict[str, list] = {}
+    for f in node.fdb:
+        if f.ifname == dev and f.dst and f.mac != "00:00:00:00:00:00":
+            by_dst.setdefault(f.dst, []).append(f)
+    vteps = {l.mac for h in ctx.bundle.hosts for l in h.links if l.kind == "vxlan" and l.mac}
+    neighbours = {n.lladdr for n in node.neigh if n.ifname == dev and n.lladdr}
+    for dst, entries in by_dst.items():
+        if len({f.mac for f in entries}) < 2:
+            continue
+        # the MAC a node's VTEP really has is current; else the one a neighbour entry uses
+        stale = [f for f in entries if f.mac not in vteps] if any(f.mac in vteps for f in entries) else \
+            [f for f in entries if f.mac not in neighbours] or entries[1:]
+        for f in stale:
+            out.append(for_host(ctx, node, "fdb", f.text(),
+                                f"{dev} has {len(entries)} MACs for VTEP {dst} ({', '.join(e.mac for e in entries)}): "
+                                f"{f.mac} is stale (that node's {dev} was re-created with a new MAC)",
+                                _bridge_cmd(node, f"fdb del {f.mac} dev {dev} dst {dst} self"), severity=WARNING,
+                                device=dev, evidence=[("fdb", e.text()) for e in entries]))
     return out
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ..netfilter.evaluate import RuleRef
-from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, ns_cmd, known_addresses
+from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, known_addresses, ns_cmd, pasted
 
 NO_ENDPOINTS = re.compile(r'"?(?P<svc>[^"\s]+/[^"\s:]+):?(?P<port>\S*) has no endpoints"?')
 DNS_SERVICE = "kube-system/kube-dns"
@@ -67,6 +68,101 @@ def iptables(ctx: Context) -> list[Finding]:
                             "snapshot); treated as not matching, and IPVS's own table decides the path",
                             ns_cmd(ctx.host(host), f"ipset list {names[0]}") + "  # and the others, to check them by hand",
                             severity=INFO))
+    out += forward_drop(ctx)
+    return out
+
+
+def cluster_cidr(ctx: Context) -> ipaddress.IPv4Network | None:
+    """The cluster's pod CIDR, where the snapshot says it: flannel's FLANNEL_NETWORK, or the
+    `10.244.0.0/16 via <gw> dev eth0` route flannel's CNI gives every pod."""
+    for h in ctx.bundle.hosts:
+        value = h.flannel_env.get("FLANNEL_NETWORK")
+        if value:
+            try:
+                return ipaddress.IPv4Network(value, strict=False)
+            except ValueError:
+                pass
+    for h in ctx.bundle.hosts:
+        if h.kind == "pod":
+            r = next((r for r in h.routes if r.dev == "eth0" and r.gateway and r.dst != "default"
+                      and r.dst.endswith(("/8", "/12", "/14", "/16"))), None)
+            if r:
+                return ipaddress.IPv4Network(r.dst, strict=False)
+    return None
+
+
+_SAVE_RULE = re.compile(r"^(?:\[\d+:\d+\] )?-A (\S+) (.*)$")
+
+
+def forward_rules(text: str) -> tuple[str | None, dict[str, list[str]]]:
+    """FORWARD's policy and the rules of every chain in the filter table of an iptables-save text."""
+    policy, chains, table = None, {}, None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "filter" and line.startswith(":FORWARD "):
+            policy = line.split()[1]
+        elif table == "filter":
+            m = _SAVE_RULE.match(line)
+            if m:
+                chains.setdefault(m.group(1), []).append(m.group(2))
+    return policy, chains
+
+
+def accepts(chains: dict[str, list[str]], chain: str, cidr: ipaddress.IPv4Network, opt: str, seen: set) -> bool:
+    """Does some rule reachable from `chain` ACCEPT new packets whose `opt` (-s/-d) is in cidr?"""
+    if chain in seen:
+        return False
+    seen.add(chain)
+    for rule in chains.get(chain, []):
+        words = rule.split()
+        target = words[words.index("-j") + 1] if "-j" in words[:-1] else None
+        if target is None or "RELATED,ESTABLISHED" in rule and "NEW" not in rule:
+            continue
+        if target in chains:
+            if accepts(chains, target, cidr, opt, seen):
+                return True
+            continue
+        if target != "ACCEPT":
+            continue
+        value = words[words.index(opt) + 1] if opt in words[:-1] else None
+        conditions = {w for w in words if w.startswith("-") and w not in ("-m", "-j", "--comment", "-s", "-d")}
+        if value is None and not conditions - {"comment"}:
+            return True  # unconditional ACCEPT
+        try:
+            if value and "!" not in words and cidr.subnet_of(ipaddress.IPv4Network(value, strict=False)):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def forward_drop(ctx: Context) -> list[Finding]:
+    """FORWARD policy DROP with no ACCEPT for the cluster CIDR: pod traffic crossing a node is dropped
+    (docker sets the policy to DROP; flannel or kube-proxy must accept the pod CIDR)."""
+    cidr = cluster_cidr(ctx)
+    if cidr is None:
+        return []
+    out = []
+    for host in ctx.nodes():
+        if not pasted(host):
+            continue  # live snapshots: the walk evaluates FORWARD itself, rule by rule
+        for backend, text in host.iptables_save.items():
+            policy, chains = forward_rules(text)
+            if policy != "DROP":
+                continue
+            missing = [opt for opt in ("-s", "-d") if not accepts(chains, "FORWARD", cidr, opt, set())]
+            if not missing:
+                continue
+            fix = " && ".join(ns_cmd(host, f"iptables -A FORWARD {opt} {cidr} -j ACCEPT") for opt in missing)
+            f = for_host(ctx, host, "iptables", f":FORWARD DROP ({backend} filter)",
+                         f"{host.name}'s FORWARD policy is DROP and no rule accepts packets "
+                         f"{' or '.join('from' if o == '-s' else 'to' for o in missing)} the cluster CIDR {cidr}: "
+                         "pod traffic through this node is dropped",
+                         fix + "  # or flannel's --iptables-forward-rules / kube-proxy's --cluster-cidr",
+                         evidence=[("rule", f":FORWARD DROP ({backend} filter)")])
+            f.hook = "forward"
+            out.append(f)
     return out
 
 

@@ -6,8 +6,8 @@ import ipaddress
 
 from ..bundle import Host, Route
 from ..model.routing import lookup
-from .base import WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, ip_cmd, ns_cmd, \
-    pod_gateway, subnet_of, vxlan_of
+from .base import ERROR, WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, has, ip_cmd, \
+    not_checked, ns_cmd, pod_gateway, subnet_of, vxlan_of
 
 ROUTE_FAILS = ("no_route", "route_blackhole", "route_unreachable", "route_prohibit")
 
@@ -30,6 +30,9 @@ def pod_route(ctx: Context) -> list[Finding]:
     for _, hop in ctx.hops(*ROUTE_FAILS):
         host = ctx.host(hop.host)
         if host.kind != "pod" or down_link_with_address(host):
+            continue
+        if not has(host, "routes"):
+            out.append(not_checked(ctx, host, "pod_route", "routes", f"its route to {hop.data.get('dst')}"))
             continue
         want = expected_pod_routes(host)
         obj = want[0].text() if want else f"route to {hop.data.get('dst')}"
@@ -82,6 +85,9 @@ def host_route(ctx: Context) -> list[Finding]:
         if host.kind == "pod" or down_link_with_address(host):
             continue
         dst = hop.data.get("dst")
+        if not has(host, "routes"):
+            out.append(not_checked(ctx, host, "host_route", "routes", f"its route to {dst}"))
+            continue
         if host.kind == "network":  # the underlay: a node sent pod traffic out of the cluster network
             out.append(from_hop(hop, "host_route", f"route to {dst}", f"{dst} reached the underlay network "
                                 f"({host.name}), which cannot route it: a node sent pod traffic out of the "
@@ -96,6 +102,9 @@ def host_route(ctx: Context) -> list[Finding]:
         fix = ip_cmd(host, f"route replace {want.text()}") if want else f"add a route to {dst} on {host.name}"
         out.append(from_hop(hop, "host_route", obj, f"{host.name} has no usable route to {dst} ({hop.detail})", fix))
     for node in ctx.nodes():
+        if not has(node, "routes"):
+            continue
+        out += own_subnet_routes(ctx, node)
         for other in ctx.nodes():
             br = bridge_of(other)
             net = subnet_of(other, br.name) if br else None
@@ -114,6 +123,54 @@ def host_route(ctx: Context) -> list[Finding]:
                                 f"{node.name} routes {net} ({other.name}'s pods) by `{got}`; expected `{want.text()}`",
                                 ip_cmd(node, f"route replace {want.text()}"), device=want.dev,
                                 evidence=[("route", got)]))
+    return out
+
+
+def own_pod_subnet(node: Host) -> ipaddress.IPv4Network | None:
+    """The node's pod subnet: cni0's address, or FLANNEL_SUBNET from a pasted subnet.env."""
+    br = bridge_of(node)
+    net = subnet_of(node, br.name) if br else None
+    value = node.flannel_env.get("FLANNEL_SUBNET")
+    if net is None and value:
+        try:
+            net = ipaddress.IPv4Network(value, strict=False)
+        except ValueError:
+            return None
+    return net
+
+
+def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
+    """Partial data allows these: the node's own pod subnet routed anywhere but its bridge, and two
+    routes for one prefix (the kernel uses one; the other is left over)."""
+    out = []
+    main = [r for r in node.routes if r.table in (254, None) and r.type == "unicast" and r.dst != "default"]
+    net = own_pod_subnet(node)
+    bridge = (bridge_of(node).name if bridge_of(node) else "cni0")
+    if net is not None:
+        for r in main:
+            if r.dst == str(net) and r.dev != bridge:
+                want = Route(dst=str(net), dev=bridge, proto="kernel", scope="link", prefsrc=addr_on(node, bridge))
+                out.append(for_host(ctx, node, "host_route", r.text(),
+                                    f"{node.name} routes its own pod subnet {net} by `{r.text()}`, not to {bridge}: "
+                                    "its pods are unreachable (often flannel's route for another node's old subnet)",
+                                    ip_cmd(node, f"route del {r.text()}") + " && " +
+                                    ip_cmd(node, f"route replace {want.text()}"), device=r.dev,
+                                    evidence=[("route", r.text())]))
+    by_dst: dict[tuple, list[Route]] = {}
+    for r in main:
+        by_dst.setdefault((r.dst, r.table, r.metric), []).append(r)
+    for (dst, _, _), routes in by_dst.items():
+        if len({(r.dev, r.gateway) for r in routes}) < 2:
+            continue
+        own = net is not None and dst == str(net)
+        texts = [r.text() for r in routes]
+        out.append(for_host(ctx, node, "host_route", texts[-1],
+                            f"{node.name} has {len(routes)} routes for {dst} ({'; '.join(texts)}): the kernel uses "
+                            "the first, the other is left over (a node re-joined with a new subnet, or a hand-made "
+                            "route)",
+                            ip_cmd(node, f"route del {texts[-1]}") + "  # keep the one to the right device",
+                            severity=ERROR if own else WARNING, device=routes[-1].dev,
+                            evidence=[("route", t) for t in texts]))
     return out
 
 

@@ -38,7 +38,7 @@ def render(faults: list[dict]) -> str:
         flow = f["flow"]
         what = f"{flow['src']} → {flow['dst']} {flow['proto']}"
         if flow.get("size"):
-            what += f" ({flow['size']} bytes)"
+            what += f", size {flow['size']}"
         rows.append(f"| `{f['name']}` | `{f['cause']}` | {_cell(where)} | {_cell(what)} | {_cell(f['summary'])} |")
     return "\n".join(rows)
 

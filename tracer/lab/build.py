@@ -24,23 +24,21 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
 from . import desired, kubeproxy, nsutil, processes
-# Re-exported: faults.py breaks and restores single pieces of the desired state through this module.
-from .desired import (  # noqa: F401
-    Addrs,
-    Bridge,
-    Link,
-    Routes,
+from .desired import (
+    Addresses,
+    BridgeSpec,
+    BuildStep,
+    LinkSpec,
     RouteSpec,
-    Step,
+    RouteTable,
     VethPair,
-    Vxlan,
+    VxlanSpec,
     flannel_fdb,
     flannel_neighs,
-    flannel_route,
     node_dev_sysctls,
-    node_routes,
-    pod_routes,
 )
+# faults.py breaks and restores single pieces of the desired state through this module.
+from .desired import flannel_route, node_routes, pod_routes  # noqa: F401
 from .topology import NODES, PODS, Names, NodeSpec, PodSpec
 
 IFF_UP = 0x1
@@ -429,7 +427,7 @@ def ensure_bridge(ctx: Ctx, short: str, name: str, mtu: int, mac: str | None) ->
         ctx.do(f"{ctx.ns(short)}: ip link add {name} type bridge", ipr.link, "add", **kw)
 
 
-def ensure_vxlan(ctx: Ctx, v: Vxlan) -> None:
+def ensure_vxlan(ctx: Ctx, v: VxlanSpec) -> None:
     n = v.node
     ipr = ctx.ipr(n.name)
     eth0 = get_link(ipr, v.dev)
@@ -507,20 +505,20 @@ def ensure_holder(ctx: Ctx, p: PodSpec) -> None:
     ctx.do(f"{ctx.ns(p.name)}: started the holder of {p.name}", processes.start_holder, ctx.names, p)
 
 
-def apply(ctx: Ctx, steps: list[Step]) -> None:
+def apply(ctx: Ctx, steps: list[BuildStep]) -> None:
     """Make the kernel hold each step of the desired state, in order."""
     for st in steps:
-        if isinstance(st, Link):
+        if isinstance(st, LinkSpec):
             ensure_link(ctx, st.ns, st.name, mtu=st.mtu, mac=st.mac, master=st.master, up=st.up, hairpin=st.hairpin)
         elif isinstance(st, VethPair):
             ensure_veth_pair(ctx, st.a_ns, st.a_name, st.b_ns, st.b_name, a_mac=st.a_mac, b_mac=st.b_mac, mtu=st.mtu)
-        elif isinstance(st, Bridge):
+        elif isinstance(st, BridgeSpec):
             ensure_bridge(ctx, st.ns, st.name, st.mtu, st.mac)
-        elif isinstance(st, Vxlan):
+        elif isinstance(st, VxlanSpec):
             ensure_vxlan(ctx, st)
-        elif isinstance(st, Addrs):
+        elif isinstance(st, Addresses):
             ensure_addrs(ctx, st.ns, st.dev, list(st.cidrs))
-        elif isinstance(st, Routes):
+        elif isinstance(st, RouteTable):
             ensure_routes(ctx, st.ns, list(st.routes))
         else:  # pragma: no cover - a new kind of step without its netlink call
             raise TypeError(f"no reconcile step for {st!r}")

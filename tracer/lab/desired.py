@@ -140,7 +140,7 @@ def namespace_sysctls(short: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Link:
+class LinkSpec:
     """An existing device's settings; None leaves one alone (master "" means no master)."""
 
     ns: str  # short name: "node-a", "pod-b", "underlay", "cp"
@@ -166,7 +166,7 @@ class VethPair:
 
 
 @dataclass(frozen=True)
-class Bridge:
+class BridgeSpec:
     ns: str
     name: str
     mtu: int
@@ -174,7 +174,7 @@ class Bridge:
 
 
 @dataclass(frozen=True)
-class Vxlan:
+class VxlanSpec:
     """flannel's VXLAN device: no learning, its FDB is written by flannel (flannel_fdb)."""
 
     node: NodeSpec
@@ -186,7 +186,7 @@ class Vxlan:
 
 
 @dataclass(frozen=True)
-class Addrs:
+class Addresses:
     """Exactly these IPv4 addresses on the device (others are removed)."""
 
     ns: str
@@ -195,68 +195,68 @@ class Addrs:
 
 
 @dataclass(frozen=True)
-class Routes:
+class RouteTable:
     """Exactly these routes in the namespace's main table (others are removed)."""
 
     ns: str
     routes: tuple[RouteSpec, ...]
 
 
-Step = Union[Link, VethPair, Bridge, Vxlan, Addrs, Routes]
+BuildStep = Union[LinkSpec, VethPair, BridgeSpec, VxlanSpec, Addresses, RouteTable]
 
 
-def switch() -> list[Step]:
+def switch() -> list[BuildStep]:
     """The underlay namespace: br0 is the physical switch, the gateway address on it."""
     return [
-        Link(UNDERLAY, "lo"),
-        Bridge(UNDERLAY, UNDERLAY_BRIDGE, UNDERLAY_MTU, None),
-        Link(UNDERLAY, UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU),
-        Addrs(UNDERLAY, UNDERLAY_BRIDGE, (f"{UNDERLAY_GATEWAY}/24",)),
+        LinkSpec(UNDERLAY, "lo"),
+        BridgeSpec(UNDERLAY, UNDERLAY_BRIDGE, UNDERLAY_MTU, None),
+        LinkSpec(UNDERLAY, UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU),
+        Addresses(UNDERLAY, UNDERLAY_BRIDGE, (f"{UNDERLAY_GATEWAY}/24",)),
     ]
 
 
-def control_plane() -> list[Step]:
+def control_plane() -> list[BuildStep]:
     """<lab>-cp: eth0 192.168.56.10/24 on br0's port `cp`, only the connected route (no way out)."""
     mac = mac_for("eth0/cp")
     return [
-        Link(CONTROL_PLANE, "lo"),
+        LinkSpec(CONTROL_PLANE, "lo"),
         VethPair(CONTROL_PLANE, "eth0", UNDERLAY, CONTROL_PLANE, a_mac=mac, b_mac=None, mtu=UNDERLAY_MTU),
-        Link(UNDERLAY, CONTROL_PLANE, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE),
-        Link(CONTROL_PLANE, "eth0", mtu=UNDERLAY_MTU, mac=mac),
-        Addrs(CONTROL_PLANE, "eth0", (f"{CONTROL_PLANE_IP}/24",)),
-        Routes(CONTROL_PLANE, tuple(control_plane_routes())),
+        LinkSpec(UNDERLAY, CONTROL_PLANE, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE),
+        LinkSpec(CONTROL_PLANE, "eth0", mtu=UNDERLAY_MTU, mac=mac),
+        Addresses(CONTROL_PLANE, "eth0", (f"{CONTROL_PLANE_IP}/24",)),
+        RouteTable(CONTROL_PLANE, tuple(control_plane_routes())),
     ]
 
 
-def node_devices(n: NodeSpec) -> list[Step]:
+def node_devices(n: NodeSpec) -> list[BuildStep]:
     """A node's devices (eth0 on the switch, cni0, flannel.1) and then its pods'. Routes come later."""
-    steps: list[Step] = [
-        Link(n.name, "lo"),
+    steps: list[BuildStep] = [
+        LinkSpec(n.name, "lo"),
         VethPair(n.name, "eth0", UNDERLAY, n.underlay_port, a_mac=n.eth0_mac, b_mac=None, mtu=UNDERLAY_MTU),
-        Link(UNDERLAY, n.underlay_port, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE),
-        Link(n.name, "eth0", mtu=UNDERLAY_MTU, mac=n.eth0_mac),
-        Addrs(n.name, "eth0", (f"{n.underlay_ip}/24",)),
-        Bridge(n.name, "cni0", FLANNEL_MTU, n.cni0_mac),
-        Link(n.name, "cni0", mtu=FLANNEL_MTU, mac=n.cni0_mac),
-        Addrs(n.name, "cni0", (f"{n.gateway}/24",)),
-        Vxlan(n),
-        Link(n.name, "flannel.1", mtu=FLANNEL_MTU, mac=n.vtep_mac),
-        Addrs(n.name, "flannel.1", (f"{n.subnet_base}/32",)),
+        LinkSpec(UNDERLAY, n.underlay_port, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE),
+        LinkSpec(n.name, "eth0", mtu=UNDERLAY_MTU, mac=n.eth0_mac),
+        Addresses(n.name, "eth0", (f"{n.underlay_ip}/24",)),
+        BridgeSpec(n.name, "cni0", FLANNEL_MTU, n.cni0_mac),
+        LinkSpec(n.name, "cni0", mtu=FLANNEL_MTU, mac=n.cni0_mac),
+        Addresses(n.name, "cni0", (f"{n.gateway}/24",)),
+        VxlanSpec(n),
+        LinkSpec(n.name, "flannel.1", mtu=FLANNEL_MTU, mac=n.vtep_mac),
+        Addresses(n.name, "flannel.1", (f"{n.subnet_base}/32",)),
     ]
     for p in pods_on(n.name):
         steps += pod_devices(p)
     return steps
 
 
-def pod_devices(p: PodSpec) -> list[Step]:
+def pod_devices(p: PodSpec) -> list[BuildStep]:
     """A pod: eth0 paired with its host veth on cni0 (hairpin, as the bridge CNI sets it), its routes."""
     return [
-        Link(p.name, "lo"),
+        LinkSpec(p.name, "lo"),
         VethPair(p.node, p.host_veth, p.name, "eth0", a_mac=p.host_veth_mac, b_mac=p.mac, mtu=FLANNEL_MTU),
-        Link(p.node, p.host_veth, mtu=FLANNEL_MTU, mac=p.host_veth_mac, master="cni0", hairpin=True),
-        Link(p.name, "eth0", mtu=FLANNEL_MTU, mac=p.mac),
-        Addrs(p.name, "eth0", (f"{p.ip}/24",)),
-        Routes(p.name, tuple(pod_routes(p))),
+        LinkSpec(p.node, p.host_veth, mtu=FLANNEL_MTU, mac=p.host_veth_mac, master="cni0", hairpin=True),
+        LinkSpec(p.name, "eth0", mtu=FLANNEL_MTU, mac=p.mac),
+        Addresses(p.name, "eth0", (f"{p.ip}/24",)),
+        RouteTable(p.name, tuple(pod_routes(p))),
     ]
 
 

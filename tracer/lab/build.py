@@ -1,6 +1,7 @@
 """Build, check and tear down the lab's namespaces: one reconcile that only changes what differs.
 
-`reconcile(names)` compares every object the lab owns with what it should be and fixes the
+What the lab should hold is pure data in desired.py; this module holds the netlink calls that make
+the kernel match it. `reconcile(names)` compares every object the lab owns with that and fixes the
 difference (missing namespaces, links, addresses, routes, the flannel route/neighbour/FDB triple,
 bridge ports, sysctls, iptables rules, servers, resolv.conf files); on a healthy lab it changes
 nothing. With dry=True it only reports the differences (`lab status` health). `teardown` removes
@@ -15,7 +16,6 @@ import ipaddress
 import os
 import shutil
 import socket
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from pyroute2 import IPRoute
@@ -23,29 +23,23 @@ from pyroute2 import netns as pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
-from . import kubeproxy, nsutil, processes
-from .topology import (
-    FLANNEL_MTU,
-    NODES,
-    PODS,
-    UNDERLAY,
-    UNDERLAY_BRIDGE,
-    UNDERLAY_GATEWAY,
-    UNDERLAY_MTU,
-    CONTROL_PLANE,
-    CONTROL_PLANE_IP,
-    VXLAN_PORT,
-    VXLAN_VNI,
-    Names,
-    NodeSpec,
-    PodSpec,
-    node,
-    other_nodes,
-    pods_on,
-    mac_for,
-    resolv_conf,
-    service_rules,
+from . import desired, kubeproxy, nsutil, processes
+from .desired import (
+    Addresses,
+    BridgeSpec,
+    BuildStep,
+    LinkSpec,
+    RouteSpec,
+    RouteTable,
+    VethPair,
+    VxlanSpec,
+    flannel_fdb,
+    flannel_neighs,
+    node_dev_sysctls,
 )
+# faults.py breaks and restores single pieces of the desired state through this module.
+from .desired import flannel_route, node_routes, pod_routes  # noqa: F401
+from .topology import NODES, PODS, Names, NodeSpec, PodSpec
 
 IFF_UP = 0x1
 NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -54,82 +48,6 @@ NTF_SELF = 0x02
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
 RTNH_F_ONLINK = 0x4
 BRPORT_HAIRPIN = "IFLA_BRPORT_MODE"
-
-
-# ---------------------------------------------------------------- what the lab should hold
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    dst: str  # "default" or "a.b.c.d/len"
-    dev: str
-    gateway: str | None = None
-    onlink: bool = False
-    kernel: bool = False  # a connected route: proto kernel scope link src <prefsrc>
-    prefsrc: str | None = None
-
-    def text(self) -> str:
-        s = self.dst + (f" via {self.gateway}" if self.gateway else "") + f" dev {self.dev}"
-        if self.kernel:
-            s += f" proto kernel scope link src {self.prefsrc}"
-        return s + (" onlink" if self.onlink else "")
-
-
-def flannel_route(n: NodeSpec, remote: NodeSpec) -> RouteSpec:
-    return RouteSpec(remote.pod_cidr, "flannel.1", gateway=remote.subnet_base, onlink=True)
-
-
-def node_routes(n: NodeSpec) -> list[RouteSpec]:
-    return [
-        RouteSpec("192.168.56.0/24", "eth0", kernel=True, prefsrc=n.underlay_ip),
-        RouteSpec(n.pod_cidr, "cni0", kernel=True, prefsrc=n.gateway),
-        RouteSpec("default", "eth0", gateway=UNDERLAY_GATEWAY),
-    ] + [flannel_route(n, r) for r in other_nodes(n.name)]
-
-
-def pod_routes(p: PodSpec) -> list[RouteSpec]:
-    gw = node(p.node).gateway
-    return [
-        RouteSpec(node(p.node).pod_cidr, "eth0", kernel=True, prefsrc=p.ip),
-        RouteSpec("default", "eth0", gateway=gw),
-        RouteSpec("10.244.0.0/16", "eth0", gateway=gw),
-    ]
-
-
-def flannel_neighs(n: NodeSpec) -> dict[str, str]:
-    """{remote flannel.1 address: remote VtepMAC}: the permanent neighbours on flannel.1."""
-    return {r.subnet_base: r.vtep_mac for r in other_nodes(n.name)}
-
-
-def flannel_fdb(n: NodeSpec) -> set[tuple[str, str]]:
-    """{(remote VtepMAC, remote underlay IP)}: flannel.1's FDB entries."""
-    return {(r.vtep_mac, r.underlay_ip) for r in other_nodes(n.name)}
-
-
-def node_sysctls(n: NodeSpec) -> dict[str, str]:
-    return {
-        "net.ipv6.conf.all.disable_ipv6": "1",
-        "net.ipv6.conf.default.disable_ipv6": "1",
-        "net.ipv4.ip_forward": "1",
-        "net.bridge.bridge-nf-call-iptables": "1",
-        "net.ipv4.conf.all.rp_filter": "0",
-        "net.ipv4.conf.default.rp_filter": "0",
-    }
-
-
-def node_dev_sysctls(n: NodeSpec) -> dict[str, str]:
-    """Per-device sysctls, set once the devices exist (keys use '/' around the device name)."""
-    return {
-        "net.ipv4.conf/flannel.1/rp_filter": "0",
-        "net.ipv4.conf/cni0/rp_filter": "0",
-        "net.ipv4.neigh/cni0/mcast_solicit": "3",
-        "net.ipv4.neigh/cni0/ucast_solicit": "3",
-        "net.ipv4.neigh/cni0/app_solicit": "0",
-    }
-
-
-PLAIN_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
-UNDERLAY_SYSCTLS = {**PLAIN_SYSCTLS, "net.bridge.bridge-nf-call-iptables": "0", "net.ipv4.ip_forward": "0"}
 
 
 # ---------------------------------------------------------------- the reconcile context
@@ -464,7 +382,7 @@ def ensure_cni_neighbours(ctx: Ctx, n: NodeSpec) -> None:
     link = get_link(ipr, "cni0")
     if link is None:
         return
-    macs = {p.ip: p.mac for p in pods_on(n.name)}
+    macs = desired.cni_pod_macs(n)
     subnet = ipaddress.ip_network(n.pod_cidr)
     for e in neighs_of(ipr, link["index"]):
         if not e["dst"] or ipaddress.ip_address(e["dst"]) not in subnet:
@@ -509,32 +427,33 @@ def ensure_bridge(ctx: Ctx, short: str, name: str, mtu: int, mac: str | None) ->
         ctx.do(f"{ctx.ns(short)}: ip link add {name} type bridge", ipr.link, "add", **kw)
 
 
-def ensure_vxlan(ctx: Ctx, n: NodeSpec) -> None:
+def ensure_vxlan(ctx: Ctx, v: VxlanSpec) -> None:
+    n = v.node
     ipr = ctx.ipr(n.name)
-    eth0 = get_link(ipr, "eth0")
+    eth0 = get_link(ipr, v.dev)
     if eth0 is None:
         return
-    link = get_link(ipr, "flannel.1")
+    link = get_link(ipr, v.name)
     if link is not None:
         data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
         good = (kind(link) == "vxlan" and data is not None
-                and data.get("IFLA_VXLAN_ID") == VXLAN_VNI and data.get("IFLA_VXLAN_PORT") == VXLAN_PORT
+                and data.get("IFLA_VXLAN_ID") == v.vni and data.get("IFLA_VXLAN_PORT") == v.port
                 and data.get("IFLA_VXLAN_LOCAL") == n.underlay_ip and data.get("IFLA_VXLAN_LINK") == eth0["index"]
                 and not data.get("IFLA_VXLAN_LEARNING"))
         if good:
             return
-        ctx.do(f"{ctx.ns(n.name)}: ip link del flannel.1 (not flannel's VXLAN device)", ipr.link, "del",
+        ctx.do(f"{ctx.ns(n.name)}: ip link del {v.name} (not flannel's VXLAN device)", ipr.link, "del",
                index=link["index"])
-    ctx.do(f"{ctx.ns(n.name)}: ip link add flannel.1 type vxlan id {VXLAN_VNI} local {n.underlay_ip} dev eth0 "
-           f"dstport {VXLAN_PORT} nolearning",
-           ipr.link, "add", ifname="flannel.1", kind="vxlan", vxlan_id=VXLAN_VNI, vxlan_port=VXLAN_PORT,
-           vxlan_local=n.underlay_ip, vxlan_link=eth0["index"], vxlan_learning=0, mtu=FLANNEL_MTU,
+    ctx.do(f"{ctx.ns(n.name)}: ip link add {v.name} type vxlan id {v.vni} local {n.underlay_ip} dev {v.dev} "
+           f"dstport {v.port} nolearning",
+           ipr.link, "add", ifname=v.name, kind="vxlan", vxlan_id=v.vni, vxlan_port=v.port,
+           vxlan_local=n.underlay_ip, vxlan_link=eth0["index"], vxlan_learning=0, mtu=v.mtu,
            address=n.vtep_mac)
 
 
 def ensure_iptables(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str] = frozenset()) -> None:
     ns = ctx.ns(n.name)
-    expected = kubeproxy.render_node(n, service_rules(no_endpoints))
+    expected = desired.node_rules(n, no_endpoints)
     actual = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
     problems = kubeproxy.diff(expected, actual)
     if not problems:
@@ -550,7 +469,7 @@ def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str],
                         stale: dict[str, list[str]] | None = None) -> None:
     """One kube-proxy sync: rewrite only kube-proxy's chains for these endpoints (stale chains -X)."""
     ns = ctx.ns(n.name)
-    expected = kubeproxy.render_node(n, service_rules(no_endpoints, stale))
+    expected = desired.node_rules(n, no_endpoints, stale)
     actual = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
     existing = {name: set(t.chains) for name, t in actual.items()}
     text = kubeproxy.restore_text(expected, existing, services_only=True)
@@ -566,7 +485,7 @@ def ensure_pod_etc(ctx: Ctx, p: PodSpec) -> None:
     """/etc/netns/<pod netns>/{resolv.conf,hostname}: what kubelet gives a pod, bind-mounted over
     /etc by `ip netns exec` for every process started there (the holder, the servers)."""
     d = ctx.names.etc_dir(p.name)
-    for fname, want in (("resolv.conf", resolv_conf(p)), ("hostname", p.name + "\n")):
+    for fname, want in desired.pod_files(p).items():
         f = d / fname
         try:
             if f.read_text() == want:
@@ -586,48 +505,29 @@ def ensure_holder(ctx: Ctx, p: PodSpec) -> None:
     ctx.do(f"{ctx.ns(p.name)}: started the holder of {p.name}", processes.start_holder, ctx.names, p)
 
 
-def ensure_control_plane(ctx: Ctx) -> None:
-    """<lab>-cp: eth0 192.168.56.10/24 on br0's port `cp`, only the connected route (no way out)."""
-    ul = UNDERLAY
-    mac = mac_for("eth0/cp")
-    ensure_link(ctx, CONTROL_PLANE, "lo")
-    ensure_veth_pair(ctx, CONTROL_PLANE, "eth0", ul, CONTROL_PLANE, a_mac=mac, b_mac=None, mtu=UNDERLAY_MTU)
-    ensure_link(ctx, ul, CONTROL_PLANE, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE)
-    ensure_link(ctx, CONTROL_PLANE, "eth0", mtu=UNDERLAY_MTU, mac=mac)
-    ensure_addrs(ctx, CONTROL_PLANE, "eth0", [f"{CONTROL_PLANE_IP}/24"])
-    ensure_routes(ctx, CONTROL_PLANE, [RouteSpec("192.168.56.0/24", "eth0", kernel=True, prefsrc=CONTROL_PLANE_IP)])
+def apply(ctx: Ctx, steps: list[BuildStep]) -> None:
+    """Make the kernel hold each step of the desired state, in order."""
+    for st in steps:
+        if isinstance(st, LinkSpec):
+            ensure_link(ctx, st.ns, st.name, mtu=st.mtu, mac=st.mac, master=st.master, up=st.up, hairpin=st.hairpin)
+        elif isinstance(st, VethPair):
+            ensure_veth_pair(ctx, st.a_ns, st.a_name, st.b_ns, st.b_name, a_mac=st.a_mac, b_mac=st.b_mac, mtu=st.mtu)
+        elif isinstance(st, BridgeSpec):
+            ensure_bridge(ctx, st.ns, st.name, st.mtu, st.mac)
+        elif isinstance(st, VxlanSpec):
+            ensure_vxlan(ctx, st)
+        elif isinstance(st, Addresses):
+            ensure_addrs(ctx, st.ns, st.dev, list(st.cidrs))
+        elif isinstance(st, RouteTable):
+            ensure_routes(ctx, st.ns, list(st.routes))
+        else:  # pragma: no cover - a new kind of step without its netlink call
+            raise TypeError(f"no reconcile step for {st!r}")
 
 
 def ensure_server(ctx: Ctx, p: PodSpec) -> None:
     if processes.server_pid(ctx.names, p):
         return
     ctx.do(f"{ctx.ns(p.name)}: started the {p.server} server", processes.start, ctx.names, p)
-
-
-def ensure_node(ctx: Ctx, n: NodeSpec) -> None:
-    ul = UNDERLAY
-    ensure_link(ctx, n.name, "lo")
-    ensure_veth_pair(ctx, n.name, "eth0", ul, n.underlay_port, a_mac=n.eth0_mac, b_mac=None, mtu=UNDERLAY_MTU)
-    ensure_link(ctx, ul, n.underlay_port, mtu=UNDERLAY_MTU, master=UNDERLAY_BRIDGE)
-    ensure_link(ctx, n.name, "eth0", mtu=UNDERLAY_MTU, mac=n.eth0_mac)
-    ensure_addrs(ctx, n.name, "eth0", [f"{n.underlay_ip}/24"])
-    ensure_bridge(ctx, n.name, "cni0", FLANNEL_MTU, n.cni0_mac)
-    ensure_link(ctx, n.name, "cni0", mtu=FLANNEL_MTU, mac=n.cni0_mac)
-    ensure_addrs(ctx, n.name, "cni0", [f"{n.gateway}/24"])
-    ensure_vxlan(ctx, n)
-    ensure_link(ctx, n.name, "flannel.1", mtu=FLANNEL_MTU, mac=n.vtep_mac)
-    ensure_addrs(ctx, n.name, "flannel.1", [f"{n.subnet_base}/32"])
-    for p in pods_on(n.name):
-        ensure_pod(ctx, p)
-
-
-def ensure_pod(ctx: Ctx, p: PodSpec) -> None:
-    ensure_link(ctx, p.name, "lo")
-    ensure_veth_pair(ctx, p.node, p.host_veth, p.name, "eth0", a_mac=p.host_veth_mac, b_mac=p.mac, mtu=FLANNEL_MTU)
-    ensure_link(ctx, p.node, p.host_veth, mtu=FLANNEL_MTU, mac=p.host_veth_mac, master="cni0", hairpin=True)
-    ensure_link(ctx, p.name, "eth0", mtu=FLANNEL_MTU, mac=p.mac)
-    ensure_addrs(ctx, p.name, "eth0", [f"{p.ip}/24"])
-    ensure_routes(ctx, p.name, pod_routes(p))
 
 
 def reconcile(names: Names, dry: bool = False, servers: bool = True) -> list[str]:
@@ -653,23 +553,15 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
     if dry and not all(present.values()):
         return
     for s in shorts:
-        if s == UNDERLAY:
-            sysctl(ctx, s, UNDERLAY_SYSCTLS)
-        elif s in {n.name for n in NODES}:
-            sysctl(ctx, s, node_sysctls(node(s)))
-        else:
-            sysctl(ctx, s, PLAIN_SYSCTLS)
-    ensure_link(ctx, UNDERLAY, "lo")
-    ensure_bridge(ctx, UNDERLAY, UNDERLAY_BRIDGE, UNDERLAY_MTU, None)
-    ensure_link(ctx, UNDERLAY, UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU)
-    ensure_addrs(ctx, UNDERLAY, UNDERLAY_BRIDGE, [f"{UNDERLAY_GATEWAY}/24"])
-    ensure_control_plane(ctx)
+        sysctl(ctx, s, desired.namespace_sysctls(s))
+    apply(ctx, desired.switch())
+    apply(ctx, desired.control_plane())
     if servers:  # early: the API server starts while the nodes are built
         from .apiserver import control
 
         control.ensure(ctx)
     for n in NODES:
-        ensure_node(ctx, n)
+        apply(ctx, desired.node_devices(n))
     for n in NODES:
         ensure_routes(ctx, n.name, node_routes(n))
         ensure_flannel_triple(ctx, n)
@@ -694,9 +586,8 @@ def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
     from ..netns import run_in
-    from .topology import SERVICES, pod
 
-    endpoints = {s.cluster_ip: {pod(e).ip for e in s.endpoints} for s in SERVICES}
+    endpoints = desired.service_endpoints()
 
     def stale():
         with Conntrack() as ct:

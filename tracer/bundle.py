@@ -411,12 +411,18 @@ def from_dict(cls: type, data: Any, path: str = "$") -> Any:
     for key, value in data.items():
         if key not in names:
             continue  # tolerate fields from newer writers
+        if value is None and not _nullable(hints[key]):
+            raise BadValue(f"{path}.{key}", "should not be null")
         kwargs[key] = _convert(hints[key], value, f"{path}.{key}")
         _check_text(cls, key, kwargs[key], f"{path}.{key}")
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field missing
         raise BadValue(path, f"is incomplete ({e})") from None
+
+
+def _nullable(tp: Any) -> bool:
+    return tp is Any or (typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp))
 
 
 _SCALARS = {int: "an integer", str: "a string", bool: "true or false", float: "a number"}
@@ -441,6 +447,10 @@ def _convert(tp: Any, value: Any, path: str = "$") -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise BadValue(path, f"should be an object, not {type(value).__name__}")
+        _key_t, val_t = typing.get_args(tp) or (str, Any)
+        if val_t in _SCALARS:  # {"net.ipv4.ip_forward": "1"}: each value of the declared type
+            for k, v in value.items():
+                _convert(val_t, v, f"{path}[{json.dumps(k)}]")
         return dict(value)
     if tp in _SCALARS:
         ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))

@@ -504,8 +504,8 @@ class Walk:
         self.transmit(host, dec.route.dev, dec.route.gateway or pkt.dst, pkt)
 
     def check_rp_filter(self, host: Host, link: Link, pkt: Pkt) -> None:
-        modes = [host.sysctl(f"net.ipv4.conf.{k}.rp_filter") for k in ("all", link.name)]
-        mode = max(int(m) for m in modes if m is not None) if any(m is not None for m in modes) else 0
+        modes = [sysctl_int(host, f"net.ipv4.conf.{k}.rp_filter") for k in ("all", link.name)]
+        mode = max((m for m in modes if m is not None), default=0)
         if mode == 0 or pkt.src in local_addresses(host):
             return
         back = lookup(host, pkt.src, src=pkt.dst)
@@ -670,6 +670,14 @@ class Walk:
             return
 
 
+def sysctl_int(host: Host, key: str) -> int | None:
+    """A numeric sysctl, or None when absent or not a number (a pasted or edited value)."""
+    try:
+        return int(str(host.sysctl(key)).strip())
+    except (TypeError, ValueError):
+        return None
+
+
 def _in_cidr(ip: str, cidr: str) -> bool:
     import ipaddress
     try:
@@ -681,7 +689,8 @@ def _in_cidr(ip: str, cidr: str) -> bool:
 def can_solicit(host: Host, dev: str) -> bool:
     """Whether the kernel sends ARP requests on `dev` to re-resolve a failed neighbour."""
     def get(key: str) -> int:
-        return int(host.sysctl(f"net.ipv4.neigh.{dev}.{key}") or (3 if key != "app_solicit" else 0))
+        value = sysctl_int(host, f"net.ipv4.neigh.{dev}.{key}")
+        return value if value is not None else (3 if key != "app_solicit" else 0)
     return get("mcast_solicit") + get("app_solicit") > 0
 
 

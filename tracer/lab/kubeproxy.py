@@ -64,9 +64,11 @@ class Table:
     name: str
     chains: list[str] = field(default_factory=list)
     rules: dict[str, list[str]] = field(default_factory=dict)
+    _declared: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def chain(self, name: str) -> None:
-        if name not in self.chains:
+        if name not in self._declared:  # a set: a list scan made 10,000 Services take half a minute
+            self._declared.add(name)
             self.chains.append(name)
         self.rules.setdefault(name, [])
 

@@ -34,8 +34,12 @@ def _key(r: RuleRef) -> tuple:
 def _all_refs(nf: Netfilter) -> list[RuleRef]:
     from ..netfilter.results import HOOKS
     refs = list(nf.rules())
+    seen = {_key(r) for r in refs}  # a set: 80,000 rules at 10,000 Services
     for hook in HOOKS:
-        refs += [p for p in nf.chains_at(hook) if p not in refs]
+        for p in nf.chains_at(hook):
+            if _key(p) not in seen:
+                seen.add(_key(p))
+                refs.append(p)
     return refs
 
 

@@ -288,16 +288,19 @@ class Chain:
     use (`rule(i)`, `rules`): a node with 10,000 Services has 80,000 rules, and one packet's walk
     needs a handful of them. A line that does not parse raises BundleError naming it, when read."""
 
+    __slots__ = ("name", "policy", "packets", "bytes", "_parsed", "_raw", "_chains", "source")
+
     def __init__(self, name: str, policy: str | None = None, packets: int | None = None,
-                 bytes: int | None = None, rules: list[IptRule] | None = None):
+                 bytes: int | None = None, rules: list[IptRule] | None = None,
+                 chains: dict[str, "Chain"] | None = None, source: str = "iptables-save"):
         self.name = name
         self.policy = policy  # ACCEPT/DROP for built-in chains, None for user chains
         self.packets = packets
         self.bytes = bytes
-        self._parsed: list[IptRule | None] = list(rules or [])
-        self._raw: list[tuple[int, str, int | None, int | None]] = []  # (lineno, body, pkts, bytes)
-        self._chains: dict[str, "Chain"] | None = None  # the table's chains, to classify targets
-        self.source = "iptables-save"
+        self._parsed: list[IptRule | None] = list(rules) if rules else []
+        self._raw: list[tuple[int, str]] = []  # (line number, line as printed)
+        self._chains = chains  # the table's chains, to classify targets
+        self.source = source
 
     def __repr__(self) -> str:
         return f"Chain({self.name!r}, policy={self.policy!r}, rules={len(self)})"
@@ -786,6 +789,8 @@ def parse_save(text: str, source: str = "iptables-save", lazy: bool = False) -> 
 
 # `[p:b] -A CHAIN ` with a plain chain name: the rule's chain without tokenising the line.
 _RULE_START = frozenset("[-")
+# `:NAME POLICY [p:b]`, the common chain header (anything else goes through _declare_chain).
+_CHAIN_HEADER = re.compile(r":([^\s!]{1,64}) (-|ACCEPT|DROP|QUEUE|RETURN)(?: \[(\d+):(\d+)\])?[ \t\r\n]*$")
 _APPEND = re.compile(r'(?:\[\d+:\d+\] +)?-A[ \t]+([^ \t\r\n"]+)(?:[ \t\r\n]|$)')
 
 
@@ -802,12 +807,24 @@ class _SaveParser:
         lineno = 0
         chains: dict[str, Chain] = {}
         append = _APPEND.match
+        header = _CHAIN_HEADER.match
+        table = None
         for lineno, line in enumerate(lines, 1):
-            if self.lazy and line[:1] in _RULE_START:
+            first = line[:1]
+            if self.lazy and first in _RULE_START:
                 m = append(line)
                 chain = chains.get(m.group(1)) if m is not None else None
                 if chain is not None:
                     chain.append_raw(lineno, line)
+                    continue
+            elif first == ":" and table is not None:
+                m = header(line)
+                if m is not None and m.group(1) not in chains:
+                    name, policy, packets, bytes_ = m.groups()
+                    chains[name] = Chain(
+                        name, None if policy == "-" else policy,
+                        None if packets is None else int(packets),
+                        None if bytes_ is None else int(bytes_), chains=chains, source=self.source)
                     continue
             try:
                 self.feed(line, lineno)
@@ -815,7 +832,8 @@ class _SaveParser:
                 raise
             except (ValueError, IndexError) as e:
                 raise _line_error(self.source, lineno, line, e) from None
-            chains = self.table.chains if self.table is not None else {}
+            table = self.table
+            chains = table.chains if table is not None else {}
         return lineno
 
     def feed(self, raw: str, lineno: int) -> None:
@@ -865,10 +883,7 @@ class _SaveParser:
         return self.table
 
     def _new_chain(self, table: Table, name: str, *args) -> Chain:
-        chain = Chain(name, *args)
-        chain._chains = table.chains
-        chain.source = self.source
-        table.chains[name] = chain
+        chain = table.chains[name] = Chain(name, *args, chains=table.chains, source=self.source)
         return chain
 
     def _declare_chain(self, rest: str) -> None:

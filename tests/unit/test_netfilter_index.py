@@ -151,3 +151,22 @@ def test_a_bad_rule_is_reported_when_the_walk_reaches_it_and_not_before():
         nf.evaluate("forward", Packet("10.244.1.2", "10.96.0.7", "icmp", iif="cni0", oif="eth0"))
     with pytest.raises(BundleError, match="line 3: not an iptables-save line"):
         Netfilter.from_texts("*filter\n:INPUT ACCEPT [0:0]\nhello\nCOMMIT\n")
+
+
+FIXTURE_SAVE = (__import__("pathlib").Path(__file__).parent.parent / "fixtures" / "netfilter" /
+                "kube-proxy-flannel.nft.iptables-save").read_text()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_weighted_rules(TARGETS), _weighted_rules(NAT_TARGETS))
+def test_listing_every_rule_without_compiling_gives_the_compiled_refs(filter_rules, nat_rules):
+    """Netfilter.rules() (rule counters, nftrace) reads refs from the text; they are the refs
+    a walk's verdict carries, comments and counters included."""
+    for text in (_save(filter_rules, nat_rules), FIXTURE_SAVE):
+        listed = Netfilter.from_texts(text).rules()
+        compiled = Netfilter.from_texts(text)
+        for base in compiled._bases:
+            for chain in base.table_chains:
+                chain.rules  # compile every rule, so refs come from the parsed rules
+        assert listed == compiled.rules()
+        assert any(r.comment for r in listed)

@@ -78,6 +78,7 @@ class _LazyChains:
                 name, size=len(chain),
                 make=lambda i: _compile_rule(chain.rule(i), self.table.name, self.backend, self),
                 keys=lambda: [jump_key(chain.raw(i)) for i in range(len(chain))],
+                ref=lambda i: RuleRef(self.backend, self.table.name, name, i + 1, *chain.summary(i)),
             )
         return made
 

@@ -44,16 +44,24 @@ class CChain:
     the walk first reaches it, and `keys` that index the chain by destination (see index.py), so
     a packet's walk through 10,000 Services compiles the few rules it can match."""
 
-    __slots__ = ("name", "_rules", "_make", "_keys", "_index")
+    __slots__ = ("name", "_rules", "_make", "_keys", "_ref", "_index")
 
     def __init__(self, name: str, rules: list["CRule"] | None = None, size: int = 0,
                  make: Callable[[int], "CRule"] | None = None,
-                 keys: Callable[[], list] | None = None):
+                 keys: Callable[[], list] | None = None,
+                 ref: Callable[[int], RuleRef] | None = None):
         self.name = name
         self._rules: list = list(rules) if rules is not None else [None] * size
         self._make = make
         self._keys = keys  # () -> one jump_key (or None) per rule, read when first needed
+        self._ref = ref  # i -> rule i's RuleRef without compiling it
         self._index: JumpIndex | None | bool = False  # False: not built yet
+
+    def refs(self) -> list[RuleRef]:
+        """Every rule's RuleRef (listing a chain need not compile it)."""
+        if self._ref is None:
+            return [r.ref for r in self.rules]
+        return [r.ref if r is not None else self._ref(i) for i, r in enumerate(self._rules)]
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -67,7 +75,7 @@ class CChain:
 
     @rules.setter
     def rules(self, rules: list["CRule"]) -> None:
-        self._rules, self._make, self._index = list(rules), None, False
+        self._rules, self._make, self._ref, self._index = list(rules), None, None, False
 
     def rule(self, i: int) -> "CRule":
         r = self._rules[i]

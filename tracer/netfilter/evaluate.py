@@ -115,7 +115,7 @@ class Netfilter:
             for chain in base.table_chains:
                 if id(chain) not in seen:
                     seen.add(id(chain))
-                    refs += [r.ref for r in chain.rules]
+                    refs += chain.refs()
         return refs
 
     def chains_at(self, hook: str) -> list[RuleRef]:

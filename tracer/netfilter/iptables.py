@@ -329,6 +329,26 @@ class Chain:
             return self._raw[i][1]
         return self.rule(i).text
 
+    def summary(self, i: int) -> tuple[str, int | None, int | None, str | None]:
+        """(text, packets, bytes, comment) of the i-th rule, without parsing it when its comment
+        can be read plainly (`-m comment --comment X`, once): what listing every rule needs."""
+        rule = self._parsed[i]
+        if rule is None and i < len(self._raw) and self._raw[i][1]:
+            try:
+                packets, bytes_, body = _split_counters(self._raw[i][1])
+                toks = tokenize(body)
+            except ValueError:
+                toks = None
+            if toks is not None:
+                n = toks.count("--comment")
+                if n == 0:
+                    return body, packets, bytes_, None
+                at = toks.index("--comment")
+                if n == 1 and toks[at - 2:at] == ["-m", "comment"] and at + 1 < len(toks):
+                    return body, packets, bytes_, toks[at + 1]
+        rule = self.rule(i)
+        return rule.text, rule.packets, rule.bytes, rule.comment
+
     def append_raw(self, lineno: int, line: str) -> None:
         """Add a rule line (`[p:b] -A ...` or `-A ...`) to parse when it is first read."""
         if len(self._raw) < len(self._parsed):

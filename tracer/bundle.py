@@ -327,7 +327,7 @@ class Bundle:
 
 
 def _pack(text: str) -> str:
-    return base64.b64encode(zlib.compress(text.encode(), 6)).decode("ascii")
+    return base64.b64encode(zlib.compress(text.encode(), 3)).decode("ascii")
 
 
 def _unpack(packed: Any, where: str) -> str:

@@ -9,7 +9,13 @@ iptables-save output at all raises `BundleError` naming the line.
 
 Tokenising follows iptables-restore rather than a shell: `"` groups, and inside quotes a backslash
 escapes the next character. (shlex differs: iptables-save writes an apostrophe in a comment as
-`\\'` inside double quotes, which shlex would keep with its backslash.)
+`\\'` inside double quotes, which shlex would keep with its backslash.) A line without quotes is one
+regex scan.
+
+At cluster scale (10,000 Services: 80,000 rules, 30,000 chains per node) `parse_save(lazy=True)`
+reads the file in one pass, one regex per line, and keeps each rule's line to parse when it is
+first read (`Chain.rule(i)`); `jump_key` reads from a line's text alone what an index over long
+jump lists needs (index.py).
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class _LazyChains:
         self.table = table
         self.backend = backend
         self._made: dict[str, E.CChain] = {}
+        self._all: list[E.CChain] | None = None
 
     def get(self, name: str) -> E.CChain | None:
         made = self._made.get(name)
@@ -83,7 +84,9 @@ class _LazyChains:
         return made
 
     def __iter__(self):
-        return iter([self.get(name) for name in self.table.chains])
+        if self._all is None:
+            self._all = [self.get(name) for name in self.table.chains]
+        return iter(self._all)
 
 
 def _compile_rule(rule: IptRule, table: str, backend: str, chains: dict) -> E.CRule:

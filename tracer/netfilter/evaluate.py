@@ -110,12 +110,17 @@ class Netfilter:
     def rules(self) -> list[RuleRef]:
         """Every rule of every hooked table (reachable or not), e.g. to search by comment."""
         seen: set[int] = set()
+        tables: set[int] = set()
         refs: list[RuleRef] = []
-        for base in self._bases:
-            for chain in base.table_chains:
-                if id(chain) not in seen:
-                    seen.add(id(chain))
-                    refs += chain.refs()
+        with V.gc_paused():
+            for base in self._bases:
+                if id(base.table_chains) in tables:
+                    continue  # another base chain of a table already listed
+                tables.add(id(base.table_chains))
+                for chain in base.table_chains:
+                    if id(chain) not in seen:
+                        seen.add(id(chain))
+                        refs += chain.refs()
         return refs
 
     def chains_at(self, hook: str) -> list[RuleRef]:

@@ -342,7 +342,16 @@ class Chain:
         if rule is None and i < len(self._raw) and self._raw[i][1]:
             try:
                 packets, bytes_, body = _split_counters(self._raw[i][1])
-                toks = tokenize(body)
+            except ValueError:
+                body = None
+            n = body.count("--comment") if body is not None else -1
+            if n == 0:
+                return body, packets, bytes_, None
+            m = _PLAIN_COMMENT.search(body) if n == 1 and "\\" not in body else None
+            if m is not None and body.count('"', 0, m.start()) % 2 == 0:  # not inside quotes
+                return body, packets, bytes_, m.group(1).strip('"')
+            try:
+                toks = tokenize(body) if body is not None else None
             except ValueError:
                 toks = None
             if toks is not None:
@@ -805,7 +814,8 @@ def parse_save(text: str, source: str = "iptables-save", lazy: bool = False) -> 
     if not isinstance(text, str):
         raise BundleError(f"{source}: expected text, got {type(text).__name__}")
     parser = _SaveParser(source, lazy)
-    lineno = parser.feed_lines(text.splitlines())
+    with V.gc_paused():
+        lineno = parser.feed_lines(text.splitlines())
     try:
         parser.finish()
     except (ValueError, IndexError) as e:
@@ -815,6 +825,8 @@ def parse_save(text: str, source: str = "iptables-save", lazy: bool = False) -> 
 
 # `[p:b] -A CHAIN ` with a plain chain name: the rule's chain without tokenising the line.
 _RULE_START = frozenset("[-")
+# ` -m comment --comment X` with X one plain or "quoted" token (no backslash in the line).
+_PLAIN_COMMENT = re.compile(r' -m comment --comment ("[^"]*"|[^ \t\r\n"]+)(?=[ \t\r\n]|$)')
 # `:NAME POLICY [p:b]`, the common chain header (anything else goes through _declare_chain).
 _CHAIN_HEADER = re.compile(r":([^\s!]{1,64}) (-|ACCEPT|DROP|QUEUE|RETURN)(?: \[(\d+):(\d+)\])?[ \t\r\n]*$")
 _APPEND = re.compile(r'(?:\[\d+:\d+\] +)?-A[ \t]+([^ \t\r\n"]+)(?:[ \t\r\n]|$)')

@@ -89,7 +89,7 @@ class _LazyChains:
         return iter(self._all)
 
 
-def _compile_rule(rule: IptRule, table: str, backend: str, chains: dict) -> E.CRule:
+def _compile_rule(rule: IptRule, table: str, backend: str, chains: "_LazyChains") -> E.CRule:
     ref = RuleRef(backend, table, rule.chain, rule.number, rule.text, rule.packets, rule.bytes,
                   rule.comment)
     preds, unknown_preds, random = _generic_preds(rule), [], None

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,10 +64,31 @@ def load_services(lab, n: int) -> int:
     return lines
 
 
-def timed(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+def timed(argv: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds, CPU seconds (user + system of the process and everything it waited for:
+    iptables-save, nft...; less sensitive than wall time to others' load on a shared machine)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True)
-    return time.perf_counter() - t0, p
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, p
+
+
+def median_timed(argv: list[str], runs: int, notes: list[str], label: str) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(runs):
+        wall, cpu, p = timed(argv)
+        walls.append(wall)
+        cpus.append(cpu)
+        if p.returncode not in (0, 1):  # 1: diagnose found a problem (not expected here)
+            notes.append(f"{label}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[-200:]}")
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def cell(t: tuple[float, float]) -> str:
+    return f"{t[0]:6.3f} [{t[1]:5.2f}]"
 
 
 def mark(value: float, target: float | None) -> str:
@@ -77,6 +100,7 @@ def mark(value: float, target: float | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000,5000,10000", help="Services per node, comma-separated")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions of snapshot and diagnose (median)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if os.geteuid() != 0:
@@ -98,20 +122,16 @@ def main() -> int:
             lines = load_services(lab, n)
             load_s = time.perf_counter() - t0
             bundle = os.path.join(tmp, f"{n}.json")
-            trace_s, p = timed([podpath, "trace", "pod-a", "pod-b", "--lab", name])  # cold first
+            trace_s, trace_cpu, p = timed([podpath, "trace", "pod-a", "pod-b", "--lab", name])  # cold
             if p.returncode != 0:
                 notes.append(f"{n}: trace exit {p.returncode}: {p.stdout.strip()[-200:]} {p.stderr.strip()[-200:]}")
-            snap_s, p = timed([podpath, "snapshot", "--lab", name, "-o", bundle])
-            if p.returncode != 0:
-                notes.append(f"{n}: snapshot exit {p.returncode}: {p.stderr.strip()[-200:]}")
+            snap = median_timed([podpath, "snapshot", "--lab", name, "-o", bundle], args.runs, notes, f"{n}: snapshot")
             size_mb = os.path.getsize(bundle) / 1e6 if os.path.exists(bundle) else float("nan")
-            diag_s, p = timed([podpath, "diagnose", "pod-a", "pod-b", "--lab", name])
-            if p.returncode != 0:
-                notes.append(f"{n}: diagnose exit {p.returncode}: {p.stdout.strip()[-200:]}")
-            off_s, p = timed([podpath, "diagnose", "pod-a", "pod-b", "--bundle", bundle])
-            if p.returncode != 0:
-                notes.append(f"{n}: diagnose --bundle exit {p.returncode}: {p.stdout.strip()[-200:]}")
-            rows.append((n, lines, snap_s, size_mb, diag_s, trace_s, off_s, os.getloadavg()[0]))
+            diag = median_timed([podpath, "diagnose", "pod-a", "pod-b", "--lab", name], args.runs, notes,
+                                f"{n}: diagnose")
+            off = median_timed([podpath, "diagnose", "pod-a", "pod-b", "--bundle", bundle], args.runs, notes,
+                               f"{n}: diagnose --bundle")
+            rows.append((n, lines, snap, size_mb, diag, (trace_s, trace_cpu), off, os.getloadavg()[0]))
             print(f"  {n} Services loaded in {load_s:.1f} s; measured", flush=True)
     finally:
         lab.down()
@@ -120,20 +140,26 @@ def main() -> int:
         os.rmdir(tmp)
 
     print()
-    print(f"{'Services':>9} {'save lines':>10} {'snapshot s':>10} {'bundle MB':>9} {'diagnose s':>10} "
-          f"{'trace s':>8} {'offline s':>9} {'load':>5}")
+    print(f"wall seconds (median of {args.runs}; trace: one cold run), [CPU seconds incl. children]")
+    print(f"{'Services':>9} {'save lines':>10} {'snapshot':>15} {'bundle MB':>9} {'diagnose':>15} "
+          f"{'trace cold':>15} {'diagnose --bundle':>17} {'load':>5}")
     for n, lines, snap, mb, diag, tr, off, load in rows:
-        print(f"{n:>9} {lines:>10} {snap:>10.3f} {mb:>9.2f} {diag:>10.3f} {tr:>8.3f} {off:>9.3f} {load:>5.2f}")
+        print(f"{n:>9} {lines:>10} {cell(snap):>15} {mb:>9.2f} {cell(diag):>15} {cell(tr):>15} "
+              f"{cell(off):>17} {load:>5.2f}")
     if rows:
         n, _, snap, mb, diag, tr, off, _ = rows[-1]
-        print(f"\nat {n} Services: snapshot {snap:.3f} s {mark(snap, TARGETS['snapshot'])}, "
-              f"diagnose {diag:.3f} s {mark(diag, TARGETS['diagnose'])}, trace {tr:.3f} s "
-              f"{mark(tr, TARGETS['trace'])}, bundle {mb:.2f} MB {mark(mb, TARGETS['bundle_mb'])}, "
-              f"diagnose --bundle {off:.3f} s")
+        print(f"\nat {n} Services: snapshot {snap[0]:.3f} s {mark(snap[0], TARGETS['snapshot'])}, "
+              f"diagnose {diag[0]:.3f} s {mark(diag[0], TARGETS['diagnose'])}, trace {tr[0]:.3f} s "
+              f"{mark(tr[0], TARGETS['trace'])}, bundle {mb:.2f} MB {mark(mb, TARGETS['bundle_mb'])}, "
+              f"diagnose --bundle {off[0]:.3f} s")
         if len(rows) > 1:
-            (n0, _, s0, m0, d0, t0_, o0, _), (n1, _, s1, m1, d1, t1, o1, _) = rows[0], rows[-1]
-            print(f"growth {n0} → {n1} Services (x{n1 / n0:g}): snapshot x{s1 / s0:.1f}, bundle x{m1 / m0:.1f}, "
-                  f"diagnose x{d1 / d0:.1f}, trace x{t1 / t0_:.1f}, offline x{o1 / o0:.1f}")
+            first, last = rows[0], rows[-1]
+            def grow(i: int) -> float:  # CPU seconds, last size over first
+                return last[i][1] / first[i][1] if first[i][1] else float("nan")
+
+            print(f"CPU growth {first[0]} → {last[0]} Services (x{last[0] / first[0]:g}): snapshot x{grow(2):.1f}, "
+                  f"bundle x{last[3] / first[3]:.1f} (size), diagnose x{grow(4):.1f}, trace x{grow(5):.1f}, "
+                  f"diagnose --bundle x{grow(6):.1f}")
     for note in notes:
         print("note:", note)
     return 0

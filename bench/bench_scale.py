@@ -45,9 +45,10 @@ def synthetic_services(n: int):
     return out
 
 
-def load_services(lab, n: int) -> int:
+def load_services(lab, n: int) -> tuple[int, tuple[float, float]]:
     """Make both nodes' filter and nat tables the lab's rules plus n synthetic Services, as
-    kube-proxy would (one iptables-restore per node). Returns iptables-save lines on node-a."""
+    kube-proxy would (one iptables-restore per node). Returns iptables-save lines on node-a and
+    what `iptables-save -c` alone costs there (wall, CPU): the floor of any live snapshot."""
     from podpath.tracer.lab import kubeproxy, nsutil
     from podpath.tracer.lab.topology import NODES, service_rules
 
@@ -61,7 +62,8 @@ def load_services(lab, n: int) -> int:
         nsutil.run(ns, ["iptables-restore", "--noflush", "-w"], input=text, timeout=300)
         if node.name == "node-a":
             lines = nsutil.run(ns, ["iptables-save"], timeout=120).stdout.count("\n")
-    return lines
+            wall, cpu, _ = timed(["ip", "netns", "exec", ns, "iptables-save", "-c"])
+    return lines, (wall, cpu)
 
 
 def timed(argv: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -119,7 +121,7 @@ def main() -> int:
         lab.up()
         for n in sizes:
             t0 = time.perf_counter()
-            lines = load_services(lab, n)
+            lines, save = load_services(lab, n)
             load_s = time.perf_counter() - t0
             bundle = os.path.join(tmp, f"{n}.json")
             trace_s, trace_cpu, p = timed([podpath, "trace", "pod-a", "pod-b", "--lab", name])  # cold
@@ -131,7 +133,7 @@ def main() -> int:
                                 f"{n}: diagnose")
             off = median_timed([podpath, "diagnose", "pod-a", "pod-b", "--bundle", bundle], args.runs, notes,
                                f"{n}: diagnose --bundle")
-            rows.append((n, lines, snap, size_mb, diag, (trace_s, trace_cpu), off, os.getloadavg()[0]))
+            rows.append((n, lines, snap, size_mb, diag, (trace_s, trace_cpu), off, os.getloadavg()[0], save))
             print(f"  {n} Services loaded in {load_s:.1f} s; measured", flush=True)
     finally:
         lab.down()
@@ -142,16 +144,16 @@ def main() -> int:
     print()
     print(f"wall seconds (median of {args.runs}; trace: one cold run), [CPU seconds incl. children]")
     print(f"{'Services':>9} {'save lines':>10} {'snapshot':>15} {'bundle MB':>9} {'diagnose':>15} "
-          f"{'trace cold':>15} {'diagnose --bundle':>17} {'load':>5}")
-    for n, lines, snap, mb, diag, tr, off, load in rows:
+          f"{'trace cold':>15} {'diagnose --bundle':>17} {'load':>5} {'iptables-save -c':>16}")
+    for n, lines, snap, mb, diag, tr, off, load, save in rows:
         print(f"{n:>9} {lines:>10} {cell(snap):>15} {mb:>9.2f} {cell(diag):>15} {cell(tr):>15} "
-              f"{cell(off):>17} {load:>5.2f}")
+              f"{cell(off):>17} {load:>5.2f} {cell(save):>16}")
     if rows:
-        n, _, snap, mb, diag, tr, off, _ = rows[-1]
+        n, _, snap, mb, diag, tr, off, _, save = rows[-1]
         print(f"\nat {n} Services: snapshot {snap[0]:.3f} s {mark(snap[0], TARGETS['snapshot'])}, "
               f"diagnose {diag[0]:.3f} s {mark(diag[0], TARGETS['diagnose'])}, trace {tr[0]:.3f} s "
               f"{mark(tr[0], TARGETS['trace'])}, bundle {mb:.2f} MB {mark(mb, TARGETS['bundle_mb'])}, "
-              f"diagnose --bundle {off[0]:.3f} s")
+              f"diagnose --bundle {off[0]:.3f} s; iptables-save -c alone on one node: {save[0]:.3f} s")
         if len(rows) > 1:
             first, last = rows[0], rows[-1]
             def grow(i: int) -> float:  # CPU seconds, last size over first

@@ -174,6 +174,48 @@ def test_tokenize_matches_iptables_restore():
     assert tokenize("--comment it's") == ["--comment", "it's"]  # ' is not a quote to iptables
 
 
+def _tokenize_char_by_char(line: str) -> list[str] | None:
+    """iptables-restore's reading, one character at a time (the reference the linear-time regex
+    tokenizer must agree with); None for an unterminated quote."""
+    tokens, buf, quoted, escaped, started = [], [], False, False, False
+    for ch in line:
+        if quoted:
+            if escaped:
+                buf.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            else:
+                buf.append(ch)
+        elif ch == '"':
+            quoted = started = True
+        elif ch in " \t\r\n":
+            if started:
+                tokens.append("".join(buf))
+                buf, started = [], False
+        else:
+            buf.append(ch)
+            started = True
+    if quoted:
+        return None
+    if started:
+        tokens.append("".join(buf))
+    return tokens
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list('ab-" \t\\\'!\r\né')), max_size=40))
+def test_tokenize_agrees_with_reading_char_by_char(line):
+    want = _tokenize_char_by_char(line)
+    if want is None:
+        with pytest.raises(ValueError, match="unterminated quote"):
+            tokenize(line)
+    else:
+        assert tokenize(line) == want
+
+
 @pytest.mark.parametrize(
     "value, saved",
     [("plain", "plain"), ("flanneld forward", '"flanneld forward"'),

@@ -471,3 +471,27 @@ def test_generated_rules_round_trip(rule, packets, nbytes):
     assert (parsed.packets, parsed.bytes) == (packets, nbytes)
     rule.text, rule.packets, rule.bytes, rule.lineno = line, packets, nbytes, parsed.lineno
     assert parsed == rule
+
+
+@pytest.mark.parametrize("name", ["kube-proxy-flannel.nft.iptables-save",
+                                  "kube-proxy-flannel.legacy.iptables-save",
+                                  "kube-proxy-flannel.plain.iptables-save"])
+def test_lazy_parse_reads_the_same_rules_as_eager(name):
+    """Netfilter parses lazily (a rule when first read); the rules are those of a full parse."""
+    text = fixture(name)
+    eager, lazy = parse_save(text), parse_save(text, lazy=True)
+    assert eager.rule_count() == lazy.rule_count() > 50
+    for tname, table in eager.tables.items():
+        other = lazy.tables[tname].chains
+        assert list(table.chains) == list(other)
+        for cname, chain in table.chains.items():
+            assert (chain.policy, chain.packets, chain.bytes) == \
+                (other[cname].policy, other[cname].packets, other[cname].bytes)
+            assert chain.rules == other[cname].rules  # numbers, text, counters, targets' kinds
+
+
+def test_lazy_parse_still_rejects_what_is_not_iptables_save_up_front():
+    with pytest.raises(BundleError, match="line 2: chain 'NOPE' was not declared"):
+        parse_save("*filter\n-A NOPE -j DROP\nCOMMIT\n", lazy=True)
+    with pytest.raises(BundleError, match="line 3: table 'nat' starts before COMMIT"):
+        parse_save("*filter\n:INPUT ACCEPT [0:0]\n*nat\n", lazy=True)

@@ -174,6 +174,48 @@ def test_tokenize_matches_iptables_restore():
     assert tokenize("--comment it's") == ["--comment", "it's"]  # ' is not a quote to iptables
 
 
+def _tokenize_char_by_char(line: str) -> list[str] | None:
+    """iptables-restore's reading, one character at a time (the reference the linear-time regex
+    tokenizer must agree with); None for an unterminated quote."""
+    tokens, buf, quoted, escaped, started = [], [], False, False, False
+    for ch in line:
+        if quoted:
+            if escaped:
+                buf.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            else:
+                buf.append(ch)
+        elif ch == '"':
+            quoted = started = True
+        elif ch in " \t\r\n":
+            if started:
+                tokens.append("".join(buf))
+                buf, started = [], False
+        else:
+            buf.append(ch)
+            started = True
+    if quoted:
+        return None
+    if started:
+        tokens.append("".join(buf))
+    return tokens
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list('ab-" \t\\\'!\r\né')), max_size=40))
+def test_tokenize_agrees_with_reading_char_by_char(line):
+    want = _tokenize_char_by_char(line)
+    if want is None:
+        with pytest.raises(ValueError, match="unterminated quote"):
+            tokenize(line)
+    else:
+        assert tokenize(line) == want
+
+
 @pytest.mark.parametrize(
     "value, saved",
     [("plain", "plain"), ("flanneld forward", '"flanneld forward"'),
@@ -429,3 +471,27 @@ def test_generated_rules_round_trip(rule, packets, nbytes):
     assert (parsed.packets, parsed.bytes) == (packets, nbytes)
     rule.text, rule.packets, rule.bytes, rule.lineno = line, packets, nbytes, parsed.lineno
     assert parsed == rule
+
+
+@pytest.mark.parametrize("name", ["kube-proxy-flannel.nft.iptables-save",
+                                  "kube-proxy-flannel.legacy.iptables-save",
+                                  "kube-proxy-flannel.plain.iptables-save"])
+def test_lazy_parse_reads_the_same_rules_as_eager(name):
+    """Netfilter parses lazily (a rule when first read); the rules are those of a full parse."""
+    text = fixture(name)
+    eager, lazy = parse_save(text), parse_save(text, lazy=True)
+    assert eager.rule_count() == lazy.rule_count() > 50
+    for tname, table in eager.tables.items():
+        other = lazy.tables[tname].chains
+        assert list(table.chains) == list(other)
+        for cname, chain in table.chains.items():
+            assert (chain.policy, chain.packets, chain.bytes) == \
+                (other[cname].policy, other[cname].packets, other[cname].bytes)
+            assert chain.rules == other[cname].rules  # numbers, text, counters, targets' kinds
+
+
+def test_lazy_parse_still_rejects_what_is_not_iptables_save_up_front():
+    with pytest.raises(BundleError, match="line 2: chain 'NOPE' was not declared"):
+        parse_save("*filter\n-A NOPE -j DROP\nCOMMIT\n", lazy=True)
+    with pytest.raises(BundleError, match="line 3: table 'nat' starts before COMMIT"):
+        parse_save("*filter\n:INPUT ACCEPT [0:0]\n*nat\n", lazy=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import engine as E
 from . import values as V
-from .iptables import BUILTIN_CHAINS, IptRule, Match, Ruleset, Table
+from .iptables import BUILTIN_CHAINS, IptRule, Match, Ruleset, Table, jump_key
 from .results import RuleRef
 
 # Netfilter hook priorities of the iptables tables (include/uapi/linux/netfilter_ipv4.h).
@@ -25,9 +25,7 @@ def _compile_table(table: Table, backend: str) -> list[E.CBase]:
     builtins = BUILTIN_CHAINS.get(table.name)
     if builtins is None:
         return []  # a table the kernel does not hook (or one we do not know): nothing runs it
-    chains = {name: E.CChain(name) for name in table.chains}
-    for name, chain in table.chains.items():
-        chains[name].rules = [_compile_rule(r, table.name, backend, chains) for r in chain.rules]
+    chains = _LazyChains(table, backend)
     bases = []
     for name in builtins:
         chain = table.chains.get(name)
@@ -42,7 +40,7 @@ def _compile_table(table: Table, backend: str) -> list[E.CBase]:
                 backend=backend,
                 family="ip",
                 table=table.name,
-                chain=chains[name],
+                chain=chains.get(name),
                 hook=hook,
                 priority=prio,
                 sub_priority=prio,
@@ -53,13 +51,45 @@ def _compile_table(table: Table, backend: str) -> list[E.CBase]:
                 ),
                 nat=nat,
                 rank=BACKEND_RANK[backend],
-                table_chains=list(chains.values()),
+                table_chains=chains,
             )
         )
     return bases
 
 
-def _compile_rule(rule: IptRule, table: str, backend: str, chains: dict) -> E.CRule:
+class _LazyChains:
+    """The engine chains of one table, made when first named (by a hook or a jump): a rule is
+    parsed and compiled when a walk first reaches it, and long jump lists are indexed from their
+    rule text (engine.CChain), so a table of 30,000 chains costs what one packet's walk reads.
+    Iterating makes every chain (Netfilter.rules)."""
+
+    def __init__(self, table: Table, backend: str):
+        self.table = table
+        self.backend = backend
+        self._made: dict[str, E.CChain] = {}
+        self._all: list[E.CChain] | None = None
+
+    def get(self, name: str) -> E.CChain | None:
+        made = self._made.get(name)
+        if made is None:
+            chain = self.table.chains.get(name)
+            if chain is None:
+                return None
+            made = self._made[name] = E.CChain(
+                name, size=len(chain),
+                make=lambda i: _compile_rule(chain.rule(i), self.table.name, self.backend, self),
+                keys=lambda: [jump_key(chain.raw(i)) for i in range(len(chain))],
+                ref=lambda i: RuleRef(self.backend, self.table.name, name, i + 1, *chain.summary(i)),
+            )
+        return made
+
+    def __iter__(self):
+        if self._all is None:
+            self._all = [self.get(name) for name in self.table.chains]
+        return iter(self._all)
+
+
+def _compile_rule(rule: IptRule, table: str, backend: str, chains: "_LazyChains") -> E.CRule:
     ref = RuleRef(backend, table, rule.chain, rule.number, rule.text, rule.packets, rule.bytes,
                   rule.comment)
     preds, unknown_preds, random = _generic_preds(rule), [], None

@@ -13,11 +13,13 @@ fork the state into two independent walks that each resume where they are.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from . import values as V
+from .index import JumpIndex, build_index
 from .results import RuleRef
 
 # Action opcodes. An action is a tuple (opcode, *args).
@@ -37,10 +39,56 @@ MAX_BRANCHES = 512
 Pred = Callable[["State"], "bool | None"]
 
 
-@dataclass
 class CChain:
-    name: str
-    rules: list["CRule"] = field(default_factory=list)
+    """A chain of compiled rules. A backend may hand over a `make(i)` that compiles rule i when
+    the walk first reaches it, and `keys` that index the chain by destination (see index.py), so
+    a packet's walk through 10,000 Services compiles the few rules it can match."""
+
+    __slots__ = ("name", "_rules", "_make", "_keys", "_ref", "_index")
+
+    def __init__(self, name: str, rules: list["CRule"] | None = None, size: int = 0,
+                 make: Callable[[int], "CRule"] | None = None,
+                 keys: Callable[[], list] | None = None,
+                 ref: Callable[[int], RuleRef] | None = None):
+        self.name = name
+        self._rules: list = list(rules) if rules is not None else [None] * size
+        self._make = make
+        self._keys = keys  # () -> one jump_key (or None) per rule, read when first needed
+        self._ref = ref  # i -> rule i's RuleRef without compiling it
+        self._index: JumpIndex | None | bool = False  # False: not built yet
+
+    def refs(self) -> list[RuleRef]:
+        """Every rule's RuleRef (listing a chain need not compile it)."""
+        if self._ref is None:
+            return [r.ref for r in self.rules]
+        return [r.ref if r is not None else self._ref(i) for i, r in enumerate(self._rules)]
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __repr__(self) -> str:
+        return f"CChain({self.name!r}, {len(self._rules)} rules)"
+
+    @property
+    def rules(self) -> list["CRule"]:
+        return [self.rule(i) for i in range(len(self._rules))]
+
+    @rules.setter
+    def rules(self, rules: list["CRule"]) -> None:
+        self._rules, self._make, self._ref, self._index = list(rules), None, None, False
+
+    def rule(self, i: int) -> "CRule":
+        r = self._rules[i]
+        if r is None:
+            r = self._rules[i] = self._make(i)
+        return r
+
+    def candidates(self, st: "State") -> list[int] | None:
+        """Positions of the rules that can match this packet, rising; None: every rule."""
+        index = self._index
+        if index is False:
+            index = self._index = build_index(self._keys()) if self._keys is not None else None
+        return None if index is None else index.candidates(st)
 
 
 @dataclass
@@ -66,7 +114,7 @@ class CBase:
     policy_ref: RuleRef
     nat: str | None = None  # "dst"/"src": a NAT chain, consulted for the first packet only
     rank: int = 0  # tie-break between backends at equal priority
-    table_chains: list[CChain] = field(default_factory=list)  # every chain of its table
+    table_chains: Iterable[CChain] = ()  # every chain of its table
 
 
 class State:
@@ -90,6 +138,11 @@ class State:
         other.nat_done = set(self.nat_done)
         other.seq = seq
         return other
+
+
+def _frame(chain: CChain, st: State) -> list:
+    """A call-stack entry: [chain, next rule index, candidate positions or None]."""
+    return [chain, 0, chain.candidates(st)]
 
 
 def addr_type(st: State, addr: int) -> str:
@@ -122,7 +175,7 @@ class Walker:
 
     def run_base(self, base: CBase, st: State) -> list[State]:
         """Walk `st` (and every alternative it forks into) through one base chain."""
-        st.stack = [[base.chain, 0]]
+        st.stack = [_frame(base.chain, st)]
         st.verdict = None
         pending = deque([st])
         done: list[State] = []
@@ -136,13 +189,15 @@ class Walker:
         while st.verdict is None:
             st.steps += 1
             frame = st.stack[-1]
-            chain, i = frame
-            rules = chain.rules
-            if i >= len(rules):
+            chain, i, cands = frame
+            if cands is not None:  # an indexed chain: jump to the next rule that can match
+                j = bisect_left(cands, i)
+                i = cands[j] if j < len(cands) else len(chain)
+            if i >= len(chain):
                 self._pop_frame(base, st)
                 continue
             frame[1] = i + 1
-            rule = rules[i]
+            rule = chain.rule(i)
             if st.steps > MAX_STEPS:
                 st.unsupported.append(rule.ref)  # a jump loop in hand-made input: stop here
                 self._fall_off(base, st)
@@ -230,9 +285,9 @@ class Walker:
             if target is None or len(st.stack) >= MAX_STACK:
                 st.unsupported.append(ref)  # jump to a chain we do not have, or a loop
             elif op == JUMP:
-                st.stack.append([target, 0])
+                st.stack.append(_frame(target, st))
             else:
-                st.stack[-1] = [target, 0]
+                st.stack[-1] = _frame(target, st)
         # CONTINUE: nothing, the next rule runs
 
     def _pop_frame(self, base: CBase, st: State) -> None:
@@ -243,7 +298,7 @@ class Walker:
     @staticmethod
     def _fall_off(base: CBase, st: State) -> None:
         """The packet left the base chain without a verdict: the chain policy decides."""
-        if base.chain.rules or base.policy != "accept":
+        if len(base.chain) or base.policy != "accept":
             st.trail.append(base.policy_ref)
         if base.policy == "accept":
             st.verdict = "accept"

@@ -7,7 +7,9 @@ same on the snapshot, returning one HookResult per possible outcome: kube-proxy 
 endpoint with `-m statistic --mode random`, so a packet to a ClusterIP has one outcome per
 endpoint, each with its probability.
 
-Pure: no subprocess, no root. Parse once per host (`from_host` caches by content).
+Pure: no subprocess, no root. Parse once per host (`from_host` caches by content). iptables rules
+are read lazily: the file's structure is checked up front, and a rule is parsed and compiled when a
+walk first reaches it (a bad rule line raises BundleError then, naming the line).
 """
 
 from __future__ import annotations
@@ -91,9 +93,9 @@ class Netfilter:
         """
         rulesets: dict[str, Ruleset] = {}
         if nft_save:
-            rulesets["iptables-nft"] = parse_save(nft_save, "iptables-save (nf_tables)")
+            rulesets["iptables-nft"] = parse_save(nft_save, "iptables-save (nf_tables)", lazy=True)
         if legacy_save:
-            rulesets["iptables-legacy"] = parse_save(legacy_save, "iptables-legacy-save")
+            rulesets["iptables-legacy"] = parse_save(legacy_save, "iptables-legacy-save", lazy=True)
         known = nft_save is not None if nft_save_known is None else nft_save_known
         ipt_tables = set(rulesets["iptables-nft"].tables) if "iptables-nft" in rulesets else set()
         nft = parse_json(nftables, ipt_tables if known else None) if nftables is not None else None
@@ -103,17 +105,22 @@ class Netfilter:
 
     def is_empty(self) -> bool:
         """True when no rule exists and every policy accepts: nothing can touch a packet."""
-        return all(not b.chain.rules and b.policy == "accept" for b in self._bases)
+        return all(not len(b.chain) and b.policy == "accept" for b in self._bases)
 
     def rules(self) -> list[RuleRef]:
         """Every rule of every hooked table (reachable or not), e.g. to search by comment."""
         seen: set[int] = set()
+        tables: set[int] = set()
         refs: list[RuleRef] = []
-        for base in self._bases:
-            for chain in base.table_chains:
-                if id(chain) not in seen:
-                    seen.add(id(chain))
-                    refs += [r.ref for r in chain.rules]
+        with V.gc_paused():
+            for base in self._bases:
+                if id(base.table_chains) in tables:
+                    continue  # another base chain of a table already listed
+                tables.add(id(base.table_chains))
+                for chain in base.table_chains:
+                    if id(chain) not in seen:
+                        seen.add(id(chain))
+                        refs += chain.refs()
         return refs
 
     def chains_at(self, hook: str) -> list[RuleRef]:

@@ -6,6 +6,9 @@ every rule of every hook and int arithmetic is an order of magnitude faster than
 
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import socket
 
 MASK32 = 0xFFFFFFFF
@@ -162,3 +165,16 @@ def iface_matches(pattern: str, name: str) -> bool:
     if pattern.endswith(("+", "*")) and not pattern.endswith("\\*"):
         return name.startswith(pattern[:-1])
     return name == pattern.replace("\\*", "*")
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while building many small acyclic objects (a big node's
+    rules: 80,000 lines, 30,000 chains), where its repeated passes cost more than the work."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -13,6 +13,7 @@ snapshot by its handle: the position in its chain is the iptables rule number fo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -189,6 +190,10 @@ def rule_for(host, line: NftraceLine):
     rules = [x["rule"] for x in host.nftables.get("nftables", []) if "rule" in x]
     same_chain = [r for r in rules if (r.get("family"), r.get("table"), r.get("chain")) ==
                   (line.family, line.table, line.chain)]
+    if not same_chain and line.family == "ip":
+        # The snapshot keeps iptables-nft's tables as iptables-save text only (the nftables
+        # collector does not repeat them): read this one chain's rule handles now.
+        same_chain = _live_chain_rules(line)
     pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
     if pos is None:
         return None
@@ -201,3 +206,14 @@ def rule_for(host, line: NftraceLine):
                 (r.backend == "iptables-nft" or r.handle == line.handle):
             return r
     return None
+
+
+def _live_chain_rules(line: NftraceLine) -> list[dict]:
+    """The rules (with handles) of the chain an nftrace line names, read from its namespace."""
+    try:
+        p = _nft(line.netns, None, "-j", "list", "chain", line.family, line.table, line.chain)
+        data = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else {}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    items = data.get("nftables", []) if isinstance(data, dict) else []
+    return [x["rule"] for x in items if isinstance(x, dict) and isinstance(x.get("rule"), dict)]

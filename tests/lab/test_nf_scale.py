@@ -1,0 +1,83 @@
+"""Netfilter at cluster scale on a real lab (root only): thousands of kube-proxy Services loaded
+with iptables-restore, native nft tables next to iptables-nft's, and the snapshot and model
+reading them. Every rule and table is made inside the lab's own namespaces, which the module's
+finalizer deletes even when a test fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import ROOT_BPF_LAB, bpf_lab
+
+pytestmark = ROOT_BPF_LAB
+
+from podpath.tracer.bundle import Bundle  # noqa: E402
+from podpath.tracer.diagnose import diagnose  # noqa: E402
+from podpath.tracer.lab import kubeproxy, nsutil  # noqa: E402
+from podpath.tracer.lab import topology as T  # noqa: E402
+from podpath.tracer.netfilter import Netfilter, Packet  # noqa: E402
+from podpath.tracer.sources import lab_snapshot  # noqa: E402
+
+SERVICES = 2000
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    lab = bpf_lab(request, "nfs")
+    services = T.service_rules() + [
+        T.ServiceRules(T.ServiceSpec(f"svc-{i}", "bench", f"10.100.{i // 250}.{i % 250 + 1}",
+                                     (T.ServicePort("http", 80, "TCP", 8080),), ()),
+                       {"http": [T.Endpoint(f"10.244.9.{i % 250 + 2}", 8080),
+                                 T.Endpoint(f"10.244.9.{i % 250 + 3}", 8080)]})
+        for i in range(SERVICES)]
+    for node in T.NODES:
+        ns = lab.netns(node.name)
+        live = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
+        text = kubeproxy.restore_text(kubeproxy.render_node(node, services),
+                                      {name: set(t.chains) for name, t in live.items()})
+        nsutil.run(ns, ["iptables-restore", "--noflush", "-w"], input=text, timeout=120)
+    return lab
+
+
+def sh(ns: str, *argv: str, input: str | None = None) -> str:
+    p = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                       input=input, timeout=60)
+    assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr}"
+    return p.stdout
+
+
+def test_service_among_thousands_is_delivered_through_its_own_rules(lab):
+    bundle = lab_snapshot(lab.name)
+    node_a = bundle.host("node-a")
+    assert node_a.iptables_save["nft"].count("-A KUBE-SERVICES ") > SERVICES
+    result = diagnose(bundle, "pod-a", "svc/default/web:80")
+    assert sorted(p.alternative for p in result.paths) == ["10.244.0.3:8080", "10.244.1.2:8080"]
+    assert all(p.outcome == "delivered" for p in result.paths)
+    # the KUBE-SERVICES rule the verdict names is web's, quoted exactly as iptables-save printed it
+    nf = Netfilter.from_host(node_a)
+    alts = nf.evaluate("output", Packet("10.244.0.2", "10.96.0.100", "tcp", 40000, 80, oif="cni0"))
+    services = {r.text for a in alts for r in a.trail if r.chain == "KUBE-SERVICES"}
+    assert len(services) == 1 and "10.96.0.100/32" in services.pop()
+    bad = nf.evaluate("output", Packet("10.244.0.2", "10.100.7.208", "tcp", 40000, 80, oif="cni0"))
+    assert {a.packet.dst for a in bad} == {"10.244.9.209", "10.244.9.210"}  # svc-1957's endpoints
+
+
+def test_snapshot_keeps_native_nft_tables_and_does_not_repeat_iptables_nft_rules(lab):
+    ns = lab.netns("node-b")
+    b_ip = next(p.ip for p in lab.inventory().pods if p.name == "pod-b")
+    sh(ns, "nft", "-f", "-", input="table inet ppscale {\n chain guard { type filter hook forward priority 10;\n"
+       f"  ip daddr {b_ip} counter drop\n }}\n}}\n")
+    try:
+        bundle = lab_snapshot(lab.name)
+    finally:
+        sh(ns, "nft", "delete", "table", "inet", "ppscale")
+    items = bundle.host("node-b").nftables["nftables"]
+    tables = {(i["table"]["family"], i["table"]["name"]) for i in items if "table" in i}
+    assert {("ip", "filter"), ("ip", "nat"), ("inet", "ppscale")} <= tables
+    rule_tables = {i["rule"]["table"] for i in items if "rule" in i}
+    assert rule_tables == {"ppscale"}  # iptables-nft's 10,000s of rules are in iptables_save only
+    result = diagnose(Bundle.from_json(bundle.to_json()), "pod-a", "pod-b")  # also through a file
+    assert result.paths[0].outcome == "dropped"
+    assert any("ppscale" in f.object + f.message for f in result.errors), result.errors

@@ -105,9 +105,12 @@ static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *
 	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
 }
 
-/* The pre-check every caller makes on an IPv4 header: addresses, then the protocol. */
+/* The pre-check every caller makes on an IPv4 header: addresses, then the protocol. PP_F_ALL
+ * first: filter() takes every packet then, whatever protocol the config also names. */
 static __always_inline bool pp_hdr_may_match(const volatile struct pp_config *c, __u32 s, __u32 d, __u8 proto)
 {
+	if (c->flags & PP_F_ALL)
+		return true;
 	return pp_addrs_may_match(c, s, d) && filter_proto(c, proto);
 }
 

@@ -269,8 +269,15 @@ int BPF_PROG(pp_neigh_dead, struct neighbour *n, int err)
  * packet passed tells which hook and which table took it. They follow skbs a tc probe (or
  * pp_nf_m0) tracked, which keeps them cheap for all other traffic and follows the packet through
  * NAT; only pp_nf_m0 matches headers. They always accept. */
-static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, bool match)
+enum pp_nf_role {
+	PP_NF_FOLLOW = 0, /* report skbs already tracked */
+	PP_NF_MATCH = 1,  /* also match untracked skbs against the filter */
+};
+
+static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, enum pp_nf_role role)
 {
+	bool match = role == PP_NF_MATCH;
+
 	if (!match && !pp_any_tracked())
 		return 1; /* NF_ACCEPT: nothing of ours in flight, the cheapest exit */
 	struct sk_buff *skb = ctx->skb;
@@ -284,7 +291,7 @@ static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, 
 }
 
 #define PP_NF_PROG(i) \
-	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i, false); }
+	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i, PP_NF_FOLLOW); }
 
 PP_NF_PROG(0)
 PP_NF_PROG(1)
@@ -300,5 +307,5 @@ PP_NF_PROG(7)
 SEC("netfilter")
 int pp_nf_m0(struct bpf_nf_ctx *ctx)
 {
-	return pp_nf_bracket(ctx, 0, true);
+	return pp_nf_bracket(ctx, 0, PP_NF_MATCH);
 }

@@ -1,7 +1,10 @@
-"""The Python mirror of bpf/podpath.h: the event record and the filter config.
+"""The Python mirror of bpf/podpath.h: the event record, the filter config, and the enums naming
+their values.
 
-RawEvent/RawConfig are ctypes Structures with exactly the C layout; tests/unit/test_event_layout.py
-checks size and every field offset against the compiled object's BTF, so the two cannot drift.
+RawEvent/RawConfig are ctypes Structures with exactly the C layout, and Kind, Point, NeighPoint,
+EvFlag, FilterFlag and Limit are the C enums; tests/unit/test_event_layout.py checks sizes, field
+offsets and signedness, and every enum's names and values, against the compiled objects' BTF, so
+the two cannot drift.
 decode() checks the record length before it reads anything, and turns a record into an Event
 (plain, JSON-serialisable data: addresses as dotted quads, kinds and drop reasons as names).
 """

@@ -102,11 +102,16 @@ class FilterFlag(IntFlag):
     ALL = 0x8000
 
 
-class Limit(IntEnum):
-    """enum pp_limit (PP_*): counts both sides size things by."""
+class Limit:
+    """enum pp_limit (PP_*): counts both sides size things by. Plain ints, not an IntEnum: two
+    limits may be equal, and an enum would make the second an alias of the first."""
 
     NEIGH_ADDRS = 8
     NF_BRACKETS = 8
+
+    @classmethod
+    def members(cls) -> dict[str, int]:
+        return {k: v for k, v in vars(cls).items() if k.isupper()}
 
 
 # Kernel numbering the events carry as is: netfilter hooks (enum nf_inet_hooks, checked against
@@ -115,7 +120,7 @@ class Limit(IntEnum):
 NF_POINTS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
 NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
               0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
-MAX_NEIGH_ADDRS = int(Limit.NEIGH_ADDRS)
+MAX_NEIGH_ADDRS = Limit.NEIGH_ADDRS
 # decode() runs per event: plain lookups, built once from the enums
 _KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 _POINT_NAMES = {int(p): p.name.lower() for p in Point}

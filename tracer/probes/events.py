@@ -21,6 +21,18 @@ from enum import IntEnum, IntFlag
 u8, u16, u32, u64, s32 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
 
 
+class Limit:
+    """enum pp_limit (PP_*): counts both sides size things by. Plain ints, not an IntEnum: two
+    limits may be equal, and an enum would make the second an alias of the first."""
+
+    NEIGH_ADDRS = 8
+    NF_BRACKETS = 8
+
+    @classmethod
+    def members(cls) -> dict[str, int]:
+        return {k: v for k, v in vars(cls).items() if k.isupper()}
+
+
 class RawEvent(ctypes.Structure):
     """struct pp_event (bpf/podpath.h)."""
 
@@ -40,7 +52,7 @@ class RawConfig(ctypes.Structure):
     _fields_ = [
         ("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("ip_id", u16),
         ("icmp_id", u16), ("flags", u16), ("proto", u8), ("__pad0", u8), ("__pad1", u32),
-        ("neigh_addrs", u32 * 8),  # PP_NEIGH_ADDRS (Limit.NEIGH_ADDRS, checked by the layout test)
+        ("neigh_addrs", u32 * Limit.NEIGH_ADDRS),
     ]
 
 
@@ -100,18 +112,6 @@ class FilterFlag(IntFlag):
     ICMP_ID = 0x0040
     BIDIR = 0x0100
     ALL = 0x8000
-
-
-class Limit:
-    """enum pp_limit (PP_*): counts both sides size things by. Plain ints, not an IntEnum: two
-    limits may be equal, and an enum would make the second an alias of the first."""
-
-    NEIGH_ADDRS = 8
-    NF_BRACKETS = 8
-
-    @classmethod
-    def members(cls) -> dict[str, int]:
-        return {k: v for k, v in vars(cls).items() if k.isupper()}
 
 
 # Kernel numbering the events carry as is: netfilter hooks (enum nf_inet_hooks, checked against

@@ -6,19 +6,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
-#include "podpath.h"
+#include "maps.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-
-/* Could an IPv4 header with these fields match (addresses, then the protocol)? */
-static __always_inline bool pp_hdr_may_match(const volatile struct pp_config *c, const struct pp_iphdr *ip)
-{
-	if (!pp_addrs_may_match(c, ip->saddr, ip->daddr))
-		return false;
-	return filter_proto(c, ip->protocol);
-}
 
 /* The cheap pre-check, with direct packet access: 0 when the packet certainly does not match
  * the filter (neither it nor, for VXLAN, its inner packet has matching addresses and protocol),
@@ -33,7 +25,7 @@ static __always_inline int pp_tc_may_match(struct __sk_buff *ctx, __u32 ip_off)
 
 	if ((void *)(ip + 1) > end)
 		return 1;
-	if (pp_hdr_may_match(&pp_cfg, ip))
+	if (pp_hdr_may_match(&pp_cfg, ip->saddr, ip->daddr, ip->protocol))
 		return 1;
 	if (ip->protocol != PP_IPPROTO_UDP || ip->ver_ihl != 0x45 || (bpf_ntohs(ip->frag_off) & 0x1fff))
 		return 0; /* VXLAN from flannel and the kernel never carries IP options */
@@ -46,12 +38,13 @@ static __always_inline int pp_tc_may_match(struct __sk_buff *ctx, __u32 ip_off)
 	struct pp_iphdr *inner = data + ip_off + 20 + 30;
 	if ((void *)(inner + 1) > end)
 		return 1;
-	return pp_hdr_may_match(&pp_cfg, inner);
+	return pp_hdr_may_match(&pp_cfg, inner->saddr, inner->daddr, inner->protocol);
 }
 
 static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 {
 	struct pp_tuple outer = {}, m = {};
+	struct pp_pkt pkt = pp_pkt_tc(ctx);
 	__u32 ip_off = 14;
 	__u8 f = 0;
 
@@ -83,11 +76,11 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 		seen = pp_lookup_tracked(&addr);
 		if (!seen)
 			return PP_TC_ACT_UNSPEC;
-		f = PP_EV_TRACKED | pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m, false);
+		f = PP_EV_TRACKED | filter_packet(&pkt, ip_off, &pp_cfg, NULL, &outer, &m);
 		goto report;
 	}
 
-	f = pp_match(ctx, NULL, true, ip_off, &pp_cfg, &outer, &m, false);
+	f = filter_packet(&pkt, ip_off, &pp_cfg, NULL, &outer, &m);
 	seen = pp_lookup_tracked(&addr);
 	if (!f && !seen)
 		return PP_TC_ACT_UNSPEC;
@@ -106,8 +99,7 @@ report:;
 	e->ifindex = ctx->ifindex;
 	e->mark = ctx->mark;
 	e->len = ctx->len;
-	f = pp_report_tuple(e, &m, &outer, f);
-	e->flags = f;
+	e->flags = set_reported_tuple(e, &m, &outer, f);
 	bpf_ringbuf_submit(e, 0);
 	return PP_TC_ACT_UNSPEC;
 }

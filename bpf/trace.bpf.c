@@ -2,23 +2,41 @@
 /* podpath tracepoint programs (tp_btf: BTF-typed raw tracepoints, no kprobes needed), and the
  * BPF netfilter programs. Their arguments are BTF-typed pointers: kernel fields are read by direct
  * loads (CO-RE relocated, faults handled by the verifier's exception table), several times
- * cheaper than bpf_probe_read_kernel per field; only packet bytes go through the helper. They share the tc object's maps (the loader reuses their fds). */
+ * cheaper than bpf_probe_read_kernel per field; only packet bytes go through the helper. They
+ * share the tc object's maps (the loader reuses their fds). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "podpath.h"
+#include "maps.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Where the IPv4 header starts: the network header, or skb->data where the network header is
  * not set yet (net:netif_receive_skb fires before skb_reset_network_header). */
-#define PP_NH_NETWORK 0
-#define PP_NH_DATA    1
+enum pp_nh {
+	PP_NH_NETWORK = 0,
+	PP_NH_DATA = 1,
+};
+
+/* One skb probe site: what its events say and how it treats the skb. Each probe passes it as a
+ * compound literal with designated initializers, so every argument is named at the call and folds
+ * to a constant once pp_trace is inlined. */
+struct pp_skb_site {
+	__u8 kind;           /* enum pp_kind */
+	__u8 point;          /* enum pp_point, or the netfilter hook */
+	bool match;          /* match an untracked skb's headers against the filter (else: follow
+			      * tracked skbs only) */
+	bool end_of_life;    /* the skb is freed here: stop tracking it, never start */
+	enum pp_nh nh;       /* where its IPv4 header starts */
+	__s32 nf_bracket;    /* netfilter: the bracket (program) index, reported as nf_prio */
+	__u64 location;      /* kfree_skb/consume_skb: the caller */
+	__u32 reason;        /* kfree_skb: enum skb_drop_reason */
+};
 
 /* The event's device and its namespace; false when there is no device. */
-static __always_inline bool pp_set_dev(struct pp_event *e, struct net_device *dev)
+static __always_inline bool set_dev(struct pp_event *e, struct net_device *dev)
 {
 	if (!dev)
 		return false;
@@ -27,51 +45,69 @@ static __always_inline bool pp_set_dev(struct pp_event *e, struct net_device *de
 	return true;
 }
 
-static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, __u64 location,
-				    __u32 reason, bool match_untracked, bool untrack, int nh_from,
-				    __s32 nf_prio)
+/* The IPv4 header's offset from skb->head, or -1 when the skb has none that we could read. */
+static __always_inline long get_ip_offset(struct sk_buff *skb, enum pp_nh nh)
+{
+	__u32 off;
+
+	if (skb->protocol != bpf_htons(PP_ETH_P_IP))
+		return -1;
+	if (nh == PP_NH_DATA)
+		off = (__u32)(skb->data - skb->head);
+	else
+		off = skb->network_header;
+	if (off == 0xffff || off >= 0x10000)
+		return -1;
+	return off;
+}
+
+/* Start or stop following the skb; the flags gain PP_EV_TRACKED when it was followed already. */
+static __always_inline __u8 set_tracking(__u64 *addr, bool seen, const struct pp_skb_site *site, __u8 f)
+{
+	if (seen) {
+		if (site->end_of_life)
+			pp_untrack(addr);
+		return f | PP_EV_TRACKED;
+	}
+	if (!site->end_of_life)
+		pp_track(addr);
+	return f;
+}
+
+static __always_inline int pp_trace(struct sk_buff *skb, const struct pp_skb_site *site)
 {
 	struct pp_tuple outer = {}, m = {};
 	__u64 addr = (__u64)skb;
 	__u64 *seen = pp_lookup_tracked(&addr);
 	__u8 f = 0;
 
-	if (!seen && !match_untracked)
+	if (!seen && !site->match)
 		return 0;
 
-	unsigned char *head = skb->head;
-	__u32 off;
-	if (nh_from == PP_NH_DATA)
-		off = (__u32)(skb->data - head);
-	else
-		off = skb->network_header;
-	if (skb->protocol == bpf_htons(PP_ETH_P_IP) && off != 0xffff && off < 0x10000)
-		f = pp_match(NULL, head, false, off, &pp_cfg, &outer, &m, !seen);
+	long off = get_ip_offset(skb, site->nh);
+	if (off >= 0) {
+		struct pp_pkt pkt = pp_pkt_kernel(skb->head);
+		/* a tracked skb is reported whatever it carries: no pre-check */
+		f = filter_packet(&pkt, off, &pp_cfg, seen ? NULL : &pp_cfg, &outer, &m);
+	}
 
 	if (!seen && !(f & PP_EV_MATCHED))
 		return 0;
-	if (seen) {
-		f |= PP_EV_TRACKED;
-		if (untrack)
-			pp_untrack(&addr);
-	} else if (!untrack) {
-		pp_track(&addr);
-	}
+	f = set_tracking(&addr, seen, site, f);
 
-	struct pp_event *e = pp_new_event(kind, point, bpf_ktime_get_ns());
+	struct pp_event *e = pp_new_event(site->kind, site->point, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
 	pp_mark_ours(e->ts_ns);
 	e->skb = addr;
-	e->location = location;
-	e->reason = reason;
-	if (!pp_set_dev(e, skb->dev)) /* rare: no device */
+	e->location = site->location;
+	e->reason = site->reason;
+	if (!set_dev(e, skb->dev)) /* rare: no device */
 		e->netns = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
 	e->mark = skb->mark;
 	e->len = skb->len;
-	e->nf_prio = nf_prio;
-	f = pp_report_tuple(e, &m, &outer, f);
-	e->flags = f;
+	e->nf_prio = site->nf_bracket;
+	e->flags = set_reported_tuple(e, &m, &outer, f);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -79,29 +115,38 @@ static __always_inline int pp_trace(struct sk_buff *skb, __u8 kind, __u8 point, 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(pp_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	return pp_trace(skb, PP_KIND_KFREE_SKB, 0, (__u64)location, (__u32)reason, true, true,
-			PP_NH_NETWORK, 0);
+	/* a drop of an skb no probe saw before still matters: it may be the first and only event */
+	return pp_trace(skb, &(struct pp_skb_site){
+		.kind = PP_KIND_KFREE_SKB, .location = (__u64)location, .reason = (__u32)reason,
+		.match = true, .end_of_life = true, .nh = PP_NH_NETWORK,
+	});
 }
 
 SEC("tp_btf/consume_skb")
 int BPF_PROG(pp_consume_skb, struct sk_buff *skb, void *location)
 {
-	return pp_trace(skb, PP_KIND_CONSUME_SKB, 0, (__u64)location, 0, false, true,
-			PP_NH_NETWORK, 0);
+	return pp_trace(skb, &(struct pp_skb_site){
+		.kind = PP_KIND_CONSUME_SKB, .location = (__u64)location,
+		.match = false, .end_of_life = true, .nh = PP_NH_NETWORK,
+	});
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(pp_netif_rcv, struct sk_buff *skb)
 {
-	return pp_trace(skb, PP_KIND_NETIF_RECEIVE, PP_POINT_INGRESS, 0, 0, false, false,
-			PP_NH_DATA, 0);
+	return pp_trace(skb, &(struct pp_skb_site){
+		.kind = PP_KIND_NETIF_RECEIVE_SKB, .point = PP_POINT_INGRESS,
+		.match = false, .end_of_life = false, .nh = PP_NH_DATA,
+	});
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return pp_trace(skb, PP_KIND_XMIT, PP_POINT_EGRESS, 0, 0, false, false,
-			PP_NH_NETWORK, 0);
+	return pp_trace(skb, &(struct pp_skb_site){
+		.kind = PP_KIND_NET_DEV_START_XMIT, .point = PP_POINT_EGRESS,
+		.match = false, .end_of_life = false, .nh = PP_NH_NETWORK,
+	});
 }
 
 /* fib:fib_table_lookup has no skb. A lookup is ours when it follows one of our packet events on
@@ -151,7 +196,7 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 	if (nhc && !err) {
 		if (nhc->nhc_gw_family == 2 /* AF_INET */)
 			e->fib_gw = nhc->nhc_gw.ipv4;
-		pp_set_dev(e, nhc->nhc_dev);
+		set_dev(e, nhc->nhc_dev);
 	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -185,7 +230,7 @@ static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int e
 	e->flags = PP_EV_PARSED;
 	e->reason = (__u32)err;
 	e->nud_state = n->nud_state;
-	pp_set_dev(e, n->dev);
+	set_dev(e, n->dev);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -224,19 +269,29 @@ int BPF_PROG(pp_neigh_dead, struct neighbour *n, int err)
  * packet passed tells which hook and which table took it. They follow skbs a tc probe (or
  * pp_nf_m0) tracked, which keeps them cheap for all other traffic and follows the packet through
  * NAT; only pp_nf_m0 matches headers. They always accept. */
-static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, bool match)
+enum pp_nf_role {
+	PP_NF_FOLLOW = 0, /* report skbs already tracked */
+	PP_NF_MATCH = 1,  /* also match untracked skbs against the filter */
+};
+
+static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, enum pp_nf_role role)
 {
+	bool match = role == PP_NF_MATCH;
+
 	if (!match && !pp_any_tracked())
 		return 1; /* NF_ACCEPT: nothing of ours in flight, the cheapest exit */
 	struct sk_buff *skb = ctx->skb;
 	__u8 hook = ctx->state->hook;
 
-	pp_trace(skb, PP_KIND_NF, hook, 0, 0, match, false, PP_NH_NETWORK, bracket);
+	pp_trace(skb, &(struct pp_skb_site){
+		.kind = PP_KIND_NETFILTER, .point = hook, .nf_bracket = bracket,
+		.match = match, .end_of_life = false, .nh = PP_NH_NETWORK,
+	});
 	return 1; /* NF_ACCEPT */
 }
 
 #define PP_NF_PROG(i) \
-	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i, false); }
+	SEC("netfilter") int pp_nf_##i(struct bpf_nf_ctx *ctx) { return pp_nf_bracket(ctx, i, PP_NF_FOLLOW); }
 
 PP_NF_PROG(0)
 PP_NF_PROG(1)
@@ -252,5 +307,5 @@ PP_NF_PROG(7)
 SEC("netfilter")
 int pp_nf_m0(struct bpf_nf_ctx *ctx)
 {
-	return pp_nf_bracket(ctx, 0, true);
+	return pp_nf_bracket(ctx, 0, PP_NF_MATCH);
 }

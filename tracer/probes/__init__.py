@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import NodeError
 from . import libbpf
-from .events import Event, EventError, Filter, Kallsyms, KernelNames, RawConfig, RawEvent, decode
+from .events import Event, EventError, Filter, Kallsyms, KernelNames, Kind, Limit, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
 __all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
@@ -34,7 +34,7 @@ SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost", "pp_last_our
 TC_PROGRAMS = {"ingress": "pp_tc_ingress", "egress": "pp_tc_egress"}
 TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit", "pp_fib",
                "pp_neigh_create", "pp_neigh_update", "pp_neigh_timer", "pp_neigh_dead")
-NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(8))  # one per bracket (PP_NF_BRACKETS); follow tracked skbs
+NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(Limit.NF_BRACKETS))  # one per bracket; follow tracked skbs
 NF_MATCH_PROGRAM = "pp_nf_m0"  # bracket 0 that also matches the filter (where test packets are created)
 NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
 NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links at exactly these
@@ -43,7 +43,7 @@ NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links 
 # passed bracket i but not i+1 was taken by what sits between their priorities.
 NF_BRACKETS = (NF_PRI_FIRST + 1, -301, -151, -101, -1, 49, 99, NF_PRI_LAST - 1)
 _KIND_OFFSET = RawEvent.kind.offset
-_KIND_KFREE = 2  # PP_KIND_KFREE_SKB
+_KIND_KFREE = Kind.KFREE_SKB.value
 PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS + (NF_MATCH_PROGRAM,)
 
 

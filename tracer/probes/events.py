@@ -1,7 +1,10 @@
-"""The Python mirror of bpf/podpath.h: the event record and the filter config.
+"""The Python mirror of bpf/podpath.h: the event record, the filter config, and the enums naming
+their values.
 
-RawEvent/RawConfig are ctypes Structures with exactly the C layout; tests/unit/test_event_layout.py
-checks size and every field offset against the compiled object's BTF, so the two cannot drift.
+RawEvent/RawConfig are ctypes Structures with exactly the C layout, and Kind, Point, NeighPoint,
+EvFlag, FilterFlag and Limit are the C enums; tests/unit/test_event_layout.py checks sizes, field
+offsets and signedness, and every enum's names and values, against the compiled objects' BTF, so
+the two cannot drift.
 decode() checks the record length before it reads anything, and turns a record into an Event
 (plain, JSON-serialisable data: addresses as dotted quads, kinds and drop reasons as names).
 """
@@ -13,8 +16,21 @@ import ipaddress
 import socket
 import struct
 from dataclasses import asdict, dataclass, field
+from enum import IntEnum, IntFlag
 
 u8, u16, u32, u64, s32 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
+
+
+class Limit:
+    """enum pp_limit (PP_*): counts both sides size things by. Plain ints, not an IntEnum: two
+    limits may be equal, and an enum would make the second an alias of the first."""
+
+    NEIGH_ADDRS = 8
+    NF_BRACKETS = 8
+
+    @classmethod
+    def members(cls) -> dict[str, int]:
+        return {k: v for k, v in vars(cls).items() if k.isupper()}
 
 
 class RawEvent(ctypes.Structure):
@@ -36,24 +52,81 @@ class RawConfig(ctypes.Structure):
     _fields_ = [
         ("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("ip_id", u16),
         ("icmp_id", u16), ("flags", u16), ("proto", u8), ("__pad0", u8), ("__pad1", u32),
-        ("neigh_addrs", u32 * 8),
+        ("neigh_addrs", u32 * Limit.NEIGH_ADDRS),
     ]
 
 
-# enum pp_kind, enum pp_point, PP_EV_*, PP_F_* (bpf/podpath.h)
-KINDS = {1: "tc", 2: "kfree_skb", 3: "consume_skb", 4: "netif_receive_skb", 5: "net_dev_start_xmit",
-         6: "fib", 7: "neigh", 8: "netfilter"}
-TC_POINTS = {0: "ingress", 1: "egress"}
+# The enums of bpf/podpath.h, member for member: the C enumerator is the prefix plus the Python
+# name (PP_KIND_ + NETIF_RECEIVE_SKB). tests/unit/test_event_layout.py compares each with the
+# compiled objects' BTF, names and values, so neither side can add or renumber one alone.
+
+
+class Kind(IntEnum):
+    """enum pp_kind: which probe saw the packet. Its name, lowercased, is the event's kind."""
+
+    TC = 1
+    KFREE_SKB = 2
+    CONSUME_SKB = 3
+    NETIF_RECEIVE_SKB = 4
+    NET_DEV_START_XMIT = 5
+    FIB = 6
+    NEIGH = 7
+    NETFILTER = 8
+
+
+class Point(IntEnum):
+    """enum pp_point (PP_POINT_*): the direction of a tc event."""
+
+    INGRESS = 0
+    EGRESS = 1
+
+
+class NeighPoint(IntEnum):
+    """enum pp_neigh_point (PP_NEIGH_*): which neigh tracepoint."""
+
+    CREATE = 0
+    UPDATE = 1
+    TIMER = 2
+    SEND_DEAD = 3
+
+
+class EvFlag(IntFlag):
+    """enum pp_ev_flag (PP_EV_*): pp_event.flags."""
+
+    INNER = 0x01
+    TRACKED = 0x02
+    MATCHED = 0x04
+    REPLY = 0x08
+    PARSED = 0x10
+
+
+class FilterFlag(IntFlag):
+    """enum pp_filter_flag (PP_F_*): which pp_config fields are set."""
+
+    SADDR = 0x0001
+    DADDR = 0x0002
+    PROTO = 0x0004
+    SPORT = 0x0008
+    DPORT = 0x0010
+    IP_ID = 0x0020
+    ICMP_ID = 0x0040
+    BIDIR = 0x0100
+    ALL = 0x8000
+
+
+# Kernel numbering the events carry as is: netfilter hooks (enum nf_inet_hooks, checked against
+# the kernel's BTF by the layout test) and NUD_* bits (include/uapi/linux/neighbour.h: #defines,
+# in no BTF).
 NF_POINTS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
-NEIGH_POINTS = {0: "create", 1: "update", 2: "timer", 3: "send_dead"}
-# NUD_* bits (include/uapi/linux/neighbour.h)
 NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
               0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
-MAX_NEIGH_ADDRS = 8  # PP_NEIGH_ADDRS
-EV_FLAGS = {0x01: "inner", 0x02: "tracked", 0x04: "matched", 0x08: "reply", 0x10: "parsed"}
-F_SADDR, F_DADDR, F_PROTO, F_SPORT, F_DPORT, F_IP_ID, F_ICMP_ID = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
-F_BIDIR, F_ALL = 0x100, 0x8000
-PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
+MAX_NEIGH_ADDRS = Limit.NEIGH_ADDRS
+# decode() runs per event: plain lookups, built once from the enums
+_KIND_NAMES = {int(k): k.name.lower() for k in Kind}
+_POINT_NAMES = {int(p): p.name.lower() for p in Point}
+_NEIGH_POINT_NAMES = {int(p): p.name.lower() for p in NeighPoint}
+_EV_FLAG_NAMES = [(int(f), f.name.lower()) for f in EvFlag]
+PROTOS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 
 
@@ -80,24 +153,25 @@ class Filter:
         c = RawConfig()
         flags = 0
         if self.saddr is not None:
-            c.saddr, flags = _ip_be(self.saddr), flags | F_SADDR
+            c.saddr, flags = _ip_be(self.saddr), flags | FilterFlag.SADDR
         if self.daddr is not None:
-            c.daddr, flags = _ip_be(self.daddr), flags | F_DADDR
+            c.daddr, flags = _ip_be(self.daddr), flags | FilterFlag.DADDR
         if self.proto is not None:
             p = PROTOS[self.proto] if isinstance(self.proto, str) else int(self.proto)
-            c.proto, flags = p, flags | F_PROTO
-        for name, bit in (("sport", F_SPORT), ("dport", F_DPORT), ("ip_id", F_IP_ID), ("icmp_id", F_ICMP_ID)):
+            c.proto, flags = p, flags | FilterFlag.PROTO
+        for name, bit in (("sport", FilterFlag.SPORT), ("dport", FilterFlag.DPORT), ("ip_id", FilterFlag.IP_ID),
+                          ("icmp_id", FilterFlag.ICMP_ID)):
             v = getattr(self, name)
             if v is not None:
                 setattr(c, name, int(v))
                 flags |= bit
         if self.bidir:
-            flags |= F_BIDIR
+            flags |= FilterFlag.BIDIR
         if self.all:
-            flags |= F_ALL
+            flags |= FilterFlag.ALL
         c.flags = flags
         for i, a in enumerate(dict.fromkeys(self.neigh_addrs)):
-            if i >= MAX_NEIGH_ADDRS:
+            if i >= Limit.NEIGH_ADDRS:
                 break
             c.neigh_addrs[i] = _ip_be(a)
         return c
@@ -169,9 +243,9 @@ def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
         raise EventError(f"ring buffer record of {len(data)} bytes, expected {size} (struct pp_event): "
                          "the BPF objects and podpath disagree; rebuild them with `make -C bpf`")
     r = RawEvent.from_buffer_copy(data)
-    kind = KINDS.get(r.kind, f"kind{r.kind}")
+    kind = _KIND_NAMES.get(r.kind, f"kind{r.kind}")
     if kind == "tc":
-        point = TC_POINTS.get(r.point, str(r.point))
+        point = _POINT_NAMES.get(r.point, str(r.point))
     elif kind == "netfilter":
         point = NF_POINTS.get(r.point, str(r.point))
     elif kind == "netif_receive_skb":
@@ -179,26 +253,28 @@ def decode(data: bytes, *, drop_reasons: dict[int, str] | None = None,
     elif kind == "net_dev_start_xmit":
         point = "egress"
     elif kind == "neigh":
-        point = NEIGH_POINTS.get(r.point, str(r.point))
+        point = _NEIGH_POINT_NAMES.get(r.point, str(r.point))
     else:
         point = None
-    flags = [n for bit, n in EV_FLAGS.items() if r.flags & bit]
-    parsed = bool(r.flags & 0x10)
+    flags = [n for bit, n in _EV_FLAG_NAMES if r.flags & bit]
+    parsed = bool(r.flags & EvFlag.PARSED.value)
+    inner = bool(r.flags & EvFlag.INNER.value)
     ev = Event(
         ts_ns=r.ts_ns, kind=kind, point=point, skb=r.skb, netns=r.netns, ifindex=r.ifindex,
         saddr=_ip_str(r.saddr) if parsed else None, daddr=_ip_str(r.daddr) if parsed else None,
         proto=PROTO_NAMES.get(r.proto, r.proto) if parsed else None,
         sport=r.sport, dport=r.dport, ip_id=r.ip_id, icmp_id=r.icmp_id, icmp_seq=r.icmp_seq,
         icmp_type=r.icmp_type, tcp_seq=r.tcp_seq, ttl=r.ttl, len=r.len, mark=r.mark, flags=flags,
-        outer_saddr=_ip_str(r.outer_saddr) if r.flags & 0x01 else None,
-        outer_daddr=_ip_str(r.outer_daddr) if r.flags & 0x01 else None,
+        outer_saddr=_ip_str(r.outer_saddr) if inner else None,
+        outer_daddr=_ip_str(r.outer_daddr) if inner else None,
         reason=r.reason, location=r.location, nf_prio=r.nf_prio, cpu=r.cpu,
     )
     if kind == "fib":
         ev.fib_table, ev.fib_err = r.fib_table, r.fib_err
         ev.fib_gw = _ip_str(r.fib_gw) if r.fib_gw else None
     elif kind == "neigh":
-        ev.nud_state = nud_name(r.reason if r.point == 1 else r.nud_state)
+        # neigh_update's reason is the new state; after the others the entry's state says it
+        ev.nud_state = nud_name(r.reason if r.point == NeighPoint.UPDATE.value else r.nud_state)
     if kind == "kfree_skb":
         names = drop_reasons or {}
         name = names.get(r.reason)

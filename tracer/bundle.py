@@ -464,11 +464,13 @@ def from_dict(cls: type, data: Any, path: str = "$") -> Any:
     if not isinstance(data, dict):
         raise BadValue(path, f"should be an object ({cls.__name__}), not {type(data).__name__}")
     kwargs = {}
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     for key, value in data.items():
         if key not in names:
             continue  # tolerate fields from newer writers
-        if value is None and not _nullable(hints[key]):
+        required = fields[key].default is dataclasses.MISSING and fields[key].default_factory is dataclasses.MISSING
+        if value is None and required and not _nullable(hints[key]):  # a route with no dst, an address with none
             raise BadValue(f"{path}.{key}", "should not be null")
         kwargs[key] = _convert(hints[key], value, f"{path}.{key}")
         _check_text(cls, key, kwargs[key], f"{path}.{key}")

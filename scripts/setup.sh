@@ -39,9 +39,16 @@ stamp=.venv/.podpath-deps
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python dependencies" >&2
-  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -i '^warning' >&2 || true
-  .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich' # fail loudly if the install did not work
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || echo "setup: pip could not upgrade itself; going on" >&2
+  if ! .venv/bin/pip install -q -e '.[test]' > .venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    echo "setup: pip install -e '.[test]' failed (above)" >&2
+    exit 1
+  fi
+  # every dependency must import, or the install did not work: fail here, not in the first test
+  .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich, kubernetes, pandas, pyarrow, matplotlib, dns,
+import aiohttp, cryptography, pytest, hypothesis, kubernetes_validate'
+
   echo "$want" > "$stamp"
 fi
 

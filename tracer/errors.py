@@ -41,6 +41,14 @@ class LabError(PodpathError):
     exit_code = 6
 
 
+def require_root(what: str, instead: str = "") -> None:
+    """Raise PermissionNeeded (one line: what needs root, and what to do instead) unless root."""
+    import os
+
+    if os.geteuid() != 0:
+        raise PermissionNeeded(f"{what} needs root: run it as root (or with sudo)" + (f"; {instead}" if instead else ""))
+
+
 class ApiError(PodpathError):
     """The Kubernetes API server refused (401, 403) or failed a request podpath needs."""
 

@@ -38,6 +38,15 @@ def netns_path(netns: str) -> str:
     return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
 
 
+def inode(netns: str | None) -> int | None:
+    """The nsfs inode of a namespace (what BPF events carry): a /run/netns name, a path, or None for
+    the calling thread's own; None when it does not exist."""
+    try:
+        return os.stat(netns_path(netns) if netns else "/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def open_netns(netns: str | None) -> int:
     """An fd for a named namespace (/run/netns/NAME), a path, or None for the calling thread's."""
     if netns is None:

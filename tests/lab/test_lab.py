@@ -327,13 +327,13 @@ def test_fault_breaks_its_flow_and_clear_restores(lab, name):
     good, r = ok(lab, f.flow)
     assert good, f"healthy lab: {f.flow.text()} failed: {r.detail}"
     try:
-        f.inject(lab)
+        lab.inject(f.name)
         assert lab.faults() == [name]
         assert lab.drift(), "an injected fault must show as drift from what up builds"
         good, r = ok(lab, f.flow)
         assert not good, f"{name} injected, yet {f.flow.text()} works: {r.detail}"
     finally:
-        f.clear(lab)
+        lab.clear(f.name)
     assert lab.faults() == []
     assert lab.drift() == [], "clear must restore exactly what up built"
     good, r = ok(lab, f.flow)

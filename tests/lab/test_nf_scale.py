@@ -18,7 +18,7 @@ from podpath.tracer.diagnose import diagnose  # noqa: E402
 from podpath.tracer.lab import kubeproxy, nsutil  # noqa: E402
 from podpath.tracer.lab import topology as T  # noqa: E402
 from podpath.tracer.netfilter import Netfilter, Packet  # noqa: E402
-from podpath.tracer.sources import lab_snapshot  # noqa: E402
+from podpath.tracer.lab.source import lab_snapshot  # noqa: E402
 
 SERVICES = 2000
 

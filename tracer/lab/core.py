@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..bundle import Inventory
+from .. import errors
 from ..errors import LabError, PermissionNeeded, UsageError
 from ..targets import HostRef
 from . import state
@@ -17,8 +18,7 @@ from .topology import DEFAULT_LAB, NODES, PODS, UNDERLAY, Names, base_inventory,
 
 
 def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise PermissionNeeded(f"`podpath lab {what}` needs root: run as root (sudo podpath lab {what})")
+    errors.require_root(f"`podpath lab {what}`")
 
 
 def _up_hint(name: str) -> str:

@@ -5,8 +5,7 @@ name or "host", `device`), and a `flow` it really breaks. `apply` changes exactl
 running lab (saving what it needs to undo in `saved`); `revert` restores exactly what `up` built.
 The lab test proves every entry: the flow works, breaks after inject, and works again after clear.
 
-Inject and clear through the lab (state file, lock): `Lab.load().inject("fdb-missing")`, or
-`FAULTS["fdb-missing"].inject(lab)`.
+Inject and clear through the lab (state file, lock): `Lab.load(name).inject("fdb-missing")`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from .topology import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .build import Ctx
-    from .core import Lab
 
 
 @dataclass
@@ -63,12 +61,6 @@ class Fault:
     revert: Step = field(repr=False, compare=False)
     device: str | None = None  # the interface to blame, when there is one
     patch_inventory: Callable[[Inventory], None] | None = field(default=None, repr=False, compare=False)
-
-    def inject(self, lab: "Lab") -> list[str]:
-        return lab.inject(self.name)
-
-    def clear(self, lab: "Lab") -> list[str]:
-        return lab.clear(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "cause": self.cause, "node": self.node, "location": self.location,
@@ -329,7 +321,8 @@ def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((POD_A.ip, STALE_DNS_SPORT))
-            s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01", (DNS_SERVICE_IP, 53))
+            import dns.message
+            s.sendto(dns.message.make_query(".", "A").to_wire(), (DNS_SERVICE_IP, 53))
         finally:
             s.close()
     ctx.do(f"{ctx.ns('pod-a')}: one DNS query from port {STALE_DNS_SPORT} (conntrack DNATs it to {GONE_POD_IP})",

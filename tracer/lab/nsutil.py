@@ -1,6 +1,6 @@
 """Small helpers to act inside a named network namespace without forking where possible.
 
-- `in_netns(ns, fn)`: run fn in a short-lived thread that setns(2)'d into ns (a network namespace
+- `in_netns(ns, fn)`: fn inside ns, through tracer.netns.run_in (the one namespace runner;
   is per thread), so sockets it opens and /proc/sys/net files it writes belong to ns.
 - `sysctl_get/sysctl_set`: /proc/sys writes through in_netns (no `sysctl` processes).
 - `run(ns, argv)`: a program inside ns (`ip netns exec`), for iptables-restore/-save and servers.
@@ -8,19 +8,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ..errors import LabError, NodeError
 
 NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 
 
@@ -39,40 +34,16 @@ def exists(ns: str) -> bool:
 
 
 def ns_inode(ns: str) -> int | None:
-    try:
-        return os.stat(ns_path(ns)).st_ino
-    except OSError:
-        return None
+    from ..netns import inode
+
+    return inode(ns)
 
 
 def in_netns(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run fn(*args, **kwargs) in a thread inside namespace ns; return its result or re-raise."""
-    box: dict[str, Any] = {}
+    """Run fn(*args, **kwargs) in a thread inside namespace ns (tracer.netns.run_in, the one runner)."""
+    from ..netns import run_in
 
-    def target() -> None:
-        try:
-            fd = os.open(ns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            box["exc"] = NodeError(f"network namespace '{ns}' does not exist; list them with `ip netns list`")
-            return
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                e = ctypes.get_errno()
-                box["exc"] = LabError(f"cannot enter network namespace '{ns}': {os.strerror(e)}")
-                return
-        finally:
-            os.close(fd)
-        try:
-            box["ret"] = fn(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["exc"] = e
-
-    t = threading.Thread(target=target, name=f"netns-{ns}", daemon=True)
-    t.start()
-    t.join()
-    if "exc" in box:
-        raise box["exc"]
-    return box.get("ret")  # type: ignore[return-value]
+    return run_in(ns, lambda: fn(*args, **kwargs))
 
 
 def _sysctl_path(key: str) -> str:
@@ -141,6 +112,3 @@ def run(ns: str, argv: list[str], input: str | None = None, check: bool = True,
         raise LabError(f"`{' '.join(argv)}` in {ns} failed: {msg[-1] if msg else f'exit {p.returncode}'}")
     return p
 
-
-def errno_name(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, str(e.errno))

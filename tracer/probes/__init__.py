@@ -64,8 +64,11 @@ def object_path(name: str) -> str:
 
 
 def _netns_ino(netns: str | None) -> int:
-    from ..netns import netns_path
-    return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino
+    from ..netns import OWN_NETNS, inode
+    ino = inode(netns or OWN_NETNS)
+    if ino is None:
+        raise NodeError(f"network namespace '{netns}' does not exist; list them with `ip netns list`")
+    return ino
 
 
 def _all_or_none(makers) -> list:

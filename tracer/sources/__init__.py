@@ -15,17 +15,15 @@ Host.netns for that; the sources only fill it in).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..bundle import Bundle, Host, Inventory
-from ..errors import BundleError, PermissionNeeded, UsageError
+from .. import errors
+from ..errors import BundleError, UsageError
 
 
 def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise PermissionNeeded(f"{what} needs root (it reads other network namespaces): run it as root, "
-                               "or analyse a saved bundle with --bundle FILE")
+    errors.require_root(f"{what} (it reads other network namespaces)", "or analyse a saved bundle with --bundle FILE")
 
 
 class Source:

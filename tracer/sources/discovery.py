@@ -45,7 +45,9 @@ def _read(path: str) -> str | None:
 
 
 def own_inode() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
+    from ..netns import inode
+
+    return inode(None)
 
 
 def _named() -> dict[int, str]:

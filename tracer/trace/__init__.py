@@ -19,7 +19,8 @@ from typing import Callable
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import PermissionNeeded, PodpathError, UsageError
+from .. import errors
+from ..errors import PodpathError, UsageError
 from .correlate import ObservedHop, Trace, Verdict, correlate
 from .inject import InjectRequest, InjectResult
 from .plan import plan, same_flow
@@ -32,9 +33,8 @@ DEFAULT_TIMEOUT = 1.0
 
 
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise PermissionNeeded("`podpath trace` needs root (it loads eBPF programs and enters pod namespaces); "
-                               "without root, use `podpath diagnose SRC DST --bundle FILE`")
+    errors.require_root("`podpath trace` (it loads eBPF programs and enters pod namespaces)",
+                        "without root, use `podpath diagnose SRC DST --bundle FILE`")
 
 
 def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, port: int | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import BundleError
 from ..probes import NF_BRACKETS
 
 
@@ -88,7 +89,7 @@ def chains_in_gap(host, hook: str, lo: int, hi: int) -> list[str]:
     from ..netfilter import Netfilter
     try:
         nf = Netfilter.from_host(host)
-    except Exception:  # an unreadable ruleset is reported by diagnose; here it only names less
+    except BundleError:  # an unreadable ruleset is reported by diagnose; here it only names less
         return []
     return [f"{ref.backend} {ref.table}/{ref.chain} (priority {prio})" for prio, ref in nf.chains_between(hook, lo, hi)]
 

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from ..errors import BundleError
 from ..netns import netns_path
 
 TABLE_PREFIX = "podpath_nftrace_"
@@ -199,7 +200,7 @@ def rule_for(host, line: NftraceLine):
         return None
     try:
         refs = Netfilter.from_host(host).rules()
-    except Exception:
+    except BundleError:
         return None
     for r in refs:
         if r.table == line.table and r.chain == line.chain and r.number == pos and \

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..bundle import Bundle
 from ..netns import probe_netns
-from ..errors import UsageError
+from ..errors import BundleError, UsageError
 from ..diagnose import EPHEMERAL_PORT
 from .inject import InjectRequest, new_icmp_id
 from ..probes.events import MAX_NEIGH_ADDRS
@@ -30,7 +30,7 @@ def nf_brackets(host) -> dict[str, list[int]]:
 
     try:
         nf = Netfilter.from_host(host)
-    except Exception:  # an unreadable ruleset: the default brackets
+    except BundleError:  # an unreadable ruleset: the default brackets
         nf = None
     out = {}
     for hook in HOOKS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import NodeError, PodpathError
-from ..netns import netns_path
+from ..netns import inode
 from .inject import InjectRequest, InjectResult, Injector
 
 Progress = Callable[[str], None]
@@ -74,7 +74,10 @@ class SessionResult:
 
 
 def netns_inode(netns: str) -> int:
-    return os.stat(netns_path(netns)).st_ino
+    ino = inode(netns)
+    if ino is None:
+        raise NodeError(f"network namespace '{netns}' is gone")
+    return ino
 
 
 def _ifindex(netns: str, dev: str) -> int | None:

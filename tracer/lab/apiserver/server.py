@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -38,14 +39,19 @@ MAX_HISTORY = 20000  # events kept for watches; an older resourceVersion gets 41
 
 @dataclass
 class Store:
-    """The objects now, by key, and the recent changes (for watches)."""
+    """The objects now, by key, and the recent changes (for watches).
+
+    Lists are served from indexes built on first use after a change, as the real server's watch
+    cache keeps them: per kind and per (kind, namespace) in key order, and per value of the fields
+    (spec.nodeName, status.podIP, metadata.name, ...) and labels (kubernetes.io/service-name, ...)
+    asked for by equality. Each index keeps the objects' keys beside them, so a continue token is
+    found by bisection and a page costs its own size, not the list's."""
 
     rv: int = 0
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     history: list[Event] = field(default_factory=list)
     changed: asyncio.Condition | None = None
-    _by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
-    _index: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
+    _lists: dict[tuple, "Listing"] = field(default_factory=dict, repr=False)
 
     def replace(self, new_objects: list[dict[str, Any]]) -> int:
         """Swap in a new generation of objects; returns how many changed."""
@@ -68,26 +74,63 @@ class Store:
             self.history.append(Event(self.rv, "DELETED", gone, old))
             n += 1
         if n:
-            self._by_kind, self._index = {}, {}
+            self._lists = {}
             del self.history[:-MAX_HISTORY]
         return n
 
+    def listing(self, kind: str, namespace: str | None = None) -> "Listing":
+        """Objects of a kind (in one namespace, or all) in key order "namespace/name", as etcd lists them."""
+        key = ("kind", kind, namespace)
+        if key not in self._lists:
+            if namespace is None:
+                items = sorted((o for (k, _, _), o in self.objects.items() if k == kind), key=_key)
+                self._lists[key] = Listing(items, [_key(o) for o in items])
+            else:
+                for ns, part in _groups(self.listing(kind), lambda o: o["metadata"].get("namespace", "")).items():
+                    self._lists[("kind", kind, ns)] = part
+                self._lists.setdefault(key, Listing([], []))
+        return self._lists[key]
+
+    def indexed(self, kind: str, index: str, get: Callable[[dict], str | None], value: str) -> "Listing":
+        """Objects of a kind whose `index` (a field, or a label) equals value; built once per change."""
+        key = ("index", kind, index)
+        if key not in self._lists:
+            self._lists.update({("value", kind, index, v): part for v, part in
+                                _groups(self.listing(kind), get).items()})
+            self._lists[key] = Listing([], [])  # marks this index as built
+        return self._lists.get(("value", kind, index, value)) or Listing([], [])
+
     def of_kind(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Objects of a kind in key order (namespace, name), as etcd lists them."""
-        if kind not in self._by_kind:
-            self._by_kind[kind] = [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
-        items = self._by_kind[kind]
-        return items if namespace is None else [o for o in items if o["metadata"].get("namespace") == namespace]
+        return self.listing(kind, namespace).items
 
     def by_field(self, kind: str, fieldname: str, get: Callable[[dict], str], value: str) -> list[dict[str, Any]]:
-        """Objects of a kind whose field equals value, from an index built on first use (key order)."""
-        key = (kind, fieldname)
-        if key not in self._index:
-            idx: dict[str, list[dict[str, Any]]] = {}
-            for o in self.of_kind(kind, None):
-                idx.setdefault(get(o), []).append(o)
-            self._index[key] = idx
-        return self._index[key].get(value, [])
+        return self.indexed(kind, "field:" + fieldname, get, value).items
+
+
+@dataclass
+class Listing:
+    """Objects in key order, with their keys (for bisection)."""
+
+    items: list[dict[str, Any]]
+    keys: list[str]
+
+    def in_namespace(self, namespace: str | None) -> "Listing":
+        if namespace is None:
+            return self
+        pairs = [(o, k) for o, k in zip(self.items, self.keys) if o["metadata"].get("namespace") == namespace]
+        return Listing([o for o, _ in pairs], [k for _, k in pairs])
+
+
+def _groups(listing: Listing, get: Callable[[dict], str | None]) -> dict[str, Listing]:
+    out: dict[str, Listing] = {}
+    for o, k in zip(listing.items, listing.keys):
+        v = get(o)
+        if v is None:
+            continue
+        part = out.setdefault(v, Listing([], []))
+        part.items.append(o)
+        part.keys.append(k)
+    return out
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -224,20 +267,25 @@ class ApiServer:
                 return status(404, "NotFound", f'{res.group_resource} "{name}" not found',
                               {"name": name, "group": res.group, "kind": res.plural})
             return self._respond(request, res, o, single=True)
+        # What an index answers (a field or a label by equality), else the kind's list in that namespace
         eq = selectors.single_equality(q.get("fieldSelector"), res.kind)
-        if eq:  # podpath's pod-by-IP and pods-on-a-node lookups: an index, not a scan
-            candidates = [o for o in self.store.by_field(res.kind, *eq)
-                          if namespace is None or o["metadata"].get("namespace") == namespace]
+        leq = selectors.single_label_equality(q.get("labelSelector"))
+        if eq:
+            fieldname, get, value = eq
+            candidates = self.store.indexed(res.kind, "field:" + fieldname, get, value).in_namespace(namespace)
+        elif leq:
+            label, value = leq
+            candidates = self.store.indexed(res.kind, "label:" + label,
+                                            lambda o, k=label: selectors.labels_of(o).get(k), value).in_namespace(namespace)
         else:
-            candidates = self.store.of_kind(res.kind, namespace)
-        items = [o for o in candidates if match(o)]
+            candidates = self.store.listing(res.kind, namespace)
+        selective = bool(q.get("labelSelector") or q.get("fieldSelector"))
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
         try:
-            items, meta = _page(items, q.get("limit"), q.get("continue"), meta, self.store.rv)
+            items, meta = _page(candidates, match if selective else None, q.get("limit"), q.get("continue"),
+                                meta, self.store.rv)
         except ValueError as e:
             return status(400, "BadRequest", str(e))
-        except LookupError as e:
-            return status(410, "Expired", str(e))
         return self._respond(request, res, items, meta=meta)
 
     def _respond(self, request: web.Request, res: Resource, body: Any, single: bool = False,
@@ -309,27 +357,43 @@ class ApiServer:
         return resp
 
 
-def _page(items: list[dict], limit: str | None, cont: str | None, meta: dict, rv: int) -> tuple[list[dict], dict]:
-    """limit/continue: the continue token names the last key served (base64 JSON, like the real one)."""
+def _page(listing: "Listing", match: Callable[[dict], bool] | None, limit: str | None, cont: str | None,
+          meta: dict, rv: int) -> tuple[list[dict], dict]:
+    """One page of a list (limit/continue), its cost the page's, not the list's: the continue token
+    names the last key served (base64 JSON, like the real one), found again by bisection.
+    remainingItemCount is said only for unfiltered lists, as the real server does."""
+    start = 0
     if cont:
         try:
             tok = json.loads(base64.urlsafe_b64decode(cont.encode()))
-            start = tok["start"]
+            start = bisect.bisect_right(listing.keys, tok["start"])
         except (ValueError, KeyError, TypeError):
             raise ValueError("continue key is not valid: invalid continue token") from None
-        items = [o for o in items if _key(o) > start]
+    n = 0
     if limit:
         try:
             n = int(limit)
         except ValueError:
             raise ValueError(f"limit must be an integer, got {limit!r}") from None
-        if 0 < n < len(items):
-            last = _key(items[n - 1])
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv,
-                                                                    "start": last}).encode()).decode()
-            meta["remainingItemCount"] = len(items) - n
-            items = items[:n]
-    return items, meta
+    items, keys = listing.items, listing.keys
+    if match is None:
+        end = len(items) if n <= 0 else min(len(items), start + n)
+        page, last, more = items[start:end], end - 1, end < len(items)
+        if more:
+            meta["remainingItemCount"] = len(items) - end
+    else:
+        page, last, more, i = [], start - 1, False, start
+        for i in range(start, len(items)):
+            if match(items[i]):
+                if n > 0 and len(page) == n:
+                    more = True
+                    break
+                page.append(items[i])
+                last = i
+    if more:
+        meta["continue"] = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv,
+                                                                "start": keys[last]}).encode()).decode()
+    return page, meta
 
 
 def _key(o: dict) -> str:

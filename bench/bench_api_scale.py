@@ -179,6 +179,13 @@ def measure(kubeconfig_path: str, runs: int, nodes: int, pods_per_node: int, ser
                               field_selector=f"spec.nodeName={node}")) >= pods_per_node
     out["node_pods_ms"] = timed(on_node)
 
+    def all_nodes() -> None:
+        assert len(kube.paged_json("list", "nodes", kube.core.list_node, limit=500)) == nodes
+    out["nodes_json_ms"] = timed(all_nodes)
+    t = time.perf_counter()  # once: what the client's typed models would cost instead
+    assert len(kube.paged("list", "nodes", kube.core.list_node, limit=500)) == nodes
+    out["nodes_typed_ms"] = (time.perf_counter() - t) * 1000
+
     inv = None
 
     def whole() -> None:
@@ -256,7 +263,9 @@ def main() -> int:
     print(row("two pods and a Service (3 GETs; target < 200 ms)", m["resolve_ms"]))
     print(row("a pod by IP (fieldSelector status.podIP)", m["pod_by_ip_ms"]))
     print(row(f"one node's pods (fieldSelector spec.nodeName, {args.pods_per_node})", m["node_pods_ms"]))
-    print(row("read_inventory of a node command", m["inventory_ms"]))
+    print(row(f"every Node ({args.nodes}), paged by 500, as JSON", m["nodes_json_ms"]))
+    print(f"{'every Node, paged by 500, into the typed models (once)':<64} {m['nodes_typed_ms']:10.1f}")
+    print(row("read_inventory of a node command (2 pods, a Service, a pod IP)", m["inventory_ms"]))
     print(f"  it read: {inv['nodes']} nodes, {inv['pods']} pods, {inv['services']} Services with "
           f"{inv['endpoints']} endpoints; local node {inv['local_node']}; gaps {inv['gaps'] or 'none'}")
     return 0

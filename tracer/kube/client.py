@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as _json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -71,6 +72,32 @@ class Kube:
                 return items
             items += page.items or []
             token = page.metadata._continue if page.metadata else None
+            if not token:
+                return items
+
+    def json(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict | None:
+        """One call's body as the server sent it (a dict; None for a 404), with the client's config,
+        auth, TLS and errors but without its typed models: deserializing those costs about a
+        millisecond an object, which 5,000 Nodes turn into seconds (bench/bench_api_scale.py)."""
+        r = self.call(verb, resource, fn, *args, _preload_content=False, **kwargs)
+        if r is None:
+            return None
+        try:
+            return _json.loads(r.data)
+        except ValueError as e:
+            raise ApiError(f"the API server at {self.url} answered {verb} {resource} with no JSON: {e}") from None
+
+    def paged_json(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, group: str = "",
+                   limit: int = 500, **kwargs: Any) -> list[dict]:
+        """Every item of a list call as dicts, page by page (limit/continue)."""
+        items: list[dict] = []
+        token = None
+        while True:
+            page = self.json(verb, resource, fn, *args, group=group, limit=limit, _continue=token, **kwargs)
+            if page is None:
+                return items
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
 

@@ -83,8 +83,14 @@ class Store:
         key = ("kind", kind, namespace)
         if key not in self._lists:
             if namespace is None:
-                items = sorted((o for (k, _, _), o in self.objects.items() if k == kind), key=_key)
-                self._lists[key] = Listing(items, [_key(o) for o in items])
+                if not any(k[0] == "kind" for k in self._lists):  # every kind at once: one pass over the objects
+                    kinds: dict[str, list[dict[str, Any]]] = {}
+                    for (k, _, _), o in self.objects.items():
+                        kinds.setdefault(k, []).append(o)
+                    for k, items in kinds.items():
+                        pairs = sorted((_key(o), i) for i, o in enumerate(items))
+                        self._lists[("kind", k, None)] = Listing([items[i] for _, i in pairs], [k for k, _ in pairs])
+                self._lists.setdefault(key, Listing([], []))
             else:
                 for ns, part in _groups(self.listing(kind), lambda o: o["metadata"].get("namespace", "")).items():
                     self._lists[("kind", kind, ns)] = part
@@ -165,6 +171,7 @@ class ApiServer:
         self.address, self.port = address, port
         self.store = Store()
         self.poll: Callable[[], bool] = lambda: False
+        self.middlewares: list = []  # run before authentication (a bench records requests)
 
     # -------------------------------------------------------------- state
 
@@ -180,7 +187,7 @@ class ApiServer:
                 self.store.changed.notify_all()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[*self.middlewares, self._auth])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 

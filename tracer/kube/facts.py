@@ -87,7 +87,8 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
     one podpath cannot work without (nodes)."""
     targets = list(targets)
     inv = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
-    inv.nodes = [node_info(n) for n in kube.paged_json("list", "nodes", kube.core.list_node, limit=PAGE)]
+    inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", kube.core.list_node, limit=PAGE)
+                 for n in page]
     addrs = set(node_addrs)
     local = next((n for n in inv.nodes if n.name == node_name), None) or \
         next((n for n in inv.nodes if addrs & {n.internal_ip, n.underlay_ip}), None)

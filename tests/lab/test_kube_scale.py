@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from podpath.tracer.kube import connect, read_inventory
+from podpath.tracer.kube import connect, read_inventory, read_services
 from podpath.tracer.kube.facts import WHOLE_SERVICES
 from podpath.tracer.lab.apiserver import scale
 from podpath.tracer.lab.apiserver.scale import ScaleServer
@@ -71,6 +71,25 @@ def test_a_node_command_reads_nodes_its_pods_and_the_flow_not_the_cluster(big):
          {"labelSelector": f"kubernetes.io/service-name={svc}", "limit": "500"})])
     nodes = [q for path, q in reqs if path == "/api/v1/nodes"]
     assert len(nodes) == 1 and nodes[0]["limit"] == "500"
+
+
+def test_a_service_learnt_later_is_read_by_name_with_its_slices(big):
+    ns, name = scale.service_ref(10, PER, NODES)
+
+    def read():
+        kube = connect(str(big.kubeconfig))
+        inv = read_inventory(kube, node_addrs=[scale.node_ip(0)])
+        before = len(big.requests())
+        read_services(kube, inv, [(ns, name), ("kube-system", "kube-dns"), ("default", "no-such-service")])
+        return inv, before
+    inv, before = run_in(big.netns, read)
+    svc = next(s for s in inv.services if (s.namespace, s.name) == (ns, name))
+    assert svc.endpoints == [scale.pod_ref(NODES, PER, k)[2] for k in (20, 21)]
+    assert len(inv.services) == 2 and not inv.gaps, "kube-dns is not read twice; a missing Service is no gap"
+    paths = sorted(line.split("?")[0] for line in big.requests()[before:])
+    assert paths == sorted([f"GET /apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                            f"GET /api/v1/namespaces/{ns}/services/{name}",
+                            "GET /api/v1/namespaces/default/services/no-such-service"])
 
 
 def test_every_pod_pages_once_through_the_official_client(big):

@@ -152,29 +152,50 @@ def _read_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> 
             "list", "endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces, group="discovery.k8s.io",
             limit=PAGE))
     else:
-        services = [s for ns, name in sorted(wanted) if (s := _optional(inv, "services", lambda ns=ns, name=name: kube.json(
-            "get", "services", kube.core.read_namespaced_service, name, ns, namespace=ns)))]
-        slices = []
-        for s in services:
-            ns, name = s["metadata"].get("namespace"), s["metadata"]["name"]
-            got = _optional(inv, "endpointslices", lambda ns=ns, name=name: kube.paged_json(
-                "list", "endpointslices", kube.discovery.list_namespaced_endpoint_slice, ns,
-                group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
-            if got is None:
-                slices = None
-                break
-            slices += got
+        services, slices = _named_services(kube, inv, wanted)
+    inv.services = _with_endpoints(services, slices)
+
+
+def read_services(kube: Kube, inv: Inventory, names: Iterable[tuple[str, str]]) -> None:
+    """Add these Services (namespace, name) and their endpoints to inv, unless it has them: for a
+    caller that learns after read_inventory which Services matter (the ones whose kube-proxy rules
+    the flow crossed on this node). Bounded by len(names): a GET and a labelled list each."""
+    have = {(s.namespace, s.name) for s in inv.services}
+    wanted = {n for n in names if n not in have}
+    if wanted and "services" not in inv.gaps:
+        services, slices = _named_services(kube, inv, wanted)
+        inv.services += _with_endpoints(services, slices)
+
+
+def _named_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> tuple[list[dict], list[dict] | None]:
+    """Services by name, and their EndpointSlices by label kubernetes.io/service-name (None: refused)."""
+    services = [s for ns, name in sorted(wanted) if (s := _optional(inv, "services", lambda ns=ns, name=name: kube.json(
+        "get", "services", kube.core.read_namespaced_service, name, ns, namespace=ns)))]
+    slices: list[dict] | None = []
+    for s in services:
+        ns, name = s["metadata"].get("namespace"), s["metadata"]["name"]
+        got = _optional(inv, "endpointslices", lambda ns=ns, name=name: kube.paged_json(
+            "list", "endpointslices", kube.discovery.list_namespaced_endpoint_slice, ns,
+            group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
+        if got is None:
+            return services, None
+        slices += got
+    return services, slices
+
+
+def _with_endpoints(services: list[dict], slices: list[dict] | None) -> list[ServiceInfo]:
     by_service: dict[tuple[str, str], list[dict]] = {}
     for sl in slices or []:
         meta = sl.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if owner:
             by_service.setdefault((meta.get("namespace"), owner), []).append(sl)
-    inv.services = [service_info(s, by_service.get((s["metadata"].get("namespace"), s["metadata"]["name"]), []))
-                    for s in services]
+    out = [service_info(s, by_service.get((s["metadata"].get("namespace"), s["metadata"]["name"]), []))
+           for s in services]
     if slices is None:  # without EndpointSlices nothing says which endpoints are real
-        for s in inv.services:
+        for s in out:
             s.endpoints = []
+    return out
 
 
 def _optional(inv: Inventory, what: str, read):

@@ -111,3 +111,72 @@ def test_field_selectors_and_the_real_servers_400():
         field_matcher("spec.nodeName=x", "Service")
     with pytest.raises(SelectorError, match="unable to parse"):
         label_matcher("a in b")
+
+
+# --------------------------------------------------------------------------- a cluster's worth of objects
+
+def scale_store(nodes=12, per=5, services=30) -> Store:
+    from podpath.tracer.lab.apiserver.scale import synthetic_inventory
+
+    st = Store()
+    st.replace(objects(synthetic_inventory(nodes, per, services), "scale", CREATED))
+    return st
+
+
+def pages(st: Store, kind: str, limit: int, match=None, namespace=None) -> list[list[dict]]:
+    """Every page of a list as a client pages it: limit, then the continue token of each page."""
+    import base64
+
+    from podpath.tracer.lab.apiserver.server import _page
+
+    out, token = [], None
+    while True:
+        meta: dict = {}
+        items, meta = _page(st.listing(kind, namespace), match, str(limit), token, meta, st.rv)
+        out.append((items, meta))
+        token = meta.get("continue")
+        if not token:
+            return out
+        json.loads(base64.urlsafe_b64decode(token))  # a token as the real server writes it
+
+
+def test_pages_cover_every_object_once_in_key_order():
+    st = scale_store()
+    got = pages(st, "Pod", 7)
+    keys = [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for items, _ in got for o in items]
+    assert len(keys) == 12 * 5 + 1 and keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert [len(items) for items, _ in got[:-1]] == [7] * (len(got) - 1)
+    assert [m.get("remainingItemCount") for _, m in got] == [61 - 7 * (i + 1) for i in range(len(got) - 1)] + [None]
+
+
+def test_a_filtered_list_pages_only_matches_and_says_no_remaining_count():
+    st = scale_store()
+    on_node = lambda o: o["spec"].get("nodeName") == "node-00003"  # noqa: E731
+    got = pages(st, "Pod", 2, match=on_node)
+    names = [o["metadata"]["name"] for items, _ in got for o in items]
+    assert sorted(names) == [f"pod-{k:06d}" for k in range(15, 20)]
+    assert all("remainingItemCount" not in m for _, m in got) and len(got) == 3
+
+
+def test_a_continue_token_the_server_did_not_write_is_a_400_message():
+    from podpath.tracer.lab.apiserver.server import _page
+
+    with pytest.raises(ValueError, match="continue key is not valid"):
+        _page(scale_store().listing("Pod"), None, "5", "not-a-token", {}, 1)
+
+
+def test_indexes_answer_a_field_a_label_and_a_namespace():
+    from podpath.tracer.lab.apiserver import selectors
+
+    st = scale_store()
+    by_ip = st.indexed("Pod", "field:status.podIP", selectors.FIELDS["Pod"]["status.podIP"], "100.64.0.4")
+    assert [o["metadata"]["name"] for o in by_ip.items] == ["pod-000002"]
+    svc = st.objects[("Service", "ns-010", "svc-00005")]
+    sl = st.indexed("EndpointSlice", "label:kubernetes.io/service-name",
+                    lambda o: selectors.labels_of(o).get("kubernetes.io/service-name"), "svc-00005")
+    assert [o["metadata"]["namespace"] for o in sl.items] == ["ns-010"]
+    assert sl.items[0]["metadata"]["ownerReferences"][0]["uid"] == svc["metadata"]["uid"]
+    in_ns = st.listing("Service", "ns-010")
+    assert {o["metadata"]["namespace"] for o in in_ns.items} == {"ns-010"} and in_ns.keys == sorted(in_ns.keys)
+    assert selectors.single_label_equality("kubernetes.io/service-name=web") == ("kubernetes.io/service-name", "web")
+    assert selectors.single_label_equality("a!=b") is None and selectors.single_label_equality("a=b,c=d") is None

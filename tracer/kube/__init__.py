@@ -10,6 +10,6 @@ back to node-only discovery, saying so.
 """
 
 from .client import ApiUnreachable, Kube, connect
-from .facts import read_inventory
+from .facts import read_inventory, read_services
 
-__all__ = ["Kube", "connect", "ApiUnreachable", "read_inventory"]
+__all__ = ["Kube", "connect", "ApiUnreachable", "read_inventory", "read_services"]

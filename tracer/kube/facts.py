@@ -1,8 +1,18 @@
 """Cluster facts from the API as an Inventory: nodes, the pods that matter, Services, endpoints.
 
-Read as a large cluster allows: nodes and Services paged (limit/continue); pods never listed
-cluster-wide — only this node's (fieldSelector spec.nodeName) and the ones the user named (by name
-in their namespace, or fieldSelector status.podIP).
+Read as a cluster of 5,000 nodes and 150,000 pods allows (bench/bench_api_scale.py). Each read
+says what bounds it:
+- Nodes: all of them, paged (limit/continue). A node command needs every other node's podCIDR,
+  VTEP MAC and underlay IP (routes and flannel triples are checked against each). Bounded by the
+  node count, read as JSON: the client's typed models cost about a millisecond a Node.
+- Pods: never listed cluster-wide. This node's by fieldSelector spec.nodeName (bounded by the
+  node's pod capacity), and the targets: [ns/]pod by name (a GET), an IP by fieldSelector
+  status.podIP, a bare name outside `default` by fieldSelector metadata.name.
+- Services and EndpointSlices: a cluster whose Services fit in one page of WHOLE_SERVICES is read
+  whole (every Service's endpoints are then checked against this node's rules). A larger one is
+  read as the flow needs it: the target Services and the cluster DNS Service by name, and their
+  EndpointSlices by label kubernetes.io/service-name in their namespace; other Services'
+  endpoints are not checked there (bounded by the number of targets, not the cluster).
 """
 
 from __future__ import annotations
@@ -18,107 +28,174 @@ from .client import Kube
 
 FLANNEL = "flannel.alpha.coreos.com/"
 TARGET_IP = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DNS_SERVICE = ("kube-system", "kube-dns")
+# A cluster with at most this many Services is read whole, in one page; beyond, only the flow's.
+WHOLE_SERVICES = 100
+PAGE = 500
 
 
-def node_info(n: Any) -> NodeInfo:
-    ann = n.metadata.annotations or {}
-    internal = next((a.address for a in (n.status.addresses or []) if a.type == "InternalIP"), None) \
-        if n.status else None
-    vtep = None
+def node_info(n: dict) -> NodeInfo:
+    meta, spec, status = n.get("metadata") or {}, n.get("spec") or {}, n.get("status") or {}
+    ann = meta.get("annotations") or {}
+    internal = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
     try:
         vtep = (json.loads(ann.get(FLANNEL + "backend-data") or "{}") or {}).get("VtepMAC")
     except (ValueError, AttributeError):
         vtep = None
-    spec = n.spec
-    return NodeInfo(name=n.metadata.name, underlay_ip=ann.get(FLANNEL + "public-ip") or internal,
+    return NodeInfo(name=meta.get("name"), underlay_ip=ann.get(FLANNEL + "public-ip") or internal,
                     vtep_mac=vtep.lower() if isinstance(vtep, str) else None,
-                    pod_cidr=(spec.pod_cidr if spec else None), internal_ip=internal)
+                    pod_cidr=spec.get("podCIDR"), internal_ip=internal)
 
 
-def pod_info(p: Any) -> PodInfo:
-    st, spec = p.status, p.spec
-    return PodInfo(name=p.metadata.name, namespace=p.metadata.namespace, node=spec.node_name if spec else None,
-                   ip=st.pod_ip if st else None, host_network=bool(spec and spec.host_network),
-                   phase=st.phase if st else None)
+def pod_info(p: dict) -> PodInfo:
+    meta, spec, status = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
+    return PodInfo(name=meta.get("name"), namespace=meta.get("namespace") or "default", node=spec.get("nodeName"),
+                   ip=status.get("podIP"), host_network=bool(spec.get("hostNetwork")), phase=status.get("phase"))
 
 
-def service_info(s: Any, slices: list) -> ServiceInfo:
-    ns, name = s.metadata.namespace, s.metadata.name
-    mine = [sl for sl in slices if sl.metadata.namespace == ns
-            and (sl.metadata.labels or {}).get("kubernetes.io/service-name") == name]
+def service_info(s: dict, slices: list[dict]) -> ServiceInfo:
+    """A Service and its ready endpoints, from the EndpointSlices labelled with its name."""
+    meta, spec = s.get("metadata") or {}, s.get("spec") or {}
     target_by_name: dict[str | None, int] = {}
     endpoints: list[str] = []
-    for sl in mine:
-        for port in sl.ports or []:
-            if port.port is not None:
-                target_by_name.setdefault(port.name or None, port.port)
-        for ep in sl.endpoints or []:
-            ready = ep.conditions.ready if ep.conditions and ep.conditions.ready is not None else True
-            if ready:
-                endpoints += [a for a in ep.addresses or [] if a not in endpoints]
+    for sl in slices:
+        for port in sl.get("ports") or []:
+            if port.get("port") is not None:
+                target_by_name.setdefault(port.get("name") or None, port["port"])
+        for ep in sl.get("endpoints") or []:
+            ready = (ep.get("conditions") or {}).get("ready")
+            if ready is None or ready:
+                endpoints += [a for a in ep.get("addresses") or [] if a not in endpoints]
     ports = []
-    for sp in s.spec.ports or []:
-        target = sp.target_port if isinstance(sp.target_port, int) else None
-        target = target_by_name.get(sp.name or None, target)
-        ports.append(ServicePort(name=sp.name or "", port=sp.port, protocol=sp.protocol or "TCP",
+    for sp in spec.get("ports") or []:
+        target = sp.get("targetPort") if isinstance(sp.get("targetPort"), int) else None
+        target = target_by_name.get(sp.get("name") or None, target)
+        ports.append(ServicePort(name=sp.get("name") or "", port=sp.get("port"), protocol=sp.get("protocol") or "TCP",
                                  target_port=target))
-    cluster_ip = s.spec.cluster_ip if s.spec.cluster_ip not in (None, "None", "") else None
-    return ServiceInfo(name=name, namespace=ns, cluster_ip=cluster_ip, ports=ports, endpoints=endpoints)
+    cluster_ip = spec.get("clusterIP") if spec.get("clusterIP") not in (None, "None", "") else None
+    return ServiceInfo(name=meta.get("name"), namespace=meta.get("namespace") or "default", cluster_ip=cluster_ip,
+                       ports=ports, endpoints=endpoints)
 
 
 def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iterable[str] = (),
                    targets: Iterable[str] = ()) -> Inventory:
-    """What the API says about this node, the named targets, and every Service.
+    """What the API says about this node, the named targets, and the Services (see the module's doc
+    for what bounds each read).
 
     A fact the user's RBAC does not allow is recorded in inv.gaps (and said once), unless it is
     one podpath cannot work without (nodes)."""
+    targets = list(targets)
     inv = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
-    nodes = kube.paged("list", "nodes", kube.core.list_node)
-    inv.nodes = [node_info(n) for n in nodes]
+    inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", kube.core.list_node, limit=PAGE)
+                 for n in page]
     addrs = set(node_addrs)
     local = next((n for n in inv.nodes if n.name == node_name), None) or \
         next((n for n in inv.nodes if addrs & {n.internal_ip, n.underlay_ip}), None)
     inv.local_node = local.name if local else node_name
     pods: dict[tuple[str, str], PodInfo] = {}
     if local is not None:
-        for p in kube.paged("list", "pods", kube.core.list_pod_for_all_namespaces,
-                            field_selector=f"spec.nodeName={local.name}"):
+        for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces, limit=PAGE,
+                                 field_selector=f"spec.nodeName={local.name}"):
             info = pod_info(p)
             pods[(info.namespace, info.name)] = info
     for t in targets:
         for info in _target_pods(kube, t):
             pods.setdefault((info.namespace, info.name), info)
     inv.pods = list(pods.values())
-    slices = _optional(inv, "endpointslices", lambda: kube.paged(
-        "list", "endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces, group="discovery.k8s.io"))
-    services = _optional(inv, "services", lambda: kube.paged("list", "services",
-                                                             kube.core.list_service_for_all_namespaces))
-    inv.services = [service_info(s, slices or []) for s in services or []]
-    if slices is None:  # without EndpointSlices nothing says which endpoints are real
-        for s in inv.services:
-            s.endpoints = []
-    if any(s.namespace == "kube-system" and s.name == "kube-dns" for s in inv.services):
-        inv.dns_service = "kube-system/kube-dns"
-    proxy = _optional(inv, "configmaps", lambda: kube.call("get", "configmaps", kube.core.read_namespaced_config_map,
+    _read_services(kube, inv, {DNS_SERVICE} | {svc for t in targets if (svc := service_target(t))})
+    if any((s.namespace, s.name) == DNS_SERVICE for s in inv.services):
+        inv.dns_service = "/".join(DNS_SERVICE)
+    proxy = _optional(inv, "configmaps", lambda: kube.json("get", "configmaps", kube.core.read_namespaced_config_map,
                                                            "kube-proxy", "kube-system", namespace="kube-system"))
-    if proxy is not None and proxy.data:
-        conf = proxy.data.get("config.conf") or ""
+    data = (proxy or {}).get("data")
+    if data:
+        conf = data.get("config.conf") or ""
         m = re.search(r"^mode:\s*\"?([A-Za-z]*)\"?", conf, re.M)
         inv.kube_proxy_mode = (m.group(1) if m and m.group(1) else "iptables")  # "" means the default
         m = re.search(r"^clusterCIDR:\s*\"?([0-9./]+)", conf, re.M)
         if m:
             inv.cluster_cidr = m.group(1)
-    flannel = _optional(inv, "configmaps", lambda: kube.call(
+    flannel = _optional(inv, "configmaps", lambda: kube.json(
         "get", "configmaps", kube.core.read_namespaced_config_map, "kube-flannel-cfg", "kube-flannel",
         namespace="kube-flannel"))
-    if flannel is not None and flannel.data:
+    data = (flannel or {}).get("data")
+    if data:
         try:
-            net = json.loads(flannel.data.get("net-conf.json") or "{}").get("Network")
+            net = json.loads(data.get("net-conf.json") or "{}").get("Network")
             if net:
                 inv.cluster_cidr = str(ipaddress.ip_network(net, strict=False))
         except ValueError:
             pass
     return inv
+
+
+def service_target(text: str) -> tuple[str, str] | None:
+    """(namespace, name) of a `svc/[ns/]name[:port]` target."""
+    text = text.strip()
+    if not text.startswith("svc/"):
+        return None
+    ns, _, name = text[4:].split(":", 1)[0].rpartition("/")
+    return (ns or "default", name) if name else None
+
+
+def _read_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> None:
+    """inv.services: every Service of a small cluster, else the wanted ones; each with its endpoints."""
+    first = _optional(inv, "services", lambda: kube.json("list", "services", kube.core.list_service_for_all_namespaces,
+                                                         limit=WHOLE_SERVICES))
+    if first is None:
+        return
+    whole = not (first.get("metadata") or {}).get("continue")
+    if whole:
+        services = first.get("items") or []
+        slices = _optional(inv, "endpointslices", lambda: kube.paged_json(
+            "list", "endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces, group="discovery.k8s.io",
+            limit=PAGE))
+    else:
+        services, slices = _named_services(kube, inv, wanted)
+    inv.services = _with_endpoints(services, slices)
+
+
+def read_services(kube: Kube, inv: Inventory, names: Iterable[tuple[str, str]]) -> None:
+    """Add these Services (namespace, name) and their endpoints to inv, unless it has them: for a
+    caller that learns after read_inventory which Services matter (the ones whose kube-proxy rules
+    the flow crossed on this node). Bounded by len(names): a GET and a labelled list each."""
+    have = {(s.namespace, s.name) for s in inv.services}
+    wanted = {n for n in names if n not in have}
+    if wanted and "services" not in inv.gaps:
+        services, slices = _named_services(kube, inv, wanted)
+        inv.services += _with_endpoints(services, slices)
+
+
+def _named_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> tuple[list[dict], list[dict] | None]:
+    """Services by name, and their EndpointSlices by label kubernetes.io/service-name (None: refused)."""
+    services = [s for ns, name in sorted(wanted) if (s := _optional(inv, "services", lambda ns=ns, name=name: kube.json(
+        "get", "services", kube.core.read_namespaced_service, name, ns, namespace=ns)))]
+    slices: list[dict] | None = []
+    for s in services:
+        ns, name = s["metadata"].get("namespace"), s["metadata"]["name"]
+        got = _optional(inv, "endpointslices", lambda ns=ns, name=name: kube.paged_json(
+            "list", "endpointslices", kube.discovery.list_namespaced_endpoint_slice, ns,
+            group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
+        if got is None:
+            return services, None
+        slices += got
+    return services, slices
+
+
+def _with_endpoints(services: list[dict], slices: list[dict] | None) -> list[ServiceInfo]:
+    by_service: dict[tuple[str, str], list[dict]] = {}
+    for sl in slices or []:
+        meta = sl.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if owner:
+            by_service.setdefault((meta.get("namespace"), owner), []).append(sl)
+    out = [service_info(s, by_service.get((s["metadata"].get("namespace"), s["metadata"]["name"]), []))
+           for s in services]
+    if slices is None:  # without EndpointSlices nothing says which endpoints are real
+        for s in out:
+            s.endpoints = []
+    return out
 
 
 def _optional(inv: Inventory, what: str, read):
@@ -139,15 +216,15 @@ def _target_pods(kube: Kube, text: str) -> list[PodInfo]:
     if not text or text.startswith(("svc/", "node/")):
         return []
     if TARGET_IP.match(text):
-        return [pod_info(p) for p in kube.paged("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                                  field_selector=f"status.podIP={text}")]
+        return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
+                                                       limit=PAGE, field_selector=f"status.podIP={text}")]
     ns, _, name = text.rpartition("/")
-    found = kube.call("get", "pods", kube.core.read_namespaced_pod, name, ns or "default",
+    found = kube.json("get", "pods", kube.core.read_namespaced_pod, name, ns or "default",
                       namespace=ns or "default")
     if found is not None:
         return [pod_info(found)]
     if ns:
         return []
     # a bare name outside `default` (coredns): look it up by name across namespaces
-    return [pod_info(p) for p in kube.paged("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                              field_selector=f"metadata.name={name}")]
+    return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
+                                                   limit=PAGE, field_selector=f"metadata.name={name}")]

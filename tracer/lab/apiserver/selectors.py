@@ -109,5 +109,18 @@ def single_equality(text: str | None, kind: str) -> tuple[str, Callable[[dict], 
     return m[1], FIELDS.get(kind, _COMMON)[m[1]], m[2]
 
 
-def _labels(o: dict[str, Any]) -> dict[str, str]:
+def single_label_equality(text: str | None) -> tuple[str, str] | None:
+    """(label, value) when the selector is one `label=value` (kubernetes.io/service-name=web): from an index."""
+    if not text or "," in text:
+        return None
+    m = _CMP.match(text)
+    if not m or m["op"] == "!=":
+        return None
+    return m["key"], m["val"]
+
+
+def labels_of(o: dict[str, Any]) -> dict[str, str]:
     return o["metadata"].get("labels") or {}
+
+
+_labels = labels_of

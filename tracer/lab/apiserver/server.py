@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
+import gc
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -38,14 +40,21 @@ MAX_HISTORY = 20000  # events kept for watches; an older resourceVersion gets 41
 
 @dataclass
 class Store:
-    """The objects now, by key, and the recent changes (for watches)."""
+    """The objects now, by key, and the recent changes (for watches).
+
+    Lists are served from indexes built on first use after a change, as the real server's watch
+    cache keeps them: per kind and per (kind, namespace) in key order, and per value of the fields
+    (spec.nodeName, status.podIP, metadata.name, ...) and labels (kubernetes.io/service-name, ...)
+    asked for by equality. Each index keeps the objects' keys beside them, so a continue token is
+    found by bisection and a page costs its own size, not the list's."""
 
     rv: int = 0
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     history: list[Event] = field(default_factory=list)
     changed: asyncio.Condition | None = None
-    _by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
-    _index: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
+    _lists: dict[tuple, "Listing"] = field(default_factory=dict, repr=False)
+    _indexes: dict[tuple[str, str], dict[str, "Listing"]] = field(default_factory=dict, repr=False)
+    _encoded: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     def replace(self, new_objects: list[dict[str, Any]]) -> int:
         """Swap in a new generation of objects; returns how many changed."""
@@ -68,26 +77,95 @@ class Store:
             self.history.append(Event(self.rv, "DELETED", gone, old))
             n += 1
         if n:
-            self._by_kind, self._index = {}, {}
+            self._lists, self._indexes, self._encoded = {}, {}, {}
             del self.history[:-MAX_HISTORY]
+            _settle()
         return n
 
+    def listing(self, kind: str, namespace: str | None = None) -> "Listing":
+        """Objects of a kind (in one namespace, or all) in key order "namespace/name", as etcd lists them."""
+        key = ("kind", kind, namespace)
+        if key not in self._lists:
+            if namespace is None:
+                if not any(k[0] == "kind" for k in self._lists):  # every kind at once: one pass over the objects
+                    kinds: dict[str, list[dict[str, Any]]] = {}
+                    for (k, _, _), o in self.objects.items():
+                        kinds.setdefault(k, []).append(o)
+                    for k, items in kinds.items():
+                        pairs = sorted((_key(o), i) for i, o in enumerate(items))
+                        self._lists[("kind", k, None)] = Listing([items[i] for _, i in pairs], [k for k, _ in pairs])
+                self._lists.setdefault(key, Listing([], []))
+            else:
+                for ns, part in _groups(self.listing(kind), lambda o: o["metadata"].get("namespace", "")).items():
+                    self._lists[("kind", kind, ns)] = part
+                self._lists.setdefault(key, Listing([], []))
+            _settle()
+        return self._lists[key]
+
+    def indexed(self, kind: str, index: str, get: Callable[[dict], str | None], value: str) -> "Listing":
+        """Objects of a kind whose `index` (a field, or a label) equals value; built once per change."""
+        key = (kind, index)
+        if key not in self._indexes:
+            self._indexes[key] = _groups(self.listing(kind), get)
+            _settle()
+        return self._indexes[key].get(value) or Listing([], [])
+
+    def encoded(self, o: dict[str, Any]) -> bytes:
+        """An object as a list item (no kind/apiVersion, as the real server encodes typed lists), encoded
+        once per change, as the real watch cache keeps its serializations: a page of 500 Nodes is a join."""
+        b = self._encoded.get(id(o))
+        if b is None:
+            b = self._encoded[id(o)] = json.dumps({k: v for k, v in o.items()
+                                                  if k not in ("kind", "apiVersion")}).encode()
+        return b
+
     def of_kind(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Objects of a kind in key order (namespace, name), as etcd lists them."""
-        if kind not in self._by_kind:
-            self._by_kind[kind] = [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
-        items = self._by_kind[kind]
-        return items if namespace is None else [o for o in items if o["metadata"].get("namespace") == namespace]
+        return self.listing(kind, namespace).items
 
     def by_field(self, kind: str, fieldname: str, get: Callable[[dict], str], value: str) -> list[dict[str, Any]]:
-        """Objects of a kind whose field equals value, from an index built on first use (key order)."""
-        key = (kind, fieldname)
-        if key not in self._index:
-            idx: dict[str, list[dict[str, Any]]] = {}
-            for o in self.of_kind(kind, None):
-                idx.setdefault(get(o), []).append(o)
-            self._index[key] = idx
-        return self._index[key].get(value, [])
+        return self.indexed(kind, "field:" + fieldname, get, value).items
+
+
+@dataclass
+class Listing:
+    """Objects in key order, with their keys (for bisection)."""
+
+    items: list[dict[str, Any]]
+    keys: list[str]
+
+    def in_namespace(self, namespace: str | None) -> "Listing":
+        if namespace is None:
+            return self
+        pairs = [(o, k) for o, k in zip(self.items, self.keys) if o["metadata"].get("namespace") == namespace]
+        return Listing([o for o, _ in pairs], [k for _, k in pairs])
+
+
+def _settle() -> None:
+    """Move what the store holds out of the collector's sight (gc.freeze): it lives until the next
+    change, and a full collection walking 175,000 objects' dicts would stall requests for a second."""
+    gc.freeze()
+
+
+def _groups(listing: Listing, get: Callable[[dict], str | None]) -> dict[str, Listing]:
+    out: dict[str, Listing] = {}
+    # Hundreds of thousands of new lists would set off full collections over every served object
+    # (seconds at 150,000 pods); none of them is garbage.
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for o, k in zip(listing.items, listing.keys):
+            v = get(o)
+            if v is None:
+                continue
+            part = out.get(v)
+            if part is None:
+                part = out[v] = Listing([], [])
+            part.items.append(o)
+            part.keys.append(k)
+    finally:
+        if was:
+            gc.enable()
+    return out
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -122,6 +200,7 @@ class ApiServer:
         self.address, self.port = address, port
         self.store = Store()
         self.poll: Callable[[], bool] = lambda: False
+        self.middlewares: list = []  # run before authentication (a bench records requests)
 
     # -------------------------------------------------------------- state
 
@@ -137,7 +216,7 @@ class ApiServer:
                 self.store.changed.notify_all()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[*self.middlewares, self._auth])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -224,20 +303,25 @@ class ApiServer:
                 return status(404, "NotFound", f'{res.group_resource} "{name}" not found',
                               {"name": name, "group": res.group, "kind": res.plural})
             return self._respond(request, res, o, single=True)
+        # What an index answers (a field or a label by equality), else the kind's list in that namespace
         eq = selectors.single_equality(q.get("fieldSelector"), res.kind)
-        if eq:  # podpath's pod-by-IP and pods-on-a-node lookups: an index, not a scan
-            candidates = [o for o in self.store.by_field(res.kind, *eq)
-                          if namespace is None or o["metadata"].get("namespace") == namespace]
+        leq = selectors.single_label_equality(q.get("labelSelector"))
+        if eq:
+            fieldname, get, value = eq
+            candidates = self.store.indexed(res.kind, "field:" + fieldname, get, value).in_namespace(namespace)
+        elif leq:
+            label, value = leq
+            candidates = self.store.indexed(res.kind, "label:" + label,
+                                            lambda o, k=label: selectors.labels_of(o).get(k), value).in_namespace(namespace)
         else:
-            candidates = self.store.of_kind(res.kind, namespace)
-        items = [o for o in candidates if match(o)]
+            candidates = self.store.listing(res.kind, namespace)
+        selective = bool(q.get("labelSelector") or q.get("fieldSelector"))
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
         try:
-            items, meta = _page(items, q.get("limit"), q.get("continue"), meta, self.store.rv)
+            items, meta = _page(candidates, match if selective else None, q.get("limit"), q.get("continue"),
+                                meta, self.store.rv)
         except ValueError as e:
             return status(400, "BadRequest", str(e))
-        except LookupError as e:
-            return status(410, "Expired", str(e))
         return self._respond(request, res, items, meta=meta)
 
     def _respond(self, request: web.Request, res: Resource, body: Any, single: bool = False,
@@ -249,10 +333,9 @@ class ApiServer:
                                                   request.query.get("includeObject", "PartialObjectMetadata")))
         if single:
             return web.json_response(body)
-        # Items of a typed list carry no kind/apiVersion, as the real server encodes them.
-        stripped = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
-        return web.json_response({"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta,
-                                  "items": stripped})
+        head = json.dumps({"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta})
+        body = head[:-1].encode() + b', "items": [' + b", ".join(self.store.encoded(o) for o in items) + b"]}"
+        return web.Response(body=body, content_type="application/json")
 
     async def _watch(self, request: web.Request, res: Resource, namespace: str | None,
                      match: Callable[[dict], bool]) -> web.StreamResponse:
@@ -309,27 +392,43 @@ class ApiServer:
         return resp
 
 
-def _page(items: list[dict], limit: str | None, cont: str | None, meta: dict, rv: int) -> tuple[list[dict], dict]:
-    """limit/continue: the continue token names the last key served (base64 JSON, like the real one)."""
+def _page(listing: "Listing", match: Callable[[dict], bool] | None, limit: str | None, cont: str | None,
+          meta: dict, rv: int) -> tuple[list[dict], dict]:
+    """One page of a list (limit/continue), its cost the page's, not the list's: the continue token
+    names the last key served (base64 JSON, like the real one), found again by bisection.
+    remainingItemCount is said only for unfiltered lists, as the real server does."""
+    start = 0
     if cont:
         try:
             tok = json.loads(base64.urlsafe_b64decode(cont.encode()))
-            start = tok["start"]
+            start = bisect.bisect_right(listing.keys, tok["start"])
         except (ValueError, KeyError, TypeError):
             raise ValueError("continue key is not valid: invalid continue token") from None
-        items = [o for o in items if _key(o) > start]
+    n = 0
     if limit:
         try:
             n = int(limit)
         except ValueError:
             raise ValueError(f"limit must be an integer, got {limit!r}") from None
-        if 0 < n < len(items):
-            last = _key(items[n - 1])
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv,
-                                                                    "start": last}).encode()).decode()
-            meta["remainingItemCount"] = len(items) - n
-            items = items[:n]
-    return items, meta
+    items, keys = listing.items, listing.keys
+    if match is None:
+        end = len(items) if n <= 0 else min(len(items), start + n)
+        page, last, more = items[start:end], end - 1, end < len(items)
+        if more:
+            meta["remainingItemCount"] = len(items) - end
+    else:
+        page, last, more, i = [], start - 1, False, start
+        for i in range(start, len(items)):
+            if match(items[i]):
+                if n > 0 and len(page) == n:
+                    more = True
+                    break
+                page.append(items[i])
+                last = i
+    if more:
+        meta["continue"] = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv,
+                                                                "start": keys[last]}).encode()).decode()
+    return page, meta
 
 
 def _key(o: dict) -> str:

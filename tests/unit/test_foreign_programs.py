@@ -9,8 +9,6 @@ trace's correlation blames for a TC_EGRESS drop.
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 
 import pytest
 
@@ -19,17 +17,7 @@ from podpath.tracer.checks import WARNING
 from podpath.tracer.diagnose import diagnose
 from podpath.tracer.trace.correlate import _evidence, pick_finding
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "bundles" / "lab-healthy.json"
 
-
-@pytest.fixture(scope="module")
-def healthy() -> Bundle:
-    return Bundle.from_json(FIXTURE.read_text())
-
-
-@pytest.fixture
-def bundle(healthy) -> Bundle:
-    return copy.deepcopy(healthy)
 
 
 def clsact(device="cni0", hook="tc_egress", **kw) -> Attachment:

@@ -9,9 +9,7 @@ for real in tests/lab/test_diagnose.py; these run anywhere.
 
 from __future__ import annotations
 
-import copy
 from itertools import permutations
-from pathlib import Path
 
 import pytest
 
@@ -20,18 +18,8 @@ from podpath.tracer.diagnose import diagnose
 from podpath.tracer.errors import BundleError, UsageError
 from podpath.tracer.model.routing import lookup
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "bundles" / "lab-healthy.json"
 PODS = ["pod-a", "pod-a2", "pod-b", "coredns"]
 
-
-@pytest.fixture(scope="module")
-def healthy() -> Bundle:
-    return Bundle.from_json(FIXTURE.read_text())
-
-
-@pytest.fixture
-def bundle(healthy) -> Bundle:
-    return copy.deepcopy(healthy)
 
 
 def errors(result):

@@ -641,16 +641,14 @@ def legacy_pod_netns(names: Names) -> list[str]:
 
 def holders(names: Names) -> dict[str, list[int]]:
     """Processes still inside the lab's namespaces (they keep a namespace alive after its unmount)."""
+    from ..sources.discovery import holders_by_inode
+
     inodes = {nsutil.ns_inode(ns): ns for ns in names.all_netns}
     inodes.pop(None, None)
     out: dict[str, list[int]] = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            ino = os.stat(f"/proc/{pid}/ns/net").st_ino
-        except OSError:
-            continue
-        if ino in inodes and processes.alive_in(int(pid), inodes[ino]):
-            out.setdefault(inodes[ino], []).append(int(pid))
+    for ino, pids in holders_by_inode().items():
+        if ino in inodes:
+            alive = [pid for pid in pids if processes.alive_in(pid, inodes[ino])]
+            if alive:
+                out[inodes[ino]] = alive
     return out

@@ -68,7 +68,7 @@ def _named() -> dict[int, str]:
     return out
 
 
-def _holders() -> dict[int, list[int]]:
+def holders_by_inode() -> dict[int, list[int]]:
     """inode -> pids of the processes in each network namespace."""
     out: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -115,7 +115,7 @@ def _discover() -> list[Namespace]:
     from pyroute2 import IPRoute
 
     ours = own_inode()
-    named, holders = _named(), _holders()
+    named, holders = _named(), holders_by_inode()
     candidates = {ino: Namespace(inode=ino, path="", name=named.get(ino), pids=holders.get(ino, []))
                   for ino in set(named) | set(holders) if ino != ours}
     found: list[Namespace] = []

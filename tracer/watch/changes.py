@@ -84,13 +84,25 @@ class ChangeWatcher:
                                "object": d[2], "detail": d[3]})
 
     def _nft_loop(self) -> None:
+        """`nft -a monitor rules` prints `insert|add rule ip filter FORWARD ... drop # handle 29` and
+        `delete rule ip filter FORWARD handle 29`: a deletion gets its rule's text back by handle."""
+        by_handle: dict[str, str] = {}
         for line in self._nft.stdout:
+            now = time.time_ns()
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            action = "add" if line.startswith("add ") else "del" if line.startswith("delete ") else "other"
-            self.emit({"time_ns": time.time_ns(), "node_name": self.node, "kind": "rule", "action": action,
-                       "object": line.split(" handle ")[0], "detail": line})
+            text, _, handle = line.partition(" # handle ")
+            if line.startswith(("add rule", "insert rule")):
+                action, obj = "add", text
+                by_handle[handle.strip()] = text
+            elif line.startswith("delete rule"):
+                h = line.rsplit(" handle ", 1)[-1].strip()
+                action, obj = "del", by_handle.pop(h, text)
+            else:
+                action, obj = "other", text
+            self.emit({"time_ns": now, "node_name": self.node, "kind": "rule", "action": action,
+                       "object": obj, "detail": line})
             if self._stop.is_set():
                 break
 

@@ -12,6 +12,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct pw_config pw_cfg = {};
+/* never read: keeps struct pw_event in the object's BTF (it only travels through the ring buffer),
+ * so tests/unit/test_watch_layout.py can check the Python mirror against it */
+const volatile struct pw_event pw_event_layout = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

@@ -54,7 +54,7 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
     if not changes.empty:
         ch = changes[(changes.node_name == node) & (changes.time >= start - BEFORE) & (changes.time <= end + AFTER)]
         # the kernel's own notification (nft monitor) is stamped to the ms; the ruleset diff to the second
-        rules = ch[(ch.kind.isin(["rule", "ruleset"])) & (ch.action == "add") & ch.object.map(_is_drop_rule)]
+        rules = ch[(ch.kind.isin(["rule", "ruleset"])) & (ch.action == "add") & ch.object.map(_is_drop_rule).astype(bool)]
         if not rules.empty:
             exact = rules[rules.kind == "rule"]
             cands = (exact if not exact.empty else rules).sort_values("time")

@@ -99,3 +99,33 @@ def test_bad_input_is_one_line(args, says, tmp_path):
     args = [a.replace("{empty}", str(tmp_path)) for a in args]
     r = subprocess.run(EXE + args, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _png_has_content(data: bytes) -> bool:
+    import io
+    import matplotlib.image as mpimg
+    img = mpimg.imread(io.BytesIO(data), format="png")
+    return img.shape[0] > 50 and img.shape[1] > 50 and float(img[..., :3].std()) > 0.02
+
+
+def test_html_renders_in_chromium(recording, tmp_path):
+    """The page opens in headless Chromium (Debian `chromium`, installed by scripts/setup.sh) and its
+    screenshot and every embedded plot have content."""
+    import base64
+    import re
+    import shutil
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("needs chromium to render the page: run scripts/setup.sh")
+    page, shot = tmp_path / "report.html", tmp_path / "report.png"
+    render_html(analyse([recording]), str(page))
+    plots = re.findall(r'src="data:image/png;base64,([^"]+)"', page.read_text())
+    assert len(plots) == 3 and all(_png_has_content(base64.b64decode(p)) for p in plots)
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.exists(), r.stderr[-2000:]
+    assert _png_has_content(shot.read_bytes())
+    keep = Path(__file__).resolve().parents[2] / "out"  # /out/ is git-ignored: the last screenshot, to look at
+    keep.mkdir(exist_ok=True)
+    shutil.copy(shot, keep / "report-screenshot.png")

@@ -52,7 +52,9 @@ def plots(rep) -> dict[str, str]:
         ax.set_xticks(range(len(hm.columns)), hm.columns, rotation=30, ha="right", fontsize=8)
         for i in range(hm.shape[0]):
             for j in range(hm.shape[1]):
-                ax.text(j, i, str(int(hm.values[i, j])), ha="center", va="center", fontsize=8)
+                v = hm.values[i, j]
+                ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=8,
+                        color="white" if v > hm.values.max() / 2 else "black")
         fig.colorbar(im, ax=ax)
     ax.set_title("Drops: node x reason")
     out["heatmap"] = _png(fig)

@@ -58,7 +58,12 @@ def test_sigkill_leaves_every_drop_readable(node_ns, tmp_path):
     p = _watch(node_ns, "-o", str(out), "--rotate-seconds", "1")
     try:
         _send(node_ns, 500)
-        time.sleep(3.5)  # the drops are in a tick, and at least one file was rotated
+        time.sleep(1.5)  # the drops are in a tick
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # kill when a file was rotated and another one is open
+            if list(out.rglob("*.parquet")) and list(out.rglob(f"*{OPEN_SUFFIX}")):
+                break
+            time.sleep(0.02)
         os.kill(p.pid, signal.SIGKILL)  # ip netns exec execs podpath: this is podpath's pid
         p.wait()
     finally:

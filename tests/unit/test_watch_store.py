@@ -23,7 +23,8 @@ n = 0
 while True:
     seg.append({"time": [time.time_ns()], "node_name": ["node-a"], "kind": ["rule"], "action": ["add"],
                 "object": [f"row {n}"], "detail": [""]})
-    print(n, flush=True)  # the parent knows which rows were written before the kill
+    # the parent knows which rows were written, and whether a segment is open (it kills during the sleep)
+    print(n, int(seg._writer is not None), flush=True)
     n += 1
     time.sleep(0.05)
 """
@@ -34,8 +35,11 @@ def test_sigkill_leaves_closed_files_whole_and_the_open_one_recoverable(tmp_path
     try:
         written = []
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(written) < 30:  # ~1.5 s: three rotations, one open segment
-            written.append(int(p.stdout.readline()))
+        while time.monotonic() < deadline:  # >= 1.5 s: several rotations, then a kill with a segment open
+            n, is_open = map(int, p.stdout.readline().split())
+            written.append(n)
+            if len(written) >= 30 and is_open:
+                break
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
     finally:

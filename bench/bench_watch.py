@@ -175,12 +175,47 @@ def report_time() -> None:
           f"{len(rep.bursts)} bursts")
 
 
+def rss(tx: str, rx: str, seconds: int) -> None:
+    """`podpath watch` in the receiver's namespace through a flood of drops with changing flows
+    (iperf3 -P 4 picks new source ports), its resident memory sampled every 10 s."""
+    exe = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "podpath")
+    rule = ["-p", "udp", "--dport", "5201", "-m", "length", "--length", "44", "-j", "DROP"]
+    sh("ip", "netns", "exec", rx, "iptables", "-I", "INPUT", "1", *rule)
+    with tempfile.TemporaryDirectory() as d:
+        w = subprocess.Popen(["ip", "netns", "exec", rx, exe, "watch", "-o", d, "--duration", str(seconds + 5),
+                              "--rotate-seconds", "60"], stderr=subprocess.PIPE, text=True)
+        try:
+            w.stderr.readline()
+            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            cli = subprocess.Popen(["ip", "netns", "exec", tx, "iperf3", "-c", "10.251.0.2", "-t", str(seconds), "-u",
+                                    "-b", "20M", "-l", "16", "-P", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            samples = []
+            t0 = time.monotonic()
+            while cli.poll() is None:
+                time.sleep(10)
+                with open(f"/proc/{w.pid}/status") as f:
+                    kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                samples.append((round(time.monotonic() - t0), kb // 1024))
+            srv.wait(10)
+        finally:
+            w.wait(60)
+            sh("ip", "netns", "exec", rx, "iptables", "-D", "INPUT", *rule)
+    print(f"watch RSS over {seconds} s of drops (s, MiB): {samples}")
+
+
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rss-seconds", type=int, default=60, help="how long to watch memory (issue: 600)")
+    args = ap.parse_args()
     tag = secrets.token_hex(2)
     tx, rx = build(tag)
     try:
         storm(tx, rx)
         throughput(tx, rx)
+        rss(tx, rx, args.rss_seconds)
     finally:
         for ns in (tx, rx):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -80,3 +80,12 @@ def test_report_names_the_flapping_rule_its_node_and_windows(request, tmp_path):
     assert not wait_no_programs()
     from podpath.tracer.probes import libbpf
     assert not [n for _i, n in libbpf.loaded_programs() if n == "pw_kfree_skb"]  # watch detached on exit
+
+
+def test_lab_traffic_command_sends_inside_the_lab(request):
+    lab = bpf_lab(request, "fy")
+    r = subprocess.run([EXE, "lab", "traffic", "--lab", lab.name, "--duration", "1", "--rate", "50",
+                        "--flow", "dns", "--flow", "pod-udp"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    sent = dict(part.split(": ") for part in r.stdout.strip().split(", "))
+    assert set(sent) == {"dns", "pod-udp"} and all(45 <= int(v.split()[0]) <= 55 for v in sent.values()), sent

@@ -138,6 +138,29 @@ def register(app: typer.Typer) -> None:
         else:
             err.print(changes[0], markup=False, soft_wrap=True)
 
+    @lab_app.command("traffic")
+    def traffic(name: str = NameOpt,
+                duration: float = typer.Option(10, "--duration", help="seconds to send"),
+                rate: float = typer.Option(100, "--rate", help="packets per second per flow"),
+                flow: list[str] = typer.Option(["dns"], "--flow", help="dns (pod-a -> kube-dns) or pod-udp "
+                                               "(pod-a2 -> pod-b); repeat for several")) -> None:
+        """Steady background flows between lab pods (they never leave the lab)."""
+        import time
+        from podpath.tracer.errors import UsageError
+        from podpath.tracer.lab import Lab
+        from podpath.tracer.lab.traffic import FLOWS, Traffic
+
+        bad = [f for f in flow if f not in FLOWS]
+        if bad or rate <= 0 or duration <= 0:
+            raise UsageError(f"flows are {', '.join(FLOWS)}; --rate and --duration must be positive"
+                             + (f" (got {', '.join(bad)})" if bad else ""))
+        t = Traffic(Lab.load(name), rate=rate, flows=flow).start()
+        try:
+            time.sleep(duration)
+        finally:
+            t.stop()
+        out.print(", ".join(f"{k}: {v} sent" for k, v in t.sent.items()))
+
     lab_app.add_typer(fault_app, name="fault")
     app.add_typer(lab_app, name="lab")
 

@@ -29,9 +29,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import cleanup, diagnose, dns, doctor, lab, snapshot, trace
+    from podpath.cli import cleanup, diagnose, dns, doctor, lab, report, snapshot, trace, watch
 
-    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup):
+    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup, watch, report):
         module.register(app)
 
 

@@ -8,6 +8,7 @@ APT_PACKAGES=(
   iproute2 iptables nftables conntrack dnsmasq-base iputils-ping   # the lab and the snapshots
   clang llvm libbpf-dev libbpf1 bpftool                            # building and loading BPF (tracer)
   iperf3 python3 python3-venv python3-pip                          # benchmarks, the virtualenv
+  chromium                                                         # renders `podpath report --html` in its test
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -582,3 +582,74 @@ _register(Fault(
     apply=lambda ctx, saved: _b().set_link(ctx, "node-b", POD_B.host_veth, master=0),
     revert=_reattach,
 ))
+
+
+# -------------------------------------------------------------------- intermittent faults
+# A fault that comes and goes, as a controller fighting kube-proxy does: `run_intermittent` inserts
+# it, waits `duty * period`, reads the rule's own packet counter, removes it, waits out the
+# period, and returns every window with the packets the rule dropped in it (the ground truth a
+# `podpath watch` + `podpath report` run is checked against).
+
+
+@dataclass
+class Intermittent:
+    name: str
+    summary: str
+    node: str
+    table: str
+    chain: str
+    rule: str  # iptables match and target, as `-I CHAIN 1 <rule>` takes it
+    reason: str  # the kernel drop reason the dropped packets get
+
+
+INTERMITTENT: dict[str, Intermittent] = {
+    "dns-rule-flap": Intermittent(
+        "dns-rule-flap", "a DROP rule for UDP to CoreDNS comes and goes in node-a's filter FORWARD chain",
+        "node-a", "filter", "FORWARD", f"-d {COREDNS.ip}/32 -p udp -m udp --dport 53 -j DROP", "NETFILTER_DROP"),
+}
+
+
+@dataclass
+class Window:
+    start: float  # time.time() just before the insertion returned
+    end: float  # just after the deletion
+    packets: int  # the rule's own counter when it was removed
+
+
+def _ipt(lab: "Lab", node_name: str, *args: str) -> str:
+    import subprocess
+    r = subprocess.run(["ip", "netns", "exec", lab.netns(node_name), "iptables", *args],
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        from ..errors import NodeError
+        raise NodeError(f"iptables {' '.join(args)} in {node_name}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def run_intermittent(lab: "Lab", name: str, *, period: float, duty: float, cycles: int, stop=None) -> list[Window]:
+    """Turn the fault on for duty*period s, off for the rest, `cycles` times; always leaves it off."""
+    import shlex
+    import time
+    f = INTERMITTENT[name]
+    rule = shlex.split(f.rule)
+    windows: list[Window] = []
+    for _ in range(cycles):
+        if stop is not None and stop.is_set():
+            break
+        t0 = time.time()
+        _ipt(lab, f.node, "-t", f.table, "-I", f.chain, "1", *rule)
+        try:
+            time.sleep(max(0.0, duty * period - (time.time() - t0)))
+        finally:
+            # For an exact count, a gate that accepts the same packets goes in front first: from
+            # then on the DROP rule sees nothing, its counter is final, and it can go.
+            match = rule[:rule.index("-j")]
+            _ipt(lab, f.node, "-t", f.table, "-I", f.chain, "1", *match, "-j", "ACCEPT")
+            out = _ipt(lab, f.node, "-t", f.table, "-L", f.chain, "2", "-v", "-x", "-n")
+            packets = int(out.split()[0]) if out.strip() else 0
+            _ipt(lab, f.node, "-t", f.table, "-D", f.chain, *rule)
+            _ipt(lab, f.node, "-t", f.table, "-D", f.chain, *match, "-j", "ACCEPT")
+        t1 = time.time()
+        windows.append(Window(t0, t1, packets))
+        time.sleep(max(0.0, period - (t1 - t0)))
+    return windows

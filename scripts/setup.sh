@@ -48,7 +48,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # every dependency must import, or the install did not work: fail here, not in the first test
   .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich, kubernetes, pandas, pyarrow, matplotlib, dns,
-import aiohttp, cryptography, pytest, hypothesis, kubernetes_validate'
+import aiohttp, cryptography, prometheus_client, pytest, hypothesis, kubernetes_validate'
 
   echo "$want" > "$stamp"
 fi

@@ -47,7 +47,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   # every dependency must import, or the install did not work: fail here, not in the first test
-  .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich, kubernetes, pandas, pyarrow, matplotlib, dns,
+  .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich, kubernetes, pandas, pyarrow, matplotlib, dns
 import aiohttp, cryptography, prometheus_client, pytest, hypothesis, kubernetes_validate'
 
   echo "$want" > "$stamp"

@@ -10,6 +10,7 @@ from .checks import SEVERITY_ORDER, Context, Finding, run_checks
 from .checks.base import missing_tables, pasted
 from .errors import UsageError
 from .model.path import SEGMENTS, Flow, Path
+from .model.reasons import Reason
 from .model.walk import Model
 from .targets.resolve import Endpoint, resolve
 
@@ -42,10 +43,10 @@ class Diagnosis:
         return {
             "flow": dataclasses.asdict(self.flow) if self.flow else None,
             "findings": [dataclasses.asdict(f) for f in self.findings],
-            "path": [dataclasses.asdict(h) for h in main.hops] if main else [],
+            "path": [h.to_dict() for h in main.hops] if main else [],
             "outcome": main.outcome if main else None,
             "paths": [{"alternative": p.alternative, "outcome": p.outcome, "probability": p.probability,
-                       "hops": [dataclasses.asdict(h) for h in p.hops]} for p in self.paths[1:]],
+                       "hops": [h.to_dict() for h in p.hops]} for p in self.paths[1:]],
             "partial": self.partial,
             "not_pasted": self.not_pasted,
             "not_parsed": self.not_parsed,
@@ -159,7 +160,7 @@ def assign_segments(path: Path, src: str, dst: str | None) -> None:
                  and h.direction == "request" and h.host == path.hops[first].host), None)
     if ipvs is not None:
         first = next((i for i in routes if i > ipvs), ipvs)
-    left = any(h.reason == "left_node" for h in path.hops)  # host B is not in the snapshot
+    left = any(h.reason == Reason.LEFT_NODE for h in path.hops)  # host B is not in the snapshot
     for i, h in enumerate(path.hops):
         if h.direction == "reply":
             h.segment = SEGMENTS[3]

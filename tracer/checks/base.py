@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..bundle import Bundle, Host, Link
 from ..model.path import Evidence, Flow, Hop, Path
+from ..model.reasons import Reason
 from ..model.topology import Topology
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -41,7 +42,7 @@ class Context:
     dst_host: Host | None = None
     dst_service: object | None = None  # ServiceInfo when the flow targets a Service
 
-    def hops(self, *reasons: str):
+    def hops(self, *reasons: Reason):
         """(path, hop) for every problem hop with one of `reasons`, over all alternative paths."""
         for path in self.paths:
             for hop in path.hops:

@@ -3,15 +3,16 @@ this snapshot does not hold: say that the rest is not observed, without guessing
 
 from __future__ import annotations
 
+from ..model.reasons import Reason
 from .base import ERROR, INFO, Context, Finding, from_hop, missing_tables, pasted
 
 
 def unknown(ctx: Context, found: list[Finding]) -> list[Finding]:
     out = []
     for path in ctx.paths:
-        left = next((h for h in path.hops if h.reason == "left_node"), None)
+        left = next((h for h in path.hops if h.reason == Reason.LEFT_NODE), None)
         if path.outcome == "unobserved" and left is not None:
-            remote = left.data.get("remote")
+            remote = left.payload.remote
             out.append(from_hop(left, "unknown", f"{remote}: not observed", left.detail,
                                 f"run podpath on {remote} too (or trace through the per-node agents)",
                                 severity=INFO))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..model.reasons import NeighFacts, Reason
 from ..model.walk import VXLAN_OVERHEAD, link_text
 from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, has, ip_cmd, not_checked, pasted, \
     vxlan_of
@@ -10,9 +11,9 @@ from .routing import ROUTE_FAILS, down_link_with_address
 
 def link_down(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("link_down"):
+    for _, hop in ctx.hops(Reason.LINK_DOWN):
         host = ctx.host(hop.host)
-        link = host.link(hop.data["link"])
+        link = host.link(hop.payload.link)
         out.append(from_hop(hop, "link_down", link_text(link), f"{link.name} in {host.name} is down ({hop.detail})",
                             ip_cmd(host, f"link set {link.name} up")))
     out += vxlan_devices(ctx)
@@ -26,7 +27,8 @@ def link_down(ctx: Context) -> list[Finding]:
             f.device = link.name
             out.append(f)
     on_path = {h.host for p in ctx.paths for h in p.hops} | {h.name for h in (ctx.src_host, ctx.dst_host) if h}
-    on_path |= {m.split("/")[0] for p in ctx.paths for h in p.hops for m in h.data.get("segment") or []}
+    on_path |= {m.split("/")[0] for p in ctx.paths for h in p.hops if isinstance(h.payload, NeighFacts)
+                for m in h.payload.segment or []}
     if ctx.dst_service is not None:  # a Service's endpoints are where its packets go
         eps = set(getattr(ctx.dst_service, "endpoints", []) or [])
         on_path |= {h.name for h in ctx.bundle.hosts if any(a.address in eps for a in h.addrs)}
@@ -44,14 +46,14 @@ def link_down(ctx: Context) -> list[Finding]:
 def vxlan_devices(ctx: Context) -> list[Finding]:
     """Every node needs the VXLAN device its peers send to, with the same VNI and UDP port."""
     out = []
-    for _, hop in ctx.hops("no_vxlan_receiver"):
+    for _, hop in ctx.hops(Reason.NO_VXLAN_RECEIVER):
         host = ctx.host(hop.host)
         vx = vxlan_of(host)
         have = f"{vx.name} has VNI {vx.vxlan.vni}, port {vx.vxlan.port}" if vx else "there is no VXLAN device"
-        out.append(from_hop(hop, "link_down", link_text(vx) if vx else f"VXLAN VNI {hop.data.get('vni')}",
+        out.append(from_hop(hop, "link_down", link_text(vx) if vx else f"VXLAN VNI {hop.payload.vni}",
                             f"{hop.detail}: {have}; the encapsulated packet is dropped",
                             "re-create it as flannel does (restart flanneld on this node): VNI "
-                            f"{hop.data.get('vni')}, dstport {hop.data.get('port')}, nolearning"))
+                            f"{hop.payload.vni}, dstport {hop.payload.port}, nolearning"))
     nodes = [(n, vxlan_of(n)) for n in ctx.nodes()]
     with_vx = [(n, vx) for n, vx in nodes if vx]
     if not with_vx:
@@ -89,7 +91,7 @@ def expected_up(host, link) -> bool:
 
 def mtu(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("mtu_exceeded"):
+    for _, hop in ctx.hops(Reason.MTU_EXCEEDED):
         host = ctx.host(hop.host)
         link = host.link(hop.device)
         out.append(from_hop(hop, "mtu", link_text(link), hop.detail, mtu_fix(ctx, host, link)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ..model.reasons import Reason, RuleVerdict
+from ..model.path import ct_text
 from ..netfilter.evaluate import RuleRef
 from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, known_addresses, ns_cmd, pasted
 
@@ -15,7 +17,7 @@ KUBE_PROXY_IPSET = re.compile(r"--match-set (KUBE-[\w-]+) ")
 
 
 def _rule(hop) -> RuleRef | None:
-    return RuleRef(**hop.data["rule"]) if hop.data.get("rule") else None
+    return RuleRef(**hop.payload.rule) if hop.payload.rule else None
 
 
 def _rule_fix(rule: RuleRef, host=None) -> str:
@@ -36,12 +38,12 @@ def _describe(hop, rule: RuleRef | None) -> str:
         return f"Service {m['svc']} has no endpoints: kube-proxy's rule rejects the packet ({rule.table}/{rule.chain})"
     where = f"rule {rule.number}" if rule.number else "policy"
     return (f"{hop.hook} hook in {hop.host}: {rule.backend} {rule.table}/{rule.chain} {where} "
-            f"{'rejects' if hop.reason == 'nf_reject' else 'drops'} the packet: {rule.text}")
+            f"{'rejects' if hop.reason == Reason.NF_REJECT else 'drops'} the packet: {rule.text}")
 
 
 def iptables(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("nf_drop", "nf_reject"):
+    for _, hop in ctx.hops(Reason.NF_DROP, Reason.NF_REJECT):
         rule = _rule(hop)
         if ctx.is_dns:
             continue  # the dns check owns drops on the DNS path
@@ -50,7 +52,8 @@ def iptables(ctx: Context) -> list[Finding]:
     unsupported = {}
     for path in ctx.paths:
         for hop in path.hops:
-            for r in hop.data.get("unsupported") or []:
+            trail = hop.payload if isinstance(hop.payload, RuleVerdict) else hop.data  # a drop's, or a pass's
+            for r in (trail.unsupported if trail is hop.payload else trail.get("unsupported")) or []:
                 unsupported.setdefault((hop.host, r["text"]), hop)
     ipset_rules: dict[str, tuple] = {}
     for (host, text), hop in unsupported.items():
@@ -179,7 +182,7 @@ def stale_dnat(ctx: Context) -> list[Finding]:
         for hop in path.hops:
             if hop.point != "netfilter" or "DNAT" not in (hop.detail or ""):
                 continue
-            for r in hop.data.get("rules") or []:
+            for r in hop.data.get("rules") or []:  # a passing hop: its trail of rules
                 m = DNAT_TO.search(r.get("text", ""))
                 if not m or m["ip"] in owned or (hop.host, r["text"]) in seen:
                     continue
@@ -194,13 +197,6 @@ def stale_dnat(ctx: Context) -> list[Finding]:
                        "so it resyncs its rules with the Service's endpoints")
                 out.append(from_hop(hop, "iptables", rule.text, msg, fix))
     return out
-
-
-def ct_text(c) -> str:
-    """A conntrack entry as `conntrack -L` prints it."""
-    ports = lambda s, d: f" sport={s} dport={d}" if s is not None else ""  # noqa: E731
-    return (f"{c.proto} src={c.src} dst={c.dst}{ports(c.sport, c.dport)} src={c.reply_src} dst={c.reply_dst}"
-            f"{ports(c.reply_sport, c.reply_dport)}" + (f" [{c.state}]" if c.state else ""))
 
 
 def stale_conntrack(ctx: Context) -> list[Finding]:
@@ -245,10 +241,10 @@ def _endpoints_of(ctx: Context, svc: str) -> list[str]:
 def dns(ctx: Context) -> list[Finding]:
     out = []
     if ctx.is_dns:
-        for _, hop in ctx.hops("nf_drop", "nf_reject", "no_listener"):
+        for _, hop in ctx.hops(Reason.NF_DROP, Reason.NF_REJECT, Reason.NO_LISTENER):
             rule = _rule(hop)
             if hop.reason == "no_listener":
-                msg, obj = f"no DNS server listens on {hop.data['proto']} port 53 in {hop.host}", hop.detail
+                msg, obj = f"no DNS server listens on {hop.payload.proto} port 53 in {hop.host}", hop.detail
                 fix = "check the DNS pod (kubectl -n kube-system logs -l k8s-app=kube-dns)"
             else:
                 what = "DNS answers are " if hop.direction == "reply" else "DNS queries are "

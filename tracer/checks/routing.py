@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..model.reasons import Reason
 from ..bundle import Host, Route
 from ..model.routing import lookup
 from .base import ERROR, WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, has, ip_cmd, \
     not_checked, ns_cmd, pod_gateway, subnet_of, vxlan_of
 
-ROUTE_FAILS = ("no_route", "route_blackhole", "route_unreachable", "route_prohibit")
+ROUTE_FAILS = (Reason.NO_ROUTE, Reason.ROUTE_BLACKHOLE, Reason.ROUTE_UNREACHABLE, Reason.ROUTE_PROHIBIT)
 
 
 def down_link_with_address(host: Host):
@@ -32,13 +33,13 @@ def pod_route(ctx: Context) -> list[Finding]:
         if host.kind != "pod" or down_link_with_address(host):
             continue
         if not has(host, "routes"):
-            out.append(not_checked(ctx, host, "pod_route", "routes", f"its route to {hop.data.get('dst')}"))
+            out.append(not_checked(ctx, host, "pod_route", "routes", f"its route to {hop.payload.dst}"))
             continue
         want = expected_pod_routes(host)
-        obj = want[0].text() if want else f"route to {hop.data.get('dst')}"
+        obj = want[0].text() if want else f"route to {hop.payload.dst}"
         fix = " && ".join(ip_cmd(host, f"route replace {r.text()}") for r in want) or \
-            f"add a route to {hop.data.get('dst')} in {host.name}"
-        out.append(from_hop(hop, "pod_route", obj, f"{host.name} has no usable route to {hop.data.get('dst')} "
+            f"add a route to {hop.payload.dst} in {host.name}"
+        out.append(from_hop(hop, "pod_route", obj, f"{host.name} has no usable route to {hop.payload.dst} "
                             f"({hop.detail}); flannel's CNI gives every pod `{obj}`", fix))
     for host in (h for h in ctx.bundle.hosts if h.kind == "pod"):
         gw = pod_gateway(host)
@@ -84,7 +85,7 @@ def host_route(ctx: Context) -> list[Finding]:
         host = ctx.host(hop.host)
         if host.kind == "pod" or down_link_with_address(host):
             continue
-        dst = hop.data.get("dst")
+        dst = hop.payload.dst
         if not has(host, "routes"):
             out.append(not_checked(ctx, host, "host_route", "routes", f"its route to {dst}"))
             continue
@@ -175,9 +176,9 @@ def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
 
 
 def ip_forward(ctx: Context) -> list[Finding]:
-    out = [from_hop(hop, "ip_forward", hop.evidence[0].object if hop.evidence else hop.data["key"],
-                    f"{hop.host} does not forward: {hop.detail}", ns_cmd(ctx.host(hop.host), f"sysctl -w {hop.data['key']}=1"))
-           for _, hop in ctx.hops("forwarding_off")]
+    out = [from_hop(hop, "ip_forward", hop.evidence[0].object if hop.evidence else hop.payload.key,
+                    f"{hop.host} does not forward: {hop.detail}", ns_cmd(ctx.host(hop.host), f"sysctl -w {hop.payload.key}=1"))
+           for _, hop in ctx.hops(Reason.FORWARDING_OFF)]
     for node in ctx.nodes():
         if node.sysctl("net.ipv4.ip_forward") == "0":
             out.append(for_host(ctx, node, "ip_forward", "net.ipv4.ip_forward = 0",
@@ -189,7 +190,7 @@ def ip_forward(ctx: Context) -> list[Finding]:
 
 def rp_filter(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("rp_filter"):
+    for _, hop in ctx.hops(Reason.RP_FILTER):
         host = ctx.host(hop.host)
         key = next((e.object.split(" = ")[0] for e in hop.evidence if e.kind == "sysctl" and e.object.endswith("= 1")),
                    f"net.ipv4.conf.{hop.device}.rp_filter")

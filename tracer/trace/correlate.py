@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..model.path import SEGMENTS
+from ..model.reasons import Reason
 from ..netns import netns_path, probe_netns
 from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
@@ -583,10 +584,10 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
             seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
                                                            else f"{last.device} {last.point}")) if last else None
             v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
-            left = next((h for p in diagnosis.paths[:1] for h in p.hops if h.reason == "left_node"), None)
+            left = next((h for p in diagnosis.paths[:1] for h in p.hops if h.reason == Reason.LEFT_NODE), None)
             if left is not None and last is not None and last.direction == "request" and last.node == left.node \
                     and last.location == "host" and last.device == left.device:
-                remote = left.data.get("remote")
+                remote = left.payload.remote
                 v.location = f"left {left.node}"
                 v.message = (f"it left {left.node} on {left.device} for {remote}; {remote} was not observed "
                              f"(run podpath on {remote} too, or trace through the per-node agents)")

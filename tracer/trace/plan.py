@@ -95,7 +95,8 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
     if dst_host is not None and dst_host.kind == "pod":
         add(dst_host, "eth0")
     # the next hops the path resolves (and the destination itself): their neighbour events
-    nexthops = [h.data["ip"] for p in diagnosis.paths for h in p.hops if h.point == "neigh" and h.data.get("ip")]
+    nexthops = [ip for p in diagnosis.paths for h in p.hops if h.point == "neigh"
+                for ip in [h.payload.ip if h.payload is not None else h.data.get("ip")] if ip]
     req = request_for(flow, src_host, dst_host, attach, count=count, timeout=timeout, neigh_addrs=nexthops + [flow.dst])
     req.nf_plan = nf_plan(bundle, attach, src_host, dst_host)
     return req, src_host, dst_host

@@ -42,7 +42,7 @@ class Diagnosis:
         main = self.paths[0] if self.paths else None
         return {
             "flow": dataclasses.asdict(self.flow) if self.flow else None,
-            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "findings": [f.to_dict() for f in self.findings],
             "path": [h.to_dict() for h in main.hops] if main else [],
             "outcome": main.outcome if main else None,
             "paths": [{"alternative": p.alternative, "outcome": p.outcome, "probability": p.probability,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .causes import Cause
 from ..model.reasons import Reason
 from ..bundle import Host, IpvsDest, IpvsService, ServiceInfo, ServicePort
 from ..model.ipvs import (KUBE_IPVS_DEVICE, IpvsTable, dest_line, kube_service, live_addresses, picks, runs_ipvs,
@@ -56,12 +57,12 @@ def finding(ctx: Context, host: Host, obj: str, message: str, fix: str, severity
             evidence: list[tuple[str, str]] = (), device: str | None = None) -> Finding:
     # A host running IPVS is a node, even one imported from pasted text (kind "unknown").
     node, loc = ctx.topo.node_of(host) or host.name, ctx.topo.location(host)
-    return Finding(cause="ipvs", severity=severity, node=node, location=loc, object=obj, message=message, fix=fix,
+    return Finding(cause=Cause.IPVS, severity=severity, node=node, location=loc, object=obj, message=message, fix=fix,
                    device=device, evidence=[Evidence(k, node, loc, o) for k, o in evidence])
 
 
 def hop_finding(hop: Hop, obj: str, message: str, fix: str) -> Finding:
-    f = from_hop(hop, "ipvs", obj, message, fix)
+    f = from_hop(hop, Cause.IPVS, obj, message, fix)
     f.node = f.node or hop.host
     for e in f.evidence:
         e.node = e.node or hop.host
@@ -142,7 +143,7 @@ def ipvs_vip_missing(ctx: Context) -> list[Finding]:
         out.append(hop_finding(hop, vip_object(vip), hop.detail, bind_fix(host, vip)))
     for host in ipvs_nodes(ctx):
         if not has(host, "links"):
-            out.append(not_checked(ctx, host, "ipvs", "links", f"are IPVS's virtual IPs on {KUBE_IPVS_DEVICE}?"))
+            out.append(not_checked(ctx, host, Cause.IPVS, "links", f"are IPVS's virtual IPs on {KUBE_IPVS_DEVICE}?"))
             continue
         if host.link(KUBE_IPVS_DEVICE) is None:
             out.append(finding(ctx, host, f"{KUBE_IPVS_DEVICE} (missing)",
@@ -185,7 +186,7 @@ def ipvs_service_missing(ctx: Context) -> list[Finding]:
         out.append(hop_finding(hop, service_line(want), named + hop.detail, create_fix(host, want, info)))
     for host in ipvs_nodes(ctx):
         if not has(host, "ipvs"):
-            out.append(not_checked(ctx, host, "ipvs", "ipvs", f"has every address on {KUBE_IPVS_DEVICE} a virtual "
+            out.append(not_checked(ctx, host, Cause.IPVS, "ipvs", f"has every address on {KUBE_IPVS_DEVICE} a virtual "
                                    "service?"))
             continue
         table = IpvsTable(host)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .causes import Cause
 from ..model.reasons import Reason, RuleVerdict
 from ..model.path import ct_text
 from ..netfilter.evaluate import RuleRef
@@ -47,7 +48,7 @@ def iptables(ctx: Context) -> list[Finding]:
         rule = _rule(hop)
         if ctx.is_dns:
             continue  # the dns check owns drops on the DNS path
-        out.append(from_hop(hop, "iptables", rule.text if rule else hop.detail, _describe(hop, rule),
+        out.append(from_hop(hop, Cause.IPTABLES, rule.text if rule else hop.detail, _describe(hop, rule),
                             _rule_fix(rule, ctx.host(hop.host)) if rule else "inspect the hook's rules with nft list ruleset"))
     unsupported = {}
     for path in ctx.paths:
@@ -61,16 +62,20 @@ def iptables(ctx: Context) -> list[Finding]:
         if m:  # one note per node, not one per rule: kube-proxy's IPVS mode has a dozen of them
             ipset_rules.setdefault(host, (hop, set()))[1].add(m.group(1))
             continue
-        out.append(from_hop(hop, "iptables", text, f"could not evaluate this rule in {host} (match or target "
-                            "unknown to podpath); treated as not matching", "check it by hand or run "
-                            "`podpath trace` for the kernel's own answer", severity=INFO))
+        f = from_hop(hop, Cause.IPTABLES, text, f"could not evaluate this rule in {host} (match or target "
+                     "unknown to podpath); treated as not matching", "check it by hand or run "
+                     "`podpath trace` for the kernel's own answer", severity=INFO)
+        f.hand_check = True
+        out.append(f)
     for host, (hop, sets) in ipset_rules.items():
         names = sorted(sets)
-        out.append(from_hop(hop, "iptables", " ".join(names),
-                            f"kube-proxy's ipset rules in {host} were not evaluated (ipset contents are not in the "
-                            "snapshot); treated as not matching, and IPVS's own table decides the path",
-                            ns_cmd(ctx.host(host), f"ipset list {names[0]}") + "  # and the others, to check them by hand",
-                            severity=INFO))
+        f = from_hop(hop, Cause.IPTABLES, " ".join(names),
+                     f"kube-proxy's ipset rules in {host} were not evaluated (ipset contents are not in the "
+                     "snapshot); treated as not matching, and IPVS's own table decides the path",
+                     ns_cmd(ctx.host(host), f"ipset list {names[0]}") + "  # and the others, to check them by hand",
+                     severity=INFO)
+        f.hand_check = True
+        out.append(f)
     out += forward_drop(ctx)
     return out
 
@@ -158,7 +163,7 @@ def forward_drop(ctx: Context) -> list[Finding]:
             if not missing:
                 continue
             fix = " && ".join(ns_cmd(host, f"iptables -A FORWARD {opt} {cidr} -j ACCEPT") for opt in missing)
-            f = for_host(ctx, host, "iptables", f":FORWARD DROP ({backend} filter)",
+            f = for_host(ctx, host, Cause.IPTABLES, f":FORWARD DROP ({backend} filter)",
                          f"{host.name}'s FORWARD policy is DROP and no rule accepts packets "
                          f"{' or '.join('from' if o == '-s' else 'to' for o in missing)} the cluster CIDR {cidr}: "
                          "pod traffic through this node is dropped",
@@ -195,7 +200,7 @@ def stale_dnat(ctx: Context) -> list[Finding]:
                        + (f"; the Service's endpoints are {', '.join(live)}" if live else ""))
                 fix = (ns_cmd(ctx.host(hop.host), rule.command()) + "  # and restart kube-proxy on this node, "
                        "so it resyncs its rules with the Service's endpoints")
-                out.append(from_hop(hop, "iptables", rule.text, msg, fix))
+                out.append(from_hop(hop, Cause.IPTABLES, rule.text, msg, fix))
     return out
 
 
@@ -215,7 +220,7 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
                 continue
             name = f"{svc.namespace}/{svc.name}"
             ours = flow is not None and (c.src, c.dst, c.sport, c.dport) == (flow.src, flow.dst, flow.sport, flow.dport)
-            cause = "dns" if name == DNS_SERVICE else "iptables"
+            cause = Cause.DNS if name == DNS_SERVICE else Cause.IPTABLES
             msg = (f"conntrack in {node.name} still sends {c.src}:{c.sport} → {name} ({c.dst}:{c.dport}) to "
                    f"{c.reply_src}:{c.reply_sport}, an address no pod has: a stale entry of a removed endpoint, "
                    "refreshed by every packet the client sends from the same port")
@@ -223,10 +228,12 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
                          + (f" --orig-port-src {c.sport} --orig-port-dst {c.dport}" if c.sport is not None else ""))
             hop = next((h for p in ctx.paths for h in p.hops if h.data.get("conntrack") == ct_text(c)), None)
             if hop is not None:  # the model took this entry's NAT: the finding sits where it did
-                out.append(from_hop(hop, cause, ct_text(c), msg, fix))
+                f = from_hop(hop, cause, ct_text(c), msg, fix)
             else:
-                out.append(for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
-                                    evidence=[("conntrack", ct_text(c))]))
+                f = for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
+                             evidence=[("conntrack", ct_text(c))])
+            f.conntrack = c
+            out.append(f)
     return out
 
 
@@ -243,22 +250,24 @@ def dns(ctx: Context) -> list[Finding]:
     if ctx.is_dns:
         for _, hop in ctx.hops(Reason.NF_DROP, Reason.NF_REJECT, Reason.NO_LISTENER):
             rule = _rule(hop)
-            if hop.reason == "no_listener":
+            if hop.reason == Reason.NO_LISTENER:
                 msg, obj = f"no DNS server listens on {hop.payload.proto} port 53 in {hop.host}", hop.detail
                 fix = "check the DNS pod (kubectl -n kube-system logs -l k8s-app=kube-dns)"
             else:
                 what = "DNS answers are " if hop.direction == "reply" else "DNS queries are "
-                msg, obj, fix = what + ("rejected: " if hop.reason == "nf_reject" else "dropped: ") + \
+                msg, obj, fix = what + ("rejected: " if hop.reason == Reason.NF_REJECT else "dropped: ") + \
                     _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule, ctx.host(hop.host)) if rule else ""
-            out.append(from_hop(hop, "dns", obj, msg, fix))
+            out.append(from_hop(hop, Cause.DNS, obj, msg, fix))
     for node in ctx.nodes():
         for text in node.iptables_save.values():
             line = next((l for l in text.splitlines() if f"{DNS_SERVICE}:" in l and "has no endpoints" in l), None)
             if line:
-                out.append(for_host(ctx, node, "dns", line.split("] ", 1)[-1],
-                                    "cluster DNS has no endpoints: every lookup in the cluster fails",
-                                    "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide  # bring CoreDNS back",
-                                    severity=ERROR if ctx.is_dns or not ctx.paths else WARNING))
+                f = for_host(ctx, node, Cause.DNS, line.split("] ", 1)[-1],
+                             "cluster DNS has no endpoints: every lookup in the cluster fails",
+                             "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide  # bring CoreDNS back",
+                             severity=ERROR if ctx.is_dns or not ctx.paths else WARNING)
+                f.rejects = "REJECT" in line  # kube-proxy's rule for a Service without endpoints
+                out.append(f)
                 break
     return out
 

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..model.path import SEGMENTS
+from ..model.segments import assign_observed
 from ..checks.base import INTERNAL, json_fields, ns_cmd
 from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
 from ..model.reasons import Reason
@@ -274,33 +274,6 @@ def kernel_hops(events, where: Where, t0: int, src_host=None, dst_host=None, sen
     return out
 
 
-def assign_segments(hops: list[ObservedHop], bundle, src_host, dst_host) -> None:
-    inv = getattr(bundle, "inventory", None)
-    underlay = {n.name: n.underlay_dev for n in (inv.nodes if inv else [])}
-    pods = {p.name: p for p in (inv.pods if inv else [])}
-    src_node = src_host.node if src_host else None
-    dst_node = dst_host.node if dst_host else None
-    dst_veth = pods[dst_host.name].host_veth if dst_host and dst_host.name in pods else None
-    for h in hops:
-        if h.direction == "reply":
-            h.segment = SEGMENTS[3]
-        elif h.probe == "netfilter" and h.inner:  # the VXLAN packet itself: host to host
-            h.segment = SEGMENTS[1]
-        elif src_host and h.host == src_host.name:
-            h.segment = SEGMENTS[0]
-        elif dst_host and h.host == dst_host.name:
-            h.segment = SEGMENTS[2]
-        elif h.location == "host" and h.node == src_node:
-            if h.device == underlay.get(h.node, "eth0"):
-                h.segment = SEGMENTS[1]
-            elif src_node == dst_node and (h.device == dst_veth or (h.point == "egress" and h.device == "cni0")):
-                h.segment = SEGMENTS[2]
-            else:
-                h.segment = SEGMENTS[0]
-        elif h.location == "host" and h.node == dst_node:
-            h.segment = SEGMENTS[1] if h.device == underlay.get(h.node, "eth0") else SEGMENTS[2]
-        else:
-            h.segment = SEGMENTS[1]
 
 
 def peer_places(bundle, host_name: str | None, device: str | None) -> list[tuple]:
@@ -418,7 +391,7 @@ def observe(session, bundle, diagnosis, src_host, dst_host) -> Observation:
     if dst_host is None or dst_host.kind != "pod":  # a Service: the endpoint DNAT chose; an IP: the pod reached
         chosen = bundle.host(svc.endpoint_pod) if svc is not None and svc.endpoint_pod else None
         dst_host = chosen or reached_pod(hops, bundle, src_host) or dst_host
-    assign_segments(hops, bundle, src_host, dst_host)
+    assign_observed(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
     if inj.sport:

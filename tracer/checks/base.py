@@ -43,6 +43,7 @@ class Finding:
     hand_check: bool = field(default=False, metadata=INTERNAL)  # the fix says how to check by hand, not what to change
     rejects: bool = field(default=False, metadata=INTERNAL)  # the blamed rule answers (REJECT), not drops
     conntrack: Conntrack | None = field(default=None, metadata=INTERNAL)  # the conntrack entry blamed
+    dnat_to: str | None = field(default=None, metadata=INTERNAL)  # the blamed DNAT rule's target address
 
     def __post_init__(self) -> None:
         self.cause = Cause(self.cause)  # an unknown cause fails where it is written

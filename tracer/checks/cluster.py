@@ -163,11 +163,13 @@ def endpoint_rules(ctx: Context) -> list[Finding]:
                     continue
                 targets.setdefault(svc, set()).add(m["ip"])
                 if m["ip"] not in eps[svc]:
-                    out.append(for_host(ctx, node, Cause.IPTABLES, line,
-                                        f"kube-proxy on {node.name} still DNATs {svc} to {m['ip']}, which is not one of "
-                                        f"its endpoints ({', '.join(sorted(eps[svc])) or 'none'}): a stale endpoint",
-                                        f"restart kube-proxy on {node.name} so it resyncs with the EndpointSlices",
-                                        severity=WARNING))
+                    f = for_host(ctx, node, Cause.IPTABLES, line,
+                                 f"kube-proxy on {node.name} still DNATs {svc} to {m['ip']}, which is not one of "
+                                 f"its endpoints ({', '.join(sorted(eps[svc])) or 'none'}): a stale endpoint",
+                                 f"restart kube-proxy on {node.name} so it resyncs with the EndpointSlices",
+                                 severity=WARNING)
+                    f.dnat_to = m["ip"]
+                    out.append(f)
             for svc, want in eps.items():
                 have = targets.get(svc, set())
                 if have and want - have:

@@ -200,7 +200,9 @@ def stale_dnat(ctx: Context) -> list[Finding]:
                        + (f"; the Service's endpoints are {', '.join(live)}" if live else ""))
                 fix = (ns_cmd(ctx.host(hop.host), rule.command()) + "  # and restart kube-proxy on this node, "
                        "so it resyncs its rules with the Service's endpoints")
-                out.append(from_hop(hop, Cause.IPTABLES, rule.text, msg, fix))
+                f = from_hop(hop, Cause.IPTABLES, rule.text, msg, fix)
+                f.dnat_to = m["ip"]
+                out.append(f)
     return out
 
 

@@ -538,8 +538,7 @@ def explain_verdict(j: Judgement, obs: Observation, findings) -> Explanation:
                       and (g.conntrack.proto, g.conntrack.src, g.conntrack.reply_src) ==
                       (flow.get("proto"), flow.get("src"), ip)), None)
         x.stale_conntrack = stale is not None
-        stale = stale or next((g for g in findings if g.cause == Cause.IPTABLES and "DNAT" in g.object
-                               and ip in g.object), None)
+        stale = stale or next((g for g in findings if g.cause == Cause.IPTABLES and g.dnat_to == ip), None)
         if stale is not None:
             x.finding = stale
             who = "a stale conntrack entry" if x.stale_conntrack or svc.conntrack else "kube-proxy's DNAT"

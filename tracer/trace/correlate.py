@@ -17,7 +17,7 @@ from ..checks.base import INTERNAL, json_fields, ns_cmd
 from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
 from ..model.reasons import Reason
 from ..netns import netns_path, probe_netns
-from .explain import Stop, evidence_of, explain, pick_finding  # noqa: F401 (pick_finding: tests use it here)
+from .explain import StopPoint, evidence_of, explain
 from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
 HOP_KINDS = {"tc": 0, "netif_receive_skb": 1, "net_dev_start_xmit": 1}  # preference when both saw a hop
@@ -356,7 +356,7 @@ class Judgement:
 
     verdict: Verdict
     hops: list[ObservedHop]  # the observed hops, with the drop point when there was one
-    stop: Stop | None = None  # None: nothing to explain (delivered)
+    stop: StopPoint | None = None  # None: nothing to explain (delivered)
     fallback: tuple | None = None  # (cause, message tail, fix) when no finding explains it
 
 
@@ -417,7 +417,7 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
         if d is not None:
             v.drop_reason, v.drop_location = d.drop_reason, d.location_sym
         v.message = f"the source could not send: {inj.error} ({inj.message})"
-        return Judgement(v, hops, Stop(src_node, src_loc, None, drop_reason=v.drop_reason))
+        return Judgement(v, hops, StopPoint(src_node, src_loc, None, drop_reason=v.drop_reason))
     if session.answered and not _answer_dropped_at_source(drops, inj, where, src_host):
         v = Verdict("delivered")
         answerer = where.hosts.get(first_reply_host(hops) or "")
@@ -428,7 +428,7 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
             v.device = "eth0"
             v.stopped_at = f"{v.node}/{v.location}"
             v.message = f"{answerer.name} answered in place of {dst}"
-            return Judgement(v, hops, Stop(v.node, v.location, "eth0", drop_reason="OTHERHOST"))
+            return Judgement(v, hops, StopPoint(v.node, v.location, "eth0", drop_reason="OTHERHOST"))
         if inj.proto == "tcp" and inj.answer == "refused":
             v.status = "rejected"
             if answerer is not None:
@@ -440,7 +440,7 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
             fallback = (Cause.NO_LISTENER, f": nothing listens on port {flow.get('dport')}",
                         f"start the server on port {flow.get('dport')} in {dst}, or check the Service's targetPort") \
                 if from_dst else None
-            return Judgement(v, hops, Stop(v.node, v.location, None), fallback)
+            return Judgement(v, hops, StopPoint(v.node, v.location, None), fallback)
         v.message = "the answer came back to the source"
         return Judgement(v, hops)
     if inj.proto == "udp" and not session.expect_reply and not drops and dst_host is not None and any(
@@ -460,7 +460,7 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
     last = packet_hops[-1] if packet_hops else None
     v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
                 device=last.device if last else "eth0", direction=last.direction if last else "request")
-    stop = Stop(v.node, v.location, v.device, status="lost")
+    stop = StopPoint(v.node, v.location, v.device, status="lost")
     v.stopped_at = f"{last.node}/{last.location} {last.device or ''}".strip() if last else None
     seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
                                                    else f"{last.device} {last.point}")) if last else None
@@ -506,7 +506,7 @@ def _dropped(d, obs: Observation, hops, bundle, src_name, dst_name, dst: str) ->
                                direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
                                host=host_name, probe="kfree_skb", segment=last.segment if last else None,
                                detail=detail)]
-    stop = Stop(node, loc, dev, drop_reason=d.drop_reason, status="dropped", hook=v.hook,
+    stop = StopPoint(node, loc, dev, drop_reason=d.drop_reason, status="dropped", hook=v.hook,
                 drop_location=d.location_sym, peers=peer_places(bundle, host_name, dev),
                 foreign_link=links[0].text() if links and not chains else None)
     v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
@@ -553,7 +553,7 @@ def explain_verdict(j: Judgement, obs: Observation, findings) -> Explanation:
             if (h.node, h.location) in seen or (h.node, h.location) == (v.node, v.location):
                 continue
             seen.append((h.node, h.location))
-            f = explain(Stop(h.node, h.location, h.device), findings)
+            f = explain(StopPoint(h.node, h.location, h.device), findings)
             if f is not None:  # it was sent where it should not go: the divergence is here
                 x.finding = f
                 x.notes.append(f"it went astray at {h.node}/{h.location}")

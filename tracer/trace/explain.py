@@ -1,7 +1,7 @@
 """Which of diagnose's findings explains where the kernel stopped the packet.
 
-Pure functions over findings and a Stop (where and how the trace ended, as the verdict stage saw
-it). The preferences come from the cause table (checks/causes.py): the causes the kernel's drop
+Pure functions over findings and a StopPoint (where and how the trace ended, as the verdict
+stage saw it). The preferences come from the cause table (checks/causes.py): the causes the kernel's drop
 reason points at, root causes before their symptoms.
 """
 
@@ -15,7 +15,7 @@ from ..checks.causes import (EVIDENCE_KIND, LOCATION_CAUSES, NETFILTER_CAUSES, R
 
 
 @dataclass
-class Stop:
+class StopPoint:
     """Where the verdict stage says the packet stopped, and what the kernel said about it: the
     question the explain stage answers with a finding."""
 
@@ -92,7 +92,7 @@ def root_of(f, findings):
                  and (g.node, g.location) == (f.node, f.location)), f)
 
 
-def explain(stop: Stop, findings):
+def explain(stop: StopPoint, findings):
     """The finding for a stop point: the best one there, then its root cause if diagnose found it."""
     f = pick_finding(findings, node=stop.node, location=stop.location, device=stop.device,
                      drop_reason=stop.drop_reason, status=stop.status, hook=stop.hook,

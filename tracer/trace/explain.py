@@ -1,8 +1,8 @@
 """Which of diagnose's findings explains where the kernel stopped the packet.
 
 Pure functions over findings and a StopPoint (where and how the trace ended, as the verdict
-stage saw it). The preferences come from the cause table (checks/causes.py): the causes the kernel's drop
-reason points at, root causes before their symptoms.
+stage saw it). The preferences come from the cause table (checks/causes.py): the causes the
+kernel's drop reason points at, root causes before their symptoms.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ KUBE_PROXY_IPSET = re.compile(r"--match-set (KUBE-[\w-]+) ")
 
 
 def _rule(hop) -> RuleRef | None:
-    return RuleRef(**hop.payload.rule) if hop.payload.rule else None
+    """The rule that decided a netfilter hop (none for the dns check's no_listener hops)."""
+    return RuleRef(**hop.payload.rule) if isinstance(hop.payload, RuleVerdict) and hop.payload.rule else None
 
 
 def _rule_fix(rule: RuleRef, host=None) -> str:

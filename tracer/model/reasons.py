@@ -22,6 +22,9 @@ class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __str__(self) -> str:
+        return "None"  # in a message, as the absent dict key it replaces read
+
 
 UNSET = _Unset()
 

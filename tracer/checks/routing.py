@@ -121,10 +121,13 @@ def host_route(ctx: Context) -> list[Finding]:
             if r is not None and not dec.drops and r.dev == want.dev and r.gateway == want.gateway:
                 continue
             got = r.text() if r else "no route"
+            fix = ip_cmd(node, f"route replace {want.text()}")
+            if r is not None and r.dst not in ("default", want.dst) and \
+                    ipaddress.ip_network(r.dst, strict=False).subnet_of(net):  # a narrower route shadows flannel's
+                fix = ip_cmd(node, f"route del {got}") + " && " + fix
             out.append(for_host(ctx, node, Cause.HOST_ROUTE, want.text(),
                                 f"{node.name} routes {net} ({other.name}'s pods) by `{got}`; expected `{want.text()}`",
-                                ip_cmd(node, f"route replace {want.text()}"), device=want.dev,
-                                evidence=[("route", got)]))
+                                fix, device=want.dev, evidence=[("route", got)]))
     return out
 
 

@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from .causes import Cause
-from ..model.reasons import Reason, RuleVerdict
+from ..model.reasons import ConntrackFacts, Reason, RuleTrail, RuleVerdict
 from ..model.path import ct_text
 from ..netfilter.evaluate import RuleRef
 from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, known_addresses, ns_cmd, pasted
@@ -54,8 +54,7 @@ def iptables(ctx: Context) -> list[Finding]:
     unsupported = {}
     for path in ctx.paths:
         for hop in path.hops:
-            trail = hop.payload if isinstance(hop.payload, RuleVerdict) else hop.data  # a drop's, or a pass's
-            for r in (trail.unsupported if trail is hop.payload else trail.get("unsupported")) or []:
+            for r in hop.payload.unsupported if isinstance(hop.payload, RuleTrail) else []:
                 unsupported.setdefault((hop.host, r["text"]), hop)
     ipset_rules: dict[str, tuple] = {}
     for (host, text), hop in unsupported.items():
@@ -188,7 +187,7 @@ def stale_dnat(ctx: Context) -> list[Finding]:
         for hop in path.hops:
             if hop.point != "netfilter" or "DNAT" not in (hop.detail or ""):
                 continue
-            for r in hop.data.get("rules") or []:  # a passing hop: its trail of rules
+            for r in hop.payload.rules if isinstance(hop.payload, RuleTrail) else []:
                 m = DNAT_TO.search(r.get("text", ""))
                 if not m or m["ip"] in owned or (hop.host, r["text"]) in seen:
                     continue
@@ -229,7 +228,8 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
                    "refreshed by every packet the client sends from the same port")
             fix = ns_cmd(node, f"conntrack -D -p {c.proto} --orig-src {c.src} --orig-dst {c.dst}"
                          + (f" --orig-port-src {c.sport} --orig-port-dst {c.dport}" if c.sport is not None else ""))
-            hop = next((h for p in ctx.paths for h in p.hops if h.data.get("conntrack") == ct_text(c)), None)
+            hop = next((h for p in ctx.paths for h in p.hops if isinstance(h.payload, ConntrackFacts)
+                        and h.payload.conntrack == ct_text(c)), None)
             if hop is not None:  # the model took this entry's NAT: the finding sits where it did
                 f = from_hop(hop, cause, ct_text(c), msg, fix)
             else:

@@ -59,17 +59,19 @@ class Hop:
     detail: str = ""  # one human line
     hook: str | None = None  # netfilter hook for point == netfilter
     evidence: list[Evidence] = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # a passing hop's facts (the rule trail, the resolved ip...)
+    # the hop's facts, typed: a failed hop's is its reason's payload (REASONS[reason].payload); a
+    # passing hop's says what decided it (the rule trail, the resolved MAC, the FDB entry...)
+    payload: Payload | None = None
     segment: str | None = None
-    payload: Payload | None = None  # the reason's typed facts (REASONS[reason].payload), for checks
 
     def to_dict(self) -> dict:
         """As `diagnose -o json` prints it: the payload is the hop's `data`."""
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "payload"}
         d["evidence"] = [dataclasses.asdict(e) for e in self.evidence]
-        if self.payload is not None:
-            d["data"] = copy.deepcopy(self.payload.to_dict())
-        return d
+        data = copy.deepcopy(self.payload.to_dict()) if self.payload is not None else {}
+        order = [f.name if f.name != "payload" else "data" for f in dataclasses.fields(self)]
+        d["data"] = data
+        return {k: d[k] for k in order}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Why a hop failed or warned: one enum, and one table row per reason.
+"""Why a hop failed or warned: one enum, and one table row per reason; and every hop's typed facts.
 
 A row says what the reason means for the path (its outcome), whether the walk can go on past it,
 and the payload it carries: the facts a check needs to turn the hop into a finding. The walk
@@ -54,15 +54,50 @@ class NoFacts(Payload):
 class RouteFacts(Payload):
     dst: str
     origin: bool | _Unset = UNSET  # the lookup of a locally generated packet (no input device)
+    table: int | None | _Unset = UNSET  # the table whose route matched (a passing hop)
 
 
 @dataclass
-class RuleVerdict(Payload):
-    rule: dict | None  # the deciding RuleRef as a dict (netfilter.evaluate.RuleRef)
-    reject_with: str | None
-    rules: list  # the trail of rules the packet matched, as dicts
+class RuleTrail(Payload):
+    """A pass through a netfilter hook: the rules that matched on the way."""
+
+    rules: list  # the trail of rules the packet matched, as dicts (netfilter.evaluate.RuleRef)
     probability: float
     unsupported: list  # rules with matches podpath cannot evaluate, as dicts
+
+
+@dataclass
+class RuleVerdict(RuleTrail):
+    """A hook that dropped or rejected the packet, and the rule that did."""
+
+    rule: dict | None = None  # the deciding RuleRef as a dict
+    reject_with: str | None = None
+
+
+@dataclass
+class ConntrackFacts(Payload):
+    conntrack: str  # the entry whose NAT the packet took, as `conntrack -L` prints it
+
+
+@dataclass
+class EgressFacts(Payload):
+    mac: str | None  # the destination MAC put on the frame
+
+
+@dataclass
+class PortFacts(Payload):
+    port: str  # the bridge port the frame leaves by
+
+
+@dataclass
+class FdbEntryFacts(Payload):
+    dst: str  # the underlay IP the VXLAN FDB sends to
+
+
+@dataclass
+class EncapFacts(Payload):
+    remote: str
+    vni: int | None
 
 
 @dataclass
@@ -158,8 +193,8 @@ class IpvsFacts(Payload):
 
 
 @dataclass
-class LeftFacts(Payload):
-    remote: str  # the inventory node it left for
+class RemoteNode(Payload):
+    remote: str  # the inventory node it left for, or arrived from (not in the snapshot)
 
 
 # Outcomes of a path (Path.outcome, `diagnose -o json`'s `outcome`).
@@ -244,7 +279,7 @@ REASONS: dict[Reason, ReasonSpec] = {
     R.NO_LISTENER: ReasonSpec(REJECTED, True, ListenerFacts),
     R.WRONG_HOST: ReasonSpec(MISDELIVERED, True, HostFacts, overrides=True),  # a duplicate address, not a drop
     R.LEAVES_SNAPSHOT: ReasonSpec(LOST, True, NoFacts),
-    R.LEFT_NODE: ReasonSpec(UNOBSERVED, True, LeftFacts),  # fine so far, the rest on a node not held
+    R.LEFT_NODE: ReasonSpec(UNOBSERVED, True, RemoteNode),  # fine so far, the rest on a node not held
     R.IPVS_NO_SERVICE: ReasonSpec(REJECTED, True, IpvsFacts),
     R.IPVS_NO_DEST: ReasonSpec(REJECTED, True, IpvsFacts),
     R.IPVS_DEST_GONE: ReasonSpec(DROPPED, True, IpvsFacts),

@@ -20,7 +20,8 @@ from ..netfilter.evaluate import Netfilter, Packet
 from .ipvs import (IPVS_PROTOS, IpvsTable, dest_line, kube_service, live_addresses, picks, runs_ipvs, service_line,
                    service_name)
 from .path import FAIL, OK, WARN, Evidence, Flow, Hop, Path, ct_text
-from .reasons import DELIVERED, DROPPED, LOST, UNOBSERVED, UNSENT, Reason
+from .reasons import (DELIVERED, DROPPED, LOST, UNOBSERVED, UNSENT, ConntrackFacts, EgressFacts, EncapFacts,
+                      FdbEntryFacts, IpvsFacts, NeighFacts, Payload, PortFacts, Reason, RemoteNode, RouteFacts, RuleTrail)
 from .routing import Decision, local_addresses, lookup
 from .topology import BAD_NEIGH_STATES, BROADCAST, Port, Topology
 
@@ -84,14 +85,18 @@ class Walk:
 
     # -- recording --------------------------------------------------------------------------
     def hop(self, host: Host, point: str, device: str | None, *, status: str = OK, reason: Reason | None = None,
-            detail: str = "", hook: str | None = None, evidence: list[tuple[str, str]] = (), **data) -> Hop:
-        """Record a hop. With a reason, `data` are the fields of that reason's payload (a misspelt one
-        is a TypeError here, not a key a check looks up in vain); without, a passing hop's facts."""
-        payload = reason.spec.payload.record(**data) if reason is not None else None
+            detail: str = "", hook: str | None = None, evidence: list[tuple[str, str]] = (),
+            facts: type[Payload] | None = None, **data) -> Hop:
+        """Record a hop. `data` are the fields of its payload: its reason's (REASONS), or for a
+        passing hop the `facts` class given (a misspelt field is a TypeError here, not a key a check
+        looks up in vain)."""
+        kind = reason.spec.payload if reason is not None else facts
+        payload = kind.record(**data) if kind is not None else None
+        assert payload is not None or not data, f"{point} hop facts {sorted(data)} need a payload class"
         h = Hop(host=host.name, node=self.topo.node_of(host), location=self.topo.location(host), device=device,
                 point=point, direction=self.direction, status=status, reason=reason, detail=detail, hook=hook,
                 evidence=[Evidence(k, self.topo.node_of(host), self.topo.location(host), o) for k, o in evidence],
-                data={} if reason is not None else data, payload=payload)
+                payload=payload)
         self.path.hops.append(h)
         if len(self.path.hops) > MAX_HOPS:
             h.status, h.reason, h.detail = FAIL, Reason.LOOP, f"the path loops: more than {MAX_HOPS} hops"
@@ -145,7 +150,7 @@ class Walk:
                      rule=dataclasses.asdict(rule) if rule else None, reject_with=pick.reject_with, **data)
         elif pick.trail or pick.nat:
             self.hop(host, "netfilter", device, hook=hook, detail=detail,
-                     evidence=[("rule", t) for t in nat_text], **data)
+                     evidence=[("rule", t) for t in nat_text], facts=RuleTrail, **data)
         return out
 
     def conntrack_nat(self, host: Host, hook: str, pkt: Pkt, iif: str | None, oif: str | None) -> Pkt:
@@ -164,7 +169,7 @@ class Walk:
             self.nat.append(NatEntry(host.name, "dnat", pkt.dst, out.dst, pkt.dport, out.dport))
             self.hop(host, "netfilter", iif if hook == "prerouting" else oif, hook=hook,
                      detail=f"{hook}: conntrack entry, DNAT {pkt.dst} → {out.dst}", evidence=[("conntrack", ct_text(c))],
-                     conntrack=ct_text(c))
+                     facts=ConntrackFacts, conntrack=ct_text(c))
         return out
 
     # -- IPVS -------------------------------------------------------------------------------
@@ -212,7 +217,7 @@ class Walk:
         self.hop(host, "ipvs", iif, hook=hook, status=status, reason=None if status == OK else Reason.IPVS_FORWARD_METHOD,
                  detail=f"{hook}: IPVS {service_name(svc)} {svc.scheduler} → {target} ({dest.forward}, weight "
                  f"{dest.weight}), DNAT {pkt.dst} → {dest.address}", evidence=ev, service=service_line(svc),
-                 dest=dest_line(svc, dest), probability=pick.share)
+                 dest=dest_line(svc, dest), probability=pick.share, facts=IpvsFacts)
         self.nat.append(NatEntry(host.name, "dnat", pkt.dst, dest.address, pkt.dport, dest.port, by="ipvs"))
         # ip_vs_nat_xmit routes to the real server and re-enters LOCAL_OUT, then POSTROUTING.
         self.send(host, dataclasses.replace(pkt, dst=dest.address, dport=dest.port, ipvs_done=True))
@@ -244,7 +249,7 @@ class Walk:
                       evidence=ev, dst=pkt.dst)
         via = f"via {dec.route.gateway} " if dec.route.gateway else ""
         self.hop(host, "route", dec.route.dev, detail=f"{pkt.dst}: {'local' if dec.local else via + 'dev ' + str(dec.route.dev)}",
-                 evidence=ev, dst=pkt.dst, table=dec.route.table)
+                 evidence=ev, facts=RouteFacts, dst=pkt.dst, table=dec.route.table)
         return dec
 
     def send(self, host: Host, pkt: Pkt) -> None:
@@ -275,7 +280,7 @@ class Walk:
             self.vxlan_xmit(host, link, nexthop, pkt)
             return
         mac = self.resolve(host, link, nexthop)
-        self.hop(host, "egress", dev, detail=f"to {nexthop} ({mac})", mac=mac)
+        self.hop(host, "egress", dev, detail=f"to {nexthop} ({mac})", facts=EgressFacts, mac=mac)
         self.l2_out(host, link, pkt, mac)
 
     def check_link(self, host: Host, link: Link, point: str) -> None:
@@ -303,7 +308,7 @@ class Walk:
                           expected=macs[0], owners=owners, permanent=permanent)
                 return macs[0]
             self.hop(host, "neigh", link.name, detail=f"{ip} is {entry.lladdr} ({'/'.join(entry.state)})",
-                     evidence=ev, ip=ip, mac=entry.lladdr)
+                     evidence=ev, facts=NeighFacts, ip=ip, mac=entry.lladdr)
             return entry.lladdr
         if len(macs) > 1:
             self.fail(host, "neigh", link.name, Reason.NEIGH_CONFLICT,
@@ -322,7 +327,7 @@ class Walk:
                          evidence=ev, ip=ip, mac=macs[0], state=entry.state)
             else:
                 self.hop(host, "neigh", link.name, detail=f"{ip} resolves by ARP to {macs[0]} ({owners[0]})",
-                         ip=ip, mac=macs[0])
+                         facts=NeighFacts, ip=ip, mac=macs[0])
             return macs[0]
         outside = link.kind == "veth" and self.topo.peer(Port(host.name, link.name)) is None
         if link.kind not in ("veth", "bridge", "vxlan") or outside:  # a real NIC: the segment leaves the snapshot
@@ -374,7 +379,7 @@ class Walk:
                       mac=mac, bridge=bridge.name, ports=ports)
         ev = [("fdb", entry.text())] if entry else []
         self.hop(host, "bridge", bridge.name, detail=f"{mac} → port {port.name}" + ("" if entry else " (flooded)"),
-                 evidence=ev, port=port.name)
+                 evidence=ev, facts=PortFacts, port=port.name)
         if host.sysctl("net.bridge.bridge-nf-call-iptables") == "1" and in_port is not None:
             # br_netfilter: bridged IPv4 traverses iptables FORWARD with the bridge as in/out device
             pkt = self.netfilter(host, "forward", pkt, bridge.name, bridge.name)
@@ -409,12 +414,12 @@ class Walk:
             mac = true_mac  # go on as flannel meant, to find what else is wrong
         else:
             self.hop(host, "neigh", vx.name, detail=f"{nexthop} is {mac} ({'/'.join(entry.state)})",
-                     evidence=ev, ip=nexthop, mac=mac)
+                     evidence=ev, facts=NeighFacts, ip=nexthop, mac=mac)
         remote = self.vxlan_remote(host, vx, mac, true_mac)
         outer = Pkt(src=vx.vxlan.local or "", dst=remote, proto="udp", sport=None, dport=vx.vxlan.port,
                     size=pkt.size + VXLAN_OVERHEAD, inner=pkt, inner_mac=mac, vni=vx.vxlan.vni)
         self.hop(host, "encap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} to {remote}:{vx.vxlan.port}",
-                 remote=remote, vni=vx.vxlan.vni)
+                 facts=EncapFacts, remote=remote, vni=vx.vxlan.vni)
         if not outer.src:
             outer.src = self.model.iface_addrs(host).get(vx.vxlan.dev or "", "")
         self.send(host, outer)
@@ -443,7 +448,8 @@ class Walk:
                       evidence=[("fdb", entry.text())], mac=mac, dst=entry.dst, expected_dst=expected,
                       vtep=vtep[0].name)
             return expected
-        self.hop(host, "fdb", vx.name, detail=f"{mac} → {entry.dst}", evidence=[("fdb", entry.text())], dst=entry.dst)
+        self.hop(host, "fdb", vx.name, detail=f"{mac} → {entry.dst}", evidence=[("fdb", entry.text())],
+                 facts=FdbEntryFacts, dst=entry.dst)
         return entry.dst
 
     # -- receiving --------------------------------------------------------------------------
@@ -627,7 +633,7 @@ class Walk:
                     size=inner.size + VXLAN_OVERHEAD, inner=inner, inner_mac=vx.mac, vni=vx.vxlan.vni)
         self.hop(node, "arrive", dev, detail=f"from {remote.name} ({remote.underlay_ip}): VXLAN VNI {vx.vxlan.vni} "
                  f"{inner.src} → {inner.dst}, modelled (what happens on {remote.name} is not observed)",
-                 remote=remote.name)
+                 facts=RemoteNode, remote=remote.name)
         link = node.link(dev)
         try:
             self.receive(node, dev, outer, link.mac if link else None)

@@ -154,7 +154,7 @@ def sentence(t) -> str:
     v = t.verdict
     where = f"{v.node or '?'}/{v.location or '?'}" + (f" {v.device}" if v.device else "")
     if v.status == "delivered":
-        if "no answer is required" in v.message:
+        if v.no_answer_expected:
             return f"the datagram reached {t.dst} (udp: no answer is required; {len(t.hops)} hops)."
         return f"the packet reached {t.dst} and the answer came back ({len(t.hops)} hops)."
     if v.status == "unsent":

@@ -9,7 +9,8 @@ from .bundle import Bundle
 from .checks import SEVERITY_ORDER, Context, Finding, run_checks
 from .checks.base import missing_tables, pasted
 from .errors import UsageError
-from .model.path import SEGMENTS, Flow, Path
+from .model.path import Flow, Path
+from .model.segments import assign_path, segment_for
 from .model.walk import Model
 from .targets.resolve import Endpoint, resolve
 
@@ -41,11 +42,11 @@ class Diagnosis:
         main = self.paths[0] if self.paths else None
         return {
             "flow": dataclasses.asdict(self.flow) if self.flow else None,
-            "findings": [dataclasses.asdict(f) for f in self.findings],
-            "path": [dataclasses.asdict(h) for h in main.hops] if main else [],
+            "findings": [f.to_dict() for f in self.findings],
+            "path": [h.to_dict() for h in main.hops] if main else [],
             "outcome": main.outcome if main else None,
             "paths": [{"alternative": p.alternative, "outcome": p.outcome, "probability": p.probability,
-                       "hops": [dataclasses.asdict(h) for h in p.hops]} for p in self.paths[1:]],
+                       "hops": [h.to_dict() for h in p.hops]} for p in self.paths[1:]],
             "partial": self.partial,
             "not_pasted": self.not_pasted,
             "not_parsed": self.not_parsed,
@@ -102,7 +103,7 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
     start = local if arriving is not None else s.host
     paths = model.paths(flow, start, d.host.name if d.host else None, arriving_from=arriving)
     for p in paths:
-        assign_segments(p, "" if arriving is not None else s.host.name, d.host.name if d.host else None)
+        assign_path(p, "" if arriving is not None else s.host.name, d.host.name if d.host else None)
     ctx = Context(bundle=bundle, topo=model.topo, flow=flow, paths=paths, src_host=s.host, dst_host=d.host,
                   dst_service=d.service)
     findings = run_checks(ctx)
@@ -147,39 +148,6 @@ def _local_endpoint(bundle: Bundle, d: Endpoint, proto: str | None) -> Endpoint:
             return Endpoint(f"{d.text} → {host.name}", "pod", ip, host=host, port=target, proto=want.lower(),
                             node=host.node)
     return d
-
-
-def assign_segments(path: Path, src: str, dst: str | None) -> None:
-    """Cut the hops into DESIGN.md's four segments (the reply counts as the end-to-end segment)."""
-    routes = [i for i, h in enumerate(path.hops) if h.direction == "request" and h.point == "route"
-              and h.location == "host" and h.host != src]
-    first, last = (routes[0], routes[-1]) if routes else (len(path.hops), len(path.hops))
-    # IPVS decides on host A after its local route: host A's segment ends with its route to the real server.
-    ipvs = next((i for i, h in enumerate(path.hops) if routes and i > first and h.point == "ipvs"
-                 and h.direction == "request" and h.host == path.hops[first].host), None)
-    if ipvs is not None:
-        first = next((i for i in routes if i > ipvs), ipvs)
-    left = any(h.reason == "left_node" for h in path.hops)  # host B is not in the snapshot
-    for i, h in enumerate(path.hops):
-        if h.direction == "reply":
-            h.segment = SEGMENTS[3]
-        elif h.host == src or i <= first:
-            h.segment = SEGMENTS[0]
-        elif h.host == dst or (not left and ((i >= last and last != first) or (first == last and i > first))):
-            h.segment = SEGMENTS[2]
-        else:
-            h.segment = SEGMENTS[1]
-
-
-def segment_for(f: Finding, s: Endpoint, d: Endpoint, paths: list[Path]) -> str:
-    if f.location != "host":
-        return SEGMENTS[0] if s.host and f.location == s.host.name else \
-            SEGMENTS[2] if d.host and f.location == d.host.name else SEGMENTS[3]
-    src_node = s.host.node if s.host else None
-    dst_node = d.host.node if d.host else None
-    if f.node == dst_node and f.node != src_node:
-        return SEGMENTS[2]
-    return SEGMENTS[1] if paths else SEGMENTS[3]
 
 
 def sort_findings(findings: list[Finding], paths: list[Path]) -> list[Finding]:

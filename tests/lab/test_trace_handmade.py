@@ -93,6 +93,23 @@ def test_blackhole_route_on_the_source_node(lab):
     assert not [h for h in t.hops if h.node == "node-b"]
 
 
+def test_pod_cidr_half_routed_out_of_the_underlay_blames_the_route_not_arp(lab):
+    """A /25 of node-b's pod CIDR routed out of node-a's eth0: the packet dies on the underlay
+    because nothing there answers ARP for a pod address. That ARP failure is the symptom; the
+    route is the cause, and the one thing to fix."""
+    import ipaddress
+    b_ip = ip_of(lab, "pod-b")
+    half = ipaddress.ip_network(f"{b_ip}/25", strict=False)
+    with broken(lab, "node-a", [f"ip route add {half} dev eth0"],
+                [f"ip route del {half} dev eth0", f"ip neigh flush to {b_ip} dev eth0"]):
+        t = trace("pod-a", "pod-b", source=LabSource(lab.name))
+    v = t.verdict
+    assert v.status != "delivered" and (v.cause, v.node, v.location) == ("host_route", "node-a", "host"), v
+    assert any(f"{half} dev eth0" in e["object"] for e in v.evidence), v.evidence
+    # the narrower route goes and flannel's is put back; no ARP entry to add
+    assert f"route del {half} dev eth0" in v.fix and "via" in v.fix and "dev flannel.1" in v.fix, v.fix
+
+
 def test_deleted_vtep_neighbour(lab):
     vtep_b = next(n.pod_cidr.split("/")[0] for n in lab.inventory().nodes if n.name == "node-b")
     with broken(lab, "node-a", [f"ip neigh del {vtep_b} dev flannel.1"], []):

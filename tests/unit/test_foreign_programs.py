@@ -15,7 +15,7 @@ import pytest
 from podpath.tracer.bundle import Attachment, Bundle
 from podpath.tracer.checks import WARNING
 from podpath.tracer.diagnose import diagnose
-from podpath.tracer.trace.correlate import _evidence, pick_finding
+from podpath.tracer.trace.explain import evidence_of as _evidence, pick_finding
 
 
 

@@ -209,3 +209,19 @@ def test_malformed_bundles_are_one_line_errors(text, needle):
 def test_bundle_round_trips_through_json(healthy):
     again = Bundle.from_json(healthy.to_json())
     assert again == healthy
+
+
+def test_narrower_pod_route_out_of_the_underlay_is_the_root_of_the_arp_failure(bundle):
+    """A /25 of node-b's pod CIDR routed out of node-a's eth0: diagnose reports both the ARP failure
+    on eth0 and the route; the route explains the ARP failure, so it is what trace names and fixes."""
+    from podpath.tracer.bundle import Route
+    from podpath.tracer.trace.explain import StopPoint, explain
+
+    bundle.host("node-a").routes.append(Route(dst="10.244.1.0/25", dev="eth0", proto="boot", scope="link"))
+    result = diagnose(bundle, "pod-a", "pod-b")
+    assert {("arp", "node-a", "host"), ("host_route", "node-a", "host")} <= set(errors(result))
+    stop = StopPoint("node-a", "host", "eth0", drop_reason="NEIGH_FAILED", status="dropped")
+    f = explain(stop, result.findings)
+    assert (f.cause, f.node, f.location) == ("host_route", "node-a", "host")
+    assert f.fix.startswith("ip -n fx-node-a route del 10.244.1.0/25 dev eth0") and \
+        f.fix.endswith("route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink"), f.fix

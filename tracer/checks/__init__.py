@@ -3,6 +3,7 @@ Adding a check is one function and one line in CHECKS."""
 
 from __future__ import annotations
 
+from .causes import Cause
 from .base import ERROR, INFO, WARNING, Context, Finding
 from .cluster import endpoint_rules, pod_identity, podcidr_route, vtep_annotation
 from .fallback import unknown
@@ -16,34 +17,34 @@ from .routing import host_route, ip_forward, pod_route, rp_filter
 from .sockets import no_listener
 
 CHECKS = [
-    ("link_down", link_down),
-    ("bridge_port", bridge_port),
-    ("pod_route", pod_route),
-    ("host_route", host_route),
-    ("ip_forward", ip_forward),
-    ("rp_filter", rp_filter),
-    ("iptables", iptables),
-    ("iptables", stale_dnat),
-    ("dns", dns),
-    ("dns", stale_conntrack),  # cause dns for kube-dns, iptables for other Services
-    ("ipvs", ipvs_vip_missing),
-    ("ipvs", ipvs_service_missing),
-    ("ipvs", ipvs_no_real_servers),
-    ("ipvs", ipvs_stale_real_server),
-    ("ipvs", ipvs_weight_zero),
-    ("ipvs", ipvs_port_mismatch),
-    ("ipvs", ipvs_scheduler_mismatch),
-    ("arp", arp),
-    ("fdb", fdb),
-    ("ip_conflict", ip_conflict),
-    ("mtu", mtu),
-    ("tc", foreign_programs),
-    ("no_listener", no_listener),
+    (Cause.LINK_DOWN, link_down),
+    (Cause.BRIDGE_PORT, bridge_port),
+    (Cause.POD_ROUTE, pod_route),
+    (Cause.HOST_ROUTE, host_route),
+    (Cause.IP_FORWARD, ip_forward),
+    (Cause.RP_FILTER, rp_filter),
+    (Cause.IPTABLES, iptables),
+    (Cause.IPTABLES, stale_dnat),
+    (Cause.DNS, dns),
+    (Cause.DNS, stale_conntrack),  # cause dns for kube-dns, iptables for other Services
+    (Cause.IPVS, ipvs_vip_missing),
+    (Cause.IPVS, ipvs_service_missing),
+    (Cause.IPVS, ipvs_no_real_servers),
+    (Cause.IPVS, ipvs_stale_real_server),
+    (Cause.IPVS, ipvs_weight_zero),
+    (Cause.IPVS, ipvs_port_mismatch),
+    (Cause.IPVS, ipvs_scheduler_mismatch),
+    (Cause.ARP, arp),
+    (Cause.FDB, fdb),
+    (Cause.IP_CONFLICT, ip_conflict),
+    (Cause.MTU, mtu),
+    (Cause.TC, foreign_programs),
+    (Cause.NO_LISTENER, no_listener),
     # the cluster's facts (API or lab inventory) against the kernel's
-    ("arp", vtep_annotation),
-    ("host_route", podcidr_route),
-    ("ip_conflict", pod_identity),
-    ("iptables", endpoint_rules),
+    (Cause.ARP, vtep_annotation),
+    (Cause.HOST_ROUTE, podcidr_route),
+    (Cause.IP_CONFLICT, pod_identity),
+    (Cause.IPTABLES, endpoint_rules),
 ]
 
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import dataclasses
 from dataclasses import dataclass, field
 
-from ..bundle import Bundle, Host, Link
+from ..bundle import Bundle, Conntrack, Host, Link
 from ..model.path import Evidence, Flow, Hop, Path
+from ..model.reasons import Reason
 from ..model.topology import Topology
+from .causes import Cause
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 
 
+# Fields that decisions read but JSON does not print (the contract in docs/json.md stays as it is).
+INTERNAL = {"json": False}
+
+
+def json_fields(obj) -> dict:
+    """A dataclass as its JSON object: every field but the INTERNAL ones."""
+    whole = dataclasses.asdict(obj)
+    return {f.name: whole[f.name] for f in dataclasses.fields(obj) if f.metadata.get("json", True)}
+
+
 @dataclass
 class Finding:
-    cause: str  # a cause name from DESIGN.md's table
+    cause: Cause  # docs/failure-classes.md; a str enum, so JSON prints its name
     severity: str  # error, warning, info
     node: str | None
     location: str  # pod name or "host"
@@ -26,6 +39,17 @@ class Finding:
     segment: str | None = None
     device: str | None = None
     hook: str | None = None
+    # what trace decides on, typed rather than read back from the text above
+    hand_check: bool = field(default=False, metadata=INTERNAL)  # the fix says how to check by hand, not what to change
+    rejects: bool = field(default=False, metadata=INTERNAL)  # the blamed rule answers (REJECT), not drops
+    conntrack: Conntrack | None = field(default=None, metadata=INTERNAL)  # the conntrack entry blamed
+    dnat_to: str | None = field(default=None, metadata=INTERNAL)  # the blamed DNAT rule's target address
+
+    def __post_init__(self) -> None:
+        self.cause = Cause(self.cause)  # an unknown cause fails where it is written
+
+    def to_dict(self) -> dict:
+        return json_fields(self)
 
     def key(self) -> tuple:
         return (self.cause, self.node, self.location, self.object)
@@ -41,7 +65,7 @@ class Context:
     dst_host: Host | None = None
     dst_service: object | None = None  # ServiceInfo when the flow targets a Service
 
-    def hops(self, *reasons: str):
+    def hops(self, *reasons: Reason):
         """(path, hop) for every problem hop with one of `reasons`, over all alternative paths."""
         for path in self.paths:
             for hop in path.hops:
@@ -59,13 +83,13 @@ class Context:
         return bool(self.flow and self.flow.dport == 53 and self.flow.proto in ("udp", "tcp"))
 
 
-def from_hop(hop: Hop, cause: str, obj: str, message: str, fix: str, severity: str = ERROR) -> Finding:
+def from_hop(hop: Hop, cause: Cause, obj: str, message: str, fix: str, severity: str = ERROR) -> Finding:
     return Finding(cause=cause, severity=severity, node=hop.node, location=hop.location, object=obj,
                    message=message, fix=fix, evidence=list(hop.evidence), device=hop.device, hook=hop.hook,
-                   segment=hop.segment)
+                   segment=hop.segment, rejects=hop.reason == Reason.NF_REJECT)
 
 
-def for_host(ctx: Context, host: Host, cause: str, obj: str, message: str, fix: str, severity: str = ERROR,
+def for_host(ctx: Context, host: Host, cause: Cause, obj: str, message: str, fix: str, severity: str = ERROR,
              device: str | None = None, evidence: list[tuple[str, str]] = ()) -> Finding:
     node, loc = ctx.topo.node_of(host), ctx.topo.location(host)
     return Finding(cause=cause, severity=severity, node=node, location=loc, object=obj, message=message,
@@ -168,7 +192,7 @@ def missing_tables(host: Host) -> list[str]:
     return [t for t in TABLE_SOURCES if not has(host, t)]
 
 
-def not_checked(ctx: Context, host: Host, cause: str, table: str, what: str) -> Finding:
+def not_checked(ctx: Context, host: Host, cause: Cause, table: str, what: str) -> Finding:
     """A check whose input was not pasted: said as info, never as a problem."""
     return for_host(ctx, host, cause, f"{TABLE_OUTPUT[table]} of {host.name} (not pasted)",
                     f"not checked: no {TABLE_OUTPUT[table]} output from {host.name} ({what})",

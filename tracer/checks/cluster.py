@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .causes import Cause
 from ..bundle import Host, NodeInfo
 from .base import ERROR, INFO, WARNING, Context, Finding, for_host, ip_cmd, vxlan_of
 
@@ -52,7 +53,7 @@ def vtep_annotation(ctx: Context) -> list[Finding]:
                 ip_cmd(node, f"fdb replace {remote.vtep_mac} dev {vx.name} dst {remote.underlay_ip} self permanent",
                        tool="bridge")] + ([ip_cmd(node, f"fdb del {fdb.mac} dev {vx.name} dst {fdb.dst} self",
                                                   tool="bridge")] if fdb is not None else []))
-            out.append(for_host(ctx, node, "arp", neigh.text(),
+            out.append(for_host(ctx, node, Cause.ARP, neigh.text(),
                                 f"{vx.name} still sends {remote.name}'s pods ({remote.pod_cidr}) to VTEP MAC "
                                 f"{neigh.lladdr}, but {remote.name}'s annotation {FLANNEL_ANNOTATION} says VtepMAC "
                                 f"{remote.vtep_mac} (a stale VTEP: {remote.name}'s flannel.1 was re-created, e.g. by "
@@ -73,7 +74,7 @@ def podcidr_route(ctx: Context) -> list[Finding]:
             continue
         if not any(r.dst == str(want) and r.table == 254 for r in node.routes):
             gw = str(want.network_address)
-            out.append(for_host(ctx, node, "host_route", f"{want} via {gw} dev {vx.name} onlink",
+            out.append(for_host(ctx, node, Cause.HOST_ROUTE, f"{want} via {gw} dev {vx.name} onlink",
                                 f"no route for {remote.name}'s podCIDR {want}: pods here cannot reach its pods",
                                 ip_cmd(node, f"route replace {want} via {gw} dev {vx.name} onlink")
                                 + "  # or restart flannel on this node", device=vx.name))
@@ -104,19 +105,19 @@ def pod_identity(ctx: Context) -> list[Finding]:
                     (f"remove it: `ip netns del {host.netns}`" if host.netns and "/" not in host.netns else
                      f"remove its veth: {ip_cmd(_node_host(ctx, host), f'link del {host.host_veth}')}"
                      if host.host_veth else "stop its holder process")
-                out.append(for_host(ctx, host, "ip_conflict", f"{clash} in {what}",
+                out.append(for_host(ctx, host, Cause.IP_CONFLICT, f"{clash} in {what}",
                                     f"a network namespace no pod accounts for ({what}) holds {whose}'s IP {clash}: "
                                     "ARP answers race, and packets for the pod can land there", fix,
                                     device=next((a.ifname for a in host.addrs if a.address == clash), None)))
             else:
-                out.append(for_host(ctx, host, "unknown", what,
+                out.append(for_host(ctx, host, Cause.UNKNOWN, what,
                                     f"a network namespace attached to {host.node} that no pod accounts for ({what})",
                                     "check what created it (another CNI, a leftover of a deleted pod)", severity=INFO))
             continue
         if host.identified_by in ("hostname", "ip") and host.namespace is None:
             pod = next((p for (ns, n), p in by_name.items() if n == host.name and p.node == host.node), None)
             if pod is not None and pod.ip and pod.ip not in ips:
-                out.append(for_host(ctx, host, "ip_conflict", f"{pod.namespace}/{pod.name} podIP {pod.ip}",
+                out.append(for_host(ctx, host, Cause.IP_CONFLICT, f"{pod.namespace}/{pod.name} podIP {pod.ip}",
                                     f"the API says {pod.namespace}/{pod.name} has {pod.ip}, but its namespace holds "
                                     f"{', '.join(ips) or 'no address'}: Services and other pods send to the wrong place",
                                     f"kubectl -n {pod.namespace} delete pod {pod.name}  # let the CNI set it up again",
@@ -162,16 +163,18 @@ def endpoint_rules(ctx: Context) -> list[Finding]:
                     continue
                 targets.setdefault(svc, set()).add(m["ip"])
                 if m["ip"] not in eps[svc]:
-                    out.append(for_host(ctx, node, "iptables", line,
-                                        f"kube-proxy on {node.name} still DNATs {svc} to {m['ip']}, which is not one of "
-                                        f"its endpoints ({', '.join(sorted(eps[svc])) or 'none'}): a stale endpoint",
-                                        f"restart kube-proxy on {node.name} so it resyncs with the EndpointSlices",
-                                        severity=WARNING))
+                    f = for_host(ctx, node, Cause.IPTABLES, line,
+                                 f"kube-proxy on {node.name} still DNATs {svc} to {m['ip']}, which is not one of "
+                                 f"its endpoints ({', '.join(sorted(eps[svc])) or 'none'}): a stale endpoint",
+                                 f"restart kube-proxy on {node.name} so it resyncs with the EndpointSlices",
+                                 severity=WARNING)
+                    f.dnat_to = m["ip"]
+                    out.append(f)
             for svc, want in eps.items():
                 have = targets.get(svc, set())
                 if have and want - have:
                     missing = ", ".join(sorted(want - have))
-                    out.append(for_host(ctx, node, "iptables", f"{svc} endpoints {missing}",
+                    out.append(for_host(ctx, node, Cause.IPTABLES, f"{svc} endpoints {missing}",
                                         f"{svc}'s endpoints {missing} have no KUBE-SEP rule on {node.name} ({backend}): "
                                         "kube-proxy has not synced, so they get no traffic from here",
                                         f"restart kube-proxy on {node.name}", severity=WARNING))

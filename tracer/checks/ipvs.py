@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .causes import Cause
+from ..model.reasons import Reason
 from ..bundle import Host, IpvsDest, IpvsService, ServiceInfo, ServicePort
 from ..model.ipvs import (KUBE_IPVS_DEVICE, IpvsTable, dest_line, kube_service, live_addresses, picks, runs_ipvs,
                           service_line, service_name, service_option, virtual_ips)
@@ -55,12 +57,12 @@ def finding(ctx: Context, host: Host, obj: str, message: str, fix: str, severity
             evidence: list[tuple[str, str]] = (), device: str | None = None) -> Finding:
     # A host running IPVS is a node, even one imported from pasted text (kind "unknown").
     node, loc = ctx.topo.node_of(host) or host.name, ctx.topo.location(host)
-    return Finding(cause="ipvs", severity=severity, node=node, location=loc, object=obj, message=message, fix=fix,
+    return Finding(cause=Cause.IPVS, severity=severity, node=node, location=loc, object=obj, message=message, fix=fix,
                    device=device, evidence=[Evidence(k, node, loc, o) for k, o in evidence])
 
 
 def hop_finding(hop: Hop, obj: str, message: str, fix: str) -> Finding:
-    f = from_hop(hop, "ipvs", obj, message, fix)
+    f = from_hop(hop, Cause.IPVS, obj, message, fix)
     f.node = f.node or hop.host
     for e in f.evidence:
         e.node = e.node or hop.host
@@ -136,12 +138,12 @@ def port_mismatch_explains(ctx: Context, host: Host, proto: str, vip: str) -> bo
 def ipvs_vip_missing(ctx: Context) -> list[Finding]:
     """A ClusterIP with a virtual service but not on kube-ipvs0: pods' packets never reach IPVS."""
     out = []
-    for _, hop in ctx.hops("ipvs_vip_not_local"):
-        host, vip = ctx.host(hop.host), hop.data["vip"]
+    for _, hop in ctx.hops(Reason.IPVS_VIP_NOT_LOCAL):
+        host, vip = ctx.host(hop.host), hop.payload.vip
         out.append(hop_finding(hop, vip_object(vip), hop.detail, bind_fix(host, vip)))
     for host in ipvs_nodes(ctx):
         if not has(host, "links"):
-            out.append(not_checked(ctx, host, "ipvs", "links", f"are IPVS's virtual IPs on {KUBE_IPVS_DEVICE}?"))
+            out.append(not_checked(ctx, host, Cause.IPVS, "links", f"are IPVS's virtual IPs on {KUBE_IPVS_DEVICE}?"))
             continue
         if host.link(KUBE_IPVS_DEVICE) is None:
             out.append(finding(ctx, host, f"{KUBE_IPVS_DEVICE} (missing)",
@@ -173,8 +175,8 @@ def ipvs_service_missing(ctx: Context) -> list[Finding]:
     """A Service port (or an address on kube-ipvs0) without its virtual service: connections are refused."""
     out = []
     reported: set[tuple[str, str]] = set()
-    for _, hop in ctx.hops("ipvs_no_service"):
-        host, proto, vip, port = ctx.host(hop.host), hop.data["proto"], hop.data["vip"], hop.data["port"]
+    for _, hop in ctx.hops(Reason.IPVS_NO_SERVICE):
+        host, proto, vip, port = ctx.host(hop.host), hop.payload.proto, hop.payload.vip, hop.payload.port
         reported.add((host.name, vip))
         if port_mismatch_explains(ctx, host, proto, vip):
             continue
@@ -184,7 +186,7 @@ def ipvs_service_missing(ctx: Context) -> list[Finding]:
         out.append(hop_finding(hop, service_line(want), named + hop.detail, create_fix(host, want, info)))
     for host in ipvs_nodes(ctx):
         if not has(host, "ipvs"):
-            out.append(not_checked(ctx, host, "ipvs", "ipvs", f"has every address on {KUBE_IPVS_DEVICE} a virtual "
+            out.append(not_checked(ctx, host, Cause.IPVS, "ipvs", f"has every address on {KUBE_IPVS_DEVICE} a virtual "
                                    "service?"))
             continue
         table = IpvsTable(host)
@@ -227,9 +229,9 @@ def create_fix(host: Host, want: IpvsService, info: ServiceInfo | None) -> str:
 def ipvs_no_real_servers(ctx: Context) -> list[Finding]:
     """A virtual service no new connection can be scheduled on: no real servers, or only weight 0."""
     out = []
-    for _, hop in ctx.hops("ipvs_no_dest"):
+    for _, hop in ctx.hops(Reason.IPVS_NO_DEST):
         host = ctx.host(hop.host)
-        svc = find_service(host, hop.data.get("service"))
+        svc = find_service(host, hop.payload.service)
         if svc is not None:
             obj, message, fix = no_real_servers(ctx, host, svc)
             out.append(hop_finding(hop, obj, message, fix))
@@ -271,10 +273,10 @@ def known_live_addresses(ctx: Context) -> set[str] | None:
 def ipvs_stale_real_server(ctx: Context) -> list[Finding]:
     """A schedulable real server that is no live pod (or node), or no endpoint of its Service."""
     out = []
-    for _, hop in ctx.hops("ipvs_dest_gone"):
+    for _, hop in ctx.hops(Reason.IPVS_DEST_GONE):
         host = ctx.host(hop.host)
-        svc = find_service(host, hop.data.get("service"))
-        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.data.get("dest")), None)
+        svc = find_service(host, hop.payload.service)
+        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.payload.dest), None)
         if dest is not None:
             out.append(hop_finding(hop, dest_line(svc, dest), hop.detail, delete_fix(host, svc, dest)))
     live = known_live_addresses(ctx)
@@ -332,10 +334,10 @@ def ipvs_weight_zero(ctx: Context) -> list[Finding]:
 def ipvs_port_mismatch(ctx: Context) -> list[Finding]:
     """IPVS serves a Service on another port than the Service's, or sends to another port than its targetPort."""
     out = []
-    for _, hop in ctx.hops("ipvs_wrong_port"):
+    for _, hop in ctx.hops(Reason.IPVS_WRONG_PORT):
         host = ctx.host(hop.host)
-        svc = find_service(host, hop.data.get("service"))
-        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.data.get("dest")), None)
+        svc = find_service(host, hop.payload.service)
+        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.payload.dest), None)
         found = kube_service(ctx.bundle, svc) if svc else None
         if dest is not None and found and found[1]:
             out.append(hop_finding(hop, *wrong_target_port(host, svc, dest, *found)))
@@ -351,8 +353,8 @@ def ipvs_port_mismatch(ctx: Context) -> list[Finding]:
                 missing = sorted(ports - served)
                 for extra in sorted(served - ports):
                     f = wrong_service_port(ctx, host, info, table.service_for(proto, vip, extra), missing)
-                    refused = next((h for _, h in ctx.hops("ipvs_no_service") if h.host == host.name
-                                    and h.data["vip"] == vip and h.data["proto"].upper() == proto), None)
+                    refused = next((h for _, h in ctx.hops(Reason.IPVS_NO_SERVICE) if h.host == host.name
+                                    and h.payload.vip == vip and h.payload.proto.upper() == proto), None)
                     if refused is not None:  # the flow was refused for this: say where
                         f.device, f.hook, f.segment = refused.device, refused.hook, refused.segment
                     out.append(f)

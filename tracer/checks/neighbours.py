@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from .causes import Cause
+from ..model.reasons import Reason
 from ..model.ipvs import SHARED_VIP_DEVICES
 from ..model.topology import BAD_NEIGH_STATES
 from .base import ERROR, WARNING, Context, Finding, bridge_of, for_host, from_hop, has, ip_cmd, not_checked, ns_cmd, \
@@ -24,33 +26,33 @@ def detached_pod_veth(ctx: Context, host_names: set[str]):
 
 
 def segment_hosts(hop) -> set[str]:
-    return {m.split("/")[0] for m in hop.data.get("segment") or []} | {hop.host}
+    return {m.split("/")[0] for m in hop.payload.segment or []} | {hop.host}
 
 
 def arp(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("neigh_wrong_mac"):
+    for _, hop in ctx.hops(Reason.NEIGH_WRONG_MAC):
         host = ctx.host(hop.host)
-        ip, dev, want = hop.data["ip"], hop.device, hop.data["expected"]
-        nud = " nud permanent" if hop.data.get("permanent") else ""
-        out.append(from_hop(hop, "arp", hop.evidence[0].object if hop.evidence else f"{ip} dev {dev}",
+        ip, dev, want = hop.payload.ip, hop.device, hop.payload.expected
+        nud = " nud permanent" if hop.payload.permanent else ""
+        out.append(from_hop(hop, Cause.ARP, hop.evidence[0].object if hop.evidence else f"{ip} dev {dev}",
                             hop.detail, ip_cmd(host, f"neigh replace {ip} lladdr {want} dev {dev}{nud}"),
-                            severity=ERROR if hop.data.get("permanent") else WARNING))
-    for _, hop in ctx.hops("neigh_unresolved"):
+                            severity=ERROR if hop.payload.permanent else WARNING))
+    for _, hop in ctx.hops(Reason.NEIGH_UNRESOLVED):
         host = ctx.host(hop.host)
-        ip, dev = hop.data["ip"], hop.device
+        ip, dev = hop.payload.ip, hop.device
         if not has(host, "neigh"):
-            out.append(not_checked(ctx, host, "arp", "neigh", f"its neighbour entry for {ip} on {dev}"))
+            out.append(not_checked(ctx, host, Cause.ARP, "neigh", f"its neighbour entry for {ip} on {dev}"))
             continue
         if detached_pod_veth(ctx, segment_hosts(hop)) or _down_on_segment(ctx, hop):
             continue  # bridge_port / link_down name the cause
         owners = ctx.topo.owners.get(ip, [])
-        if hop.data.get("solicit") is False:
+        if hop.payload.solicit is False:
             obj = hop.evidence[0].object if hop.evidence else f"{ip} dev {dev}"
             fix = (ns_cmd(host, f"sysctl -w net.ipv4.neigh.{dev}.mcast_solicit=3 net.ipv4.neigh.{dev}.ucast_solicit=3")
                    + " && " + ip_cmd(host, f"neigh del {ip} dev {dev}"))
-        elif hop.data.get("vxlan"):
-            want = hop.data.get("expected")
+        elif hop.payload.vxlan:
+            want = hop.payload.expected
             fix = ip_cmd(host, f"neigh replace {ip} lladdr {want} dev {dev} nud permanent") if want else \
                 "restart flanneld on this node so it re-installs its neighbours"
             obj = f"{ip} dev {dev} lladdr {want or '<VtepMAC>'} PERMANENT"
@@ -58,18 +60,18 @@ def arp(ctx: Context) -> list[Finding]:
             obj, fix = f"{ip} dev {dev}", f"{ip} belongs to no interface in the snapshot: is the pod gone? " \
                                           "Check the endpoint or route that sends traffic to it"
         else:
-            obj = f"{ip} dev {dev} {'/'.join(hop.data.get('state') or ['INCOMPLETE'])}"
+            obj = f"{ip} dev {dev} {'/'.join(hop.payload.state or ['INCOMPLETE'])}"
             fix = ip_cmd(host, f"neigh del {ip} dev {dev}") + f"  # then check why {owners[0].host} does not answer ARP"
-        out.append(from_hop(hop, "arp", obj, hop.detail, fix))
-    for _, hop in ctx.hops("neigh_stale_failure"):
+        out.append(from_hop(hop, Cause.ARP, obj, hop.detail, fix))
+    for _, hop in ctx.hops(Reason.NEIGH_STALE_FAILURE):
         host = ctx.host(hop.host)
-        out.append(from_hop(hop, "arp", hop.evidence[0].object if hop.evidence else hop.data["ip"], hop.detail,
-                            ip_cmd(host, f"neigh del {hop.data['ip']} dev {hop.device}"), severity=WARNING))
-    for _, hop in ctx.hops("mac_mismatch"):
+        out.append(from_hop(hop, Cause.ARP, hop.evidence[0].object if hop.evidence else hop.payload.ip, hop.detail,
+                            ip_cmd(host, f"neigh del {hop.payload.ip} dev {hop.device}"), severity=WARNING))
+    for _, hop in ctx.hops(Reason.MAC_MISMATCH):
         host = ctx.host(hop.host)
-        out.append(from_hop(hop, "arp", f"{hop.data['mac']} (frame) vs {hop.data['dev_mac']} ({hop.device})",
+        out.append(from_hop(hop, Cause.ARP, f"{hop.payload.mac} (frame) vs {hop.payload.dev_mac} ({hop.device})",
                             hop.detail, "fix the sender's neighbour entry for this hop's address: "
-                            f"it must hold {hop.data['dev_mac']}"))
+                            f"it must hold {hop.payload.dev_mac}"))
     out += _node_wide_neighbours(ctx)
     return out
 
@@ -80,7 +82,7 @@ def _mac_on_down_link(ctx: Context, mac: str | None) -> bool:
 
 
 def _down_on_segment(ctx: Context, hop) -> bool:
-    for member in hop.data.get("segment") or []:
+    for member in hop.payload.segment or []:
         host, _, name = member.partition("/")
         link = ctx.topo.hosts[host].link(name)
         if link is not None and not link.up:
@@ -102,7 +104,7 @@ def _node_wide_neighbours(ctx: Context) -> list[Finding]:
                 by_ip.setdefault(n.dst, set()).add(n.lladdr)
             if set(n.state) & BAD_NEIGH_STATES and not _multicast(n.dst):
                 owners = ctx.topo.owners.get(n.dst, [])
-                out.append(for_host(ctx, host, "arp", n.text(),
+                out.append(for_host(ctx, host, Cause.ARP, n.text(),
                                     f"neighbour {n.dst} on {n.ifname} is {'/'.join(n.state)}: "
                                     + ("nothing answered ARP for it" if not owners else
                                        f"{owners[0].host} holds it but did not answer"),
@@ -110,7 +112,7 @@ def _node_wide_neighbours(ctx: Context) -> list[Finding]:
                                     device=n.ifname, evidence=[("neigh", n.text())]))
         for ip, macs in by_ip.items():
             if len(macs) > 1:
-                out.append(for_host(ctx, host, "ip_conflict", f"{ip} at {', '.join(sorted(macs))}",
+                out.append(for_host(ctx, host, Cause.IP_CONFLICT, f"{ip} at {', '.join(sorted(macs))}",
                                     f"{ip} is known at {len(macs)} MACs ({', '.join(sorted(macs))}) in {host.name}'s "
                                     "neighbour table: two machines answer for one IP", "find the two owners "
                                     f"(`arping -D {ip}`) and give one of them another address", severity=ERROR))
@@ -120,7 +122,7 @@ def _node_wide_neighbours(ctx: Context) -> list[Finding]:
         vteps = {l.mac for h in ctx.bundle.hosts for l in h.links if l.kind == "vxlan" and h is not host}
         for n in host.neigh:
             if n.ifname == vx.name and n.lladdr and vteps and n.lladdr not in vteps:
-                out.append(for_host(ctx, host, "arp", n.text(),
+                out.append(for_host(ctx, host, Cause.ARP, n.text(),
                                     f"{vx.name} neighbour {n.dst} → {n.lladdr}, a MAC no node's VTEP has",
                                     ip_cmd(host, f"neigh replace {n.dst} lladdr <VtepMAC of the node owning {n.dst}> "
                                                  f"dev {vx.name} nud permanent"), device=vx.name,
@@ -153,7 +155,7 @@ def _stale_vteps(ctx: Context, entries: dict[str, dict[str, list]]) -> list[Find
             if mac == keep:
                 continue
             for host, n in holders:
-                out.append(for_host(ctx, host, "arp", n.text(),
+                out.append(for_host(ctx, host, Cause.ARP, n.text(),
                                     f"stale VTEP: {n.ifname} on {host.name} has {ip} at {mac}, other hosts have it at "
                                     f"{keep}: the remote VTEP was re-created with a new MAC",
                                     ip_cmd(host, f"neigh replace {ip} lladdr {keep} dev {n.ifname} nud permanent")
@@ -164,29 +166,29 @@ def _stale_vteps(ctx: Context, entries: dict[str, dict[str, list]]) -> list[Find
 
 def fdb(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("fdb_missing", "fdb_missing_unknown"):
+    for _, hop in ctx.hops(Reason.FDB_MISSING, Reason.FDB_MISSING_UNKNOWN):
         host = ctx.host(hop.host)
         if not has(host, "fdb"):
-            out.append(not_checked(ctx, host, "fdb", "fdb", f"its FDB entry for {hop.data['mac']}"))
+            out.append(not_checked(ctx, host, Cause.FDB, "fdb", f"its FDB entry for {hop.payload.mac}"))
             continue
-        mac, dst = hop.data["mac"], hop.data.get("expected_dst")
+        mac, dst = hop.payload.mac, hop.payload.expected_dst
         want = f"{mac} dev {hop.device} dst {dst or '<node IP>'} self permanent"
-        out.append(from_hop(hop, "fdb", want, hop.detail + (f"; it should send to {hop.data['vtep']} ({dst})"
+        out.append(from_hop(hop, Cause.FDB, want, hop.detail + (f"; it should send to {hop.payload.vtep} ({dst})"
                                                             if dst else ""),
                             _bridge_cmd(host, f"fdb append {want}")))
-    for _, hop in ctx.hops("fdb_wrong_dst"):
+    for _, hop in ctx.hops(Reason.FDB_WRONG_DST):
         host = ctx.host(hop.host)
-        entry = hop.evidence[0].object if hop.evidence else hop.data["mac"]
-        want = f"{hop.data['mac']} dev {hop.device} dst {hop.data['expected_dst']} self permanent"
-        out.append(from_hop(hop, "fdb", entry, hop.detail,
-                            _bridge_cmd(host, f"fdb del {hop.data['mac']} dev {hop.device} dst {hop.data['dst']} self")
+        entry = hop.evidence[0].object if hop.evidence else hop.payload.mac
+        want = f"{hop.payload.mac} dev {hop.device} dst {hop.payload.expected_dst} self permanent"
+        out.append(from_hop(hop, Cause.FDB, entry, hop.detail,
+                            _bridge_cmd(host, f"fdb del {hop.payload.mac} dev {hop.device} dst {hop.payload.dst} self")
                             + " && " + _bridge_cmd(host, f"fdb append {want}")))
-    for _, hop in ctx.hops("bridge_no_port"):
-        if detached_pod_veth(ctx, {hop.host}) or _mac_on_down_link(ctx, hop.data["mac"]):
+    for _, hop in ctx.hops(Reason.BRIDGE_NO_PORT):
+        if detached_pod_veth(ctx, {hop.host}) or _mac_on_down_link(ctx, hop.payload.mac):
             continue  # bridge_port / link_down name the cause: the bridge forgot a MAC it cannot reach
         host = ctx.host(hop.host)
-        out.append(from_hop(hop, "fdb", f"{hop.data['mac']} master {hop.data['bridge']}", hop.detail,
-                            _bridge_cmd(host, "fdb show br " + hop.data["bridge"]) + "  # find where the MAC went"))
+        out.append(from_hop(hop, Cause.FDB, f"{hop.payload.mac} master {hop.payload.bridge}", hop.detail,
+                            _bridge_cmd(host, "fdb show br " + hop.payload.bridge) + "  # find where the MAC went"))
     out += _node_wide_vxlan_fdb(ctx)
     return out
 
@@ -204,7 +206,7 @@ def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:
             continue
         if not has(node, "fdb"):
             if any(n.ifname == vx.name for n in node.neigh):
-                out.append(not_checked(ctx, node, "fdb", "fdb", f"has every {vx.name} neighbour its FDB entry?"))
+                out.append(not_checked(ctx, node, Cause.FDB, "fdb", f"has every {vx.name} neighbour its FDB entry?"))
             continue
         out += _two_macs_for_one_vtep(ctx, node, vx.name)
         for n in node.neigh:
@@ -215,12 +217,12 @@ def _node_wide_vxlan_fdb(ctx: Context) -> list[Finding]:
             entries = [f for f in ctx.topo.fdb_entries(node, vx.name, n.lladdr) if f.dst]
             if not entries and expected:
                 want = f"{n.lladdr} dev {vx.name} dst {expected} self permanent"
-                out.append(for_host(ctx, node, "fdb", want, f"no FDB entry sends {vtep[0].name}'s VTEP MAC "
+                out.append(for_host(ctx, node, Cause.FDB, want, f"no FDB entry sends {vtep[0].name}'s VTEP MAC "
                                     f"{n.lladdr} anywhere: pods behind {n.dst} are unreachable",
                                     _bridge_cmd(node, f"fdb append {want}"), device=vx.name))
             elif entries and expected and entries[0].dst != expected:
                 want = f"{n.lladdr} dev {vx.name} dst {expected} self permanent"
-                out.append(for_host(ctx, node, "fdb", entries[0].text(),
+                out.append(for_host(ctx, node, Cause.FDB, entries[0].text(),
                                     f"FDB sends {n.lladdr} to {entries[0].dst}, but {vtep[0].name} is at {expected}",
                                     _bridge_cmd(node, f"fdb del {n.lladdr} dev {vx.name} dst {entries[0].dst} self")
                                     + " && " + _bridge_cmd(node, f"fdb append {want}"), device=vx.name,
@@ -244,7 +246,7 @@ def _two_macs_for_one_vtep(ctx: Context, node, dev: str) -> list[Finding]:
         stale = [f for f in entries if f.mac not in vteps] if any(f.mac in vteps for f in entries) else \
             [f for f in entries if f.mac not in neighbours] or entries[1:]
         for f in stale:
-            out.append(for_host(ctx, node, "fdb", f.text(),
+            out.append(for_host(ctx, node, Cause.FDB, f.text(),
                                 f"{dev} has {len(entries)} MACs for VTEP {dst} ({', '.join(e.mac for e in entries)}): "
                                 f"{f.mac} is stale (that node's {dev} was re-created with a new MAC)",
                                 _bridge_cmd(node, f"fdb del {f.mac} dev {dev} dst {dst} self"), severity=WARNING,
@@ -254,10 +256,10 @@ def _two_macs_for_one_vtep(ctx: Context, node, dev: str) -> list[Finding]:
 
 def ip_conflict(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("neigh_conflict", "wrong_host"):
-        owners = hop.data.get("owners") or [hop.data.get("expected")]
-        ip = hop.data.get("ip") or (ctx.flow.dst if ctx.flow else "")
-        out.append(from_hop(hop, "ip_conflict", f"{ip} on {', '.join(o for o in owners if o)}", hop.detail,
+    for _, hop in ctx.hops(Reason.NEIGH_CONFLICT, Reason.WRONG_HOST):
+        owners = hop.payload.owners or [hop.payload.expected]
+        ip = hop.payload.ip or (ctx.flow.dst if ctx.flow else "")
+        out.append(from_hop(hop, Cause.IP_CONFLICT, f"{ip} on {', '.join(o for o in owners if o)}", hop.detail,
                             f"give one of {', '.join(o for o in owners if o)} another address (the CNI's IPAM "
                             "must not hand out one IP twice)"))
     seen: dict[str, list[tuple]] = {}
@@ -271,7 +273,7 @@ def ip_conflict(ctx: Context) -> list[Finding]:
         if len({h.name for h, _ in holders}) > 1:
             names = [f"{h.name}/{i}" for h, i in holders]
             host, ifname = holders[-1]
-            out.append(for_host(ctx, host, "ip_conflict", f"{ip} on {', '.join(names)}",
+            out.append(for_host(ctx, host, Cause.IP_CONFLICT, f"{ip} on {', '.join(names)}",
                                 f"{ip} is assigned in {len(holders)} namespaces ({', '.join(names)}): ARP answers race",
                                 ip_cmd(host, f"addr del {ip}/{_prefix(host, ip)} dev {ifname}") +
                                 "  # or re-create the pod so IPAM gives it a free address", device=ifname))
@@ -279,7 +281,7 @@ def ip_conflict(ctx: Context) -> list[Finding]:
     for i, (a, na) in enumerate(nets):
         for b, nb in nets[i + 1:]:
             if na.overlaps(nb):
-                out.append(for_host(ctx, b, "ip_conflict", f"{nb} (cni0) overlaps {na} on {a.name}",
+                out.append(for_host(ctx, b, Cause.IP_CONFLICT, f"{nb} (cni0) overlaps {na} on {a.name}",
                                     f"pod CIDRs of {a.name} ({na}) and {b.name} ({nb}) overlap",
                                     "give each node its own podCIDR (kubectl get nodes -o jsonpath="
                                     "'{.items[*].spec.podCIDR}')"))

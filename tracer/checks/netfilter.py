@@ -5,6 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .causes import Cause
+from ..model.reasons import ConntrackFacts, Reason, RuleTrail, RuleVerdict
+from ..model.path import ct_text
 from ..netfilter.evaluate import RuleRef
 from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, known_addresses, ns_cmd, pasted
 
@@ -15,7 +18,8 @@ KUBE_PROXY_IPSET = re.compile(r"--match-set (KUBE-[\w-]+) ")
 
 
 def _rule(hop) -> RuleRef | None:
-    return RuleRef(**hop.data["rule"]) if hop.data.get("rule") else None
+    """The rule that decided a netfilter hop (none for the dns check's no_listener hops)."""
+    return RuleRef(**hop.payload.rule) if isinstance(hop.payload, RuleVerdict) and hop.payload.rule else None
 
 
 def _rule_fix(rule: RuleRef, host=None) -> str:
@@ -36,21 +40,21 @@ def _describe(hop, rule: RuleRef | None) -> str:
         return f"Service {m['svc']} has no endpoints: kube-proxy's rule rejects the packet ({rule.table}/{rule.chain})"
     where = f"rule {rule.number}" if rule.number else "policy"
     return (f"{hop.hook} hook in {hop.host}: {rule.backend} {rule.table}/{rule.chain} {where} "
-            f"{'rejects' if hop.reason == 'nf_reject' else 'drops'} the packet: {rule.text}")
+            f"{'rejects' if hop.reason == Reason.NF_REJECT else 'drops'} the packet: {rule.text}")
 
 
 def iptables(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("nf_drop", "nf_reject"):
+    for _, hop in ctx.hops(Reason.NF_DROP, Reason.NF_REJECT):
         rule = _rule(hop)
         if ctx.is_dns:
             continue  # the dns check owns drops on the DNS path
-        out.append(from_hop(hop, "iptables", rule.text if rule else hop.detail, _describe(hop, rule),
+        out.append(from_hop(hop, Cause.IPTABLES, rule.text if rule else hop.detail, _describe(hop, rule),
                             _rule_fix(rule, ctx.host(hop.host)) if rule else "inspect the hook's rules with nft list ruleset"))
     unsupported = {}
     for path in ctx.paths:
         for hop in path.hops:
-            for r in hop.data.get("unsupported") or []:
+            for r in hop.payload.unsupported if isinstance(hop.payload, RuleTrail) else []:
                 unsupported.setdefault((hop.host, r["text"]), hop)
     ipset_rules: dict[str, tuple] = {}
     for (host, text), hop in unsupported.items():
@@ -58,16 +62,20 @@ def iptables(ctx: Context) -> list[Finding]:
         if m:  # one note per node, not one per rule: kube-proxy's IPVS mode has a dozen of them
             ipset_rules.setdefault(host, (hop, set()))[1].add(m.group(1))
             continue
-        out.append(from_hop(hop, "iptables", text, f"could not evaluate this rule in {host} (match or target "
-                            "unknown to podpath); treated as not matching", "check it by hand or run "
-                            "`podpath trace` for the kernel's own answer", severity=INFO))
+        f = from_hop(hop, Cause.IPTABLES, text, f"could not evaluate this rule in {host} (match or target "
+                     "unknown to podpath); treated as not matching", "check it by hand or run "
+                     "`podpath trace` for the kernel's own answer", severity=INFO)
+        f.hand_check = True
+        out.append(f)
     for host, (hop, sets) in ipset_rules.items():
         names = sorted(sets)
-        out.append(from_hop(hop, "iptables", " ".join(names),
-                            f"kube-proxy's ipset rules in {host} were not evaluated (ipset contents are not in the "
-                            "snapshot); treated as not matching, and IPVS's own table decides the path",
-                            ns_cmd(ctx.host(host), f"ipset list {names[0]}") + "  # and the others, to check them by hand",
-                            severity=INFO))
+        f = from_hop(hop, Cause.IPTABLES, " ".join(names),
+                     f"kube-proxy's ipset rules in {host} were not evaluated (ipset contents are not in the "
+                     "snapshot); treated as not matching, and IPVS's own table decides the path",
+                     ns_cmd(ctx.host(host), f"ipset list {names[0]}") + "  # and the others, to check them by hand",
+                     severity=INFO)
+        f.hand_check = True
+        out.append(f)
     out += forward_drop(ctx)
     return out
 
@@ -155,7 +163,7 @@ def forward_drop(ctx: Context) -> list[Finding]:
             if not missing:
                 continue
             fix = " && ".join(ns_cmd(host, f"iptables -A FORWARD {opt} {cidr} -j ACCEPT") for opt in missing)
-            f = for_host(ctx, host, "iptables", f":FORWARD DROP ({backend} filter)",
+            f = for_host(ctx, host, Cause.IPTABLES, f":FORWARD DROP ({backend} filter)",
                          f"{host.name}'s FORWARD policy is DROP and no rule accepts packets "
                          f"{' or '.join('from' if o == '-s' else 'to' for o in missing)} the cluster CIDR {cidr}: "
                          "pod traffic through this node is dropped",
@@ -179,7 +187,7 @@ def stale_dnat(ctx: Context) -> list[Finding]:
         for hop in path.hops:
             if hop.point != "netfilter" or "DNAT" not in (hop.detail or ""):
                 continue
-            for r in hop.data.get("rules") or []:
+            for r in hop.payload.rules if isinstance(hop.payload, RuleTrail) else []:
                 m = DNAT_TO.search(r.get("text", ""))
                 if not m or m["ip"] in owned or (hop.host, r["text"]) in seen:
                     continue
@@ -192,15 +200,10 @@ def stale_dnat(ctx: Context) -> list[Finding]:
                        + (f"; the Service's endpoints are {', '.join(live)}" if live else ""))
                 fix = (ns_cmd(ctx.host(hop.host), rule.command()) + "  # and restart kube-proxy on this node, "
                        "so it resyncs its rules with the Service's endpoints")
-                out.append(from_hop(hop, "iptables", rule.text, msg, fix))
+                f = from_hop(hop, Cause.IPTABLES, rule.text, msg, fix)
+                f.dnat_to = m["ip"]
+                out.append(f)
     return out
-
-
-def ct_text(c) -> str:
-    """A conntrack entry as `conntrack -L` prints it."""
-    ports = lambda s, d: f" sport={s} dport={d}" if s is not None else ""  # noqa: E731
-    return (f"{c.proto} src={c.src} dst={c.dst}{ports(c.sport, c.dport)} src={c.reply_src} dst={c.reply_dst}"
-            f"{ports(c.reply_sport, c.reply_dport)}" + (f" [{c.state}]" if c.state else ""))
 
 
 def stale_conntrack(ctx: Context) -> list[Finding]:
@@ -219,18 +222,21 @@ def stale_conntrack(ctx: Context) -> list[Finding]:
                 continue
             name = f"{svc.namespace}/{svc.name}"
             ours = flow is not None and (c.src, c.dst, c.sport, c.dport) == (flow.src, flow.dst, flow.sport, flow.dport)
-            cause = "dns" if name == DNS_SERVICE else "iptables"
+            cause = Cause.DNS if name == DNS_SERVICE else Cause.IPTABLES
             msg = (f"conntrack in {node.name} still sends {c.src}:{c.sport} → {name} ({c.dst}:{c.dport}) to "
                    f"{c.reply_src}:{c.reply_sport}, an address no pod has: a stale entry of a removed endpoint, "
                    "refreshed by every packet the client sends from the same port")
             fix = ns_cmd(node, f"conntrack -D -p {c.proto} --orig-src {c.src} --orig-dst {c.dst}"
                          + (f" --orig-port-src {c.sport} --orig-port-dst {c.dport}" if c.sport is not None else ""))
-            hop = next((h for p in ctx.paths for h in p.hops if h.data.get("conntrack") == ct_text(c)), None)
+            hop = next((h for p in ctx.paths for h in p.hops if isinstance(h.payload, ConntrackFacts)
+                        and h.payload.conntrack == ct_text(c)), None)
             if hop is not None:  # the model took this entry's NAT: the finding sits where it did
-                out.append(from_hop(hop, cause, ct_text(c), msg, fix))
+                f = from_hop(hop, cause, ct_text(c), msg, fix)
             else:
-                out.append(for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
-                                    evidence=[("conntrack", ct_text(c))]))
+                f = for_host(ctx, node, cause, ct_text(c), msg, fix, severity=ERROR if ours else WARNING,
+                             evidence=[("conntrack", ct_text(c))])
+            f.conntrack = c
+            out.append(f)
     return out
 
 
@@ -245,24 +251,26 @@ def _endpoints_of(ctx: Context, svc: str) -> list[str]:
 def dns(ctx: Context) -> list[Finding]:
     out = []
     if ctx.is_dns:
-        for _, hop in ctx.hops("nf_drop", "nf_reject", "no_listener"):
+        for _, hop in ctx.hops(Reason.NF_DROP, Reason.NF_REJECT, Reason.NO_LISTENER):
             rule = _rule(hop)
-            if hop.reason == "no_listener":
-                msg, obj = f"no DNS server listens on {hop.data['proto']} port 53 in {hop.host}", hop.detail
+            if hop.reason == Reason.NO_LISTENER:
+                msg, obj = f"no DNS server listens on {hop.payload.proto} port 53 in {hop.host}", hop.detail
                 fix = "check the DNS pod (kubectl -n kube-system logs -l k8s-app=kube-dns)"
             else:
                 what = "DNS answers are " if hop.direction == "reply" else "DNS queries are "
-                msg, obj, fix = what + ("rejected: " if hop.reason == "nf_reject" else "dropped: ") + \
+                msg, obj, fix = what + ("rejected: " if hop.reason == Reason.NF_REJECT else "dropped: ") + \
                     _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule, ctx.host(hop.host)) if rule else ""
-            out.append(from_hop(hop, "dns", obj, msg, fix))
+            out.append(from_hop(hop, Cause.DNS, obj, msg, fix))
     for node in ctx.nodes():
         for text in node.iptables_save.values():
             line = next((l for l in text.splitlines() if f"{DNS_SERVICE}:" in l and "has no endpoints" in l), None)
             if line:
-                out.append(for_host(ctx, node, "dns", line.split("] ", 1)[-1],
-                                    "cluster DNS has no endpoints: every lookup in the cluster fails",
-                                    "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide  # bring CoreDNS back",
-                                    severity=ERROR if ctx.is_dns or not ctx.paths else WARNING))
+                f = for_host(ctx, node, Cause.DNS, line.split("] ", 1)[-1],
+                             "cluster DNS has no endpoints: every lookup in the cluster fails",
+                             "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide  # bring CoreDNS back",
+                             severity=ERROR if ctx.is_dns or not ctx.paths else WARNING)
+                f.rejects = "REJECT" in line  # kube-proxy's rule for a Service without endpoints
+                out.append(f)
                 break
     return out
 

@@ -5,6 +5,7 @@ TC_EGRESS / TC_INGRESS, so these findings are what the trace blames for such a d
 
 from __future__ import annotations
 
+from .causes import Cause
 from ..bundle import Attachment, Host
 from .base import INFO, WARNING, Context, Finding, for_host, ip_cmd, ns_cmd
 
@@ -42,7 +43,7 @@ def foreign_programs(ctx: Context) -> list[Finding]:
                    "drop, every packet there (another CNI's leftover, a security agent?)")
             if severity == INFO:
                 msg += "; the kernel does not say which namespace a netfilter link is in: it may not be this one"
-            out.append(for_host(ctx, host, "tc", a.text(), msg, removal(host, a), severity=severity,
+            out.append(for_host(ctx, host, Cause.TC, a.text(), msg, removal(host, a), severity=severity,
                                 device=a.device, evidence=[("program", a.text())]))
     return out
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 
+from .causes import Cause
+from ..model.reasons import Reason
 from ..bundle import Host, Route
 from ..model.routing import lookup
 from .base import ERROR, WARNING, Context, Finding, addr_on, bridge_of, for_host, from_hop, has, ip_cmd, \
     not_checked, ns_cmd, pod_gateway, subnet_of, vxlan_of
 
-ROUTE_FAILS = ("no_route", "route_blackhole", "route_unreachable", "route_prohibit")
+ROUTE_FAILS = (Reason.NO_ROUTE, Reason.ROUTE_BLACKHOLE, Reason.ROUTE_UNREACHABLE, Reason.ROUTE_PROHIBIT)
 
 
 def down_link_with_address(host: Host):
@@ -32,13 +34,13 @@ def pod_route(ctx: Context) -> list[Finding]:
         if host.kind != "pod" or down_link_with_address(host):
             continue
         if not has(host, "routes"):
-            out.append(not_checked(ctx, host, "pod_route", "routes", f"its route to {hop.data.get('dst')}"))
+            out.append(not_checked(ctx, host, Cause.POD_ROUTE, "routes", f"its route to {hop.payload.dst}"))
             continue
         want = expected_pod_routes(host)
-        obj = want[0].text() if want else f"route to {hop.data.get('dst')}"
+        obj = want[0].text() if want else f"route to {hop.payload.dst}"
         fix = " && ".join(ip_cmd(host, f"route replace {r.text()}") for r in want) or \
-            f"add a route to {hop.data.get('dst')} in {host.name}"
-        out.append(from_hop(hop, "pod_route", obj, f"{host.name} has no usable route to {hop.data.get('dst')} "
+            f"add a route to {hop.payload.dst} in {host.name}"
+        out.append(from_hop(hop, Cause.POD_ROUTE, obj, f"{host.name} has no usable route to {hop.payload.dst} "
                             f"({hop.detail}); flannel's CNI gives every pod `{obj}`", fix))
     for host in (h for h in ctx.bundle.hosts if h.kind == "pod"):
         gw = pod_gateway(host)
@@ -54,7 +56,7 @@ def pod_route(ctx: Context) -> list[Finding]:
             if dec.route is None or dec.drops or dec.route.dev != "eth0" or dec.route.gateway != gw:
                 want = expected_pod_routes(host)[0]
                 got = dec.route.text() if dec.route else "no route"
-                out.append(for_host(ctx, host, "pod_route", want.text(),
+                out.append(for_host(ctx, host, Cause.POD_ROUTE, want.text(),
                                     f"{host.name} routes {ip} ({other.name}) by `{got}`, not via its gateway {gw}",
                                     ip_cmd(host, f"route replace {want.text()}"), device="eth0",
                                     evidence=[("route", got)]))
@@ -84,12 +86,12 @@ def host_route(ctx: Context) -> list[Finding]:
         host = ctx.host(hop.host)
         if host.kind == "pod" or down_link_with_address(host):
             continue
-        dst = hop.data.get("dst")
+        dst = hop.payload.dst
         if not has(host, "routes"):
-            out.append(not_checked(ctx, host, "host_route", "routes", f"its route to {dst}"))
+            out.append(not_checked(ctx, host, Cause.HOST_ROUTE, "routes", f"its route to {dst}"))
             continue
         if host.kind == "network":  # the underlay: a node sent pod traffic out of the cluster network
-            out.append(from_hop(hop, "host_route", f"route to {dst}", f"{dst} reached the underlay network "
+            out.append(from_hop(hop, Cause.HOST_ROUTE, f"route to {dst}", f"{dst} reached the underlay network "
                                 f"({host.name}), which cannot route it: a node sent pod traffic out of the "
                                 "cluster network instead of into its VXLAN device",
                                 "fix the node's route to the pod CIDR (see the node's host_route finding)",
@@ -100,7 +102,7 @@ def host_route(ctx: Context) -> list[Finding]:
             continue  # the route went with its device: link_down names that
         obj = want.text() if want else f"route to {dst}"
         fix = ip_cmd(host, f"route replace {want.text()}") if want else f"add a route to {dst} on {host.name}"
-        out.append(from_hop(hop, "host_route", obj, f"{host.name} has no usable route to {dst} ({hop.detail})", fix))
+        out.append(from_hop(hop, Cause.HOST_ROUTE, obj, f"{host.name} has no usable route to {dst} ({hop.detail})", fix))
     for node in ctx.nodes():
         if not has(node, "routes"):
             continue
@@ -119,10 +121,13 @@ def host_route(ctx: Context) -> list[Finding]:
             if r is not None and not dec.drops and r.dev == want.dev and r.gateway == want.gateway:
                 continue
             got = r.text() if r else "no route"
-            out.append(for_host(ctx, node, "host_route", want.text(),
+            fix = ip_cmd(node, f"route replace {want.text()}")
+            if r is not None and r.dst not in ("default", want.dst) and \
+                    ipaddress.ip_network(r.dst, strict=False).subnet_of(net):  # a narrower route shadows flannel's
+                fix = ip_cmd(node, f"route del {got}") + " && " + fix
+            out.append(for_host(ctx, node, Cause.HOST_ROUTE, want.text(),
                                 f"{node.name} routes {net} ({other.name}'s pods) by `{got}`; expected `{want.text()}`",
-                                ip_cmd(node, f"route replace {want.text()}"), device=want.dev,
-                                evidence=[("route", got)]))
+                                fix, device=want.dev, evidence=[("route", got)]))
     return out
 
 
@@ -150,7 +155,7 @@ def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
         for r in main:
             if r.dst == str(net) and r.dev != bridge:
                 want = Route(dst=str(net), dev=bridge, proto="kernel", scope="link", prefsrc=addr_on(node, bridge))
-                out.append(for_host(ctx, node, "host_route", r.text(),
+                out.append(for_host(ctx, node, Cause.HOST_ROUTE, r.text(),
                                     f"{node.name} routes its own pod subnet {net} by `{r.text()}`, not to {bridge}: "
                                     "its pods are unreachable (often flannel's route for another node's old subnet)",
                                     ip_cmd(node, f"route del {r.text()}") + " && " +
@@ -164,7 +169,7 @@ def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
             continue
         own = net is not None and dst == str(net)
         texts = [r.text() for r in routes]
-        out.append(for_host(ctx, node, "host_route", texts[-1],
+        out.append(for_host(ctx, node, Cause.HOST_ROUTE, texts[-1],
                             f"{node.name} has {len(routes)} routes for {dst} ({'; '.join(texts)}): the kernel uses "
                             "the first, the other is left over (a node re-joined with a new subnet, or a hand-made "
                             "route)",
@@ -175,12 +180,12 @@ def own_subnet_routes(ctx: Context, node: Host) -> list[Finding]:
 
 
 def ip_forward(ctx: Context) -> list[Finding]:
-    out = [from_hop(hop, "ip_forward", hop.evidence[0].object if hop.evidence else hop.data["key"],
-                    f"{hop.host} does not forward: {hop.detail}", ns_cmd(ctx.host(hop.host), f"sysctl -w {hop.data['key']}=1"))
-           for _, hop in ctx.hops("forwarding_off")]
+    out = [from_hop(hop, Cause.IP_FORWARD, hop.evidence[0].object if hop.evidence else hop.payload.key,
+                    f"{hop.host} does not forward: {hop.detail}", ns_cmd(ctx.host(hop.host), f"sysctl -w {hop.payload.key}=1"))
+           for _, hop in ctx.hops(Reason.FORWARDING_OFF)]
     for node in ctx.nodes():
         if node.sysctl("net.ipv4.ip_forward") == "0":
-            out.append(for_host(ctx, node, "ip_forward", "net.ipv4.ip_forward = 0",
+            out.append(for_host(ctx, node, Cause.IP_FORWARD, "net.ipv4.ip_forward = 0",
                                 f"{node.name} has forwarding disabled: no pod traffic can cross it",
                                 ns_cmd(node, "sysctl -w net.ipv4.ip_forward=1"),
                                 evidence=[("sysctl", "net.ipv4.ip_forward = 0")]))
@@ -189,17 +194,17 @@ def ip_forward(ctx: Context) -> list[Finding]:
 
 def rp_filter(ctx: Context) -> list[Finding]:
     out = []
-    for _, hop in ctx.hops("rp_filter"):
+    for _, hop in ctx.hops(Reason.RP_FILTER):
         host = ctx.host(hop.host)
         key = next((e.object.split(" = ")[0] for e in hop.evidence if e.kind == "sysctl" and e.object.endswith("= 1")),
                    f"net.ipv4.conf.{hop.device}.rp_filter")
         fix = (ns_cmd(host, f"sysctl -w {key}=2") + f"  # loose mode; or make the route back to the source "
                f"leave by {hop.device}")
-        out.append(from_hop(hop, "rp_filter", f"{key} = 1", hop.detail, fix))
+        out.append(from_hop(hop, Cause.RP_FILTER, f"{key} = 1", hop.detail, fix))
     for node in ctx.nodes():
         vx = vxlan_of(node)
         if vx and node.sysctl(f"net.ipv4.conf.{vx.name}.rp_filter") == "1":
-            out.append(for_host(ctx, node, "rp_filter", f"net.ipv4.conf.{vx.name}.rp_filter = 1",
+            out.append(for_host(ctx, node, Cause.RP_FILTER, f"net.ipv4.conf.{vx.name}.rp_filter = 1",
                                 f"strict reverse-path filtering on {vx.name}: any asymmetric route drops pod traffic",
                                 ns_cmd(node, f"sysctl -w net.ipv4.conf.{vx.name}.rp_filter=2"), severity=WARNING,
                                 device=vx.name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .causes import Cause
+from ..model.reasons import Reason
 from .base import Context, Finding, from_hop, ns_cmd
 
 
@@ -9,10 +11,10 @@ def no_listener(ctx: Context) -> list[Finding]:
     out = []
     if ctx.is_dns:
         return out  # the dns check owns the DNS server's socket
-    for _, hop in ctx.hops("no_listener"):
+    for _, hop in ctx.hops(Reason.NO_LISTENER):
         host = ctx.host(hop.host)
-        listening = ", ".join(hop.data.get("listening") or []) or "nothing"
-        out.append(from_hop(hop, "no_listener", f"{hop.data['proto']} port {hop.data['port']} in {host.name}",
+        listening = ", ".join(hop.payload.listening or []) or "nothing"
+        out.append(from_hop(hop, Cause.NO_LISTENER, f"{hop.payload.proto} port {hop.payload.port} in {host.name}",
                             f"{hop.detail}; listening: {listening}",
                             ns_cmd(host, "ss -lntup") + "  # start the server, or point the Service's targetPort "
                             "at the port it listens on"))

@@ -7,7 +7,11 @@ line its observed events up against the expected hops.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
+
+from .reasons import Payload, Reason
 
 # Hop outcomes: the model keeps walking past a problem where the kernel's intent is clear (a
 # dropping rule, a wrong MAC), so one diagnose run can report every problem on the path.
@@ -51,12 +55,23 @@ class Hop:
     point: str  # route, neigh, fdb, bridge, netfilter, egress, ingress, encap, decap, deliver, forward
     direction: str = "request"  # request, reply
     status: str = OK
-    reason: str | None = None  # machine code for a failed/warn hop (no_route, nf_drop, fdb_missing...)
+    reason: Reason | None = None  # why a hop failed or warned (or left the snapshot's nodes)
     detail: str = ""  # one human line
     hook: str | None = None  # netfilter hook for point == netfilter
     evidence: list[Evidence] = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # reason-specific facts for checks (rule ref, expected mac...)
+    # the hop's facts, typed: a failed hop's is its reason's payload (REASONS[reason].payload); a
+    # passing hop's says what decided it (the rule trail, the resolved MAC, the FDB entry...)
+    payload: Payload | None = None
     segment: str | None = None
+
+    def to_dict(self) -> dict:
+        """As `diagnose -o json` prints it: the payload is the hop's `data`."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "payload"}
+        d["evidence"] = [dataclasses.asdict(e) for e in self.evidence]
+        data = copy.deepcopy(self.payload.to_dict()) if self.payload is not None else {}
+        order = [f.name if f.name != "payload" else "data" for f in dataclasses.fields(self)]
+        d["data"] = data
+        return {k: d[k] for k in order}
 
 
 @dataclass
@@ -70,3 +85,10 @@ class Path:
     @property
     def problems(self) -> list[Hop]:
         return [h for h in self.hops if h.status != OK]
+
+
+def ct_text(c) -> str:
+    """A conntrack entry (bundle.Conntrack) as `conntrack -L` prints it."""
+    ports = lambda s, d: f" sport={s} dport={d}" if s is not None else ""  # noqa: E731
+    return (f"{c.proto} src={c.src} dst={c.dst}{ports(c.sport, c.dport)} src={c.reply_src} dst={c.reply_dst}"
+            f"{ports(c.reply_sport, c.reply_dport)}" + (f" [{c.state}]" if c.state else ""))

@@ -19,19 +19,14 @@ from ..bundle import Bundle, Host, Link
 from ..netfilter.evaluate import Netfilter, Packet
 from .ipvs import (IPVS_PROTOS, IpvsTable, dest_line, kube_service, live_addresses, picks, runs_ipvs, service_line,
                    service_name)
-from .path import FAIL, OK, WARN, Evidence, Flow, Hop, Path
+from .path import FAIL, OK, WARN, Evidence, Flow, Hop, Path, ct_text
+from .reasons import (DELIVERED, DROPPED, LOST, UNOBSERVED, UNSENT, ConntrackFacts, EgressFacts, EncapFacts,
+                      FdbEntryFacts, IpvsFacts, NeighFacts, Payload, PortFacts, Reason, RemoteNode, RouteFacts, RuleTrail)
 from .routing import Decision, local_addresses, lookup
 from .topology import BAD_NEIGH_STATES, BROADCAST, Port, Topology
 
 VXLAN_OVERHEAD = 50  # outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 MAX_HOPS = 200
-# Reasons after which the kernel's next step is unknowable: the walk stops there.
-HARD_STOPS = {"no_route", "route_blackhole", "route_unreachable", "route_prohibit", "neigh_unresolved",
-              "bridge_no_port", "leaves_snapshot", "mac_mismatch", "no_vxlan_receiver", "ttl_exceeded",
-              "no_listener", "link_missing", "wrong_host", "fdb_missing_unknown", "loop",
-              "ipvs_vip_not_local", "ipvs_no_service", "ipvs_no_dest", "ipvs_dest_gone", "ipvs_wrong_port"}
-
-
 class Stop(Exception):
     """The walk cannot go on (hard failure or end of the snapshot)."""
 
@@ -89,22 +84,29 @@ class Walk:
         self.alternative: list[str] = []
 
     # -- recording --------------------------------------------------------------------------
-    def hop(self, host: Host, point: str, device: str | None, *, status: str = OK, reason: str | None = None,
-            detail: str = "", hook: str | None = None, evidence: list[tuple[str, str]] = (), **data) -> Hop:
+    def hop(self, host: Host, point: str, device: str | None, *, status: str = OK, reason: Reason | None = None,
+            detail: str = "", hook: str | None = None, evidence: list[tuple[str, str]] = (),
+            facts: type[Payload] | None = None, **data) -> Hop:
+        """Record a hop. `data` are the fields of its payload: its reason's (REASONS), or for a
+        passing hop the `facts` class given (a misspelt field is a TypeError here, not a key a check
+        looks up in vain)."""
+        kind = reason.spec.payload if reason is not None else facts
+        payload = kind.record(**data) if kind is not None else None
+        assert payload is not None or not data, f"{point} hop facts {sorted(data)} need a payload class"
         h = Hop(host=host.name, node=self.topo.node_of(host), location=self.topo.location(host), device=device,
                 point=point, direction=self.direction, status=status, reason=reason, detail=detail, hook=hook,
                 evidence=[Evidence(k, self.topo.node_of(host), self.topo.location(host), o) for k, o in evidence],
-                data=data)
+                payload=payload)
         self.path.hops.append(h)
         if len(self.path.hops) > MAX_HOPS:
-            h.status, h.reason, h.detail = FAIL, "loop", f"the path loops: more than {MAX_HOPS} hops"
-            raise Stop("loop")
+            h.status, h.reason, h.detail = FAIL, Reason.LOOP, f"the path loops: more than {MAX_HOPS} hops"
+            raise Stop(Reason.LOOP)
         return h
 
-    def fail(self, host: Host, point: str, device: str | None, reason: str, detail: str,
+    def fail(self, host: Host, point: str, device: str | None, reason: Reason, detail: str,
              evidence: list[tuple[str, str]] = (), status: str = FAIL, **data) -> None:
         self.hop(host, point, device, status=status, reason=reason, detail=detail, evidence=evidence, **data)
-        if status == FAIL and reason in HARD_STOPS:
+        if status == FAIL and reason.spec.stops:
             raise Stop(reason)
 
     def choose(self, n: int) -> int:
@@ -142,13 +144,13 @@ class Walk:
         if pick.verdict in ("drop", "reject"):
             rule = pick.decided_by
             ev = [("rule", rule.text)] if rule else []
-            self.hop(host, "netfilter", device, status=FAIL, reason=f"nf_{pick.verdict}", hook=hook,
+            self.hop(host, "netfilter", device, status=FAIL, reason=Reason(f"nf_{pick.verdict}"), hook=hook,
                      detail=f"{hook}: {pick.verdict} by {rule.table}/{rule.chain} rule {rule.number}: {rule.text}"
                      if rule else f"{hook}: {pick.verdict}", evidence=ev,
                      rule=dataclasses.asdict(rule) if rule else None, reject_with=pick.reject_with, **data)
         elif pick.trail or pick.nat:
             self.hop(host, "netfilter", device, hook=hook, detail=detail,
-                     evidence=[("rule", t) for t in nat_text], **data)
+                     evidence=[("rule", t) for t in nat_text], facts=RuleTrail, **data)
         return out
 
     def conntrack_nat(self, host: Host, hook: str, pkt: Pkt, iif: str | None, oif: str | None) -> Pkt:
@@ -165,10 +167,9 @@ class Walk:
         if c.reply_src and c.reply_src != pkt.dst:
             out = dataclasses.replace(out, dst=c.reply_src, dport=c.reply_sport or pkt.dport)
             self.nat.append(NatEntry(host.name, "dnat", pkt.dst, out.dst, pkt.dport, out.dport))
-            from ..checks.netfilter import ct_text
             self.hop(host, "netfilter", iif if hook == "prerouting" else oif, hook=hook,
                      detail=f"{hook}: conntrack entry, DNAT {pkt.dst} → {out.dst}", evidence=[("conntrack", ct_text(c))],
-                     conntrack=ct_text(c))
+                     facts=ConntrackFacts, conntrack=ct_text(c))
         return out
 
     # -- IPVS -------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class Walk:
             if pkt.dst in table.vips and pkt.proto in IPVS_PROTOS:
                 served = table.ports_of(pkt.proto, pkt.dst)
                 also = f" (it serves {pkt.dst} on {pkt.proto.upper()} {', '.join(map(str, served))})" if served else ""
-                self.fail(host, "ipvs", iif, "ipvs_no_service",
+                self.fail(host, "ipvs", iif, Reason.IPVS_NO_SERVICE,
                           f"{pkt.dst} is on kube-ipvs0 but IPVS has no virtual service for {pkt.proto.upper()} "
                           f"{pkt.dst}:{pkt.dport}{also}: the node's own stack gets the packet and refuses it",
                           hook=hook, proto=pkt.proto, vip=pkt.dst, port=pkt.dport, served=served)
@@ -192,7 +193,7 @@ class Walk:
         choices = picks(svc)
         if not choices:
             why = "no real servers" if not svc.dests else f"only weight-0 real servers ({len(svc.dests)})"
-            self.fail(host, "ipvs", iif, "ipvs_no_dest", f"IPVS {service_name(svc)} has {why}: it answers "
+            self.fail(host, "ipvs", iif, Reason.IPVS_NO_DEST, f"IPVS {service_name(svc)} has {why}: it answers "
                       "ICMP port unreachable", evidence=ev, hook=hook, service=service_line(svc))
         pick = choices[self.choose(len(choices))] if len(choices) > 1 else choices[0]
         dest, target = pick.dest, f"{pick.dest.address}:{pick.dest.port}"
@@ -202,21 +203,21 @@ class Walk:
         ev = [("ipvs", service_line(svc)), ("ipvs", dest_line(svc, dest))]
         live = self.model.live
         if live is not None and dest.address not in live:
-            self.fail(host, "ipvs", iif, "ipvs_dest_gone", f"IPVS {service_name(svc)} sends to real server {target}, "
+            self.fail(host, "ipvs", iif, Reason.IPVS_DEST_GONE, f"IPVS {service_name(svc)} sends to real server {target}, "
                       "but no pod or node has that address", evidence=ev, hook=hook, service=service_line(svc),
                       dest=dest_line(svc, dest))
         wanted = kube_service(self.model.bundle, svc)
         if wanted and wanted[1] and wanted[1].target_port and dest.port != wanted[1].target_port:
             info, port = wanted
-            self.fail(host, "ipvs", iif, "ipvs_wrong_port", f"IPVS {service_name(svc)} sends to {target}, but "
+            self.fail(host, "ipvs", iif, Reason.IPVS_WRONG_PORT, f"IPVS {service_name(svc)} sends to {target}, but "
                       f"{info.namespace}/{info.name} port {port.port} targets port {port.target_port}", evidence=ev,
                       hook=hook, service=service_line(svc), dest=dest_line(svc, dest))
         # kube-proxy only uses Masq; other methods do not rewrite the address, so follow them as Masq.
         status = OK if dest.forward in ("Masq", "Local") else WARN
-        self.hop(host, "ipvs", iif, hook=hook, status=status, reason=None if status == OK else "ipvs_forward_method",
+        self.hop(host, "ipvs", iif, hook=hook, status=status, reason=None if status == OK else Reason.IPVS_FORWARD_METHOD,
                  detail=f"{hook}: IPVS {service_name(svc)} {svc.scheduler} → {target} ({dest.forward}, weight "
                  f"{dest.weight}), DNAT {pkt.dst} → {dest.address}", evidence=ev, service=service_line(svc),
-                 dest=dest_line(svc, dest), probability=pick.share)
+                 dest=dest_line(svc, dest), probability=pick.share, facts=IpvsFacts)
         self.nat.append(NatEntry(host.name, "dnat", pkt.dst, dest.address, pkt.dport, dest.port, by="ipvs"))
         # ip_vs_nat_xmit routes to the real server and re-enters LOCAL_OUT, then POSTROUTING.
         self.send(host, dataclasses.replace(pkt, dst=dest.address, dport=dest.port, ipvs_done=True))
@@ -231,7 +232,7 @@ class Walk:
         svc = table.service_for(pkt.proto, pkt.dst, pkt.dport, pkt.mark)
         if svc is None or svc.fwmark is not None:
             return
-        self.fail(host, "ipvs", iif, "ipvs_vip_not_local",
+        self.fail(host, "ipvs", iif, Reason.IPVS_VIP_NOT_LOCAL,
                   f"{pkt.dst} is not on kube-ipvs0, so IPVS never sees the packet: the node routes it by "
                   f"`{dec.route.text()}` instead of to {service_name(svc)}'s real servers",
                   evidence=[("route", dec.route.text()), ("ipvs", service_line(svc))], vip=pkt.dst)
@@ -241,14 +242,14 @@ class Walk:
         dec = lookup(host, pkt.dst, src=pkt.src if iif else None, iif=iif, mark=pkt.mark)
         ev = [("route", dec.route.text())] if dec.route else []
         if dec.route is None:
-            self.fail(host, "route", iif, "no_route", f"no route to {pkt.dst}", evidence=ev, dst=pkt.dst,
+            self.fail(host, "route", iif, Reason.NO_ROUTE, f"no route to {pkt.dst}", evidence=ev, dst=pkt.dst,
                       origin=iif is None)
         if dec.route.type in ("blackhole", "unreachable", "prohibit"):
-            self.fail(host, "route", iif, f"route_{dec.route.type}", f"{dec.route.type} route for {pkt.dst}",
+            self.fail(host, "route", iif, Reason(f"route_{dec.route.type}"), f"{dec.route.type} route for {pkt.dst}",
                       evidence=ev, dst=pkt.dst)
         via = f"via {dec.route.gateway} " if dec.route.gateway else ""
         self.hop(host, "route", dec.route.dev, detail=f"{pkt.dst}: {'local' if dec.local else via + 'dev ' + str(dec.route.dev)}",
-                 evidence=ev, dst=pkt.dst, table=dec.route.table)
+                 evidence=ev, facts=RouteFacts, dst=pkt.dst, table=dec.route.table)
         return dec
 
     def send(self, host: Host, pkt: Pkt) -> None:
@@ -269,23 +270,23 @@ class Walk:
     def transmit(self, host: Host, dev: str, nexthop: str, pkt: Pkt) -> None:
         link = host.link(dev)
         if link is None:
-            self.fail(host, "egress", dev, "link_missing", f"route points at {dev}, which does not exist")
+            self.fail(host, "egress", dev, Reason.LINK_MISSING, f"route points at {dev}, which does not exist")
         self.check_link(host, link, "egress")
         if link.mtu and pkt.size > link.mtu:
-            self.fail(host, "egress", dev, "mtu_exceeded", f"{pkt.size}-byte packet with DF set exceeds "
+            self.fail(host, "egress", dev, Reason.MTU_EXCEEDED, f"{pkt.size}-byte packet with DF set exceeds "
                       f"{dev} MTU {link.mtu}", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
             pkt.size = link.mtu  # walk on with a packet that fits, so one MTU problem is reported once
         if link.kind == "vxlan":
             self.vxlan_xmit(host, link, nexthop, pkt)
             return
         mac = self.resolve(host, link, nexthop)
-        self.hop(host, "egress", dev, detail=f"to {nexthop} ({mac})", mac=mac)
+        self.hop(host, "egress", dev, detail=f"to {nexthop} ({mac})", facts=EgressFacts, mac=mac)
         self.l2_out(host, link, pkt, mac)
 
     def check_link(self, host: Host, link: Link, point: str) -> None:
         if not link.up or not link.carrier:
             state = "DOWN" if not link.up else "NO-CARRIER"
-            self.fail(host, point, link.name, "link_down", f"{link.name} is {state}",
+            self.fail(host, point, link.name, Reason.LINK_DOWN, f"{link.name} is {state}",
                       evidence=[("link", link_text(link))], link=link.name, admin_down=not link.up)
 
     # -- layer 2 ----------------------------------------------------------------------------
@@ -301,41 +302,41 @@ class Walk:
         if entry and entry.lladdr and not (set(entry.state) & BAD_NEIGH_STATES):
             if macs and entry.lladdr not in macs:
                 permanent = "PERMANENT" in entry.state
-                self.fail(host, "neigh", link.name, "neigh_wrong_mac",
+                self.fail(host, "neigh", link.name, Reason.NEIGH_WRONG_MAC,
                           f"neighbour {ip} → {entry.lladdr}, but {ip} is at {', '.join(macs)} ({', '.join(owners)})",
                           evidence=ev, status=FAIL if permanent else WARN, ip=ip, mac=entry.lladdr,
                           expected=macs[0], owners=owners, permanent=permanent)
                 return macs[0]
             self.hop(host, "neigh", link.name, detail=f"{ip} is {entry.lladdr} ({'/'.join(entry.state)})",
-                     evidence=ev, ip=ip, mac=entry.lladdr)
+                     evidence=ev, facts=NeighFacts, ip=ip, mac=entry.lladdr)
             return entry.lladdr
         if len(macs) > 1:
-            self.fail(host, "neigh", link.name, "neigh_conflict",
+            self.fail(host, "neigh", link.name, Reason.NEIGH_CONFLICT,
                       f"{len(macs)} interfaces answer ARP for {ip}: {', '.join(owners)}", evidence=ev,
                       ip=ip, macs=macs, owners=owners)
             return self.preferred_mac(ip, answers)
         if macs:
             if entry and not can_solicit(host, link.name):
-                self.fail(host, "neigh", link.name, "neigh_unresolved",
+                self.fail(host, "neigh", link.name, Reason.NEIGH_UNRESOLVED,
                           f"{ip} is {'/'.join(entry.state)} and {link.name} sends no ARP requests "
                           f"(mcast_solicit/app_solicit = 0), though {owners[0]} would answer", evidence=ev, ip=ip,
                           state=entry.state, segment=[], solicit=False)
             if entry:  # FAILED/INCOMPLETE but someone answers: the kernel re-resolves on next send
-                self.hop(host, "neigh", link.name, status=WARN, reason="neigh_stale_failure",
+                self.hop(host, "neigh", link.name, status=WARN, reason=Reason.NEIGH_STALE_FAILURE,
                          detail=f"{ip} is {'/'.join(entry.state)} in the neighbour table, though {owners[0]} answers",
                          evidence=ev, ip=ip, mac=macs[0], state=entry.state)
             else:
                 self.hop(host, "neigh", link.name, detail=f"{ip} resolves by ARP to {macs[0]} ({owners[0]})",
-                         ip=ip, mac=macs[0])
+                         facts=NeighFacts, ip=ip, mac=macs[0])
             return macs[0]
         outside = link.kind == "veth" and self.topo.peer(Port(host.name, link.name)) is None
         if link.kind not in ("veth", "bridge", "vxlan") or outside:  # a real NIC: the segment leaves the snapshot
             if entry and entry.lladdr is None:
-                self.fail(host, "neigh", link.name, "neigh_unresolved", f"{ip} is {'/'.join(entry.state)}: "
+                self.fail(host, "neigh", link.name, Reason.NEIGH_UNRESOLVED, f"{ip} is {'/'.join(entry.state)}: "
                           "nothing answers ARP", evidence=ev, ip=ip, state=entry.state)
             return entry.lladdr if entry else None
         segment = [f"{p.host}/{p.link}" for p in self.topo.segment(Port(host.name, link.name))]
-        self.fail(host, "neigh", link.name, "neigh_unresolved",
+        self.fail(host, "neigh", link.name, Reason.NEIGH_UNRESOLVED,
                   f"nothing on {link.name}'s segment answers ARP for {ip}", evidence=ev, ip=ip,
                   state=entry.state if entry else None, segment=segment)
         return None
@@ -357,13 +358,13 @@ class Walk:
         if peer is None:
             remote = self.model.remote_node(pkt.dst)
             if remote is not None:  # another node, known from the cluster's facts but not read here
-                self.hop(host, "leave", link.name, reason="left_node", remote=remote.name,
+                self.hop(host, "leave", link.name, reason=Reason.LEFT_NODE, remote=remote.name,
                          detail=f"left {self.topo.node_of(host)} for {remote.name} ({pkt.dst}); {remote.name} is "
                                 "not in this snapshot, so what happens there is not observed")
                 if self.direction == "request" and pkt.inner is not None:
                     self.left = (host, remote, pkt.inner)  # its answer comes back the same way
-                raise Stop("left_node")
-            self.fail(host, "egress", link.name, "leaves_snapshot",
+                raise Stop(Reason.LEFT_NODE)
+            self.fail(host, "egress", link.name, Reason.LEAVES_SNAPSHOT,
                       f"{link.name} leads out of the snapshot (no namespace in the bundle holds its peer)")
         self.receive(self.topo.host(peer.host), peer.link, pkt, mac)
 
@@ -373,12 +374,12 @@ class Walk:
         port = host.link(entry.ifname) if entry else self.topo.port_towards_mac(host, bridge.name, mac, in_port)
         if port is None or port.name == in_port:
             ports = [l.name for l in self.topo.bridge_ports(host, bridge.name)]
-            self.fail(host, "bridge", bridge.name, "bridge_no_port",
+            self.fail(host, "bridge", bridge.name, Reason.BRIDGE_NO_PORT,
                       f"no port of {bridge.name} leads to {mac} (ports: {', '.join(ports) or 'none'})",
                       mac=mac, bridge=bridge.name, ports=ports)
         ev = [("fdb", entry.text())] if entry else []
         self.hop(host, "bridge", bridge.name, detail=f"{mac} → port {port.name}" + ("" if entry else " (flooded)"),
-                 evidence=ev, port=port.name)
+                 evidence=ev, facts=PortFacts, port=port.name)
         if host.sysctl("net.bridge.bridge-nf-call-iptables") == "1" and in_port is not None:
             # br_netfilter: bridged IPv4 traverses iptables FORWARD with the bridge as in/out device
             pkt = self.netfilter(host, "forward", pkt, bridge.name, bridge.name)
@@ -397,7 +398,7 @@ class Walk:
             true_mac = annotated.vtep_mac  # flannel's backend-data annotation of that node
         ev = [("neigh", entry.text())] if entry else []
         if entry is None or not entry.lladdr or set(entry.state) & BAD_NEIGH_STATES:
-            self.fail(host, "neigh", vx.name, "neigh_unresolved",
+            self.fail(host, "neigh", vx.name, Reason.NEIGH_UNRESOLVED,
                       f"no neighbour entry for {nexthop} on {vx.name} (flannel installs it permanent; VXLAN "
                       "with nolearning cannot resolve it by ARP)", evidence=ev, ip=nexthop, vxlan=True,
                       expected=true_mac, owner=f"{owner.host}/{owner.link}" if owner else None)
@@ -405,7 +406,7 @@ class Walk:
         if true_mac and mac != true_mac:
             who = f"the VTEP {owner.host}/{owner.link} has" if owner else \
                 f"{annotated.name}'s flannel annotation (backend-data VtepMAC) says"
-            self.fail(host, "neigh", vx.name, "neigh_wrong_mac",
+            self.fail(host, "neigh", vx.name, Reason.NEIGH_WRONG_MAC,
                       f"neighbour {nexthop} → {mac}, but {who} {true_mac}",
                       evidence=ev, ip=nexthop, mac=mac, expected=true_mac, permanent="PERMANENT" in entry.state,
                       owners=[f"{owner.host}/{owner.link}" if owner else f"{annotated.name}/flannel.1"],
@@ -413,12 +414,12 @@ class Walk:
             mac = true_mac  # go on as flannel meant, to find what else is wrong
         else:
             self.hop(host, "neigh", vx.name, detail=f"{nexthop} is {mac} ({'/'.join(entry.state)})",
-                     evidence=ev, ip=nexthop, mac=mac)
+                     evidence=ev, facts=NeighFacts, ip=nexthop, mac=mac)
         remote = self.vxlan_remote(host, vx, mac, true_mac)
         outer = Pkt(src=vx.vxlan.local or "", dst=remote, proto="udp", sport=None, dport=vx.vxlan.port,
                     size=pkt.size + VXLAN_OVERHEAD, inner=pkt, inner_mac=mac, vni=vx.vxlan.vni)
         self.hop(host, "encap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} to {remote}:{vx.vxlan.port}",
-                 remote=remote, vni=vx.vxlan.vni)
+                 facts=EncapFacts, remote=remote, vni=vx.vxlan.vni)
         if not outer.src:
             outer.src = self.model.iface_addrs(host).get(vx.vxlan.dev or "", "")
         self.send(host, outer)
@@ -436,18 +437,19 @@ class Walk:
             default = [f for f in self.topo.fdb_entries(host, vx.name, "00:00:00:00:00:00") if f.dst]
             if default:
                 return default[0].dst
-            self.fail(host, "fdb", vx.name, "fdb_missing" if expected else "fdb_missing_unknown",
+            self.fail(host, "fdb", vx.name, Reason.FDB_MISSING if expected else Reason.FDB_MISSING_UNKNOWN,
                       f"no FDB entry for {mac} on {vx.name}: the kernel does not know which node to send to",
                       mac=mac, expected_dst=expected, vtep=vtep[0].name if vtep else None)
             return expected
         entry = entries[0]
         if expected and entry.dst != expected:
-            self.fail(host, "fdb", vx.name, "fdb_wrong_dst",
+            self.fail(host, "fdb", vx.name, Reason.FDB_WRONG_DST,
                       f"FDB sends {mac} to {entry.dst}, but that VTEP is {vtep[0].name} at {expected}",
                       evidence=[("fdb", entry.text())], mac=mac, dst=entry.dst, expected_dst=expected,
                       vtep=vtep[0].name)
             return expected
-        self.hop(host, "fdb", vx.name, detail=f"{mac} → {entry.dst}", evidence=[("fdb", entry.text())], dst=entry.dst)
+        self.hop(host, "fdb", vx.name, detail=f"{mac} → {entry.dst}", evidence=[("fdb", entry.text())],
+                 facts=FdbEntryFacts, dst=entry.dst)
         return entry.dst
 
     # -- receiving --------------------------------------------------------------------------
@@ -456,7 +458,7 @@ class Walk:
         self.hop(host, "ingress", dev, detail=f"{pkt.src} → {pkt.dst}")
         self.check_link(host, link, "ingress")
         if link.mtu and pkt.size > link.mtu and link.kind == "veth":
-            self.fail(host, "ingress", dev, "mtu_exceeded", f"{pkt.size}-byte frame exceeds {dev} MTU {link.mtu}; "
+            self.fail(host, "ingress", dev, Reason.MTU_EXCEEDED, f"{pkt.size}-byte frame exceeds {dev} MTU {link.mtu}; "
                       "the veth drops it", evidence=[("link", link_text(link))], size=pkt.size, mtu=link.mtu)
             pkt.size = link.mtu
             if pkt.inner is not None:
@@ -464,7 +466,7 @@ class Walk:
         if link.master:
             bridge = host.link(link.master)
             if bridge is None:
-                self.fail(host, "bridge", dev, "link_missing", f"{dev} is enslaved to missing {link.master}")
+                self.fail(host, "bridge", dev, Reason.LINK_MISSING, f"{dev} is enslaved to missing {link.master}")
             if mac and mac == bridge.mac:
                 self.check_link(host, bridge, "ingress")
                 self.l3_receive(host, bridge, pkt)
@@ -473,7 +475,7 @@ class Walk:
             return
         if mac and link.mac and mac not in (link.mac, BROADCAST):
             owners = [f"{p.host}/{p.link}" for p in self.topo.macs.get(mac, [])]
-            self.fail(host, "ingress", dev, "mac_mismatch",
+            self.fail(host, "ingress", dev, Reason.MAC_MISMATCH,
                       f"frame for {mac} arrives at {dev} ({link.mac}); the kernel drops it as PACKET_OTHERHOST",
                       mac=mac, dev_mac=link.mac, owners=owners)
         self.l3_receive(host, link, pkt)
@@ -496,7 +498,7 @@ class Walk:
         self.check_forwarding(host, link)
         pkt = dataclasses.replace(pkt, ttl=pkt.ttl - 1)
         if pkt.ttl <= 0:
-            self.fail(host, "forward", link.name, "ttl_exceeded", "TTL exceeded: the routes loop")
+            self.fail(host, "forward", link.name, Reason.TTL_EXCEEDED, "TTL exceeded: the routes loop")
         pkt = self.netfilter(host, "forward", pkt, link.name, dec.route.dev)
         if self.direction == "reply":
             pkt = self.undo_nat(host, pkt, "dnat", "forward")
@@ -515,7 +517,7 @@ class Walk:
             ev.append(("route", back.route.text()))
         if back.drops or (mode == 1 and back.route.dev != link.name):
             why = "no route back" if back.drops else f"the route back to {pkt.src} leaves by {back.route.dev}"
-            self.fail(host, "ingress", link.name, "rp_filter",
+            self.fail(host, "ingress", link.name, Reason.RP_FILTER,
                       f"reverse-path filter ({'strict' if mode == 1 else 'loose'}) drops {pkt.src} arriving on "
                       f"{link.name}: {why}", evidence=ev, mode=mode, back_dev=back.route.dev if back.route else None)
 
@@ -524,7 +526,7 @@ class Walk:
         dev = host.sysctl(f"net.ipv4.conf.{link.name}.forwarding")
         if glob == "0" or dev == "0":
             key, val = ("net.ipv4.ip_forward", glob) if glob == "0" else (f"net.ipv4.conf.{link.name}.forwarding", dev)
-            self.fail(host, "forward", link.name, "forwarding_off", f"forwarding is disabled ({key} = {val})",
+            self.fail(host, "forward", link.name, Reason.FORWARDING_OFF, f"forwarding is disabled ({key} = {val})",
                       evidence=[("sysctl", f"{key} = {val}")], key=key)
 
     def local_deliver(self, host: Host, dev: str, pkt: Pkt) -> None:
@@ -533,7 +535,7 @@ class Walk:
             return
         expected = self.dst_host if self.direction == "request" else self.src_host
         if expected and host.name != expected:
-            self.fail(host, "deliver", dev, "wrong_host", f"{pkt.dst} is delivered to {host.name}, not {expected}: "
+            self.fail(host, "deliver", dev, Reason.WRONG_HOST, f"{pkt.dst} is delivered to {host.name}, not {expected}: "
                       f"another interface answers for {pkt.dst}", expected=expected, ip=pkt.dst,
                       owners=[f"{p.host}/{p.link}" for p in self.topo.owners.get(pkt.dst, [])])
         if pkt.proto in ("tcp", "udp") and self.direction == "request":
@@ -553,12 +555,12 @@ class Walk:
     def decap(self, host: Host, outer: Pkt) -> None:
         vx = self.vxlan_for(host, outer)
         if vx is None:
-            self.fail(host, "decap", None, "no_vxlan_receiver",
+            self.fail(host, "decap", None, Reason.NO_VXLAN_RECEIVER,
                       f"nothing receives VXLAN VNI {outer.vni} on UDP {outer.dport} at {outer.dst}",
                       vni=outer.vni, port=outer.dport)
         self.hop(host, "decap", vx.name, detail=f"VXLAN VNI {vx.vxlan.vni} from {outer.src}")
         if outer.inner_mac and vx.mac and outer.inner_mac != vx.mac:
-            self.fail(host, "decap", vx.name, "mac_mismatch",
+            self.fail(host, "decap", vx.name, Reason.MAC_MISMATCH,
                       f"inner frame is for {outer.inner_mac}, but {vx.name} here is {vx.mac}: dropped as PACKET_OTHERHOST",
                       mac=outer.inner_mac, dev_mac=vx.mac, owners=[])
         self.receive(host, vx.name, outer.inner, vx.mac)
@@ -569,7 +571,7 @@ class Walk:
         for l in host.listeners:
             if l.proto == pkt.proto and l.port == pkt.dport and l.address in ("0.0.0.0", "::", pkt.dst):
                 return
-        self.fail(host, "deliver", None, "no_listener", f"nothing listens on {pkt.proto} {pkt.dst}:{pkt.dport}",
+        self.fail(host, "deliver", None, Reason.NO_LISTENER, f"nothing listens on {pkt.proto} {pkt.dst}:{pkt.dport}",
                   proto=pkt.proto, port=pkt.dport,
                   listening=[f"{l.proto} {l.address}:{l.port}" for l in host.listeners])
 
@@ -622,7 +624,7 @@ class Walk:
         """`inner` reaching `node` over VXLAN from `remote` (modelled); False when nothing here receives VXLAN."""
         vx = next(iter(self.topo.vxlan_devices(node)), None)
         if vx is None or not remote.underlay_ip:
-            self.hop(node, "arrive", None, status=FAIL, reason="no_vxlan_receiver",
+            self.hop(node, "arrive", None, status=FAIL, reason=Reason.NO_VXLAN_RECEIVER,
                      detail=f"{node.name} has no VXLAN device: nothing receives {remote.name}'s pods' traffic")
             return False
         dev = vx.vxlan.dev or next((r.dev for r in node.routes if r.dst == "default"), None) or "eth0"
@@ -631,7 +633,7 @@ class Walk:
                     size=inner.size + VXLAN_OVERHEAD, inner=inner, inner_mac=vx.mac, vni=vx.vxlan.vni)
         self.hop(node, "arrive", dev, detail=f"from {remote.name} ({remote.underlay_ip}): VXLAN VNI {vx.vxlan.vni} "
                  f"{inner.src} → {inner.dst}, modelled (what happens on {remote.name} is not observed)",
-                 remote=remote.name)
+                 facts=RemoteNode, remote=remote.name)
         link = node.link(dev)
         try:
             self.receive(node, dev, outer, link.mac if link else None)
@@ -707,26 +709,23 @@ def link_text(link: Link) -> str:
 
 
 def outcome(path: Path, src_host: str) -> str:
+    """The path's outcome, from its first failure's row in REASONS (or from where it ended)."""
     fails = [h for h in path.hops if h.status == FAIL]
-    if any(h.reason == "wrong_host" for h in fails):
-        return "misdelivered"  # a duplicate address upstream is why, not a drop
-    first = next((h for h in fails if h.reason != "neigh_conflict"), None)
+    over = next((h for h in fails if h.reason is not None and h.reason.spec.overrides), None)
+    if over is not None:
+        return over.reason.spec.outcome
+    first = next((h for h in fails if h.reason is None or h.reason.spec.outcome is not None), None)
+    left = any(h.reason == Reason.LEFT_NODE for h in path.hops)
     if first is None:
-        if any(h.point == "deliver" for h in path.hops) and not any(h.reason == "left_node" for h in path.hops):
-            return "delivered"
-        # it left this node for one the snapshot does not hold: fine so far, the rest unseen
-        return "unobserved" if any(h.reason == "left_node" for h in path.hops) else "lost"
-    if first.reason in ("nf_reject", "no_listener", "ipvs_no_service", "ipvs_no_dest", "ipvs_wrong_port"):
-        return "rejected"
-    if first.reason in ("mac_mismatch", "wrong_host"):
-        return "misdelivered"
-    if first.reason in ("leaves_snapshot", "ipvs_vip_not_local"):
-        return "lost"
-    if first.host == src_host and first.direction == "request" and first.reason in (
-            "no_route", "route_unreachable", "route_prohibit", "route_blackhole", "link_down", "neigh_unresolved",
-            "mtu_exceeded", "nf_drop", "nf_reject"):
-        return "unsent"
-    return "dropped"
+        if left:  # it left this node for one the snapshot does not hold: fine so far, the rest unseen
+            return UNOBSERVED
+        return DELIVERED if any(h.point == "deliver" for h in path.hops) else LOST
+    spec = first.reason.spec if first.reason is not None else None
+    if spec is None:
+        return DROPPED
+    if spec.outcome == DROPPED and spec.unsent_at_source and first.host == src_host and first.direction == "request":
+        return UNSENT
+    return spec.outcome
 
 
 class Model:

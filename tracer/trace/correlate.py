@@ -12,16 +12,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..model.path import SEGMENTS
+from ..model.segments import assign_observed
+from ..checks.base import INTERNAL, json_fields, ns_cmd
+from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
+from ..model.reasons import Reason
 from ..netns import netns_path, probe_netns
+from .explain import StopPoint, evidence_of, explain
 from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
-# a finding's cause → the evidence kind its object is
-EVIDENCE_KIND = {"pod_route": "route", "host_route": "route", "iptables": "rule", "dns": "rule", "ipvs": "ipvs",
-                 "ip_conflict": "addr", "link_down": "link", "arp": "neigh", "fdb": "fdb", "ip_forward": "sysctl",
-                 "rp_filter": "sysctl", "mtu": "link", "bridge_port": "link", "no_listener": "listener",
-                 "tc": "program"}
-NETFILTER_CAUSES = ("iptables", "dns", "ipvs")
 HOP_KINDS = {"tc": 0, "netif_receive_skb": 1, "net_dev_start_xmit": 1}  # preference when both saw a hop
 
 
@@ -61,6 +59,9 @@ class Verdict:
     fix: str | None = None
     message: str = ""
     errno: str | None = None  # unsent: the send error
+    # what the CLI and the kernel's word decide on, typed rather than read back from the text above
+    hand_check: bool = field(default=False, metadata=INTERNAL)  # the fix says how to check by hand
+    no_answer_expected: bool = field(default=False, metadata=INTERNAL)  # UDP: reaching the destination is delivery
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Trace:
         return self.verdict.status == "delivered"
 
     def to_dict(self) -> dict:
-        return {"src": self.src, "dst": self.dst, "flow": self.flow, "verdict": dataclasses.asdict(self.verdict),
+        return {"src": self.src, "dst": self.dst, "flow": self.flow, "verdict": json_fields(self.verdict),
                 "hops": [dataclasses.asdict(h) for h in self.hops], "expected_outcome": self.expected_outcome,
                 "lost_events": self.lost_events, "timings": self.timings, "attach_errors": self.attach_errors,
                 "inject": self.inject, "service": self.service}
@@ -273,120 +274,6 @@ def kernel_hops(events, where: Where, t0: int, src_host=None, dst_host=None, sen
     return out
 
 
-def assign_segments(hops: list[ObservedHop], bundle, src_host, dst_host) -> None:
-    inv = getattr(bundle, "inventory", None)
-    underlay = {n.name: n.underlay_dev for n in (inv.nodes if inv else [])}
-    pods = {p.name: p for p in (inv.pods if inv else [])}
-    src_node = src_host.node if src_host else None
-    dst_node = dst_host.node if dst_host else None
-    dst_veth = pods[dst_host.name].host_veth if dst_host and dst_host.name in pods else None
-    for h in hops:
-        if h.direction == "reply":
-            h.segment = SEGMENTS[3]
-        elif h.probe == "netfilter" and h.inner:  # the VXLAN packet itself: host to host
-            h.segment = SEGMENTS[1]
-        elif src_host and h.host == src_host.name:
-            h.segment = SEGMENTS[0]
-        elif dst_host and h.host == dst_host.name:
-            h.segment = SEGMENTS[2]
-        elif h.location == "host" and h.node == src_node:
-            if h.device == underlay.get(h.node, "eth0"):
-                h.segment = SEGMENTS[1]
-            elif src_node == dst_node and (h.device == dst_veth or (h.point == "egress" and h.device == "cni0")):
-                h.segment = SEGMENTS[2]
-            else:
-                h.segment = SEGMENTS[0]
-        elif h.location == "host" and h.node == dst_node:
-            h.segment = SEGMENTS[1] if h.device == underlay.get(h.node, "eth0") else SEGMENTS[2]
-        else:
-            h.segment = SEGMENTS[1]
-
-
-def _evidence(f) -> list[dict]:
-    ev = [dataclasses.asdict(e) for e in (f.evidence or [])]
-    if not ev and f.object:
-        ev = [{"kind": EVIDENCE_KIND.get(f.cause, "object"), "node": f.node, "location": f.location,
-               "object": f.object}]
-    return ev
-
-
-# What the kernel's drop reason (or the freeing function) says about the cause: findings of these
-# causes explain such a drop better than others found at the same place.
-REASON_CAUSES = {
-    "IP_RPFILTER": ("rp_filter",),
-    "NEIGH_FAILED": ("arp", "link_down"),
-    "NO_TX_TARGET": ("fdb", "arp"),
-    "IP_INADDRERRORS": ("ip_forward", "host_route"),
-    "IP_NOPROTO": ("host_route",),
-    "NO_SOCKET": ("no_listener", "dns", "link_down"),
-    "OTHERHOST": ("link_down", "bridge_port", "ip_conflict", "arp", "fdb"),
-    "NETFILTER_DROP": NETFILTER_CAUSES,
-    "PKT_TOO_SMALL": ("mtu",),
-    "FRAG_REASM_TIMEOUT": ("mtu",),
-    "TC_INGRESS": ("tc",),
-    "TC_EGRESS": ("tc",),
-    "XDP": ("tc",),
-}
-# Warnings that still explain a drop when the kernel's reason points at them: a foreign tc program
-# is only a warning in diagnose (it may well let the packet pass), but TC_EGRESS says it did not.
-REASON_WARNINGS = ("tc",)
-LOCATION_CAUSES = {"__dev_forward_skb": ("mtu", "link_down"), "ip_fragment": ("mtu",),
-                   "ip_forward": ("mtu", "ip_forward"),
-                   # an XDP_DROP frees the skb as NOT_SPECIFIED here (generic XDP, veth's native XDP)
-                   "do_xdp_generic": ("tc",), "veth_xdp_rcv": ("tc",)}
-# A broken link explains the missing FDB/ARP entries and flooding it causes downstream.
-ROOT_FIRST = ("link_down", "bridge_port", "ip_conflict")
-
-
-def preferred_causes(drop_reason: str | None, drop_location: str | None, hook: str | None) -> tuple:
-    if hook is not None:
-        return NETFILTER_CAUSES
-    prefs = REASON_CAUSES.get(drop_reason or "", ())
-    fn = (drop_location or "").split("+")[0]
-    for prefix, causes in LOCATION_CAUSES.items():
-        if fn.startswith(prefix):
-            prefs = causes + prefs
-    return prefs
-
-
-def pick_finding(findings, *, node, location, device, drop_reason=None, status=None, hook=None,
-                 drop_location=None, peers=()):
-    """The diagnose finding that explains the observed stop point, or None.
-
-    Tiers, first hit wins: the stop point's namespace; the same node (the packet vanished after
-    the last hop seen); the namespaces at the far end of the stop device (a veth refusing to
-    forward is the receiver's MTU). Within a tier, causes the kernel's drop reason points at first,
-    then root causes, then diagnose's order (errors first, in path order)."""
-    prefs = preferred_causes(drop_reason, drop_location, hook)
-    errs = [f for f in findings if f.severity == "error" or (f.cause in prefs and f.cause in REASON_WARNINGS
-                                                             and f.severity == "warning")] or \
-        [f for f in findings if not (f.cause in REASON_WARNINGS and f.severity == "info")]  # "may be elsewhere"
-
-    def best(cands):
-        if not cands:
-            return None
-        def rank(ix_f):
-            i, f = ix_f
-            return (prefs.index(f.cause) if f.cause in prefs else len(prefs),
-                    0 if f.cause in ROOT_FIRST else 1,
-                    0 if (hook and f.hook == hook) or (device and f.device == device) else 1, i)
-        return min(enumerate(cands), key=rank)[1]
-
-    tiers = [[f for f in errs if f.node == node and f.location == location]]
-    if drop_reason == "NETFILTER_DROP" or hook is not None:
-        tiers.append([f for f in errs if f.cause in NETFILTER_CAUSES and f.node == node])
-    if status == "lost" or drop_reason not in (None, "NETFILTER_DROP"):
-        tiers.append([f for f in errs if f.node == node])
-    tiers.append([f for f in errs if (f.node, f.location) in peers])
-    for cands in tiers:
-        if drop_reason == "NETFILTER_DROP" or hook is not None:
-            nf = [f for f in cands if f.cause in NETFILTER_CAUSES]
-            if nf:
-                return best(nf)
-        f = best(cands)
-        if f is not None:
-            return f
-    return None
 
 
 def peer_places(bundle, host_name: str | None, device: str | None) -> list[tuple]:
@@ -447,7 +334,44 @@ def reached_pod(hops, bundle, src_host):
     return None
 
 
-def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: str) -> Trace:
+@dataclass
+class Observation:
+    """What the probes saw, placed in the snapshot: the observe stage's output."""
+
+    where: Where
+    events: list  # of this snapshot's namespaces (and, for TCP, of the first SYN and its answer only)
+    passes: list  # hooks.HookPass: each pass through a netfilter hook
+    hops: list[ObservedHop]
+    drops: list  # kfree_skb events, in time order
+    t0: int  # the time base of every hop
+    svc: object | None  # service.ServiceHop when the flow went to a Service
+    src_host: object | None
+    dst_host: object | None  # for a Service or an IP: the endpoint DNAT chose, or the pod reached
+    flow: dict
+
+
+@dataclass
+class Judgement:
+    """The verdict stage's output: what happened, where it stopped, and the question for explain."""
+
+    verdict: Verdict
+    hops: list[ObservedHop]  # the observed hops, with the drop point when there was one
+    stop: StopPoint | None = None  # None: nothing to explain (delivered)
+    fallback: tuple | None = None  # (cause, message tail, fix) when no finding explains it
+
+
+@dataclass
+class Explanation:
+    """The explain stage's output: the finding behind the verdict, and what it changes."""
+
+    finding: object | None
+    status: str
+    place: tuple | None = None  # (node, location, device) where the fix applies, when not the stop point
+    notes: list[str] = field(default_factory=list)  # message sentences, in order
+    stale_conntrack: bool = False  # the Service's endpoint came from a stale conntrack entry
+
+
+def observe(session, bundle, diagnosis, src_host, dst_host) -> Observation:
     from .service import service_hop
 
     where = Where(bundle)
@@ -467,174 +391,207 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     if dst_host is None or dst_host.kind != "pod":  # a Service: the endpoint DNAT chose; an IP: the pod reached
         chosen = bundle.host(svc.endpoint_pod) if svc is not None and svc.endpoint_pod else None
         dst_host = chosen or reached_pod(hops, bundle, src_host) or dst_host
-    assign_segments(hops, bundle, src_host, dst_host)
+    assign_observed(hops, bundle, src_host, dst_host)
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
     if inj.sport:
         flow["sport"] = inj.sport
     if inj.icmp_id:
         flow["icmp_id"] = inj.icmp_id
-    t0 = min((e.ts_ns for e in events), default=0)  # the time base of every hop (observed_hops' too)
-    findings = diagnosis.findings
-    src_node, src_loc = Where.node_loc(src_host)
-    v: Verdict
+    return Observation(where=where, events=events, passes=passes, hops=hops,
+                       drops=sorted([e for e in events if e.kind == "kfree_skb"], key=lambda e: e.ts_ns),
+                       t0=min((e.ts_ns for e in events), default=0), svc=svc, src_host=src_host, dst_host=dst_host,
+                       flow=flow)
 
-    drops = sorted([e for e in events if e.kind == "kfree_skb"], key=lambda e: e.ts_ns)
+
+def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
+    """The verdict from the kernel's events alone: delivered, dropped (where, by what reason),
+    rejected, misdelivered, lost or unsent; and where to look for the finding that explains it."""
+    where, hops, drops, flow, inj = obs.where, list(obs.hops), obs.drops, obs.flow, session.inject
+    src_host, dst_host, t0 = obs.src_host, obs.dst_host, obs.t0
+    src_node, src_loc = Where.node_loc(src_host)
     src_name, dst_name = (src_host.name if src_host else None), (dst_host.name if dst_host else None)
     if inj.unsent:
         v = Verdict("unsent", node=src_node, location=src_loc, device="eth0", errno=inj.error)
         d = next(iter(drops), None)
         if d is not None:
             v.drop_reason, v.drop_location = d.drop_reason, d.location_sym
-        f = pick_finding(findings, node=src_node, location=src_loc, device=None, drop_reason=v.drop_reason)
         v.message = f"the source could not send: {inj.error} ({inj.message})"
-    elif session.answered and not _answer_dropped_at_source(drops, inj, where, src_host):
+        return Judgement(v, hops, StopPoint(src_node, src_loc, None, drop_reason=v.drop_reason))
+    if session.answered and not _answer_dropped_at_source(drops, inj, where, src_host):
         v = Verdict("delivered")
-        f = None
-        dst_name = dst_host.name if dst_host else None
         answerer = where.hosts.get(first_reply_host(hops) or "")
-        wrong = (answerer is not None and answerer.kind == "pod" and dst_host is not None
-                 and dst_host.kind == "pod" and answerer.name != dst_name)
-        if wrong:  # another namespace answered in the destination's name
+        if (answerer is not None and answerer.kind == "pod" and dst_host is not None and dst_host.kind == "pod"
+                and answerer.name != dst_name):  # another namespace answered in the destination's name
             v.status = "misdelivered"
             v.node, v.location = Where.node_loc(answerer)
             v.device = "eth0"
             v.stopped_at = f"{v.node}/{v.location}"
-            f = pick_finding(findings, node=v.node, location=v.location, device="eth0", drop_reason="OTHERHOST")
             v.message = f"{answerer.name} answered in place of {dst}"
-        elif inj.proto == "tcp" and inj.answer == "refused":
+            return Judgement(v, hops, StopPoint(v.node, v.location, "eth0", drop_reason="OTHERHOST"))
+        if inj.proto == "tcp" and inj.answer == "refused":
             v.status = "rejected"
             if answerer is not None:
                 v.node, v.location = Where.node_loc(answerer)
             elif hops:
                 v.node, v.location = hops[-1].node, hops[-1].location
             from_dst = answerer is not None and answerer.name == dst_name
-            f = pick_finding(findings, node=v.node, location=v.location, device=None)
             v.message = f"{'the destination' if from_dst else f'{v.node}/{v.location}'} answered with a TCP RST"
-            if f is None and from_dst:
-                v.cause = "no_listener"
-                v.message += f": nothing listens on port {flow.get('dport')}"
-                v.fix = f"start the server on port {flow.get('dport')} in {dst}, or check the Service's targetPort"
-        else:
-            v.message = "the answer came back to the source"
-    elif inj.proto == "udp" and not session.expect_reply and not drops and dst_host is not None and any(
+            fallback = (Cause.NO_LISTENER, f": nothing listens on port {flow.get('dport')}",
+                        f"start the server on port {flow.get('dport')} in {dst}, or check the Service's targetPort") \
+                if from_dst else None
+            return Judgement(v, hops, StopPoint(v.node, v.location, None), fallback)
+        v.message = "the answer came back to the source"
+        return Judgement(v, hops)
+    if inj.proto == "udp" and not session.expect_reply and not drops and dst_host is not None and any(
             h.direction == "request" and h.point == "ingress" and h.host == dst_host.name for h in hops):
-        v = Verdict("delivered", message=f"the datagram reached {dst} (udp: no answer is required)")
-        f = None
+        return Judgement(Verdict("delivered", message=f"the datagram reached {dst} (udp: no answer is required)",
+                                 no_answer_expected=True), hops)
+    reached = {h.host for h in hops if h.direction == "request" and h.point == "ingress"}
+    if dst_host is not None and dst_host.name in reached:
+        # a bridge that forgot the destination's MAC floods: the copies other pods drop as
+        # OTHERHOST are not what happened to the packet that arrived
+        drops = [d for d in drops if d.drop_reason != "OTHERHOST"
+                 or getattr(where.host(d.netns), "name", None) == dst_host.name]
+    relevant = [d for d in drops if "reply" not in d.flags] or drops
+    if relevant:
+        return _dropped(relevant[0], obs, hops, bundle, src_name, dst_name, dst)
+    packet_hops = [x for x in hops if x.probe in PACKET_PROBES]  # not route/neighbour decisions
+    last = packet_hops[-1] if packet_hops else None
+    v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
+                device=last.device if last else "eth0", direction=last.direction if last else "request")
+    stop = StopPoint(v.node, v.location, v.device, status="lost")
+    v.stopped_at = f"{last.node}/{last.location} {last.device or ''}".strip() if last else None
+    seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
+                                                   else f"{last.device} {last.point}")) if last else None
+    v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
+    left = next((h for p in diagnosis.paths[:1] for h in p.hops if h.reason == Reason.LEFT_NODE), None)
+    if left is not None and last is not None and last.direction == "request" and last.node == left.node \
+            and last.location == "host" and last.device == left.device:
+        remote = left.payload.remote
+        v.location = f"left {left.node}"
+        v.message = (f"it left {left.node} on {left.device} for {remote}; {remote} was not observed "
+                     f"(run podpath on {remote} too, or trace through the per-node agents)")
+    return Judgement(v, hops, stop)
+
+
+def _dropped(d, obs: Observation, hops, bundle, src_name, dst_name, dst: str) -> Judgement:
+    """A kfree_skb of the test packet: where, in which hook and base chain, and by what reason."""
+    where, t0 = obs.where, obs.t0
+    h = where.host(d.netns)
+    req_hops = [x for x in hops if x.time <= d.ts_ns - t0 and x.probe in PACKET_PROBES]
+    last = req_hops[-1] if req_hops else (hops[-1] if hops else None)
+    dev = where.device(d.netns, d.ifindex)
+    if h is None and last is not None:
+        node, loc, host_name = last.node, last.location, last.host
     else:
-        reached = {h.host for h in hops if h.direction == "request" and h.point == "ingress"}
-        if dst_host is not None and dst_host.name in reached:
-            # a bridge that forgot the destination's MAC floods: the copies other pods drop as
-            # OTHERHOST are not what happened to the packet that arrived
-            drops = [d for d in drops if d.drop_reason != "OTHERHOST"
-                     or getattr(where.host(d.netns), "name", None) == dst_host.name]
-        relevant = [d for d in drops if "reply" not in d.flags] or drops
-        if relevant:
-            d = relevant[0]
-            h = where.host(d.netns)
-            req_hops = [x for x in hops if x.time <= d.ts_ns - t0 and x.probe in PACKET_PROBES]
-            last = req_hops[-1] if req_hops else (hops[-1] if hops else None)
-            dev = where.device(d.netns, d.ifindex)
-            if h is None and last is not None:
-                node, loc, host_name = last.node, last.location, last.host
-            else:
-                node, loc = Where.node_loc(h)
-                host_name = h.name if h else None
-            if dev is None and last is not None and last.host == host_name:
-                dev = last.device
-            v = Verdict("dropped", node=node, location=loc, device=dev, drop_reason=d.drop_reason,
-                        drop_location=d.location_sym)
-            taken = pass_before(passes, d)
-            detail = None
-            chains, links = [], []
-            if taken is not None:  # the kernel's own word on the hook, and the brackets' on the table
-                v.hook = taken.hook
-                lo, hi = taken.stopped_between()
-                chains = chains_in_gap(h, taken.hook, lo, hi) if h is not None else []
-                links = nf_links_in_gap(h, taken.hook, lo, hi)
-                v.table = ", ".join(chains + [f"BPF netfilter link {a.link_id} ({a.name}, priority {a.priority})"
-                                              for a in links]) or f"a base chain between priorities {lo} and {hi}"
-                detail = f"taken in {taken.hook} by {v.table}"
-            hops.append(ObservedHop(node=node, location=loc, device=dev, point="drop",
-                                    direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
-                                    host=host_name, probe="kfree_skb", segment=last.segment if last else None,
-                                    detail=detail))
-            f = pick_finding(findings, node=node, location=loc, device=dev, drop_reason=d.drop_reason,
-                             status="dropped", hook=v.hook, drop_location=d.location_sym,
-                             peers=peer_places(bundle, host_name, dev))
-            if links and not chains:  # only a foreign program sits where the packet was taken
-                f = next((x for x in findings if x.cause == "tc" and x.object == links[0].text()), f)
-            v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
-            v.direction = "reply" if "reply" in d.flags else "request"
-            what = "the reply" if v.direction == "reply" else "it"
-            v.message = f"the kernel dropped {what} at {v.stopped_at}" + \
-                (f", {detail}" if detail else "") + f" ({d.drop_reason} in {d.location_sym or '?'})"
-            if h is not None and h.kind == "pod" and dst_host is not None and dst_host.kind == "pod" \
-                    and h.name not in (src_name, dst_name):
-                v.status = "misdelivered"  # it reached a pod it was not sent to
-                v.message = f"it reached {h.name}, not {dst}; " + v.message
-        else:
-            packet_hops = [x for x in hops if x.probe in PACKET_PROBES]  # not route/neighbour decisions
-            last = packet_hops[-1] if packet_hops else None
-            v = Verdict("lost", node=last.node if last else src_node, location=last.location if last else src_loc,
-                        device=last.device if last else "eth0", direction=last.direction if last else "request")
-            f = pick_finding(findings, node=v.node, location=v.location, device=v.device, status="lost")
-            v.stopped_at = f"{last.node}/{last.location} {last.device or ''}".strip() if last else None
-            seen_at = (f"{last.node}/{last.location} " + (f"in the {last.point} hook" if last.probe == "netfilter"
-                                                           else f"{last.device} {last.point}")) if last else None
-            v.message = "no drop event: last seen at " + (seen_at or "nothing (not sent?)")
-            left = next((h for p in diagnosis.paths[:1] for h in p.hops if h.reason == "left_node"), None)
-            if left is not None and last is not None and last.direction == "request" and last.node == left.node \
-                    and last.location == "host" and last.device == left.device:
-                remote = left.data.get("remote")
-                v.location = f"left {left.node}"
-                v.message = (f"it left {left.node} on {left.device} for {remote}; {remote} was not observed "
-                             f"(run podpath on {remote} too, or trace through the per-node agents)")
-        if f is not None and f.object and "REJECT" in f.object and v.status == "dropped":
-            v.status = "rejected"
-    if svc is not None and svc.endpoint and not svc.endpoint_pod and v.status in ("dropped", "lost"):
+        node, loc = Where.node_loc(h)
+        host_name = h.name if h else None
+    if dev is None and last is not None and last.host == host_name:
+        dev = last.device
+    v = Verdict("dropped", node=node, location=loc, device=dev, drop_reason=d.drop_reason,
+                drop_location=d.location_sym)
+    taken = pass_before(obs.passes, d)
+    detail = None
+    chains, links = [], []
+    if taken is not None:  # the kernel's own word on the hook, and the brackets' on the table
+        v.hook = taken.hook
+        lo, hi = taken.stopped_between()
+        chains = chains_in_gap(h, taken.hook, lo, hi) if h is not None else []
+        links = nf_links_in_gap(h, taken.hook, lo, hi)
+        v.table = ", ".join(chains + [f"BPF netfilter link {a.link_id} ({a.name}, priority {a.priority})"
+                                      for a in links]) or f"a base chain between priorities {lo} and {hi}"
+        detail = f"taken in {taken.hook} by {v.table}"
+    hops = hops + [ObservedHop(node=node, location=loc, device=dev, point="drop",
+                               direction="reply" if "reply" in d.flags else "request", time=d.ts_ns - t0,
+                               host=host_name, probe="kfree_skb", segment=last.segment if last else None,
+                               detail=detail)]
+    stop = StopPoint(node, loc, dev, drop_reason=d.drop_reason, status="dropped", hook=v.hook,
+                drop_location=d.location_sym, peers=peer_places(bundle, host_name, dev),
+                foreign_link=links[0].text() if links and not chains else None)
+    v.stopped_at = f"{node}/{loc}" + (f" {dev}" if dev else "")
+    v.direction = "reply" if "reply" in d.flags else "request"
+    what = "the reply" if v.direction == "reply" else "it"
+    v.message = f"the kernel dropped {what} at {v.stopped_at}" + \
+        (f", {detail}" if detail else "") + f" ({d.drop_reason} in {d.location_sym or '?'})"
+    dst_host = obs.dst_host
+    if h is not None and h.kind == "pod" and dst_host is not None and dst_host.kind == "pod" \
+            and h.name not in (src_name, dst_name):
+        v.status = "misdelivered"  # it reached a pod it was not sent to
+        v.message = f"it reached {h.name}, not {dst}; " + v.message
+    return Judgement(v, hops, stop)
+
+
+def explain_verdict(j: Judgement, obs: Observation, findings) -> Explanation:
+    """The finding that explains the verdict, preferring the root cause to its symptom; where the
+    fix applies when that is not the stop point (a stale DNAT, a node that sent it astray)."""
+    v = j.verdict
+    f = explain(j.stop, findings) if j.stop is not None else None
+    x = Explanation(finding=f, status=v.status)
+    if f is not None and f.rejects and x.status == "dropped":
+        x.status = "rejected"
+    svc, flow = obs.svc, obs.flow
+    if svc is not None and svc.endpoint and not svc.endpoint_pod and x.status in ("dropped", "lost"):
         # NAT sent it to an address nobody has: that rule or conntrack entry, not the far-away ARP failure
         ip = svc.endpoint.split(":")[0]
-        stale = next((x for x in findings if x.cause in ("iptables", "dns") and x.object.startswith(
-            f"{flow.get('proto')} src={flow.get('src')} ") and f"src={ip} " in x.object), None)
+        stale = next((g for g in findings if g.cause in (Cause.IPTABLES, Cause.DNS) and g.conntrack is not None
+                      and (g.conntrack.proto, g.conntrack.src, g.conntrack.reply_src) ==
+                      (flow.get("proto"), flow.get("src"), ip)), None)
+        x.stale_conntrack = stale is not None
+        stale = stale or next((g for g in findings if g.cause == Cause.IPTABLES and g.dnat_to == ip), None)
         if stale is not None:
-            svc.conntrack, svc.chain = True, []
-        stale = stale or next((x for x in findings if x.cause == "iptables" and "DNAT" in x.object and ip in x.object),
-                              None)
-        if stale is not None:
-            f = stale
-            who = "a stale conntrack entry" if svc.conntrack else "kube-proxy's DNAT"
-            v.message += f"; {who} at {svc.node} sent it to {svc.endpoint}, which no pod has"
-            v.node, v.location, v.device = stale.node, stale.location, None
-    if v.status in ("dropped", "lost", "misdelivered") and f is None:
+            x.finding = stale
+            who = "a stale conntrack entry" if x.stale_conntrack or svc.conntrack else "kube-proxy's DNAT"
+            x.notes.append(f"{who} at {svc.node} sent it to {svc.endpoint}, which no pod has")
+            x.place = (stale.node, stale.location, None)
+    f = x.finding
+    if x.status in ("dropped", "lost", "misdelivered") and f is None:
         # the packet left the expected path: blame the last place before the stop point that a
         # snapshot finding explains (a node that routed it the wrong way, a wrong FDB entry...)
         seen: list[tuple] = []
-        for h in reversed([h for h in hops if h.point != "drop" and h.direction == "request"]):
+        for h in reversed([h for h in j.hops if h.point != "drop" and h.direction == "request"]):
             if (h.node, h.location) in seen or (h.node, h.location) == (v.node, v.location):
                 continue
             seen.append((h.node, h.location))
-            f = pick_finding(findings, node=h.node, location=h.location, device=h.device)
+            f = explain(StopPoint(h.node, h.location, h.device), findings)
             if f is not None:  # it was sent where it should not go: the divergence is here
-                v.message += f"; it went astray at {h.node}/{h.location}"
-                if v.status == "dropped":
-                    v.status = "misdelivered"
-                    v.node, v.location, v.device = f.node, f.location, f.device or h.device
+                x.finding = f
+                x.notes.append(f"it went astray at {h.node}/{h.location}")
+                if x.status == "dropped":
+                    x.status = "misdelivered"
+                    x.place = (f.node, f.location, f.device or h.device)
                 break
-    if v.status == "misdelivered" and f is not None and (f.node, f.location) != (v.node, v.location) \
-            and f.cause in ROOT_FIRST:
-        v.node, v.location, v.device = f.node, f.location, f.device  # where the fix applies
+    at = x.place[:2] if x.place else (v.node, v.location)
+    if x.status == "misdelivered" and f is not None and (f.node, f.location) != at and f.cause in ROOT_FIRST:
+        x.place = (f.node, f.location, f.device)  # where the fix applies
+    return x
+
+
+def annotate(j: Judgement, x: Explanation, obs: Observation, diagnosis) -> Verdict:
+    """The verdict as printed: the finding's cause, evidence and fix, one message, the kernel's
+    decisions where it went wrong, and the hops' time base."""
+    v, f, hops, svc = j.verdict, x.finding, j.hops, obs.svc
+    v.status = x.status
+    if x.place is not None:
+        v.node, v.location, v.device = x.place
+    if x.stale_conntrack:
+        svc.conntrack, svc.chain = True, []
+    v.message += "".join(f"; {n}" for n in x.notes)
     if v.status != "delivered":
         if f is not None:
             v.cause = f.cause
-            v.evidence = _evidence(f)
+            v.evidence = evidence_of(f)
             v.fix = f.fix
+            v.hand_check = f.hand_check
             v.hook = v.hook or f.hook
             v.message += f"; {f.message}"
             if v.device is None:
                 v.device = f.device
-        elif v.cause is None:
-            v.cause = "unknown"
+        elif j.fallback is not None:
+            v.cause, tail, v.fix = j.fallback
+            v.message += tail
+        else:
+            v.cause = Cause.UNKNOWN
             if v.drop_reason:
                 v.message += f"; no snapshot object explains {v.drop_reason}"
     if v.status != "delivered":  # what the kernel decided where it went wrong
@@ -647,7 +604,18 @@ def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: 
     if svc is not None and v.status == "delivered" and svc.endpoint:
         v.message += f"; {svc.name} → {svc.endpoint_pod or svc.endpoint} ({svc.endpoint}), DNAT at " \
                      f"{svc.node} {svc.hook}"
-    return Trace(src=src, dst=dst, flow=flow, verdict=v, hops=hops, service=svc.to_dict() if svc else None,
+    return v
+
+
+def correlate(*, session, bundle, diagnosis, src_host, dst_host, src: str, dst: str) -> Trace:
+    """observe → judge → explain → annotate: each stage a function of the ones before."""
+    obs = observe(session, bundle, diagnosis, src_host, dst_host)
+    j = judge(obs, session, bundle, diagnosis, dst)
+    x = explain_verdict(j, obs, diagnosis.findings)
+    v = annotate(j, x, obs, diagnosis)
+    inj = session.inject
+    return Trace(src=src, dst=dst, flow=obs.flow, verdict=v, hops=j.hops,
+                 service=obs.svc.to_dict() if obs.svc else None,
                  expected_outcome=diagnosis.paths[0].outcome if diagnosis.paths else None,
                  lost_events=session.lost, timings=dict(session.timings), attach_errors=list(session.attach_errors),
                  inject=inj.to_dict())
@@ -663,7 +631,6 @@ def verdict_host(bundle, v: Verdict):
 def apply_counters(v: Verdict, before_host, after_host) -> None:
     """Join the rule counters' word with the verdict: confirm the model's rule, or name the rule the
     kernel really counted when the model predicted another one."""
-    from ..checks.base import ns_cmd
     from .counters import deltas
 
     found = deltas(before_host, after_host)
@@ -685,7 +652,8 @@ def apply_counters(v: Verdict, before_host, after_host) -> None:
         node, loc = v.node, v.location
         v.evidence = [{"kind": "rule", "node": node, "location": loc, "object": d.rule.text}] + v.evidence
         v.fix = ns_cmd(after_host, d.rule.command()) + "  # the rule that counted the test packet"
-        v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+        v.hand_check = False
+        v.cause = v.cause if v.cause in NETFILTER_CAUSES else Cause.IPTABLES
         v.message += (f"; the rule counters name {d.describe()}" +
                       (" (the snapshot's model predicted another rule)" if predicted else ""))
     else:
@@ -695,7 +663,6 @@ def apply_counters(v: Verdict, before_host, after_host) -> None:
 def apply_nftrace(v: Verdict, bundle, lines) -> None:
     """--nftrace: the decisive trace line in the verdict's namespace names the rule for certain;
     it replaces the model's and the counters' rule when they differ."""
-    from ..checks.base import ns_cmd
     from .nftrace import rule_for
 
     host = verdict_host(bundle, v)
@@ -719,18 +686,19 @@ def apply_nftrace(v: Verdict, bundle, lines) -> None:
         return
     v.evidence = [{"kind": "rule", "node": v.node, "location": v.location, "object": ref.text}] + v.evidence
     v.fix = ns_cmd(host, ref.command()) + "  # the rule nftrace saw drop the test packet"
-    v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+    v.hand_check = False
+    v.cause = v.cause if v.cause in NETFILTER_CAUSES else Cause.IPTABLES
     v.message += f"; nftrace: {ref.backend} {ref.table}/{ref.chain} rule {ref.number} dropped it: {ref.text}"
 
 
 def _fix_from_kernel(v: Verdict, host, ref, why: str) -> None:
     """The model could not evaluate the rule it blamed (an unsupported match), but the kernel says
     it took the packet: the fix is that rule's command, not 'check it by hand'."""
-    from ..checks.base import ns_cmd
-    if v.fix and "by hand" not in v.fix:
+    if v.fix and not v.hand_check:
         return
     v.fix = ns_cmd(host, ref.command()) + f"  # {why}"
-    v.cause = v.cause if v.cause in NETFILTER_CAUSES else "iptables"
+    v.hand_check = False
+    v.cause = v.cause if v.cause in NETFILTER_CAUSES else Cause.IPTABLES
 
 
 def trace_from_dict(d: dict) -> Trace:

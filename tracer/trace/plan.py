@@ -14,6 +14,7 @@ from ..bundle import Bundle
 from ..netns import probe_netns
 from ..errors import BundleError, UsageError
 from ..diagnose import EPHEMERAL_PORT
+from ..model.reasons import NeighFacts
 from .inject import InjectRequest, new_icmp_id
 from ..probes.events import MAX_NEIGH_ADDRS
 from .session import SessionRequest
@@ -95,7 +96,8 @@ def plan(bundle: Bundle, diagnosis, *, count: int = 1, timeout: float = 1.0) -> 
     if dst_host is not None and dst_host.kind == "pod":
         add(dst_host, "eth0")
     # the next hops the path resolves (and the destination itself): their neighbour events
-    nexthops = [h.data["ip"] for p in diagnosis.paths for h in p.hops if h.point == "neigh" and h.data.get("ip")]
+    nexthops = [h.payload.ip for p in diagnosis.paths for h in p.hops
+                if h.point == "neigh" and isinstance(h.payload, NeighFacts) and h.payload.ip]
     req = request_for(flow, src_host, dst_host, attach, count=count, timeout=timeout, neigh_addrs=nexthops + [flow.dst])
     req.nf_plan = nf_plan(bundle, attach, src_host, dst_host)
     return req, src_host, dst_host

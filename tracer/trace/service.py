@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..model.reasons import RuleTrail
+
 
 @dataclass
 class ServiceHop:
@@ -72,7 +74,7 @@ def service_hop(diagnosis, bundle, passes, where) -> ServiceHop | None:
     if chosen is not None and not hop.conntrack:
         nat = next((x for x in chosen.hops if x.point == "netfilter" and "DNAT" in (x.detail or "")), None)
         if nat is not None:
-            hop.chain = [f"{r['table']}/{r['chain']} rule {r['number']}: {r['text']}" for r in nat.data.get("rules", [])]
+            hop.chain = [f"{r['table']}/{r['chain']} rule {r['number']}: {r['text']}" for r in (nat.payload.rules if isinstance(nat.payload, RuleTrail) else [])]
     back = reverse_nat_of(passes, flow.dst)
     if back is not None:
         bh = where.host(back.netns)

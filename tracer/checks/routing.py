@@ -22,9 +22,16 @@ def down_link_with_address(host: Host):
     return None
 
 
-def expected_pod_routes(host: Host) -> list[Route]:
+def expected_pod_routes(ctx: Context, host: Host) -> list[Route]:
+    """flannel's CNI gives a pod `default via <gw>` and a route for the cluster CIDR via <gw>; the
+    CIDR is the cluster's (the API's flannel ConfigMap, the lab's inventory), else flannel's default."""
     gw = pod_gateway(host)
-    return [Route(dst="default", gateway=gw, dev="eth0"), Route(dst="10.244.0.0/16", gateway=gw, dev="eth0")] if gw else []
+    inv = ctx.bundle.inventory
+    cidr = (inv.cluster_cidr if inv and inv.cluster_cidr else None) or DEFAULT_CLUSTER_CIDR
+    return [Route(dst="default", gateway=gw, dev="eth0"), Route(dst=cidr, gateway=gw, dev="eth0")] if gw else []
+
+
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"  # flannel's own default Network, when nothing says otherwise
 
 
 def pod_route(ctx: Context) -> list[Finding]:
@@ -36,7 +43,7 @@ def pod_route(ctx: Context) -> list[Finding]:
         if not has(host, "routes"):
             out.append(not_checked(ctx, host, Cause.POD_ROUTE, "routes", f"its route to {hop.payload.dst}"))
             continue
-        want = expected_pod_routes(host)
+        want = expected_pod_routes(ctx, host)
         obj = want[0].text() if want else f"route to {hop.payload.dst}"
         fix = " && ".join(ip_cmd(host, f"route replace {r.text()}") for r in want) or \
             f"add a route to {hop.payload.dst} in {host.name}"
@@ -54,7 +61,7 @@ def pod_route(ctx: Context) -> list[Finding]:
                 continue
             dec = lookup(host, ip)
             if dec.route is None or dec.drops or dec.route.dev != "eth0" or dec.route.gateway != gw:
-                want = expected_pod_routes(host)[0]
+                want = expected_pod_routes(ctx, host)[0]
                 got = dec.route.text() if dec.route else "no route"
                 out.append(for_host(ctx, host, Cause.POD_ROUTE, want.text(),
                                     f"{host.name} routes {ip} ({other.name}) by `{got}`, not via its gateway {gw}",

@@ -107,7 +107,7 @@ class Lab:
 
         from ..netns import netns_path
         from ..sources.discovery import discover
-        from ..trace.nftrace import owner_pid, podpath_tables
+        from ..probes.nftables import owner_pid, podpath_tables
         from .topology import NODES
 
         out = []

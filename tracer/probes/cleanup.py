@@ -91,7 +91,7 @@ def sweep_node(namespaces: list[str | None] | None = None) -> SweepReport:
         except Exception as e:  # a namespace that vanished meanwhile
             report.errors.append(f"{ns}: {e}")
         if ns is not None:
-            from ..trace.nftrace import sweep_tables
+            from .nftables import sweep_tables
             try:
                 report.tables_removed += [f"{ns}/{t}" for t in sweep_tables(ns)]
             except (OSError, subprocess.SubprocessError) as e:  # no nft binary

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from ..errors import BundleError
 from ..netns import netns_path
 
-TABLE_PREFIX = "podpath_nftrace_"
+from ..probes.nftables import TABLE_PREFIX, nft_cmd, owner_pid, podpath_tables, sweep_tables  # noqa: F401
 LINE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) "
                   r"(?P<kind>packet|rule|verdict|policy|unknown)(?::)? ?(?P<text>.*?)\s*$")
 HANDLE = re.compile(r"# handle (\d+)")
@@ -75,50 +75,6 @@ def _match(src: str, dst: str, proto: str | None) -> list[str]:
             f"ip saddr {dst} ip daddr {src}{l4} meta nftrace set 1"]
 
 
-def _nft(netns: str, script: str | None = None, *args: str) -> subprocess.CompletedProcess:
-    cmd = ["nsenter", f"--net={netns_path(netns)}", "nft", *args] + (["-f", "-"] if script is not None else [])
-    return subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=10)
-
-
-def owner_pid(table: str) -> int | None:
-    """The pid in a table's name (podpath_nftrace_<pid>_<hex>); None for an older name without one."""
-    m = re.fullmatch(re.escape(TABLE_PREFIX) + r"(\d+)_[0-9a-f]+", table)
-    return int(m.group(1)) if m else None
-
-
-def owner_alive(table: str) -> bool | None:
-    pid = owner_pid(table)
-    return None if pid is None else os.path.exists(f"/proc/{pid}")
-
-
-def podpath_tables(netns: str) -> list[tuple[str, str]]:
-    """(family, name) of podpath's nftrace tables in a namespace, listed over netlink (~1 ms, no
-    child process), so a trace can look for a killed run's tables in every namespace it uses."""
-    from pyroute2.nftables.main import NFTables
-
-    from ..netns import run_in
-
-    families = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
-
-    def read():
-        with NFTables(nfgen_family=0) as nft:
-            return [(families.get(t["nfgen_family"], "ip"), t.get_attr("NFTA_TABLE_NAME")) for t in nft.get_tables()]
-    return [(f, n) for f, n in run_in(netns, read) if n and n.startswith(TABLE_PREFIX)]
-
-
-def sweep_tables(netns: str, *, alone: bool = True) -> list[str]:
-    """Delete nftrace tables a killed podpath left in a namespace: every one whose owner (the pid in
-    its name) is dead; one with no pid in its name only when no other podpath runs (alone). Names."""
-    gone = []
-    for family, table in podpath_tables(netns):
-        alive = owner_alive(table)
-        if alive or (alive is None and not alone):
-            continue
-        if _nft(netns, None, "delete", "table", family, table).returncode == 0:
-            gone.append(table)
-    return gone
-
-
 class NfTrace:
     """Temporary trace tables plus one `nft monitor trace` per namespace; lines() while running,
     close() removes everything (also on errors)."""
@@ -138,7 +94,7 @@ class NfTrace:
         try:
             for ns in self.namespaces:
                 sweep_tables(ns, alone=sweep)
-                p = _nft(ns, script)
+                p = nft_cmd(ns, script)
                 if p.returncode != 0:
                     self.errors.append(f"{ns}: cannot add the nftrace table: {p.stderr.strip()}")
                     continue
@@ -176,7 +132,7 @@ class NfTrace:
                 mon.kill()
         self._procs.clear()
         for ns in self._added:
-            p = _nft(ns, None, "delete", "table", "ip", self.table)
+            p = nft_cmd(ns, None, "delete", "table", "ip", self.table)
             if p.returncode != 0 and "No such file" not in p.stderr:
                 self.errors.append(f"{ns}: could not delete {self.table}: {p.stderr.strip()}")
         self._added.clear()
@@ -212,7 +168,7 @@ def rule_for(host, line: NftraceLine):
 def _live_chain_rules(line: NftraceLine) -> list[dict]:
     """The rules (with handles) of the chain an nftrace line names, read from its namespace."""
     try:
-        p = _nft(line.netns, None, "-j", "list", "chain", line.family, line.table, line.chain)
+        p = nft_cmd(line.netns, None, "-j", "list", "chain", line.family, line.table, line.chain)
         data = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else {}
     except (OSError, subprocess.SubprocessError, ValueError):
         return []

@@ -252,7 +252,7 @@ class Session:
 
 def sweep_nftrace(ns: str, *, alone: bool) -> None:
     """A killed podpath's --nftrace tables go when the next trace passes through their namespace."""
-    from .nftrace import sweep_tables
+    from ..probes.nftables import sweep_tables
     try:
         sweep_tables(ns, alone=alone)
     except Exception:  # noqa: BLE001 - no nf_tables here, or nft missing: nothing of ours to find

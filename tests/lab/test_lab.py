@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from podpath.tracer.errors import LabError, UsageError
-from podpath.tracer.lab import FAULTS, Flow, Lab
+from podpath.tracer.lab import FAULTS, FaultFlow, Lab
 from podpath.tracer.lab.topology import NODES, PODS, SERVICES, node, pod
 
 pytestmark = [
@@ -68,7 +68,7 @@ def link(ipr, name):
     return ipr.link("get", ifname=name)[0]
 
 
-def ok(lab, flow: Flow):
+def ok(lab, flow: FaultFlow):
     r = lab.probe(flow, timeout=TIMEOUT)
     return r.ok, r
 
@@ -239,22 +239,22 @@ def test_control_plane_sits_on_the_underlay_with_no_way_out(lab, ipr):
 def test_ping_every_pod_pair_both_ways(lab):
     failed = []
     for a, b in permutations([p.name for p in PODS], 2):
-        good, r = ok(lab, Flow(a, b))
+        good, r = ok(lab, FaultFlow(a, b))
         if not good:
             failed.append(f"{a} -> {b}: {r.detail}")
     assert not failed
 
 
 def test_full_size_ping_crosses_vxlan(lab):
-    assert ok(lab, Flow("pod-a", "pod-b", size=1400))[0]
-    assert ok(lab, Flow("pod-b", "pod-a", size=1422))[0]  # 1422 + 28 = 1450: the pod MTU exactly
+    assert ok(lab, FaultFlow("pod-a", "pod-b", size=1400))[0]
+    assert ok(lab, FaultFlow("pod-b", "pod-a", size=1422))[0]  # 1422 + 28 = 1450: the pod MTU exactly
 
 
 @pytest.mark.parametrize("src", ["pod-a", "pod-a2", "pod-b"])
 def test_web_cluster_ip_reaches_both_endpoints(lab, src):
     seen = set()
     for _ in range(60):
-        good, r = ok(lab, Flow(src, "svc/default/web:80", "tcp", 80))
+        good, r = ok(lab, FaultFlow(src, "svc/default/web:80", "tcp", 80))
         assert good, r.detail
         seen.add(r.answered_by)
         if seen == {"pod-a2", "pod-b"}:
@@ -409,7 +409,7 @@ def test_up_repairs_injected_faults_and_a_half_built_lab(lab):
     for name in several:
         good, r = ok(lab, FAULTS[name].flow)
         assert good, f"{name}: {r.detail}"
-    assert ok(lab, Flow("pod-b", "pod-a2"))[0]
+    assert ok(lab, FaultFlow("pod-b", "pod-a2"))[0]
     assert lab.up() == []
 
 

@@ -221,10 +221,10 @@ def test_without_the_capability_to_list_bpf_objects_the_snapshot_says_so_as_a_ga
     (entering another needs CAP_SYS_ADMIN): the programs collector records why it saw nothing."""
     code = ("from pyroute2 import IPRoute\n"
             "from podpath.tracer.bundle import Host\n"
-            "from podpath.tracer.snapshot.collectors import Ctx, run_collectors\n"
+            "from podpath.tracer.snapshot.collectors import CollectCtx, run_collectors\n"
             "h = Host(name='here')\n"
             "with IPRoute() as ipr:\n"
-            "    run_collectors(Ctx(host=h, ipr=ipr), {'programs'})\n"
+            "    run_collectors(CollectCtx(host=h, ipr=ipr), {'programs'})\n"
             "print(h.gaps.get('programs', ''))\n")
     caps = "-sys_admin,-bpf,-perfmon"
     p = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}",

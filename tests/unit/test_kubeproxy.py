@@ -9,7 +9,7 @@ import pytest
 from podpath.tracer.bundle import Inventory
 from podpath.tracer.errors import UsageError
 from podpath.tracer.lab import dns, kubeproxy
-from podpath.tracer.lab.faults import FAULTS, Flow
+from podpath.tracer.lab.faults import FAULTS, FaultFlow
 from podpath.tracer.lab.topology import (
     NODES,
     PODS,
@@ -197,10 +197,10 @@ def test_fault_entry_is_well_formed(name):
 
 
 def test_flow_text():
-    assert Flow("pod-a", "pod-b").text() == "pod-a -> pod-b icmp"
-    assert Flow("pod-a", "pod-b", "tcp", 8080).text() == "pod-a -> pod-b tcp/8080"
-    assert Flow("pod-a", "svc/default/web:80", "tcp", 80).text() == "pod-a -> svc/default/web:80 tcp"
-    assert Flow("pod-a", "pod-b", size=1400).text() == "pod-a -> pod-b icmp size 1400"
+    assert FaultFlow("pod-a", "pod-b").text() == "pod-a -> pod-b icmp"
+    assert FaultFlow("pod-a", "pod-b", "tcp", 8080).text() == "pod-a -> pod-b tcp/8080"
+    assert FaultFlow("pod-a", "svc/default/web:80", "tcp", 80).text() == "pod-a -> svc/default/web:80 tcp"
+    assert FaultFlow("pod-a", "pod-b", size=1400).text() == "pod-a -> pod-b icmp size 1400"
 
 
 def test_probe_resolve_rejects_unknown_targets():

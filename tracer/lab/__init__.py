@@ -6,6 +6,6 @@
 """
 
 from .core import HostRef, Lab
-from .faults import FAULTS, Fault, Flow
+from .faults import FAULTS, Fault, FaultFlow
 
-__all__ = ["FAULTS", "Fault", "Flow", "HostRef", "Lab"]
+__all__ = ["FAULTS", "Fault", "FaultFlow", "HostRef", "Lab"]

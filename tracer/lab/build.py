@@ -53,7 +53,7 @@ BRPORT_HAIRPIN = "IFLA_BRPORT_MODE"
 # ---------------------------------------------------------------- the reconcile context
 
 
-class Ctx:
+class BuildCtx:
     """One reconcile or fault operation: IPRoute sockets per namespace, and the change log."""
 
     def __init__(self, names: Names, dry: bool = False):
@@ -88,7 +88,7 @@ class Ctx:
                 pass
         self._ipr.clear()
 
-    def __enter__(self) -> "Ctx":
+    def __enter__(self) -> "BuildCtx":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +109,7 @@ def get_link(ipr: IPRoute, name: str) -> Any | None:
         return None
 
 
-def link_index(ctx: Ctx, short: str, name: str) -> int:
+def link_index(ctx: BuildCtx, short: str, name: str) -> int:
     link = get_link(ctx.ipr(short), name)
     if link is None:
         raise LabError(f"{name} is missing in {ctx.ns(short)}; run `podpath lab up --name {ctx.names.lab}`")
@@ -152,13 +152,13 @@ def fdb_of(ipr: IPRoute, index: int) -> set[tuple[str, str]]:
 # ---------------------------------------------------------------- primitives (also used by faults)
 
 
-def set_link(ctx: Ctx, short: str, name: str, **attrs: Any) -> None:
+def set_link(ctx: BuildCtx, short: str, name: str, **attrs: Any) -> None:
     ipr = ctx.ipr(short)
     ctx.do(f"{ctx.ns(short)}: ip link set {name} " + " ".join(f"{k} {v}" for k, v in attrs.items()),
            ipr.link, "set", index=link_index(ctx, short, name), **attrs)
 
 
-def add_route(ctx: Ctx, short: str, spec: RouteSpec, replace: bool = True) -> None:
+def add_route(ctx: BuildCtx, short: str, spec: RouteSpec, replace: bool = True) -> None:
     ipr = ctx.ipr(short)
     kw: dict[str, Any] = {"dst": "0.0.0.0/0" if spec.dst == "default" else spec.dst,
                           "oif": link_index(ctx, short, spec.dev)}
@@ -174,7 +174,7 @@ def add_route(ctx: Ctx, short: str, spec: RouteSpec, replace: bool = True) -> No
            ipr.route, "replace" if replace else "add", **kw)
 
 
-def del_route(ctx: Ctx, short: str, spec: RouteSpec) -> None:
+def del_route(ctx: BuildCtx, short: str, spec: RouteSpec) -> None:
     ipr = ctx.ipr(short)
     kw: dict[str, Any] = {"dst": "0.0.0.0/0" if spec.dst == "default" else spec.dst,
                           "oif": link_index(ctx, short, spec.dev)}
@@ -185,14 +185,14 @@ def del_route(ctx: Ctx, short: str, spec: RouteSpec) -> None:
     ctx.do(f"{ctx.ns(short)}: ip route del {spec.text()}", ipr.route, "del", **kw)
 
 
-def set_neigh(ctx: Ctx, short: str, dev: str, dst: str, lladdr: str, state: int = NUD_PERMANENT) -> None:
+def set_neigh(ctx: BuildCtx, short: str, dev: str, dst: str, lladdr: str, state: int = NUD_PERMANENT) -> None:
     ipr = ctx.ipr(short)
     names = {NUD_PERMANENT: "permanent", NUD_REACHABLE: "reachable", NUD_STALE: "stale"}
     ctx.do(f"{ctx.ns(short)}: ip neigh replace {dst} lladdr {lladdr} dev {dev} nud {names.get(state, state)}",
            ipr.neigh, "replace", dst=dst, lladdr=lladdr, ifindex=link_index(ctx, short, dev), state=state)
 
 
-def del_neigh(ctx: Ctx, short: str, dev: str, dst: str) -> None:
+def del_neigh(ctx: BuildCtx, short: str, dev: str, dst: str) -> None:
     ipr = ctx.ipr(short)
 
     def _del() -> None:
@@ -204,33 +204,33 @@ def del_neigh(ctx: Ctx, short: str, dev: str, dst: str) -> None:
     ctx.do(f"{ctx.ns(short)}: ip neigh del {dst} dev {dev}", _del)
 
 
-def add_fdb(ctx: Ctx, short: str, dev: str, mac: str, dst: str) -> None:
+def add_fdb(ctx: BuildCtx, short: str, dev: str, mac: str, dst: str) -> None:
     ipr = ctx.ipr(short)
     ctx.do(f"{ctx.ns(short)}: bridge fdb append {mac} dev {dev} dst {dst} self permanent",
            ipr.fdb, "append", ifindex=link_index(ctx, short, dev), lladdr=mac, dst=dst)
 
 
-def del_fdb(ctx: Ctx, short: str, dev: str, mac: str, dst: str) -> None:
+def del_fdb(ctx: BuildCtx, short: str, dev: str, mac: str, dst: str) -> None:
     ipr = ctx.ipr(short)
     ctx.do(f"{ctx.ns(short)}: bridge fdb del {mac} dev {dev} dst {dst} self",
            ipr.fdb, "del", ifindex=link_index(ctx, short, dev), lladdr=mac, dst=dst)
 
 
-def add_addr(ctx: Ctx, short: str, dev: str, cidr: str) -> None:
+def add_addr(ctx: BuildCtx, short: str, dev: str, cidr: str) -> None:
     ip, plen = cidr.split("/")
     ipr = ctx.ipr(short)
     ctx.do(f"{ctx.ns(short)}: ip addr add {cidr} dev {dev}",
            ipr.addr, "add", index=link_index(ctx, short, dev), address=ip, prefixlen=int(plen))
 
 
-def del_addr(ctx: Ctx, short: str, dev: str, cidr: str) -> None:
+def del_addr(ctx: BuildCtx, short: str, dev: str, cidr: str) -> None:
     ip, plen = cidr.split("/")
     ipr = ctx.ipr(short)
     ctx.do(f"{ctx.ns(short)}: ip addr del {cidr} dev {dev}",
            ipr.addr, "del", index=link_index(ctx, short, dev), address=ip, prefixlen=int(plen))
 
 
-def sysctl(ctx: Ctx, short: str, values: dict[str, str]) -> dict[str, str | None]:
+def sysctl(ctx: BuildCtx, short: str, values: dict[str, str]) -> dict[str, str | None]:
     """Set sysctls in a namespace; returns the previous values of those that changed."""
     ns = ctx.ns(short)
     cur = nsutil.sysctl_get(ns, list(values))
@@ -242,7 +242,7 @@ def sysctl(ctx: Ctx, short: str, values: dict[str, str]) -> dict[str, str | None
     return {k: cur.get(k) for k in diff}
 
 
-def iptables(ctx: Ctx, short: str, table: str, lines: list[str], what: str) -> None:
+def iptables(ctx: BuildCtx, short: str, table: str, lines: list[str], what: str) -> None:
     """Apply rule commands (-I/-D/-A lines) to one table with a single iptables-restore --noflush."""
     text = f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n"
     ctx.do(f"{ctx.ns(short)}: {what}", nsutil.run, ctx.ns(short), ["iptables-restore", "--noflush", "-w"],
@@ -252,7 +252,7 @@ def iptables(ctx: Ctx, short: str, table: str, lines: list[str], what: str) -> N
 # ---------------------------------------------------------------- ensure (reconcile) steps
 
 
-def ensure_namespace(ctx: Ctx, short: str) -> bool:
+def ensure_namespace(ctx: BuildCtx, short: str) -> bool:
     ns = ctx.ns(short)
     if nsutil.exists(ns):
         return True
@@ -269,7 +269,7 @@ def ensure_namespace(ctx: Ctx, short: str) -> bool:
     return True
 
 
-def ensure_link(ctx: Ctx, short: str, name: str, *, mtu: int | None = None, mac: str | None = None,
+def ensure_link(ctx: BuildCtx, short: str, name: str, *, mtu: int | None = None, mac: str | None = None,
                 master: str | None = None, up: bool = True, hairpin: bool | None = None) -> None:
     """Set whatever of mtu/mac/master/up differs, in one `ip link set`; hairpin via brport."""
     ipr = ctx.ipr(short)
@@ -302,7 +302,7 @@ def ensure_link(ctx: Ctx, short: str, name: str, *, mtu: int | None = None, mac:
                    ipr.brport, "set", index=link["index"], mode=1 if hairpin else 0)
 
 
-def ensure_addrs(ctx: Ctx, short: str, dev: str, want: list[str]) -> None:
+def ensure_addrs(ctx: BuildCtx, short: str, dev: str, want: list[str]) -> None:
     ipr = ctx.ipr(short)
     link = get_link(ipr, dev)
     if link is None:
@@ -316,7 +316,7 @@ def ensure_addrs(ctx: Ctx, short: str, dev: str, want: list[str]) -> None:
             add_addr(ctx, short, dev, cidr)
 
 
-def ensure_routes(ctx: Ctx, short: str, want: list[RouteSpec]) -> None:
+def ensure_routes(ctx: BuildCtx, short: str, want: list[RouteSpec]) -> None:
     """Make the main table hold exactly `want` (IPv4)."""
     ipr = ctx.ipr(short)
     index_of = {link.get("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
@@ -353,7 +353,7 @@ def _del_raw_route(ipr: IPRoute, raw: Any) -> None:
             raise
 
 
-def ensure_flannel_triple(ctx: Ctx, n: NodeSpec) -> None:
+def ensure_flannel_triple(ctx: BuildCtx, n: NodeSpec) -> None:
     """Permanent neighbours and FDB entries on flannel.1, exactly flannel's (routes: ensure_routes)."""
     ipr = ctx.ipr(n.name)
     link = get_link(ipr, "flannel.1")
@@ -376,7 +376,7 @@ def ensure_flannel_triple(ctx: Ctx, n: NodeSpec) -> None:
         add_fdb(ctx, n.name, "flannel.1", mac, dst)
 
 
-def ensure_cni_neighbours(ctx: Ctx, n: NodeSpec) -> None:
+def ensure_cni_neighbours(ctx: BuildCtx, n: NodeSpec) -> None:
     """cni0 neighbours are learned, never configured: drop static, failed and wrong-MAC entries."""
     ipr = ctx.ipr(n.name)
     link = get_link(ipr, "cni0")
@@ -393,7 +393,7 @@ def ensure_cni_neighbours(ctx: Ctx, n: NodeSpec) -> None:
             del_neigh(ctx, n.name, "cni0", e["dst"])
 
 
-def ensure_veth_pair(ctx: Ctx, a_short: str, a_name: str, b_short: str, b_name: str, *,
+def ensure_veth_pair(ctx: BuildCtx, a_short: str, a_name: str, b_short: str, b_name: str, *,
                      a_mac: str | None, b_mac: str | None, mtu: int) -> None:
     """A veth pair with one end `a_name` in a_short and the other `b_name` in b_short."""
     a, b = ctx.ipr(a_short), ctx.ipr(b_short)
@@ -414,7 +414,7 @@ def ensure_veth_pair(ctx: Ctx, a_short: str, a_name: str, b_short: str, b_name: 
            a.link, "add", **kw)
 
 
-def ensure_bridge(ctx: Ctx, short: str, name: str, mtu: int, mac: str | None) -> None:
+def ensure_bridge(ctx: BuildCtx, short: str, name: str, mtu: int, mac: str | None) -> None:
     ipr = ctx.ipr(short)
     link = get_link(ipr, name)
     if link is not None and kind(link) != "bridge":
@@ -427,7 +427,7 @@ def ensure_bridge(ctx: Ctx, short: str, name: str, mtu: int, mac: str | None) ->
         ctx.do(f"{ctx.ns(short)}: ip link add {name} type bridge", ipr.link, "add", **kw)
 
 
-def ensure_vxlan(ctx: Ctx, v: VxlanSpec) -> None:
+def ensure_vxlan(ctx: BuildCtx, v: VxlanSpec) -> None:
     n = v.node
     ipr = ctx.ipr(n.name)
     eth0 = get_link(ipr, v.dev)
@@ -451,7 +451,7 @@ def ensure_vxlan(ctx: Ctx, v: VxlanSpec) -> None:
            address=n.vtep_mac)
 
 
-def ensure_iptables(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str] = frozenset()) -> None:
+def ensure_iptables(ctx: BuildCtx, n: NodeSpec, no_endpoints: frozenset[str] = frozenset()) -> None:
     ns = ctx.ns(n.name)
     expected = desired.node_rules(n, no_endpoints)
     actual = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
@@ -465,7 +465,7 @@ def ensure_iptables(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str] = frozen
            nsutil.run, ns, ["iptables-restore", "--noflush", "-w"], input=text)
 
 
-def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str],
+def write_service_rules(ctx: BuildCtx, n: NodeSpec, no_endpoints: frozenset[str],
                         stale: dict[str, list[str]] | None = None) -> None:
     """One kube-proxy sync: rewrite only kube-proxy's chains for these endpoints (stale chains -X)."""
     ns = ctx.ns(n.name)
@@ -481,7 +481,7 @@ def write_service_rules(ctx: Ctx, n: NodeSpec, no_endpoints: frozenset[str],
            nsutil.run, ns, ["iptables-restore", "--noflush", "-w"], input=text)
 
 
-def ensure_pod_etc(ctx: Ctx, p: PodSpec) -> None:
+def ensure_pod_etc(ctx: BuildCtx, p: PodSpec) -> None:
     """/etc/netns/<pod netns>/{resolv.conf,hostname}: what kubelet gives a pod, bind-mounted over
     /etc by `ip netns exec` for every process started there (the holder, the servers)."""
     d = ctx.names.etc_dir(p.name)
@@ -499,13 +499,13 @@ def ensure_pod_etc(ctx: Ctx, p: PodSpec) -> None:
         ctx.do(f"wrote {f}", _write)
 
 
-def ensure_holder(ctx: Ctx, p: PodSpec) -> None:
+def ensure_holder(ctx: BuildCtx, p: PodSpec) -> None:
     if processes.holder_pid(ctx.names, p):
         return
     ctx.do(f"{ctx.ns(p.name)}: started the holder of {p.name}", processes.start_holder, ctx.names, p)
 
 
-def apply(ctx: Ctx, steps: list[BuildStep]) -> None:
+def apply(ctx: BuildCtx, steps: list[BuildStep]) -> None:
     """Make the kernel hold each step of the desired state, in order."""
     for st in steps:
         if isinstance(st, LinkSpec):
@@ -524,7 +524,7 @@ def apply(ctx: Ctx, steps: list[BuildStep]) -> None:
             raise TypeError(f"no reconcile step for {st!r}")
 
 
-def ensure_server(ctx: Ctx, p: PodSpec) -> None:
+def ensure_server(ctx: BuildCtx, p: PodSpec) -> None:
     if processes.server_pid(ctx.names, p):
         return
     ctx.do(f"{ctx.ns(p.name)}: started the {p.server} server", processes.start, ctx.names, p)
@@ -532,7 +532,7 @@ def ensure_server(ctx: Ctx, p: PodSpec) -> None:
 
 def reconcile(names: Names, dry: bool = False, servers: bool = True) -> list[str]:
     """Make the lab exactly what `up` builds; return what was (dry: what would be) changed."""
-    with Ctx(names, dry=dry) as ctx:
+    with BuildCtx(names, dry=dry) as ctx:
         try:
             _reconcile(ctx, servers)
         except LabError as e:
@@ -542,7 +542,7 @@ def reconcile(names: Names, dry: bool = False, servers: bool = True) -> list[str
         return ctx.changes
 
 
-def _reconcile(ctx: Ctx, servers: bool) -> None:
+def _reconcile(ctx: BuildCtx, servers: bool) -> None:
     names, dry = ctx.names, ctx.dry
     # Namespaces first, then sysctls (IPv6 off before any link exists), the switch, nodes and pods,
     # then what needs the devices: routes, the flannel triple, per-device sysctls, iptables, servers.
@@ -579,7 +579,7 @@ def _reconcile(ctx: Ctx, servers: bool) -> None:
         control.finish(ctx)
 
 
-def ensure_no_stale_conntrack(ctx: Ctx, n: NodeSpec) -> None:
+def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:
     """What kube-proxy does when an endpoint goes: no UDP conntrack entry may still DNAT a Service's
     ClusterIP to an address that is not one of its endpoints (dns-stale-conntrack leaves one)."""
     from pyroute2 import Conntrack

@@ -11,7 +11,7 @@ from .. import errors
 from ..errors import LabError, PermissionNeeded, UsageError
 from ..targets import HostRef
 from . import state
-from .faults import FAULTS, Flow
+from .faults import FAULTS, FaultFlow
 from .topology import DEFAULT_LAB, NODES, PODS, UNDERLAY, Names, base_inventory, check_lab_name
 
 
@@ -231,7 +231,7 @@ class Lab:
             if name in st.faults:
                 return [f"fault {name} is already injected in lab '{self.name}'; nothing changed"]
             saved: dict = {}
-            with build.Ctx(self.names) as ctx:
+            with build.BuildCtx(self.names) as ctx:
                 try:
                     fault.apply(ctx, saved)
                 except LabError:
@@ -253,7 +253,7 @@ class Lab:
             st = self._state()
             if name not in st.faults:
                 return [f"fault {name} is not injected in lab '{self.name}'; nothing to clear"]
-            with build.Ctx(self.names) as ctx:
+            with build.BuildCtx(self.names) as ctx:
                 try:
                     fault.revert(ctx, st.saved.get(name) or {})
                 except LabError:
@@ -273,7 +273,7 @@ class Lab:
 
     # ------------------------------------------------------------------ traffic
 
-    def probe(self, flow: Flow, timeout: float = 1.0):
+    def probe(self, flow: FaultFlow, timeout: float = 1.0):
         """Send the flow's real test traffic inside the lab; returns probe.Result (ok, detail, answered_by)."""
         require_root("probe")
         from . import probe

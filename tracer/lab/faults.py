@@ -25,11 +25,11 @@ from .topology import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import Ctx
+    from .build import BuildCtx
 
 
 @dataclass
-class Flow:
+class FaultFlow:
     """A flow that exercises a fault. src/dst: pod names, "svc/<ns>/<name>:<port>", or IPs."""
 
     src: str
@@ -46,7 +46,7 @@ class Flow:
         return s + (f" size {self.size}" if self.size else "")
 
 
-Step = Callable[["Ctx", dict], None]
+Step = Callable[["BuildCtx", dict], None]
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Fault:
     summary: str
     node: str  # where a diagnoser should blame it
     location: str  # pod name, or "host"
-    flow: Flow
+    flow: FaultFlow
     apply: Step = field(repr=False, compare=False)
     revert: Step = field(repr=False, compare=False)
     device: str | None = None  # the interface to blame, when there is one
@@ -86,9 +86,9 @@ A, B = node("node-a"), node("node-b")
 POD_B = pod("pod-b")
 COREDNS = pod("coredns")
 POD_A = pod("pod-a")
-PING_B = Flow("pod-a", "pod-b", "icmp")
-WEB_B = Flow("pod-a", "pod-b", "tcp", 8080)
-DNS_UDP = Flow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53)
+PING_B = FaultFlow("pod-a", "pod-b", "icmp")
+WEB_B = FaultFlow("pod-a", "pod-b", "tcp", 8080)
+DNS_UDP = FaultFlow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53)
 WRONG_VTEP_MAC = mac_for("vtep/node-b/before-restart")  # node-b's VtepMAC before flanneld regenerated it
 WRONG_VTEP_DST = "192.168.56.99"
 
@@ -99,12 +99,12 @@ def _pod_routes_a() -> list:
     return [r for r in _b().pod_routes(pod("pod-a")) if not r.kernel]
 
 
-def _del_pod_routes(ctx: "Ctx", saved: dict) -> None:
+def _del_pod_routes(ctx: "BuildCtx", saved: dict) -> None:
     for r in _pod_routes_a():
         _b().del_route(ctx, "pod-a", r)
 
 
-def _add_pod_routes(ctx: "Ctx", saved: dict) -> None:
+def _add_pod_routes(ctx: "BuildCtx", saved: dict) -> None:
     for r in _pod_routes_a():
         _b().add_route(ctx, "pod-a", r)
 
@@ -146,7 +146,7 @@ def _pod_eth0_down(p) -> Step:
 
 
 def _pod_eth0_up(p) -> Step:
-    def step(ctx: "Ctx", saved: dict) -> None:
+    def step(ctx: "BuildCtx", saved: dict) -> None:
         b = _b()
         b.set_link(ctx, p.name, "eth0", state="up")
         for r in b.pod_routes(p):  # the kernel dropped the gateway routes with the link
@@ -157,10 +157,10 @@ def _pod_eth0_up(p) -> Step:
 
 def _first_rule(short: str, chain: str, rule: str) -> tuple[Step, Step]:
     """A rule inserted first in a filter chain (`iptables -I CHAIN 1 ...`) and its exact deletion."""
-    def apply(ctx: "Ctx", saved: dict) -> None:
+    def apply(ctx: "BuildCtx", saved: dict) -> None:
         _b().iptables(ctx, short, "filter", [f"-I {chain} 1 {rule}"], f"iptables -I {chain} 1 {rule}")
 
-    def revert(ctx: "Ctx", saved: dict) -> None:
+    def revert(ctx: "BuildCtx", saved: dict) -> None:
         _b().iptables(ctx, short, "filter", [f"-D {chain} {rule}"], f"iptables -D {chain} {rule}")
     return apply, revert
 
@@ -182,13 +182,13 @@ _register(Fault(
 
 def _no_endpoints(svc: str):
     """kube-proxy on both nodes rewrites svc ("ns/name") as having no endpoints (a REJECT)."""
-    def step(ctx: "Ctx", saved: dict) -> None:
+    def step(ctx: "BuildCtx", saved: dict) -> None:
         for n in (A, B):
             _b().write_service_rules(ctx, n, frozenset({svc}))
     return step
 
 
-def _endpoints_back(ctx: "Ctx", saved: dict) -> None:
+def _endpoints_back(ctx: "BuildCtx", saved: dict) -> None:
     for n in (A, B):
         _b().write_service_rules(ctx, n, frozenset())
 
@@ -206,20 +206,20 @@ _register(Fault(
     "svc-no-endpoints", "iptables",
     "default/web has no ready endpoints: kube-proxy rewrote it on both nodes as a filter-table REJECT "
     '("default/web:http has no endpoints")',
-    "node-a", "host", Flow("pod-a", "svc/default/web:80", "tcp", 80),
+    "node-a", "host", FaultFlow("pod-a", "svc/default/web:80", "tcp", 80),
     apply=_no_endpoints("default/web"), revert=_endpoints_back, patch_inventory=_inv_no_endpoints("default/web"),
 ))
 
 GONE_POD_IP = "10.244.1.9"  # a web pod that was deleted: no namespace has this address any more
-WEB_SVC = Flow("pod-a", "svc/default/web:80", "tcp", 80)
+WEB_SVC = FaultFlow("pod-a", "svc/default/web:80", "tcp", 80)
 
 
-def _stale_endpoint(ctx: "Ctx", saved: dict) -> None:
+def _stale_endpoint(ctx: "BuildCtx", saved: dict) -> None:
     for n in (A, B):
         _b().write_service_rules(ctx, n, frozenset(), {"default/web": [GONE_POD_IP]})
 
 
-def _stale_endpoint_clear(ctx: "Ctx", saved: dict) -> None:
+def _stale_endpoint_clear(ctx: "BuildCtx", saved: dict) -> None:
     _endpoints_back(ctx, saved)
     _b().del_neigh(ctx, "node-b", "cni0", GONE_POD_IP)  # the FAILED entry the fault's traffic left
 
@@ -250,14 +250,14 @@ _register(Fault(
 
 
 def _stop_server(p):
-    def step(ctx: "Ctx", saved: dict) -> None:
+    def step(ctx: "BuildCtx", saved: dict) -> None:
         from . import processes
         ctx.do(f"{ctx.ns(p.name)}: stopped the {p.server} server", processes.stop, ctx.names, p)
     return step
 
 
 def _start_server(p):
-    def step(ctx: "Ctx", saved: dict) -> None:
+    def step(ctx: "BuildCtx", saved: dict) -> None:
         from . import processes
         ctx.do(f"{ctx.ns(p.name)}: started the {p.server} server", processes.start, ctx.names, p)
     return step
@@ -302,7 +302,7 @@ def _ct_tuple() -> list[str]:
     return ["-p", "udp", "-s", POD_A.ip, "-d", DNS_SERVICE_IP, "--sport", str(STALE_DNS_SPORT), "--dport", "53"]
 
 
-def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
+def _stale_dns_entry(ctx: "BuildCtx", saved: dict) -> None:
     """The way it happens: kube-dns's endpoint was a pod (here GONE_POD_IP) when the client sent a
     query from its fixed port, creating a conntrack entry DNATed to it; the pod went, kube-proxy
     rewrote the rules but did not flush the entry, and every query from that port, coming back
@@ -332,7 +332,7 @@ def _stale_dns_entry(ctx: "Ctx", saved: dict) -> None:
     ctx.do(f"{ns}: conntrack -L (the entry is there)", lambda: nsutil.run(ns, ["conntrack", "-L", *_ct_tuple()]))
 
 
-def _stale_dns_entry_clear(ctx: "Ctx", saved: dict) -> None:
+def _stale_dns_entry_clear(ctx: "BuildCtx", saved: dict) -> None:
     from . import nsutil
     ns = ctx.ns("node-a")
     argv = ["conntrack", "-D", *_ct_tuple()]
@@ -345,7 +345,7 @@ _register(Fault(
     f"node-a's conntrack still maps pod-a:{STALE_DNS_SPORT} → 10.96.0.10:53 to {GONE_POD_IP}, a CoreDNS pod "
     "that is gone: a client reusing its source port keeps asking a dead endpoint (kube-proxy should have "
     "flushed UDP entries of removed endpoints)",
-    "node-a", "host", Flow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53, sport=STALE_DNS_SPORT),
+    "node-a", "host", FaultFlow("pod-a", "svc/kube-system/kube-dns:53", "udp", 53, sport=STALE_DNS_SPORT),
     apply=_stale_dns_entry, revert=_stale_dns_entry_clear,
 ))
 
@@ -369,7 +369,7 @@ _register(Fault(
 ))
 
 
-def _flannel_b_up(ctx: "Ctx", saved: dict) -> None:
+def _flannel_b_up(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.set_link(ctx, "node-b", "flannel.1", state="up")
     for remote in (A,):  # the kernel flushed the route and the permanent neighbour with the link
@@ -398,14 +398,14 @@ _register(Fault(
 REBOOTED_VTEP_MAC = mac_for("vtep/node-b/rebooted")  # node-b's VtepMAC once flannel.1 was recreated
 
 
-def _vtep_rebooted(ctx: "Ctx", saved: dict) -> None:
+def _vtep_rebooted(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.set_link(ctx, "node-b", "flannel.1", address=REBOOTED_VTEP_MAC)
     # flanneld on the rebooted node rewrites its own side (the kernel may have flushed it with the MAC)
     b.set_neigh(ctx, "node-b", "flannel.1", A.subnet_base, A.vtep_mac)
 
 
-def _vtep_back(ctx: "Ctx", saved: dict) -> None:
+def _vtep_back(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.set_link(ctx, "node-b", "flannel.1", address=B.vtep_mac)
     b.set_neigh(ctx, "node-b", "flannel.1", A.subnet_base, A.vtep_mac)
@@ -429,7 +429,7 @@ _register(Fault(
 SOLICIT = {"net.ipv4.neigh/cni0/mcast_solicit": "0", "net.ipv4.neigh/cni0/ucast_solicit": "0"}
 
 
-def _neigh_failed(ctx: "Ctx", saved: dict) -> None:
+def _neigh_failed(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     saved["sysctls"] = b.sysctl(ctx, "node-b", SOLICIT)
     b.del_neigh(ctx, "node-b", "cni0", POD_B.ip)
@@ -438,7 +438,7 @@ def _neigh_failed(ctx: "Ctx", saved: dict) -> None:
         send_udp(ctx.ns("node-b"), POD_B.ip)
 
 
-def _neigh_failed_clear(ctx: "Ctx", saved: dict) -> None:
+def _neigh_failed_clear(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     old = {k: v for k, v in (saved.get("sysctls") or {}).items() if v is not None}
     b.sysctl(ctx, "node-b", old or {k: "3" for k in SOLICIT})
@@ -464,12 +464,12 @@ _register(Fault(
 ))
 
 
-def _fdb_wrong(ctx: "Ctx", saved: dict) -> None:
+def _fdb_wrong(ctx: "BuildCtx", saved: dict) -> None:
     _b().del_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, B.underlay_ip)
     _b().add_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, WRONG_VTEP_DST)
 
 
-def _fdb_right(ctx: "Ctx", saved: dict) -> None:
+def _fdb_right(ctx: "BuildCtx", saved: dict) -> None:
     _b().del_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, WRONG_VTEP_DST)
     _b().add_fdb(ctx, "node-a", "flannel.1", B.vtep_mac, B.underlay_ip)
     # traffic during the fault made node-a ARP for the wrong VTEP: forget that FAILED entry too
@@ -486,14 +486,14 @@ _register(Fault(
 # -------------------------------------------------------------------- ip_conflict
 
 
-def _dup_ip(ctx: "Ctx", saved: dict) -> None:
+def _dup_ip(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.add_addr(ctx, "coredns", "eth0", f"{POD_B.ip}/24")
     # What node-b learns once coredns answers ARP for the address (a gratuitous ARP, or a race won).
     b.set_neigh(ctx, "node-b", "cni0", POD_B.ip, COREDNS.mac, state=b.NUD_REACHABLE)
 
 
-def _dup_ip_clear(ctx: "Ctx", saved: dict) -> None:
+def _dup_ip_clear(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.del_addr(ctx, "coredns", "eth0", f"{POD_B.ip}/24")
     b.del_neigh(ctx, "node-b", "cni0", POD_B.ip)  # the kernel re-learns pod-b's MAC
@@ -510,10 +510,10 @@ _register(Fault(
 
 
 def _sysctl_fault(short: str, values: dict[str, str], default: dict[str, str]):
-    def apply(ctx: "Ctx", saved: dict) -> None:
+    def apply(ctx: "BuildCtx", saved: dict) -> None:
         saved["sysctls"] = _b().sysctl(ctx, short, values)
 
-    def revert(ctx: "Ctx", saved: dict) -> None:
+    def revert(ctx: "BuildCtx", saved: dict) -> None:
         old = {k: v for k, v in (saved.get("sysctls") or {}).items() if v is not None}
         _b().sysctl(ctx, short, old or default)
     return apply, revert
@@ -539,12 +539,12 @@ _rp_apply_sysctl, _rp_revert_sysctl = _sysctl_fault(
     "node-b", {"net.ipv4.conf.all.rp_filter": "1"}, {"net.ipv4.conf.all.rp_filter": "0"})
 
 
-def _rp_apply(ctx: "Ctx", saved: dict) -> None:
+def _rp_apply(ctx: "BuildCtx", saved: dict) -> None:
     _b().add_route(ctx, "node-b", _asym_route(), replace=False)
     _rp_apply_sysctl(ctx, saved)
 
 
-def _rp_revert(ctx: "Ctx", saved: dict) -> None:
+def _rp_revert(ctx: "BuildCtx", saved: dict) -> None:
     _rp_revert_sysctl(ctx, saved)
     _b().del_route(ctx, "node-b", _asym_route())
 
@@ -563,7 +563,7 @@ _register(Fault(
     "mtu-mismatch", "mtu",
     f"node-b's underlay eth0 MTU is 1400 while flannel.1 stays {FLANNEL_MTU}: full-size VXLAN packets "
     f"({FLANNEL_MTU} + 50 bytes) are dropped on arrival",
-    "node-b", "host", Flow("pod-a", "pod-b", "icmp", size=1400), device="eth0",
+    "node-b", "host", FaultFlow("pod-a", "pod-b", "icmp", size=1400), device="eth0",
     apply=lambda ctx, saved: _b().set_link(ctx, "node-b", "eth0", mtu=1400),
     revert=lambda ctx, saved: _b().set_link(ctx, "node-b", "eth0", mtu=UNDERLAY_MTU),
 ))
@@ -571,7 +571,7 @@ _register(Fault(
 # -------------------------------------------------------------------- bridge_port
 
 
-def _reattach(ctx: "Ctx", saved: dict) -> None:
+def _reattach(ctx: "BuildCtx", saved: dict) -> None:
     _b().ensure_link(ctx, "node-b", POD_B.host_veth, master="cni0", hairpin=True)
 
 

@@ -42,7 +42,7 @@ class Gap(Exception):
 
 
 @dataclass
-class Flow:
+class CtFilter:
     """Optional 5-tuple that limits the conntrack dump (None = any)."""
 
     src: str | None = None
@@ -53,16 +53,16 @@ class Flow:
 
 
 @dataclass
-class Ctx:
+class CollectCtx:
     host: Host
     ipr: Any  # pyroute2 IPRoute opened inside the namespace
-    flow: Flow | None = None
+    flow: CtFilter | None = None
     names: dict[int, str] = field(default_factory=dict)  # ifindex -> ifname
     cache: dict[str, Any] = field(default_factory=dict)  # what one collector learned for another
     timeout: float = 10.0  # per child process
 
 
-Collector = Callable[[Ctx], None]
+Collector = Callable[[CollectCtx], None]
 COLLECTORS: list[tuple[str, Collector]] = []
 
 
@@ -80,7 +80,7 @@ def collector(name: str) -> Callable[[Collector], Collector]:
 NODE_ONLY = {"conntrack", "ipvs"}
 
 
-def run_collectors(ctx: Ctx, only: set[str] | None = None) -> None:
+def run_collectors(ctx: CollectCtx, only: set[str] | None = None) -> None:
     for name, fn in COLLECTORS:
         if only is not None and name not in only:
             continue
@@ -147,7 +147,7 @@ def _mac(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
-def _name(ctx: Ctx, index: int | None) -> str | None:
+def _name(ctx: CollectCtx, index: int | None) -> str | None:
     if not index:
         return None
     return ctx.names.get(index)
@@ -157,7 +157,7 @@ def _name(ctx: Ctx, index: int | None) -> str | None:
 
 
 @collector("links")
-def links(ctx: Ctx) -> None:
+def links(ctx: CollectCtx) -> None:
     msgs = list(ctx.ipr.link("dump"))
     ctx.names.update({m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs})
     out = []
@@ -206,7 +206,7 @@ def links(ctx: Ctx) -> None:
 
 
 @collector("addrs")
-def addrs(ctx: Ctx) -> None:
+def addrs(ctx: CollectCtx) -> None:
     out = []
     for m in ctx.ipr.addr("dump", family=socket.AF_INET):
         address = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
@@ -226,7 +226,7 @@ def _prefix(addr: str | None, plen: int) -> str | None:
 
 
 @collector("rules")
-def rules(ctx: Ctx) -> None:
+def rules(ctx: CollectCtx) -> None:
     out = []
     for m in ctx.ipr.rule("dump", family=socket.AF_INET):
         fwmark = m.get_attr("FRA_FWMARK")
@@ -250,7 +250,7 @@ def rules(ctx: Ctx) -> None:
 
 
 @collector("routes")
-def routes(ctx: Ctx) -> None:
+def routes(ctx: CollectCtx) -> None:
     """Routes of main, local and every table an ip rule looks up (all of them if rules failed)."""
     tables = {254, 255} | {r.table for r in ctx.host.rules if r.table is not None}
     all_tables = "rules" in ctx.host.gaps
@@ -299,7 +299,7 @@ def _nud_names(state: int) -> list[str]:
 
 
 @collector("neigh")
-def neigh(ctx: Ctx) -> None:
+def neigh(ctx: CollectCtx) -> None:
     out = []
     for m in ctx.ipr.neigh("dump", family=socket.AF_INET):
         dst = m.get_attr("NDA_DST")
@@ -327,7 +327,7 @@ def _fdb_noise(mac: str, dst: str | None) -> bool:
 
 
 @collector("fdb")
-def fdb(ctx: Ctx) -> None:
+def fdb(ctx: CollectCtx) -> None:
     if ctx.host.links and not any(l.kind in ("bridge", "vxlan") or l.master for l in ctx.host.links):
         return  # no bridge or VXLAN device: only the kernel's multicast entries, which we drop anyway
     out = []
@@ -371,7 +371,7 @@ def _read(path: str) -> str | None:
 
 
 @collector("sysctls")
-def sysctls(ctx: Ctx) -> None:
+def sysctls(ctx: CollectCtx) -> None:
     """Read /proc/sys/net from this (setns'd) thread: the files follow the opener's netns."""
     base = "/proc/sys/net"
     out: dict[str, str] = {}
@@ -407,7 +407,7 @@ def sysctls(ctx: Ctx) -> None:
 # --- netfilter (child processes inherit this thread's netns) --------------------------------
 
 
-def _run(ctx: Ctx, argv: list[str]) -> str:
+def _run(ctx: CollectCtx, argv: list[str]) -> str:
     exe = shutil.which(argv[0])
     if exe is None:
         raise Gap(f"{argv[0]} not installed")
@@ -429,7 +429,7 @@ def _has_table(text: str) -> bool:
     return any(line.startswith("*") for line in text.splitlines())
 
 
-def _no_nf_tables(ctx: Ctx) -> bool:
+def _no_nf_tables(ctx: CollectCtx) -> bool:
     """True when this namespace holds no nf_tables table of any family (asked over netlink, ~1 ms):
     then iptables-nft-save and nft have nothing to print, and their two child processes (most of a
     pod namespace's snapshot) are skipped. Unknown (no nf_tables netlink) counts as "may have"."""
@@ -445,7 +445,7 @@ def _no_nf_tables(ctx: Ctx) -> bool:
 
 
 @collector("iptables")
-def iptables_nft(ctx: Ctx) -> None:
+def iptables_nft(ctx: CollectCtx) -> None:
     if _no_nf_tables(ctx):
         return
     tool = "iptables-nft-save" if shutil.which("iptables-nft-save") else "iptables-save"
@@ -455,7 +455,7 @@ def iptables_nft(ctx: Ctx) -> None:
 
 
 @collector("iptables-legacy")
-def iptables_legacy(ctx: Ctx) -> None:
+def iptables_legacy(ctx: CollectCtx) -> None:
     # The kernel lists this namespace's legacy x_tables tables: none (the usual case on nft-based
     # nodes) means nothing to save, and no child process (a third of the snapshot's time)
     try:
@@ -473,7 +473,7 @@ NFPROTO_NAMES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip
 
 
 @collector("nftables")
-def nftables(ctx: Ctx) -> None:
+def nftables(ctx: CollectCtx) -> None:
     """The nf_tables tables iptables-save did not already print, as `nft -j` JSON.
 
     iptables-nft keeps its rules in nf_tables too, so `nft -j list ruleset` repeats every
@@ -511,7 +511,7 @@ def _nft_tables() -> list[tuple[str, str, int | None]]:
     return out
 
 
-def _nft_json(ctx: Ctx, argv: list[str]) -> dict:
+def _nft_json(ctx: CollectCtx, argv: list[str]) -> dict:
     text = _run(ctx, argv)
     try:
         data = json.loads(text) if text.strip() else {"nftables": []}
@@ -554,7 +554,7 @@ def ipvs_dest(nla: Any) -> IpvsDest:
 
 
 @collector("ipvs")
-def ipvs(ctx: Ctx) -> None:
+def ipvs(ctx: CollectCtx) -> None:
     from pyroute2 import IPVS, IPVSService
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -578,7 +578,7 @@ def ipvs(ctx: Ctx) -> None:
     ctx.host.ipvs = out
 
 
-def _ct_match(flow: Flow, e: Any) -> bool:
+def _ct_match(flow: CtFilter, e: Any) -> bool:
     """The flow's packets are the entry's original direction; after DNAT the flow's dst may be
     the endpoint that answers (reply src), so either side counts for dst and dport."""
     o, r = e.tuple_orig, e.tuple_reply
@@ -596,7 +596,7 @@ def _ct_match(flow: Flow, e: Any) -> bool:
 
 
 @collector("conntrack")
-def conntrack(ctx: Ctx) -> None:
+def conntrack(ctx: CollectCtx) -> None:
     from pyroute2 import Conntrack as CT
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
@@ -645,7 +645,7 @@ def _listen_addr(family: int, addr: str, attrs: dict) -> str | None:
 
 
 @collector("listeners")
-def listeners(ctx: Ctx) -> None:
+def listeners(ctx: CollectCtx) -> None:
     from pyroute2 import DiagSocket
     from pyroute2.netlink.diag import SS_LISTEN
 
@@ -674,7 +674,7 @@ def listeners(ctx: Ctx) -> None:
 
 
 @collector("programs")
-def programs(ctx: Ctx) -> None:
+def programs(ctx: CollectCtx) -> None:
     """What is attached where packets pass (bpfprogs.py); what could not be read becomes the gap."""
     from . import bpfprogs
 

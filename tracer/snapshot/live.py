@@ -26,9 +26,9 @@ from ..netns import enter as _setns
 from ..netns import in_thread as _in_thread
 from ..netns import open_netns as _open_netns
 from ..targets import HostRef
-from .collectors import COLLECTORS, Ctx, Flow, proto_number, run_collectors
+from .collectors import COLLECTORS, CollectCtx, CtFilter, proto_number, run_collectors
 
-__all__ = ["HostRef", "collect_host", "collect", "Flow", "COLLECTORS"]
+__all__ = ["HostRef", "collect_host", "collect", "CtFilter", "COLLECTORS"]
 
 MAX_WORKERS = 4  # measured on 2 cores: 1 -> 265 ms, 4 -> 205 ms, 8 -> 230 ms for 8 netns
 # Host.sources beyond "netlink": what else a snapshot read, when those collectors succeeded.
@@ -39,8 +39,8 @@ SOURCES = (
 )
 
 
-def _flow(flow: Any) -> Flow | None:
-    if flow is None or isinstance(flow, Flow):
+def _flow(flow: Any) -> CtFilter | None:
+    if flow is None or isinstance(flow, CtFilter):
         return flow
     if isinstance(flow, dict):
         get = flow.get
@@ -49,7 +49,7 @@ def _flow(flow: Any) -> Flow | None:
         get = dict(zip(("src", "dst", "proto", "sport", "dport"), vals)).get
     else:
         get = lambda k: getattr(flow, k, None)  # noqa: E731
-    return Flow(
+    return CtFilter(
         src=get("src"), dst=get("dst"), proto=proto_number(get("proto")),
         sport=get("sport"), dport=get("dport"),
     )
@@ -71,7 +71,7 @@ def _new_host(ref: Any) -> Host:
     )
 
 
-def _read_namespace(ref: Any, fd: int, flow: Flow | None, others: Sequence[tuple[int, int]],
+def _read_namespace(ref: Any, fd: int, flow: CtFilter | None, others: Sequence[tuple[int, int]],
                     only: set[str] | None) -> tuple[Host, dict[int, int] | None]:
     """Body of one namespace's thread. Returns the Host and {netnsid: index of another ref}
     (None when the kernel would not say)."""
@@ -83,7 +83,7 @@ def _read_namespace(ref: Any, fd: int, flow: Flow | None, others: Sequence[tuple
     host.inode = os.fstat(fd).st_ino  # what BPF events carry as the namespace
     nsids: dict[int, int] | None = {}
     with IPRoute() as ipr:
-        run_collectors(Ctx(host=host, ipr=ipr, flow=flow), only)
+        run_collectors(CollectCtx(host=host, ipr=ipr, flow=flow), only)
         wanted = {l.peer_netnsid for l in host.links if l.peer_netnsid is not None}
         for idx, other_fd in others:
             if not wanted - set(nsids):

@@ -18,7 +18,7 @@ from ..topology import APISERVER_URL, CONTROL_PLANE, Names
 from . import certs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..build import Ctx
+    from ..build import BuildCtx
 
 
 def pid_file(names: Names):
@@ -57,7 +57,7 @@ def _write_kubeconfig(path, text: str) -> None:
     tmp.replace(path)
 
 
-def ensure(ctx: "Ctx") -> None:
+def ensure(ctx: "BuildCtx") -> None:
     """Credentials, both kubeconfigs and a running, answering server (dry: report what is missing)."""
     names = ctx.names
     d = names.apiserver_dir
@@ -77,7 +77,7 @@ def ensure(ctx: "Ctx") -> None:
         ctx.do(f"{names.netns(CONTROL_PLANE)}: started the API server on {APISERVER_URL}", _start_behind, ctx)
 
 
-def _start_behind(ctx: "Ctx") -> None:
+def _start_behind(ctx: "BuildCtx") -> None:
     """Start the server in a thread: its Python start-up overlaps the rest of the build (`finish` joins)."""
     box: dict = {}
 
@@ -91,7 +91,7 @@ def _start_behind(ctx: "Ctx") -> None:
     ctx.apiserver_start = (t, box)  # type: ignore[attr-defined]
 
 
-def finish(ctx: "Ctx") -> None:
+def finish(ctx: "BuildCtx") -> None:
     """Wait for a server `ensure` started; raise what its start raised."""
     pending = getattr(ctx, "apiserver_start", None)
     if pending is None:

@@ -31,10 +31,10 @@ from ...errors import BundleError
 from .registry import BY_NAME, COMMANDS, SUPPORTED, strong_start  # first: it loads every parser in order
 from .finish import finish  # noqa: I001
 from .scanner import Run, Scan, detect, scan
-from .state import Command, Ctx, Hint, Hosts, HostState
+from .state import Command, ImportCtx, Hint, Hosts, HostState
 from .text import Words, normalise
 
-__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "Ctx", "Hint", "Hosts", "HostState", "Run", "Scan", "Words",
+__all__ = ["BY_NAME", "COMMANDS", "SUPPORTED", "Command", "ImportCtx", "Hint", "Hosts", "HostState", "Run", "Scan", "Words",
            "detect",
            "finish", "host_name_of", "import_texts", "normalise", "recognise", "scan", "strong_start",
            "unparsed_summary"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...bundle import Fdb
-from .state import Ctx, after_value_key
+from .state import ImportCtx, after_value_key
 from .text import Words, is_ipv4, is_ipv6, is_mac, mac, num
 
 
@@ -14,7 +14,7 @@ FDB_FLAGS = {"self", "router", "extern_learn", "offload", "offloaded", "sticky",
              "static", "stale", "locked", "blackhole", "dynamic"}
 
 
-def detect_bridge_fdb(w: Words, i: int, ctx: Ctx) -> int:
+def detect_bridge_fdb(w: Words, i: int, ctx: ImportCtx) -> int:
     if not is_mac(w[i]) or after_value_key(w, i) or w.at_bol(i + 1) and not ctx.hinted("bridge fdb"):
         return 0
     if w[i + 1] in ("dev", "dst"):
@@ -23,7 +23,7 @@ def detect_bridge_fdb(w: Words, i: int, ctx: Ctx) -> int:
         or ctx.hinted("bridge fdb") else 0
 
 
-def parse_bridge_fdb(w: Words, i: int, ctx: Ctx) -> int:
+def parse_bridge_fdb(w: Words, i: int, ctx: ImportCtx) -> int:
     """`3a:f1:0c:5d:01:9e dev flannel.1 dst 192.168.56.12 self permanent`,
     `0a:58:0a:f4:00:05 dev veth3d9c1a75 master cni0`, `... vlan 1 master br0 permanent`."""
     keys: dict[str, str] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .state import Ctx
+from .state import ImportCtx
 from .text import Words
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -51,7 +51,7 @@ def ipt_line(w: Words, k: int) -> str | None:
     return None
 
 
-def detect_iptables(w: Words, i: int, ctx: Ctx) -> int:
+def detect_iptables(w: Words, i: int, ctx: ImportCtx) -> int:
     kind = ipt_line(w, i)
     if kind is None:
         return 0
@@ -70,7 +70,7 @@ def ipt_comment_end(w: Words, k: int) -> int:
     return j
 
 
-def parse_iptables(w: Words, i: int, ctx: Ctx) -> int:
+def parse_iptables(w: Words, i: int, ctx: ImportCtx) -> int:
     """Consecutive iptables-save tables, stored verbatim (newlines restored) per backend."""
     lines: list[tuple[str, str | None]] = []  # (text, backend announced by a header on that line)
     k = i
@@ -101,7 +101,7 @@ def parse_iptables(w: Words, i: int, ctx: Ctx) -> int:
     return k
 
 
-def ipt_rule_end(w: Words, k: int, ctx: Ctx) -> int:
+def ipt_rule_end(w: Words, k: int, ctx: ImportCtx) -> int:
     """Index after the rule at k: the next iptables line start outside a quoted string."""
     k += 2 if w[k] == "-A" else 3
     quoted = False
@@ -119,7 +119,7 @@ def ipt_rule_end(w: Words, k: int, ctx: Ctx) -> int:
     return k
 
 
-def store_iptables(ctx: Ctx, lines: list[tuple[str, str | None]]) -> None:
+def store_iptables(ctx: ImportCtx, lines: list[tuple[str, str | None]]) -> None:
     first = next((b for _, b in lines if b), None)
     first = "nft" if first == LEGACY_WARNING else first
     backend = first or (ctx.hint.backend if ctx.hint else None) or "legacy"
@@ -180,7 +180,7 @@ def table_of(chain: str, target: str | None) -> str | None:
     return None
 
 
-def infer_tables(ctx: Ctx, texts: list[str]) -> list[str]:
+def infer_tables(ctx: ImportCtx, texts: list[str]) -> list[str]:
     """iptables-save lines without `*table`: each rule put in the table its chain or target belongs to,
     chains declared, each table committed; what was inferred (or could not be) is noted."""
     policies: dict[str, str] = {}
@@ -274,12 +274,12 @@ def join_tables(chunks: list[tuple[str, bool]], note) -> str:
 _LIST_CHAIN = re.compile(r"^\((?:policy|[0-9]+)$")
 
 
-def detect_iptables_list(w: Words, i: int, ctx: Ctx) -> int:
+def detect_iptables_list(w: Words, i: int, ctx: ImportCtx) -> int:
     """`Chain FORWARD (policy DROP 0 packets, 0 bytes)`, `Chain KUBE-SERVICES (2 references)`."""
     return 2 if w[i] == "Chain" and _CHAIN.match(w[i + 1]) and _LIST_CHAIN.match(w[i + 2]) else 0
 
 
-def parse_iptables_list(w: Words, i: int, ctx: Ctx) -> int:
+def parse_iptables_list(w: Words, i: int, ctx: ImportCtx) -> int:
     """One chain of `iptables -L [-n] [-v]`: read for its name and policy only, and said so."""
     name = w[i + 1]
     policy = w[i + 3].rstrip(")") if w[i + 2] == "(policy" else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ...bundle import IpvsDest, IpvsService
-from .state import Ctx
+from .state import ImportCtx
 from .text import Words, addr_port, num
 
 
@@ -20,7 +20,7 @@ IPVS_SAVE_FWD = {"-m": "Masq", "--masquerading": "Masq", "-g": "Route", "--gatew
 _SCHED = re.compile(r"^[a-z][a-z0-9]*$")
 
 
-def detect_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ipvsadm(w: Words, i: int, ctx: ImportCtx) -> int:
     t = w[i]
     if (t == "IP" and w[i + 1] == "Virtual" and w[i + 2] == "Server") or (t == "Prot" and w[i + 1].startswith("LocalAddress")):
         return 2
@@ -33,7 +33,7 @@ def detect_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
     return 0
 
 
-def detect_ipvsadm_save(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ipvsadm_save(w: Words, i: int, ctx: ImportCtx) -> int:
     return 2 if w[i] in ("-A", "-a") and w[i + 1] in IPVS_SAVE_SVC and w[i + 2] else 0
 
 
@@ -41,7 +41,7 @@ def ipvs_dest_at(w: Words, k: int) -> bool:
     return w[k] == "->" and bool(addr_port(w[k + 1]) or w[k + 1].startswith("[")) and w[k + 2] in IPVS_FORWARD
 
 
-def parse_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ipvsadm(w: Words, i: int, ctx: ImportCtx) -> int:
     """`TCP  10.96.0.1:443 rr [persistent N ...]` with its `  -> 192.168.56.11:6443  Masq  1  0  0`
     lines; the title lines are consumed and give nothing."""
     t = w[i]
@@ -96,7 +96,7 @@ def parse_ipvsadm(w: Words, i: int, ctx: Ctx) -> int:
     return read_ipvs_dests(w, k, ctx, svc)
 
 
-def read_ipvs_dests(w: Words, k: int, ctx: Ctx, svc: IpvsService | None) -> int:
+def read_ipvs_dests(w: Words, k: int, ctx: ImportCtx, svc: IpvsService | None) -> int:
     """`  -> 10.244.0.5:53   Masq   1   0   0` lines (forward, weight, active, inactive)."""
     while ipvs_dest_at(w, k):
         ap, forward = addr_port(w[k + 1]), w[k + 2]
@@ -115,7 +115,7 @@ def read_ipvs_dests(w: Words, k: int, ctx: Ctx, svc: IpvsService | None) -> int:
     return k
 
 
-def parse_ipvsadm_save(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ipvsadm_save(w: Words, i: int, ctx: ImportCtx) -> int:
     """`-A -t 10.96.0.1:443 -s rr [-p 10800]` and `-a -t 10.96.0.1:443 -r 10.244.0.5:6443 -m -w 1`."""
     proto, vip, k = IPVS_SAVE_SVC[w[i + 1]], w[i + 2], i + 3
     opts: dict[str, str] = {}

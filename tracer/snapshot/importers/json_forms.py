@@ -8,7 +8,7 @@ import json
 
 from ...bundle import Addr, Fdb, Link, Neigh, Route, Vxlan
 from .links import add_link
-from .state import Ctx
+from .state import ImportCtx
 from .text import Words, is_ipv4, is_ipv6, mac, table_id
 
 _DECODER = json.JSONDecoder()
@@ -44,14 +44,14 @@ def kind_of(items: list[dict]) -> str | None:
     return None
 
 
-def detect_json(w: Words, i: int, ctx: Ctx) -> int:
+def detect_json(w: Words, i: int, ctx: ImportCtx) -> int:
     if w[i][:1] != "[":
         return 0
     got = json_at(w, i)
     return 2 if got and (kind_of(got[0]) or not got[0]) else 0
 
 
-def parse_json(w: Words, i: int, ctx: Ctx) -> int:
+def parse_json(w: Words, i: int, ctx: ImportCtx) -> int:
     got = json_at(w, i)
     assert got is not None
     items, j = got
@@ -69,7 +69,7 @@ def parse_json(w: Words, i: int, ctx: Ctx) -> int:
     return j
 
 
-def read_link(x: dict, ctx: Ctx) -> None:
+def read_link(x: dict, ctx: ImportCtx) -> None:
     name = x["ifname"]
     flags = set(x.get("flags") or [])
     link = Link(name=name, index=x.get("ifindex"), mtu=x.get("mtu"), master=x.get("master"),
@@ -95,7 +95,7 @@ def read_link(x: dict, ctx: Ctx) -> None:
                                                scope=a.get("scope")))
 
 
-def read_route(x: dict, ctx: Ctx) -> None:
+def read_route(x: dict, ctx: ImportCtx) -> None:
     dst, gw = x["dst"], x.get("gateway")
     if is_ipv6(dst) or (gw and not is_ipv4(gw)):
         ctx.state.v6_skipped += 1
@@ -110,7 +110,7 @@ def read_route(x: dict, ctx: Ctx) -> None:
         onlink="onlink" in (x.get("flags") or []), proto=x.get("protocol", "boot")))
 
 
-def read_neigh(x: dict, ctx: Ctx) -> None:
+def read_neigh(x: dict, ctx: ImportCtx) -> None:
     if not is_ipv4(x["dst"]):
         ctx.state.v6_skipped += 1
         return
@@ -118,7 +118,7 @@ def read_neigh(x: dict, ctx: Ctx) -> None:
                                         state=list(x.get("state") or ["NONE"]), router="router" in x))
 
 
-def read_fdb(x: dict, ctx: Ctx) -> None:
+def read_fdb(x: dict, ctx: ImportCtx) -> None:
     dst = x.get("dst")
     if dst is not None and not is_ipv4(dst):
         ctx.state.v6_skipped += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ...bundle import Addr, Link, Vxlan
-from .state import Ctx, after_value_key
+from .state import ImportCtx, after_value_key
 from .text import Words, is_ipv4, is_ipv6, is_mac, is_prefix4, mac, num
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -35,7 +35,7 @@ def addr_line_header(w: Words, i: int) -> bool:
     return bool(_HDR_INDEX.match(w[i]) and _HDR_NAME_O.match(w[i + 1]) and w[i + 2] in ("inet", "inet6"))
 
 
-def detect_ip_link(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_link(w: Words, i: int, ctx: ImportCtx) -> int:
     if not link_header(w, i):
         return 0
     if ctx.hinted("ip link"):
@@ -48,11 +48,11 @@ def detect_ip_link(w: Words, i: int, ctx: Ctx) -> int:
     return 0
 
 
-def detect_ip_addr(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_addr(w: Words, i: int, ctx: ImportCtx) -> int:
     return 2 if link_header(w, i) or addr_line_header(w, i) else 0
 
 
-def block_ends(w: Words, k: int, ctx: Ctx) -> bool:
+def block_ends(w: Words, k: int, ctx: ImportCtx) -> bool:
     """Does the interface block that reached word k end before it?"""
     if link_header(w, k) or addr_line_header(w, k):
         return True
@@ -63,15 +63,15 @@ def block_ends(w: Words, k: int, ctx: Ctx) -> bool:
     return registry.strong_start(w, k, exclude=("ip a", "ip link")) or bool(prompts.command_line(w, k, ctx))
 
 
-def parse_ip_link(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_link(w: Words, i: int, ctx: ImportCtx) -> int:
     return parse_link_block(w, i, ctx, addrs=False)
 
 
-def parse_ip_addr(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_addr(w: Words, i: int, ctx: ImportCtx) -> int:
     return parse_link_block(w, i, ctx, addrs=True)
 
 
-def parse_link_block(w: Words, i: int, ctx: Ctx, addrs: bool) -> int:
+def parse_link_block(w: Words, i: int, ctx: ImportCtx, addrs: bool) -> int:
     """One interface: `N: name[@peer]: <FLAGS> mtu .. state ..` and its continuation lines."""
     index = num(w[i][:-1])
     oneline = not _FLAGS.match(w[i + 2])
@@ -135,7 +135,7 @@ INET_FLAGS = {"secondary", "primary", "dynamic", "noprefixroute", "tentative", "
               "nodad", "mngtmpaddr", "optimistic", "temporary", "stable-privacy", "dadfailed", "autojoin"}
 
 
-def parse_inet(w: Words, k: int, ctx: Ctx, ifname: str | None) -> int:
+def parse_inet(w: Words, k: int, ctx: ImportCtx, ifname: str | None) -> int:
     """`inet 10.244.0.1/24 [peer P/L] [brd B] [scope S] [flags] [label]`; k at "inet"."""
     address, _, length = w[k + 1].partition("/")
     at = k
@@ -176,7 +176,7 @@ VXLAN_FLAGS = {"nolearning", "learning", "udpcsum", "noudpcsum", "udp6zerocsumtx
                "noproxy", "norsc", "localbypass", "nolocalbypass", "vnifilter"}
 
 
-def parse_vxlan(w: Words, k: int, ctx: Ctx, link: Link) -> int:
+def parse_vxlan(w: Words, k: int, ctx: ImportCtx, link: Link) -> int:
     """`vxlan id 1 [remote|group IP] local 192.168.56.11 dev eth0 srcport 0 0 dstport 8472 nolearning ...`"""
     vx = Vxlan(vni=0, learning=True)
     seen_id = False
@@ -205,7 +205,7 @@ def parse_vxlan(w: Words, k: int, ctx: Ctx, link: Link) -> int:
     return k
 
 
-def add_link(ctx: Ctx, link: Link) -> None:
+def add_link(ctx: ImportCtx, link: Link) -> None:
     """Add or merge (same name pasted from `ip a` and `ip -d link`): newer non-empty values win."""
     old = ctx.state.link(link.name)
     if old is None:
@@ -227,7 +227,7 @@ def add_link(ctx: Ctx, link: Link) -> None:
 OPERSTATES = {"UP", "DOWN", "UNKNOWN", "LOWERLAYERDOWN", "DORMANT", "NOTPRESENT", "TESTING"}
 
 
-def detect_ip_brief(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_brief(w: Words, i: int, ctx: ImportCtx) -> int:
     if w[i + 1] not in OPERSTATES or not _HDR_NAME_O.match(w[i]) or after_value_key(w, i):
         return 0
     if w[i] in HEADER_KEYS or w[i] in OPERSTATES or w[i] in ("state",):
@@ -240,14 +240,14 @@ def detect_ip_brief(w: Words, i: int, ctx: Ctx) -> int:
     return 0
 
 
-def detect_ip_brief_link(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_brief_link(w: Words, i: int, ctx: ImportCtx) -> int:
     s = detect_ip_brief(w, i, ctx)
     if s and ((is_mac(w[i + 2]) and _FLAGS.match(w[i + 3])) or ctx.hinted("ip -br link")):
         return 2
     return 0
 
 
-def parse_ip_brief(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_brief(w: Words, i: int, ctx: ImportCtx) -> int:
     """`eth0@if5  UP  10.244.0.5/24 fe80::1/64` or `eth0@if5 UP 0a:58:0a:f4:00:05 <BROADCAST,...>`."""
     m = _HDR_NAME_O.match(w[i])
     assert m is not None

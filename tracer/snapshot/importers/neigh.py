@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ...bundle import Neigh
-from .state import Ctx, after_value_key
+from .state import ImportCtx, after_value_key
 from .text import Words, is_ipv4, is_ipv6, mac, num
 
 
@@ -16,7 +16,7 @@ NEIGH_FLAGS = {"router", "proxy", "extern_learn", "offload", "managed", "extern_
 NEIGH_KEYS = {"dev", "lladdr", "probes", "ref", "protocol", "vrf", "nud"}
 
 
-def detect_ip_neigh(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_neigh(w: Words, i: int, ctx: ImportCtx) -> int:
     if not (is_ipv4(w[i]) or (is_ipv6(w[i]) and "/" not in w[i])) or after_value_key(w, i):
         return 0
     k = i + 1
@@ -27,7 +27,7 @@ def detect_ip_neigh(w: Words, i: int, ctx: Ctx) -> int:
                                                                                  "probes")) else 0
 
 
-def parse_ip_neigh(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_neigh(w: Words, i: int, ctx: ImportCtx) -> int:
     """`10.244.1.0 dev flannel.1 lladdr 3a:f1:0c:5d:01:9e PERMANENT`, `10.244.0.77 dev cni0 FAILED`."""
     dst, k = w[i], i + 1
     keys: dict[str, str] = {}
@@ -60,7 +60,7 @@ def parse_ip_neigh(w: Words, i: int, ctx: Ctx) -> int:
     return k
 
 
-def add_neigh(ctx: Ctx, n: Neigh, from_arp: bool) -> None:
+def add_neigh(ctx: ImportCtx, n: Neigh, from_arp: bool) -> None:
     if ctx.state.add_unique("neigh", n) and from_arp:
         ctx.state.from_arp.add(id(n))
 
@@ -70,12 +70,12 @@ def add_neigh(ctx: Ctx, n: Neigh, from_arp: bool) -> None:
 _PAREN_IP = re.compile(r"^\(([0-9.]+)\)$")
 
 
-def detect_arp_a(w: Words, i: int, ctx: Ctx) -> int:
+def detect_arp_a(w: Words, i: int, ctx: ImportCtx) -> int:
     m = _PAREN_IP.match(w[i + 1])
     return 2 if m and is_ipv4(m.group(1)) and w[i + 2] == "at" and not after_value_key(w, i) else 0
 
 
-def parse_arp_a(w: Words, i: int, ctx: Ctx) -> int:
+def parse_arp_a(w: Words, i: int, ctx: ImportCtx) -> int:
     """`? (10.244.0.5) at 0a:58:0a:f4:00:05 [ether] on cni0`, `... at <incomplete> on cni0`,
     `... [ether] PERM on flannel.1`; BSD/macOS `... on en0 ifscope permanent [ethernet]`."""
     m = _PAREN_IP.match(w[i + 1])
@@ -107,7 +107,7 @@ ARP_TITLE = ["Address", "HWtype", "HWaddress", "Flags", "Mask", "Iface"]
 _ARP_FLAGS = re.compile(r"^[CMPD]+$")
 
 
-def detect_arp_n(w: Words, i: int, ctx: Ctx) -> int:
+def detect_arp_n(w: Words, i: int, ctx: ImportCtx) -> int:
     if w.items[i:i + 6] == ARP_TITLE:
         return 2
     if after_value_key(w, i) or w[i] in ("at", "on"):
@@ -117,7 +117,7 @@ def detect_arp_n(w: Words, i: int, ctx: Ctx) -> int:
     return 0
 
 
-def parse_arp_n(w: Words, i: int, ctx: Ctx) -> int:
+def parse_arp_n(w: Words, i: int, ctx: ImportCtx) -> int:
     """`10.244.1.0  ether  3a:f1:0c:5d:01:9e  CM  flannel.1` / `10.244.0.77  (incomplete)  cni0`."""
     if w.items[i:i + 6] == ARP_TITLE:
         return i + 6

@@ -8,7 +8,7 @@ import re
 
 from ...bundle import Addr, Link, Route
 from .links import add_link
-from .state import Ctx
+from .state import ImportCtx
 from .text import Words, is_ipv4, mac, num
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -20,7 +20,7 @@ IFCONFIG_CONT = {"inet", "inet6", "ether", "loop", "RX", "TX", "unspec", "infini
                  "UP", "BROADCAST", "LOOPBACK", "POINTOPOINT", "NOARP", "collisions:0", "Interrupt:"}
 
 
-def detect_ifconfig(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ifconfig(w: Words, i: int, ctx: ImportCtx) -> int:
     if _IFC_NAME.match(w[i]) and _IFC_FLAGS.match(w[i + 1]):
         return 2  # net-tools 2: "flannel.1: flags=4163<UP,BROADCAST,RUNNING,MULTICAST>  mtu 1450"
     if w[i + 1] == "Link" and w[i + 2].startswith("encap:") and not w.at_bol(i + 1):
@@ -33,7 +33,7 @@ IFCONFIG_KEYS = {"broadcast", "netmask", "destination", "prefixlen", "scopeid", 
                  "collisions", "loop", "unspec"}
 
 
-def ifconfig_ends(w: Words, k: int, ctx: Ctx) -> bool:
+def ifconfig_ends(w: Words, k: int, ctx: ImportCtx) -> bool:
     if detect_ifconfig(w, k, ctx):
         return True
     if w[k] in IFCONFIG_KEYS or (not w.bol[k] and w[k - 1] in IFCONFIG_KEYS):
@@ -52,7 +52,7 @@ def prefixlen_of(mask: str) -> int | None:
     return bits.count("1") if "01" not in bits else None
 
 
-def parse_ifconfig(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ifconfig(w: Words, i: int, ctx: ImportCtx) -> int:
     """One interface of `ifconfig` (either format); its addresses, MAC, MTU and flags."""
     old = w[i + 1] == "Link"
     name = w[i] if old else _IFC_NAME.match(w[i]).group(1)  # type: ignore[union-attr]
@@ -105,7 +105,7 @@ _RT_FLAGS = re.compile(r"^[UGHRDMAC!]+$")
 NETSTAT_TITLE = ["Kernel", "IP", "routing", "table"]
 
 
-def detect_netstat(w: Words, i: int, ctx: Ctx) -> int:
+def detect_netstat(w: Words, i: int, ctx: ImportCtx) -> int:
     if w.items[i:i + 4] == NETSTAT_TITLE or (w[i] == "Destination" and w[i + 1] == "Gateway" and w[i + 2] == "Genmask"):
         return 2
     if is_ipv4(w[i]) and is_ipv4(w[i + 1]) and is_ipv4(w[i + 2]) and _RT_FLAGS.match(w[i + 3]) \
@@ -114,7 +114,7 @@ def detect_netstat(w: Words, i: int, ctx: Ctx) -> int:
     return 0
 
 
-def parse_netstat(w: Words, i: int, ctx: Ctx) -> int:
+def parse_netstat(w: Words, i: int, ctx: ImportCtx) -> int:
     """`Destination Gateway Genmask Flags [Metric Ref Use | MSS Window irtt] Iface` rows."""
     if w.items[i:i + 4] == NETSTAT_TITLE:
         return i + 4
@@ -150,13 +150,13 @@ _BRIDGE_ID = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{12}$")
 BRCTL_TITLE = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
 
 
-def detect_brctl(w: Words, i: int, ctx: Ctx) -> int:
+def detect_brctl(w: Words, i: int, ctx: ImportCtx) -> int:
     if w.items[i:i + 7] == BRCTL_TITLE:
         return 2
     return 2 if _BRIDGE_ID.match(w[i + 1]) and w[i + 2] in ("yes", "no") and not w.at_bol(i + 1) else 0
 
 
-def parse_brctl(w: Words, i: int, ctx: Ctx) -> int:
+def parse_brctl(w: Words, i: int, ctx: ImportCtx) -> int:
     """`cni0  8000.0a580af40001  no  veth1a2b` and its indented port lines."""
     if w.items[i:i + 7] == BRCTL_TITLE:
         return i + 7
@@ -177,11 +177,11 @@ def parse_brctl(w: Words, i: int, ctx: Ctx) -> int:
 _FLANNEL_ENV = re.compile(r"^(FLANNEL_[A-Z_]+)=(\S*)$")
 
 
-def detect_subnet_env(w: Words, i: int, ctx: Ctx) -> int:
+def detect_subnet_env(w: Words, i: int, ctx: ImportCtx) -> int:
     return 2 if _FLANNEL_ENV.match(w[i]) else 0
 
 
-def parse_subnet_env(w: Words, i: int, ctx: Ctx) -> int:
+def parse_subnet_env(w: Words, i: int, ctx: ImportCtx) -> int:
     """`FLANNEL_NETWORK=10.244.0.0/16`, `FLANNEL_SUBNET=10.244.1.1/24`, `FLANNEL_MTU=1450`..."""
     m = _FLANNEL_ENV.match(w[i])
     assert m is not None

@@ -8,7 +8,7 @@ from typing import Callable
 from .ipvs import IPVS_SAVE_SVC
 from .neigh import NEIGH_KEYS, detect_arp_a, detect_arp_n
 from .routes import ROUTE_KEYS, is_dst
-from .state import Ctx, Hint, NO_HINT
+from .state import ImportCtx, Hint, NO_HINT
 from .sysctl import _SYSCTL_KEY
 from .text import Words, base, is_ipv4, is_ipv6
 from . import registry, scanner  # in the import cycle: used as module attributes
@@ -117,7 +117,7 @@ def squashed_header_at(w: Words, i: int) -> tuple[str | None, int] | None:
     return None
 
 
-def command_line(w: Words, i: int, ctx: Ctx) -> tuple[Hint | None, int] | None:
+def command_line(w: Words, i: int, ctx: ImportCtx) -> tuple[Hint | None, int] | None:
     """A command line at i: (hint, index after it); hint None for an empty prompt. Normal form:
     the whole line. Squashed: as far as the command's grammar goes, checked by its output following."""
     p = prompt_len(w, i)
@@ -146,12 +146,12 @@ def command_line(w: Words, i: int, ctx: Ctx) -> tuple[Hint | None, int] | None:
     return Hint(name=None, text=w.span(k, end), prompt=w.span(i, k)), end
 
 
-def output_follows(w: Words, j: int, ctx: Ctx, hint: Hint) -> bool:
-    probe = Ctx(ctx.state, hint=hint, cat_pending=bool(hint.key))
+def output_follows(w: Words, j: int, ctx: ImportCtx, hint: Hint) -> bool:
+    probe = ImportCtx(ctx.state, hint=hint, cat_pending=bool(hint.key))
     return scanner.detect(w, j, probe) is not None
 
 
-def command_end(w: Words, k: int, ctx: Ctx) -> int:
+def command_end(w: Words, k: int, ctx: ImportCtx) -> int:
     """End of a command line whose arguments we do not know: its line end, or (squashed text)
     the next prompt or unmistakable record."""
     j = k + 1
@@ -162,7 +162,7 @@ def command_end(w: Words, k: int, ctx: Ctx) -> int:
     return j
 
 
-def read_invocation(w: Words, k: int, ctx: Ctx) -> tuple[Hint, int] | None:
+def read_invocation(w: Words, k: int, ctx: ImportCtx) -> tuple[Hint, int] | None:
     """A (possibly wrapped: sudo, ip netns exec, kubectl exec --, nsenter) supported command."""
     start = k
     limit = k + 16

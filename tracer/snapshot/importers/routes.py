@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ...bundle import Route, Rule
 from .links import _HDR_INDEX
-from .state import Ctx, after_value_key
+from .state import ImportCtx, after_value_key
 from .text import Words, is_ipv4, is_ipv6, is_prefix4, is_redacted, num, table_id
 
 
@@ -16,7 +16,7 @@ from .text import Words, is_ipv4, is_ipv6, is_prefix4, is_redacted, num, table_i
 RULE_ACTIONS = {"blackhole", "unreachable", "prohibit", "nop"}
 
 
-def detect_ip_rule(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_rule(w: Words, i: int, ctx: ImportCtx) -> int:
     if not _HDR_INDEX.match(w[i]):
         return 0
     if w[i + 1] in ("from", "not"):
@@ -24,7 +24,7 @@ def detect_ip_rule(w: Words, i: int, ctx: Ctx) -> int:
     return 1 if ctx.hinted("ip rule") and w[i + 1] in ("to", "fwmark", "iif", "oif", "lookup") else 0
 
 
-def parse_ip_rule(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_rule(w: Words, i: int, ctx: ImportCtx) -> int:
     """`32766:	from all lookup main`, `100:	not from 10.0.0.0/8 fwmark 0x1/0xff lookup 100`."""
     rule = Rule(priority=num(w[i][:-1]) or 0)
     k = i + 1
@@ -162,7 +162,7 @@ def read_route(w: Words, i: int) -> tuple[RouteText, int]:
     return r, k
 
 
-def to_route(r: RouteText, ctx: Ctx, lookup: bool, w: Words, i: int) -> Route | None:
+def to_route(r: RouteText, ctx: ImportCtx, lookup: bool, w: Words, i: int) -> Route | None:
     first = r.nexthops[0] if r.nexthops else {}
     gateway = first.get("via", r.keys.get("via"))
     for what, value in (("destination", r.dst), ("gateway", gateway), ("source", r.keys.get("src"))):
@@ -202,11 +202,11 @@ def to_route(r: RouteText, ctx: Ctx, lookup: bool, w: Words, i: int) -> Route | 
     return route
 
 
-def detect_ip_route(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_route(w: Words, i: int, ctx: ImportCtx) -> int:
     return route_start(w, i)
 
 
-def detect_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
+def detect_ip_route_get(w: Words, i: int, ctx: ImportCtx) -> int:
     if w[i] == "RTNETLINK" and w[i + 1] == "answers:" and ctx.hinted("ip r get") and ctx.hint.query:
         return 2
     if not route_start(w, i):
@@ -215,7 +215,7 @@ def detect_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
     return 2 if r.lookup else 1 if ctx.hinted("ip r get") else 0
 
 
-def parse_ip_route(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_route(w: Words, i: int, ctx: ImportCtx) -> int:
     r, k = read_route(w, i)
     route = to_route(r, ctx, lookup=False, w=w, i=i)
     if route:
@@ -228,7 +228,7 @@ RTNETLINK_TYPES = {"Invalid argument": "blackhole", "No route to host": "unreach
                    "Permission denied": "prohibit", "Network is unreachable": "unreachable"}
 
 
-def parse_ip_route_get(w: Words, i: int, ctx: Ctx) -> int:
+def parse_ip_route_get(w: Words, i: int, ctx: ImportCtx) -> int:
     if w[i] == "RTNETLINK":
         k = i + 2
         while k < w.n and not w.at_bol(k) and k < i + 6 and not w[k - 1].endswith(("argument", "host",

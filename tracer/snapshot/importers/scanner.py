@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ...bundle import Host
-from .state import Command, Ctx, Hint, Hosts, HostState
+from .state import Command, ImportCtx, Hint, Hosts, HostState
 from .text import Words, normalise
 from . import prompts, registry  # in the import cycle: used as module attributes
 
@@ -73,7 +73,7 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
     _, names = sections(w, default)
     split = {s for s, n in names.items() if len(n) > 1}
     node = hosts.get(default)
-    ctx = Ctx(node, node=node, section=default)
+    ctx = ImportCtx(node, node=node, section=default)
     runs: list[Run] = []
     unparsed: list[tuple[int, HostState]] = []
     i = 0
@@ -119,7 +119,7 @@ def scan(text: str, hosts: Hosts, default: str) -> Scan:
     return Scan(w, runs, unparsed)
 
 
-def enter_command(w: Words, i: int, hint: Hint | None, ctx: Ctx, hosts: Hosts) -> None:
+def enter_command(w: Words, i: int, hint: Hint | None, ctx: ImportCtx, hosts: Hosts) -> None:
     """A command line at i: what follows is its output, for the node or the pod it ran in; or,
     for a command that sets or writes, input echoed back, which goes nowhere."""
     ctx.hint, ctx.current, ctx.discard_to = hint, None, None
@@ -141,7 +141,7 @@ def enter_command(w: Words, i: int, hint: Hint | None, ctx: Ctx, hosts: Hosts) -
         ctx.node.note("unsupported", f"`{hint.text[:60]}` at line {w.lines[i]}")
 
 
-def switch_host(w: Words, i: int, ctx: Ctx, hosts: Hosts, split: set[str]) -> None:
+def switch_host(w: Words, i: int, ctx: ImportCtx, hosts: Hosts, split: set[str]) -> None:
     """A prompt naming a host (`[root@node2 ~]#`) moves the reading to that host, when the section
     holds several."""
     name = prompts.prompt_host(w, i) if ctx.section in split else None
@@ -168,7 +168,7 @@ def heredoc_at(w: Words, i: int) -> tuple[int, str] | None:
     return None
 
 
-def skip_heredoc(w: Words, i: int, at: int, end_word: str, ctx: Ctx) -> int:
+def skip_heredoc(w: Words, i: int, at: int, end_word: str, ctx: ImportCtx) -> int:
     """`cat <<EOF | sudo tee /etc/sysctl.d/k8s.conf`, its lines up to EOF (the user's input) and
     what `tee` prints back after it: none of it is state. Returns the index after all of it."""
     command_end = w.line_end(i) if w.bol[i] else at + 1
@@ -189,7 +189,7 @@ def skip_heredoc(w: Words, i: int, at: int, end_word: str, ctx: Ctx) -> int:
     return j
 
 
-def detect(w: Words, i: int, ctx: Ctx) -> Command | None:
+def detect(w: Words, i: int, ctx: ImportCtx) -> Command | None:
     """The command whose record starts at word i. An unmistakable record (strength 2) wins, the
     hinted command first; a plausible one (1) counts at a line start or inside a run or hint."""
     hinted = registry.BY_NAME.get(ctx.hint.name) if ctx.hint and ctx.hint.name else None

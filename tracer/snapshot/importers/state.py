@@ -108,7 +108,7 @@ class Hosts:
 
 
 @dataclass
-class Ctx:
+class ImportCtx:
     state: HostState
     hint: Hint | None = None
     current: "Command | None" = None  # the command of the record just parsed
@@ -125,8 +125,8 @@ class Ctx:
         return self.hint is not None and self.hint.name in names
 
 
-Detector = Callable[[Words, int, Ctx], int]  # 0: no; 1: at a line start or inside a run; 2: anywhere
-Parser = Callable[[Words, int, Ctx], int]  # parses one record at i, returns the index after it
+Detector = Callable[[Words, int, ImportCtx], int]  # 0: no; 1: at a line start or inside a run; 2: anywhere
+Parser = Callable[[Words, int, ImportCtx], int]  # parses one record at i, returns the index after it
 
 
 @dataclass(frozen=True)
@@ -149,4 +149,4 @@ def after_value_key(w: Words, i: int) -> bool:
     return i > 0 and not w.bol[i] and w[i - 1] in VALUE_KEYS
 
 
-NO_HINT = Ctx(HostState(Host(name="-")))  # for detectors asked without a command line's hint
+NO_HINT = ImportCtx(HostState(Host(name="-")))  # for detectors asked without a command line's hint

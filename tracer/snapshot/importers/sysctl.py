@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .state import Ctx
+from .state import ImportCtx
 from .text import Words, num
 from . import registry  # in the import cycle: used as module attributes
 
@@ -14,7 +14,7 @@ from . import registry  # in the import cycle: used as module attributes
 _SYSCTL_KEY = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[^\s=.]+)+$", re.ASCII)
 
 
-def detect_sysctl(w: Words, i: int, ctx: Ctx) -> int:
+def detect_sysctl(w: Words, i: int, ctx: ImportCtx) -> int:
     if ctx.cat_pending and ctx.hinted("sysctl"):
         return 2
     t = w[i]
@@ -26,7 +26,7 @@ def detect_sysctl(w: Words, i: int, ctx: Ctx) -> int:
     return 1 if t == "sysctl:" else 0
 
 
-def parse_sysctl(w: Words, i: int, ctx: Ctx) -> int:
+def parse_sysctl(w: Words, i: int, ctx: ImportCtx) -> int:
     """`net.ipv4.ip_forward = 1` (also squashed), `key=value`, and the value after `cat /proc/sys/...`."""
     if ctx.cat_pending:
         ctx.cat_pending = False
@@ -66,7 +66,7 @@ def value_end(w: Words, k: int, first: int) -> int:
     return end
 
 
-def store_sysctl(ctx: Ctx, key: str | None, value: str) -> None:
+def store_sysctl(ctx: ImportCtx, key: str | None, value: str) -> None:
     if not key:
         return
     key = key.replace("/", ".")  # sysctl prints "flannel.1" as "flannel/1"; the bundle keeps dots

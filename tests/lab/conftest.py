@@ -26,6 +26,16 @@ ROOT_BPF_LAB = [
 ]
 
 
+def fresh_lab(request, prefix: str):
+    """A lab named <prefix><4 hex>, up, torn down by the test module's finalizer even on failure."""
+    from podpath.tracer.lab import Lab
+
+    lab = Lab(prefix + secrets.token_hex(2))
+    request.addfinalizer(lab.down)
+    lab.up()
+    return lab
+
+
 def bpf_lab(request, prefix: str):
     """A fresh lab named <prefix><4 hex>, torn down by the test module's finalizer even on failure."""
     from podpath.tracer.lab import Lab

@@ -36,14 +36,9 @@ SCHEMA_VERSION = "1.30.0"
 
 @pytest.fixture(scope="module")
 def lab(request):
-    import secrets
+    from conftest import fresh_lab
 
-    from podpath.tracer.lab import Lab
-
-    lab = Lab("ta" + secrets.token_hex(2))
-    request.addfinalizer(lab.down)
-    lab.up()
-    return lab
+    return fresh_lab(request, "ta")
 
 
 @pytest.fixture(scope="module")

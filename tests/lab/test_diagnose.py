@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from itertools import permutations
 from pathlib import Path
@@ -33,10 +32,9 @@ PODPATH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
 
 @pytest.fixture(scope="module")
 def lab(request):
-    lab = Lab("d" + secrets.token_hex(2))
-    request.addfinalizer(lab.down)
-    lab.up()
-    return lab
+    from conftest import fresh_lab
+
+    return fresh_lab(request, "d")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from conftest import nobody_can_run_the_checkout
 
 from podpath.tracer.diagnose import diagnose
-from podpath.tracer.lab import FAULTS, Lab
+from podpath.tracer.lab import FAULTS
 from podpath.tracer.lab.source import lab_snapshot
 
 pytestmark = [

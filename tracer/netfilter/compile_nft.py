@@ -18,7 +18,7 @@ from .nft import NftChain, NftRule, NftRuleset, NftTable
 from .results import RuleRef
 
 EVALUATED_FAMILIES = ("ip", "inet")  # the tables an IPv4 packet traverses at the IP hooks
-HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+from ..hooks import NF_HOOKS as HOOKS  # noqa: E402 - one home for hook names
 
 NOVALUE, UNKNOWN_VALUE = E.NOVALUE, E.UNKNOWN_VALUE
 

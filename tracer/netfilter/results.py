@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+from ..hooks import NF_HOOKS as HOOKS  # noqa: E402 - one home for hook names
 VERDICTS = ("accept", "drop", "reject")
 
 

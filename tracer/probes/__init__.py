@@ -36,7 +36,7 @@ TRACEPOINTS = ("pp_kfree_skb", "pp_consume_skb", "pp_netif_rcv", "pp_xmit", "pp_
                "pp_neigh_create", "pp_neigh_update", "pp_neigh_timer", "pp_neigh_dead")
 NF_PROGRAMS = tuple(f"pp_nf_{i}" for i in range(Limit.NF_BRACKETS))  # one per bracket; follow tracked skbs
 NF_MATCH_PROGRAM = "pp_nf_m0"  # bracket 0 that also matches the filter (where test packets are created)
-NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+from ..hooks import NF_HOOKS  # noqa: E402 - one home for hook names
 NF_PRI_FIRST, NF_PRI_LAST = -(2 ** 31), 2 ** 31 - 1  # the kernel refuses links at exactly these
 # Where the brackets sit: the start of the hook, just before each iptables table (raw -300,
 # mangle -150, nat/DNAT -100, filter 0, security 50, nat/SNAT 100), and the end. A packet that

@@ -34,12 +34,20 @@ class RunLock:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:  # no /run (or not root): no sweeping, nothing else changes
             return
+        # flock(2) converts EX to SH by dropping the lock and taking the new one: another podpath
+        # could find the file free in between and think it is alone. The check and the conversion
+        # happen under a second lock (the gate), so no one sees that gap.
+        gate = os.open(path + ".gate", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.alone = True
-        except OSError:
-            pass
-        fcntl.flock(self.fd, fcntl.LOCK_SH)  # converts the exclusive lock, or waits for none
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.alone = True
+            except OSError:
+                pass
+            fcntl.flock(self.fd, fcntl.LOCK_SH)  # converts the exclusive lock, or waits for none
+        finally:
+            os.close(gate)  # releases the gate
 
     def close(self) -> None:
         if self.fd is not None:

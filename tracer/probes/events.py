@@ -18,6 +18,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum, IntFlag
 
+from ..hooks import NF_HOOKS
+
 u8, u16, u32, u64, s32 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
 
 
@@ -117,7 +119,7 @@ class FilterFlag(IntFlag):
 # Kernel numbering the events carry as is: netfilter hooks (enum nf_inet_hooks, checked against
 # the kernel's BTF by the layout test) and NUD_* bits (include/uapi/linux/neighbour.h: #defines,
 # in no BTF).
-NF_POINTS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+NF_POINTS = dict(enumerate(NF_HOOKS))  # the kernel's hook number -> its name
 NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
               0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
 MAX_NEIGH_ADDRS = Limit.NEIGH_ADDRS

@@ -23,6 +23,7 @@ import socket
 import threading
 from typing import Callable, Iterable
 
+from ..hooks import NF_HOOK_NUMBER
 from ..netns import CLONE_NEWNET, run_in  # noqa: F401 - CLONE_NEWNET used by doctor
 from ..netns import enter as _enter
 from ..errors import NodeError, PermissionNeeded
@@ -59,7 +60,7 @@ BTF_KIND_DATASEC = 15
 BTF_KIND_ENUM64 = 19
 
 NFPROTO_IPV4 = 2
-NF_HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4}
+NF_HOOKS = NF_HOOK_NUMBER  # name -> the kernel's NF_INET_* number (tracer/hooks.py)
 BPF_F_NETFILTER_IP_DEFRAG = 1
 
 # legacy clsact (bpf_tc_*): our fixed handle and priority, so a sweep finds exactly our filters

@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 from ..bundle import Attachment
+from ..hooks import NF_HOOKS
 from ..probes import libbpf
 
 OURS_PREFIX = "pp_"  # every program podpath loads is named pp_* (bpf/*.bpf.c)
@@ -21,7 +22,7 @@ TCX_HOOKS = {"tcx_ingress": libbpf.BPF_TCX_INGRESS, "tcx_egress": libbpf.BPF_TCX
 # Netlink attributes of a bpf filter's TCA_OPTIONS that pyroute2 0.9 leaves undecoded.
 TCA_BPF_FLAGS, TCA_BPF_TAG, TCA_BPF_ID = 8, 10, 11
 TCA_BPF_FLAG_ACT_DIRECT = 1
-NF_HOOK_NAMES = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+NF_HOOK_NAMES = dict(enumerate(NF_HOOKS))
 NF_FAMILIES = {2: "ip", 10: "ip6", 1: "inet", 7: "bridge"}
 
 

@@ -63,7 +63,7 @@ class Addr:
 @dataclass
 class Route:
     dst: str  # "default" or "a.b.c.d/len"
-    table: int = 254  # main
+    table: int | None = 254  # main; None: not said (a pasted `ip route get` answer)
     type: str = "unicast"  # unicast, local, broadcast, blackhole, unreachable, prohibit
     gateway: str | None = None
     dev: str | None = None
@@ -470,8 +470,10 @@ def from_dict(cls: type, data: Any, path: str = "$") -> Any:
         if key not in names:
             continue  # tolerate fields from newer writers
         required = fields[key].default is dataclasses.MISSING and fields[key].default_factory is dataclasses.MISSING
-        if value is None and required and not _nullable(hints[key]):  # a route with no dst, an address with none
-            raise BadValue(f"{path}.{key}", "should not be null")
+        if value is None and not _nullable(hints[key]):
+            if required:  # a route with no dst, an address with none
+                raise BadValue(f"{path}.{key}", "should not be null")
+            continue  # a null where the field has a default: the default
         kwargs[key] = _convert(hints[key], value, f"{path}.{key}")
         _check_text(cls, key, kwargs[key], f"{path}.{key}")
     try:

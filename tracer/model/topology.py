@@ -22,6 +22,15 @@ class Port:
     link: str
 
 
+def place(host: Host) -> tuple[str | None, str]:
+    """(node, location) a finding or a hop names for a namespace: a pod's node and its name; any
+    other namespace (a node, the lab's underlay switch) by its own name, location "host". The one
+    rule diagnose and trace share."""
+    if host.kind == "pod":
+        return host.node, host.name
+    return host.node or (host.name if host.kind != "unknown" else None), "host"
+
+
 class Topology:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -43,10 +52,10 @@ class Topology:
         return self.hosts[name]
 
     def location(self, host: Host) -> str:
-        return host.name if host.kind == "pod" else "host"
+        return place(host)[1]
 
     def node_of(self, host: Host) -> str | None:
-        return host.node or (host.name if host.kind == "node" else None)
+        return place(host)[0]
 
     # -- veth peers -------------------------------------------------------------------------
     def _resolve_peers(self) -> dict[Port, Port]:

@@ -392,7 +392,8 @@ class Walk:
     def vxlan_xmit(self, host: Host, vx: Link, nexthop: str, pkt: Pkt) -> None:
         entry = self.topo.neighbour(host, vx.name, nexthop)
         owner = next((p for p in self.topo.owners.get(nexthop, []) if (self.topo.link(p) or vx).kind == "vxlan"), None)
-        true_mac = self.topo.link(owner).mac if owner else None
+        owner_link = self.topo.link(owner) if owner else None
+        true_mac = owner_link.mac if owner_link else None
         annotated = self.model.node_for_vtep(nexthop) if owner is None else None
         if annotated is not None and annotated.vtep_mac:
             true_mac = annotated.vtep_mac  # flannel's backend-data annotation of that node

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..model.segments import assign_observed
+from ..model.topology import place
 from ..checks.base import INTERNAL, json_fields, ns_cmd
 from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
 from ..model.reasons import Reason
@@ -116,11 +117,7 @@ class Where:
 
     @staticmethod
     def node_loc(h) -> tuple[str | None, str]:
-        if h is None:
-            return None, "?"
-        if h.kind == "pod":
-            return h.node, h.name
-        return (h.node or h.name), "host"
+        return place(h) if h is not None else (None, "?")
 
 
 def observed_hops(events, where: Where) -> list[ObservedHop]:

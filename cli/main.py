@@ -7,6 +7,7 @@ and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -57,6 +58,8 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminated)
+    # A forked child (pyroute2's namespace helper) must die of SIGTERM as usual, not raise here.
+    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     _register()
     try:
         rc = app(standalone_mode=False)

@@ -16,6 +16,7 @@ from podpath.tracer.bundle import Attachment, Bundle
 from podpath.tracer.checks import WARNING
 from podpath.tracer.diagnose import diagnose
 from podpath.tracer.trace.explain import evidence_of as _evidence, pick_finding
+from lab_bundle import bundle, healthy  # noqa: F401, E402 - shared fixtures
 
 
 

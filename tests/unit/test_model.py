@@ -17,6 +17,7 @@ from podpath.tracer.bundle import Bundle, Neigh
 from podpath.tracer.diagnose import diagnose
 from podpath.tracer.errors import BundleError, UsageError
 from podpath.tracer.model.routing import lookup
+from lab_bundle import bundle, healthy  # noqa: F401, E402 - shared fixtures
 
 PODS = ["pod-a", "pod-a2", "pod-b", "coredns"]
 

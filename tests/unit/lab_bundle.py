@@ -1,4 +1,8 @@
-"""Fixtures the unit tests share: the real lab snapshot a healthy lab gives (no root needed)."""
+"""Fixtures the unit tests share: the real lab snapshot a healthy lab gives (no root needed).
+
+Imported by the tests that use them (`from lab_bundle import bundle, healthy`), not a conftest.py:
+tests/lab has a conftest of its own that its modules import by name, and two modules called
+`conftest` would shadow each other."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, 
           size: int | None = None, count: int = 1, timeout: float = DEFAULT_TIMEOUT,
           progress: Callable[[str], None] | None = None,
           on_verdict: Callable[[Trace], None] | None = None, nftrace: bool = False,
-          payload: bytes | None = None, expect_reply: bool = False, sport: int | None = None) -> Trace:
+          payload: bytes | None = None, expect_reply: bool = False, sport: int | None = None,
+          record: Callable[[dict], None] | None = None) -> Trace:
     """Trace one flow (root). source: where hosts and names come from (tracer.sources: this node,
     the netns lab). bundle: a fresh snapshot of it to reuse (else one is taken, while the probes
     attach when the source can say the path early). payload: what a udp test packet carries (a DNS
@@ -108,6 +109,9 @@ def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, 
             done["t_sess"] = time.perf_counter()
             t = correlate(session=result, bundle=bundle, diagnosis=diag, src_host=src_host,
                           dst_host=dst_host, src=src, dst=dst)
+            if record is not None:  # what correlate saw and said, before the live counters and nftrace
+                record(recording(src, dst, dict(proto=proto, port=port, size=size, sport=sport, count=count),
+                                 bundle, result, t))
             _confirm_by_counters(t, bundle)
             if result.nftrace:
                 from .correlate import apply_nftrace
@@ -128,6 +132,20 @@ def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, 
     out.timings.update(session.timings)
     out.timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return out
+
+
+RECORDING_VERSION = 1
+VERDICT_FIELDS = ("status", "cause", "node", "location", "device", "hook", "drop_reason", "direction")
+
+
+def recording(src: str, dst: str, flow: dict, bundle, result, t: Trace) -> dict:
+    """One trace as data: the snapshot, the session's events and correlate's verdict, so correlation
+    can be re-run without root or probes (replay.py; tests/fixtures/sessions)."""
+    import json
+
+    return {"version": RECORDING_VERSION, "src": src, "dst": dst, "flow": flow,
+            "bundle": json.loads(bundle.to_json(indent=None)), "session": result.to_dict(),
+            "verdict": {k: getattr(t.verdict, k) for k in VERDICT_FIELDS}, "hops": len(t.hops)}
 
 
 def _confirm_by_counters(t: Trace, bundle) -> None:

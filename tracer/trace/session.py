@@ -70,7 +70,21 @@ class SessionResult:
         return {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
                 "attached": [list(a) for a in self.attached], "attach_errors": self.attach_errors,
                 "timings": self.timings, "answered": self.answered,
-                "nftrace": [x.to_dict() for x in self.nftrace]}
+                "nftrace": [x.to_dict() for x in self.nftrace], "expect_reply": self.expect_reply}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SessionResult":
+        """A recorded session back (JSON round trip): what correlate() needs, with no probe loaded."""
+        from ..probes.events import Event
+        from .nftrace import NftraceLine
+
+        inj = dict(d["inject"])
+        inj["send_windows"] = [tuple(w) for w in inj.get("send_windows", [])]
+        return cls(inject=InjectResult(**inj), events=[Event(**e) for e in d.get("events", [])],
+                   lost=d.get("lost", 0), attached=[tuple(a) for a in d.get("attached", [])],
+                   attach_errors=list(d.get("attach_errors", [])), timings=dict(d.get("timings", {})),
+                   answered=bool(d.get("answered")), nftrace=[NftraceLine(**x) for x in d.get("nftrace", [])],
+                   expect_reply=bool(d.get("expect_reply")))
 
 
 def netns_inode(netns: str) -> int:

@@ -12,8 +12,9 @@ from .correlate import Trace, correlate
 from .session import SessionResult
 
 
-def replay(rec: dict) -> Trace:
-    """Re-run diagnose, plan and correlate on a recording (trace(..., record=...))."""
+def replay(rec: dict, session: SessionResult | None = None) -> Trace:
+    """Re-run diagnose, plan and correlate on a recording (trace(..., record=...)); session: the
+    events to correlate instead of the recorded ones (per-node sessions joined, say)."""
     from ..diagnose import diagnose
     from . import RECORDING_VERSION
     from .plan import plan
@@ -25,5 +26,5 @@ def replay(rec: dict) -> Trace:
     diag = diagnose(bundle, rec["src"], rec["dst"], proto=f.get("proto"), port=f.get("port"), size=f.get("size"),
                     sport=f.get("sport"))
     _req, src_host, dst_host = plan(bundle, diag, count=f.get("count") or 1)
-    return correlate(session=SessionResult.from_dict(rec["session"]), bundle=bundle, diagnosis=diag,
+    return correlate(session=session or SessionResult.from_dict(rec["session"]), bundle=bundle, diagnosis=diag,
                      src_host=src_host, dst_host=dst_host, src=rec["src"], dst=rec["dst"])

@@ -256,7 +256,7 @@ def test_traffic_is_delivered_exactly_as_without_probes(lab):
 # ------------------------------------------------------------------ SIGTERM and SIGKILL, --nftrace
 
 def nftrace_tables(lab) -> list[str]:
-    from podpath.tracer.trace.nftrace import podpath_tables
+    from podpath.tracer.probes.nftables import podpath_tables
     return [f"{ns}/{t}" for ns in lab.names.all_netns for _, t in podpath_tables(ns)]
 
 

@@ -46,7 +46,7 @@ class Kube:
                 return None
             raise ApiError(self.refusal(e.status, verb, resource, group, namespace, e.reason)) from None
         except (HTTPError, OSError) as e:
-            raise ApiUnreachable(f"cannot reach the API server at {self.url} ({where_from(self)}): "
+            raise ApiUnreachable(f"cannot reach the API server at {self.url} ({self.where}): "
                                  f"{_reason(e)}") from None
 
     def refusal(self, status: int | None, verb: str, resource: str, group: str, namespace: str | None,
@@ -117,10 +117,6 @@ class Kube:
                 return
 
 
-def where_from(kube: Kube) -> str:
-    return kube.where
-
-
 def _reason(e: BaseException) -> str:
     text = str(getattr(e, "reason", None) or e)
     # urllib3 nests the cause: keep the last, most specific clause on one line
@@ -139,7 +135,6 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube |
     if kubeconfig and not Path(kubeconfig).is_file():
         raise UsageError(f"kubeconfig '{kubeconfig}' does not exist; give the file kubectl uses (--kubeconfig FILE)")
     cfg = client.Configuration()
-    cfg.retries = 0  # fail over fast; the caller decides
     if path:
         try:
             config.load_kube_config(config_file=path, context=context, client_configuration=cfg,
@@ -159,7 +154,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube |
         if context:
             raise UsageError(f"--context {context} needs a kubeconfig: give --kubeconfig FILE or set KUBECONFIG")
         return None
-    cfg.retries = 0
+    cfg.retries = 0  # after loading, which may set its own: fail over fast, the caller decides
     return Kube(client.ApiClient(cfg), where)
 
 

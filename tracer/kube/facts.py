@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..bundle import Inventory, NodeInfo, PodInfo, ServiceInfo, ServicePort
 from ..errors import ApiError

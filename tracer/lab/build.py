@@ -13,7 +13,6 @@ missing namespace is an error, never silently created); rules through one `iptab
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import socket
 from typing import Any, Callable
@@ -38,7 +37,7 @@ from .desired import (
     node_dev_sysctls,
 )
 # faults.py breaks and restores single pieces of the desired state through this module.
-from .desired import flannel_route, node_routes, pod_routes  # noqa: F401
+from .desired import node_routes
 from .topology import NODES, PODS, Names, NodeSpec, PodSpec
 
 IFF_UP = 0x1

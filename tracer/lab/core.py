@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 from ..bundle import Inventory
@@ -105,7 +104,7 @@ class Lab:
         namespaces attached to a lab node that are not the lab's (a hand-made break, a leftover)."""
         import os
 
-        from ..netns import netns_path
+        from ..netns import inode
         from ..sources.discovery import discover
         from ..probes.nftables import owner_pid, podpath_tables
         from .topology import NODES
@@ -121,12 +120,7 @@ class Lab:
                 owner = f"owner pid {pid} is dead" if pid and not os.path.exists(f"/proc/{pid}") else \
                     f"owner pid {pid} runs" if pid else "no owner recorded"
                 out.append(f"{ns}: --nftrace table {table} ({owner}); `podpath cleanup` removes a dead one")
-        ours = set()
-        for ns in self.names.all_netns:
-            try:
-                ours.add(os.stat(netns_path(ns)).st_ino)
-            except OSError:
-                pass
+        ours = {inode(ns) for ns in self.names.all_netns} - {None}
         for n in NODES:
             try:
                 found = discover(self.netns(n.name))

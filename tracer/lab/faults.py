@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bundle import Inventory
+from . import desired
 from .topology import (
     FLANNEL_MTU,
     UNDERLAY_MTU,
@@ -26,6 +27,7 @@ from .topology import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .build import BuildCtx
+    from .core import Lab
 
 
 @dataclass
@@ -96,7 +98,7 @@ WRONG_VTEP_DST = "192.168.56.99"
 # -------------------------------------------------------------------- pod_route
 
 def _pod_routes_a() -> list:
-    return [r for r in _b().pod_routes(pod("pod-a")) if not r.kernel]
+    return [r for r in desired.pod_routes(pod("pod-a")) if not r.kernel]
 
 
 def _del_pod_routes(ctx: "BuildCtx", saved: dict) -> None:
@@ -122,13 +124,13 @@ _register(Fault(
     "host-route-missing", "host_route",
     "node-a has no route to node-b's pod CIDR 10.244.1.0/24 (flannel's route via flannel.1 deleted)",
     "node-a", "host", PING_B, device="flannel.1",
-    apply=lambda ctx, saved: _b().del_route(ctx, "node-a", _b().flannel_route(A, B)),
-    revert=lambda ctx, saved: _b().add_route(ctx, "node-a", _b().flannel_route(A, B)),
+    apply=lambda ctx, saved: _b().del_route(ctx, "node-a", desired.flannel_route(A, B)),
+    revert=lambda ctx, saved: _b().add_route(ctx, "node-a", desired.flannel_route(A, B)),
 ))
 
 
 def _cni_route(n):
-    return next(r for r in _b().node_routes(n) if r.dev == "cni0")
+    return next(r for r in desired.node_routes(n) if r.dev == "cni0")
 
 
 _register(Fault(
@@ -149,7 +151,7 @@ def _pod_eth0_up(p) -> Step:
     def step(ctx: "BuildCtx", saved: dict) -> None:
         b = _b()
         b.set_link(ctx, p.name, "eth0", state="up")
-        for r in b.pod_routes(p):  # the kernel dropped the gateway routes with the link
+        for r in desired.pod_routes(p):  # the kernel dropped the gateway routes with the link
             if not r.kernel:
                 b.add_route(ctx, p.name, r)
     return step
@@ -373,7 +375,7 @@ def _flannel_b_up(ctx: "BuildCtx", saved: dict) -> None:
     b = _b()
     b.set_link(ctx, "node-b", "flannel.1", state="up")
     for remote in (A,):  # the kernel flushed the route and the permanent neighbour with the link
-        b.add_route(ctx, "node-b", b.flannel_route(B, remote))
+        b.add_route(ctx, "node-b", desired.flannel_route(B, remote))
         b.set_neigh(ctx, "node-b", "flannel.1", remote.subnet_base, remote.vtep_mac)
 
 

@@ -25,18 +25,12 @@ class LabSource(Source):
 
     def hosts(self) -> list[HostRef]:
         """The lab's namespaces, then every other namespace attached to a lab node (unknown)."""
-        from ..netns import netns_path
+        from ..netns import inode
         from ..sources.discovery import discover
-        import os
 
         refs = [HostRef(r.name, r.kind, r.node, r.netns, r.namespace, identified_by="inventory")
                 for r in self.lab.hosts()]
-        known = set()
-        for r in refs:
-            try:
-                known.add(os.stat(netns_path(r.netns)).st_ino)
-            except OSError:
-                pass
+        known = {inode(r.netns) for r in refs} - {None}
         for n in NODES:
             for ns in discover(self.lab.netns(n.name)):
                 if ns.inode in known:
@@ -94,9 +88,6 @@ class LabSource(Source):
             pods += [by_ip[ip] for ip in d.service.endpoints if ip in by_ip]
         return request_for(flow, s.host, d.host, self.lab.path_devices(pods), count=count, timeout=timeout,
                            neigh_addrs=self.lab.path_nexthops(pods))
-
-    def conntrack_hosts(self) -> list[HostRef]:
-        return [r for r in self.lab.hosts() if r.kind == "node"]
 
 
 def lab_snapshot(name: str) -> Bundle:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from ..hooks import NF_HOOKS as HOOKS  # noqa: E402 - one home for hook names
+from ..hooks import NF_HOOKS as HOOKS  # noqa: E402, F401 - one home for hook names; re-exported
 VERDICTS = ("accept", "drop", "reject")
 
 

@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import PodpathError
+from ..netns import CLONE_NEWNET
 
 def _ret(imm: int) -> bytes:
     return struct.pack("<BBhi", 0xB7, 0, 0, imm) + struct.pack("<BBhi", 0x95, 0, 0, 0)
@@ -156,7 +157,7 @@ def _in_private_netns(fn):
 
     def body():
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(libbpf.CLONE_NEWNET) != 0:
+        if libc.unshare(CLONE_NEWNET) != 0:
             e = ctypes.get_errno()
             return "fail", f"unshare(CLONE_NEWNET): {os.strerror(e)}", ""
         return fn()

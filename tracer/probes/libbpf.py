@@ -24,7 +24,7 @@ import threading
 from typing import Callable, Iterable
 
 from ..hooks import NF_HOOK_NUMBER
-from ..netns import CLONE_NEWNET, run_in  # noqa: F401 - CLONE_NEWNET used by doctor
+from ..netns import run_in
 from ..netns import enter as _enter
 from ..errors import NodeError, PermissionNeeded
 

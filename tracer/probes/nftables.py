@@ -33,16 +33,10 @@ def owner_alive(table: str) -> bool | None:
 def podpath_tables(netns: str) -> list[tuple[str, str]]:
     """(family, name) of podpath's nftrace tables in a namespace, listed over netlink (~1 ms, no
     child process), so a trace can look for a killed run's tables in every namespace it uses."""
-    from pyroute2.nftables.main import NFTables
-
+    from ..netfilter.netlink import list_tables
     from ..netns import run_in
 
-    families = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
-
-    def read():
-        with NFTables(nfgen_family=0) as nft:
-            return [(families.get(t["nfgen_family"], "ip"), t.get_attr("NFTA_TABLE_NAME")) for t in nft.get_tables()]
-    return [(f, n) for f, n in run_in(netns, read) if n and n.startswith(TABLE_PREFIX)]
+    return [(f, n) for f, n, _ in run_in(netns, list_tables) if n.startswith(TABLE_PREFIX)]
 
 
 def sweep_tables(netns: str, *, alone: bool = True) -> list[str]:

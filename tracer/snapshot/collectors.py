@@ -35,6 +35,7 @@ from ..bundle import (
     Rule,
     Vxlan,
 )
+from ..netfilter.netlink import list_tables
 
 
 class Gap(Exception):
@@ -429,19 +430,21 @@ def _has_table(text: str) -> bool:
     return any(line.startswith("*") for line in text.splitlines())
 
 
-def _no_nf_tables(ctx: CollectCtx) -> bool:
-    """True when this namespace holds no nf_tables table of any family (asked over netlink, ~1 ms):
-    then iptables-nft-save and nft have nothing to print, and their two child processes (most of a
-    pod namespace's snapshot) are skipped. Unknown (no nf_tables netlink) counts as "may have"."""
-    if "nf_tables_count" not in ctx.cache:
+def _nf_tables(ctx: CollectCtx) -> list[tuple[str, str, int | None]] | None:
+    """The namespace's nf_tables tables, listed once over netlink for both netfilter collectors;
+    None when netlink would not say (then the tools are asked)."""
+    if "nf_tables" not in ctx.cache:
         try:
-            from pyroute2.nftables.main import NFTables
-
-            with NFTables(nfgen_family=0) as nft:  # NFPROTO_UNSPEC: every family
-                ctx.cache["nf_tables_count"] = len(nft.get_tables())
+            ctx.cache["nf_tables"] = list_tables()
         except Exception:  # noqa: BLE001 - ask the tools instead
-            ctx.cache["nf_tables_count"] = None
-    return ctx.cache["nf_tables_count"] == 0
+            ctx.cache["nf_tables"] = None
+    return ctx.cache["nf_tables"]
+
+
+def _no_nf_tables(ctx: CollectCtx) -> bool:
+    """No nf_tables table of any family: iptables-nft-save and nft have nothing to print, and their
+    two child processes (most of a pod namespace's snapshot) are skipped."""
+    return _nf_tables(ctx) == []
 
 
 @collector("iptables")
@@ -469,9 +472,6 @@ def iptables_legacy(ctx: CollectCtx) -> None:
         ctx.host.iptables_save["legacy"] = text
 
 
-NFPROTO_NAMES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
-
-
 @collector("nftables")
 def nftables(ctx: CollectCtx) -> None:
     """The nf_tables tables iptables-save did not already print, as `nft -j` JSON.
@@ -482,9 +482,8 @@ def nftables(ctx: CollectCtx) -> None:
     already saved are kept as bare table entries (the model skips them anyway, and knows they
     exist), and each other table is read with `nft -j list table`."""
     ipt = set(re.findall(r"^\*(\S+)", ctx.host.iptables_save.get("nft", ""), re.M))
-    try:
-        tables = _nft_tables()
-    except Exception:  # noqa: BLE001 - no netlink answer: read the whole ruleset as before
+    tables = _nf_tables(ctx)
+    if tables is None:  # no netlink answer: read the whole ruleset as before
         ctx.host.nftables = _nft_json(ctx, ["nft", "-j", "list", "ruleset"])
         return
     items: list[dict] = []
@@ -495,20 +494,6 @@ def nftables(ctx: CollectCtx) -> None:
         got = _nft_json(ctx, ["nft", "-j", "list", "table", family, name])["nftables"]
         items += [x for x in got if "metainfo" not in x]
     ctx.host.nftables = {"nftables": items}
-
-
-def _nft_tables() -> list[tuple[str, str, int | None]]:
-    """(family, name, handle) of every nf_tables table in this thread's namespace."""
-    from pyroute2.nftables.main import NFTables
-
-    with NFTables(nfgen_family=0) as nl:
-        msgs = nl.get_tables()
-    out = []
-    for m in msgs:
-        family = NFPROTO_NAMES.get(m.get("nfgen_family"))
-        if family is not None and m.get("NFTA_TABLE_NAME"):
-            out.append((family, m.get("NFTA_TABLE_NAME"), m.get("NFTA_TABLE_HANDLE")))
-    return out
 
 
 def _nft_json(ctx: CollectCtx, argv: list[str]) -> dict:

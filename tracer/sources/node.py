@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..bundle import Bundle, Host, Inventory
-from ..errors import ApiError
 from ..targets import HostRef
 from . import Source, read_resolv_conf, require_root
 from .discovery import Namespace, discover
@@ -193,4 +192,4 @@ def connect_source(kubeconfig: str | None, context: str | None, warn) -> NodeSou
     return NodeSource(connect(kubeconfig, context), warn=warn)
 
 
-__all__ = ["NodeSource", "connect_source", "name_hosts", "ApiError"]
+__all__ = ["NodeSource", "connect_source", "name_hosts"]

@@ -13,7 +13,6 @@ taken (Source.preplan).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 

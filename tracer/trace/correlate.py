@@ -9,7 +9,6 @@ evidence,fix}` and `hops` ({node, location, device, point, direction, time}).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from ..model.segments import assign_observed
@@ -17,7 +16,7 @@ from ..model.topology import place
 from ..checks.base import INTERNAL, json_fields, ns_cmd
 from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
 from ..model.reasons import Reason
-from ..netns import netns_path, probe_netns
+from ..netns import inode, probe_netns
 from .explain import StopPoint, evidence_of, explain
 from .hooks import chains_in_gap, hook_passes, nf_links_in_gap, pass_before
 
@@ -99,10 +98,9 @@ class Where:
         self.dev: dict[tuple[int, int], str] = {}
         for h in bundle.hosts:
             ino = h.inode  # recorded by the snapshot: correlating reads nothing from this machine
-            if ino is None:  # a bundle from before inodes were recorded
-                try:
-                    ino = os.stat(netns_path(probe_netns(h))).st_ino
-                except OSError:
+            if ino is None:  # a bundle from before inodes were recorded: ask the live namespace
+                ino = inode(probe_netns(h))
+                if ino is None:
                     continue
             self.by_ino[ino] = h
             for l in h.links:
@@ -405,7 +403,7 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
     """The verdict from the kernel's events alone: delivered, dropped (where, by what reason),
     rejected, misdelivered, lost or unsent; and where to look for the finding that explains it."""
     where, hops, drops, flow, inj = obs.where, list(obs.hops), obs.drops, obs.flow, session.inject
-    src_host, dst_host, t0 = obs.src_host, obs.dst_host, obs.t0
+    src_host, dst_host = obs.src_host, obs.dst_host
     src_node, src_loc = Where.node_loc(src_host)
     src_name, dst_name = (src_host.name if src_host else None), (dst_host.name if dst_host else None)
     if inj.unsent:

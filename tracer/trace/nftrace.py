@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from ..errors import BundleError
 from ..netns import netns_path
 
-from ..probes.nftables import TABLE_PREFIX, nft_cmd, owner_pid, podpath_tables, sweep_tables  # noqa: F401
+from ..probes.nftables import TABLE_PREFIX, nft_cmd, sweep_tables
 LINE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) "
                   r"(?P<kind>packet|rule|verdict|policy|unknown)(?::)? ?(?P<text>.*?)\s*$")
 HANDLE = re.compile(r"# handle (\d+)")

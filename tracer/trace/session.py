@@ -12,7 +12,6 @@ function on each node and stream the result back; in the lab one process sees ev
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,7 +178,6 @@ class Session:
         for ns, spec in nf_plan.items():
             if ns in self._nf_done:
                 continue
-            sweep_nftrace(ns, alone=self._probes._lock.alone)
             try:
                 self._probes.attach_netfilter(ns, spec.get("hooks"), match=bool(spec.get("match")))
                 self._nf_done.add(ns)
@@ -246,8 +244,11 @@ class Session:
                     self.result.attach_errors += self._nftrace.errors
                 self._nftrace = None
             if self._probes is not None:
+                alone = self._probes._lock.alone
                 self._probes.close()
                 self._probes = None
+                for ns in self._nf_done:  # after the verdict, off its path: a killed run's tables
+                    sweep_nftrace(ns, alone=alone)
         finally:
             if self._inj is not None:
                 self._inj.__exit__(None, None, None)

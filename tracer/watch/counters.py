@@ -90,7 +90,7 @@ def rules(save: str) -> tuple[list[Row], str, list[str]]:
         m = _RULE.match(line)
         if not m:
             continue
-        pk, _b, chain, spec = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        pk, chain, spec = int(m.group(1)), m.group(3), m.group(4)
         rule = f"{table}/{chain} {spec}"
         text.append(rule)
         if _CHAIN.match(chain):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bundle import Inventory
+from ..checks.causes import Cause
 from . import desired
 from .topology import (
     FLANNEL_MTU,
@@ -54,7 +55,7 @@ Step = Callable[["BuildCtx", dict], None]
 @dataclass
 class Fault:
     name: str
-    cause: str  # DESIGN.md cause name
+    cause: Cause  # the catalog writes the name; a str enum, so JSON prints it
     summary: str
     node: str  # where a diagnoser should blame it
     location: str  # pod name, or "host"
@@ -63,6 +64,9 @@ class Fault:
     revert: Step = field(repr=False, compare=False)
     device: str | None = None  # the interface to blame, when there is one
     patch_inventory: Callable[[Inventory], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.cause = Cause(self.cause)  # a misspelt cause fails when the catalog is built
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "cause": self.cause, "node": self.node, "location": self.location,

@@ -42,7 +42,7 @@ class ObservedHop:
 @dataclass
 class Verdict:
     status: str  # delivered, dropped, rejected, misdelivered, lost, unsent
-    cause: str | None = None
+    cause: Cause | None = None  # None when delivered; a str enum, so JSON prints its name
     node: str | None = None
     location: str | None = None
     device: str | None = None
@@ -62,6 +62,10 @@ class Verdict:
     # what the CLI and the kernel's word decide on, typed rather than read back from the text above
     hand_check: bool = field(default=False, metadata=INTERNAL)  # the fix says how to check by hand
     no_answer_expected: bool = field(default=False, metadata=INTERNAL)  # UDP: reaching the destination is delivery
+
+    def __post_init__(self) -> None:
+        if self.cause is not None:
+            self.cause = Cause(self.cause)  # from JSON (trace_from_dict) a name; an unknown one fails here
 
 
 @dataclass
@@ -352,7 +356,7 @@ class Judgement:
     verdict: Verdict
     hops: list[ObservedHop]  # the observed hops, with the drop point when there was one
     stop: StopPoint | None = None  # None: nothing to explain (delivered)
-    fallback: tuple | None = None  # (cause, message tail, fix) when no finding explains it
+    fallback: tuple[Cause, str, str] | None = None  # (cause, message tail, fix) when no finding explains it
 
 
 @dataclass

@@ -105,13 +105,34 @@ static __always_inline bool pp_addrs_may_match(const volatile struct pp_config *
 	return (c->flags & PP_F_BIDIR) && filter_saddr(c, d) && filter_daddr(c, s);
 }
 
-/* The pre-check every caller makes on an IPv4 header: addresses, then the protocol. PP_F_ALL
- * first: filter() takes every packet then, whatever protocol the config also names. */
+/* The protocol part of every pre-check. PP_F_ALL first: filter() takes every packet then,
+ * whatever protocol the config also names. */
+static __always_inline bool pp_proto_may_match(const volatile struct pp_config *c, __u8 proto)
+{
+	return (c->flags & PP_F_ALL) || filter_proto(c, proto);
+}
+
+/* The pre-check every caller makes on an IPv4 header: addresses and the protocol. */
 static __always_inline bool pp_hdr_may_match(const volatile struct pp_config *c, __u32 s, __u32 d, __u8 proto)
 {
+	return pp_proto_may_match(c, proto) && pp_addrs_may_match(c, s, d);
+}
+
+/* A route lookup (fib:fib_table_lookup) not tied to one of our packet events: is it a socket's
+ * output lookup for our flow? It carries addresses and the protocol (output lookups set it), no
+ * ports: a DNATed flow's lookups are ours only by following its packet events (pp_recent_ours).
+ * It must let through every packet filter() matches by its addresses, which
+ * tests/lab/test_filter_superset.py checks. */
+static __always_inline bool pp_fib_may_match(const volatile struct pp_config *c, __u32 s, __u32 d, __u8 proto)
+{
+	if (!pp_proto_may_match(c, proto)) /* what pp_fib tests first, the cheapest */
+		return false;
 	if (c->flags & PP_F_ALL)
 		return true;
-	return pp_addrs_may_match(c, s, d) && filter_proto(c, proto);
+	/* a socket's lookup before it has a source address has saddr 0 */
+	if ((s == 0 || filter_saddr(c, s)) && filter_daddr(c, d))
+		return true;
+	return (c->flags & PP_F_BIDIR) && (s == 0 || filter_saddr(c, d)) && filter_daddr(c, s);
 }
 
 /* Read len bytes at off. In tc: direct packet access when the bytes are in the linear area,

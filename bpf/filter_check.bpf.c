@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Test-only, never attached: tests/lab/test_filter_superset.py runs it with BPF_PROG_TEST_RUN on
- * generated frames to hold the probes' cheap pre-check (pp_addrs_may_match, with the protocol) to
- * filter(). It parses the frame as the tc probe does and returns what each filter function says
+ * generated frames to hold the probes' cheap pre-checks (pp_addrs_may_match, with the protocol,
+ * and the route lookups' pp_fib_may_match) to filter(). It parses the frame as the tc probe does and returns what each filter function says
  * of it (enum pp_check), under the config in pp_check_cfg: a map, not .rodata, so one load
  * serves every config the test tries. */
 #include "vmlinux.h"
@@ -26,6 +26,8 @@ enum pp_check {
 	PP_CHECK_MAY = 0x08,      /* pp_hdr_may_match(): the pre-check lets it through */
 	PP_CHECK_PRECHECKED = 0x10, /* filter_packet() with the pre-check (an untracked skb at a
 				     * tracepoint or netfilter hook) matched */
+	PP_CHECK_FIB_MAY = 0x20,  /* pp_fib_may_match(): a route lookup with these addresses and
+				   * protocol passes pp_fib's pre-check */
 };
 /* keeps enum pp_check in BTF, where the test reads its values */
 const volatile enum pp_check pp_check_bits = 0;
@@ -50,5 +52,7 @@ int pp_check_filter(struct __sk_buff *ctx)
 		r |= PP_CHECK_MAY;
 	if (filter_packet(&pkt, 14, cfg, cfg, &outer, &m) & PP_EV_MATCHED)
 		r |= PP_CHECK_PRECHECKED;
+	if (pp_fib_may_match(cfg, t.saddr, t.daddr, t.proto))
+		r |= PP_CHECK_FIB_MAY;
 	return r;
 }

@@ -150,31 +150,19 @@ int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 }
 
 /* fib:fib_table_lookup has no skb. A lookup is ours when it follows one of our packet events on
- * the same CPU (pp_recent_ours: input routing, forwarding, the reverse-path check) or when it is
- * a socket's output lookup for our flow (addresses, and the protocol, which output lookups set).
+ * the same CPU (pp_recent_ours: input routing, forwarding, the reverse-path check) or when
+ * pp_fib_may_match says it is a socket's output lookup for our flow.
  * Other traffic between the same two pods — every forwarded packet is looked up — is skipped. */
-static __always_inline bool filter_fib(const volatile struct pp_config *c, __u32 s, __u32 d, __u8 proto)
-{
-	if (c->flags & PP_F_ALL)
-		return true;
-	if (!filter_proto(c, proto))
-		return false;
-	/* a socket's lookup before it has a source address has saddr 0 */
-	if ((s == 0 || filter_saddr(c, s)) && filter_daddr(c, d))
-		return true;
-	return (c->flags & PP_F_BIDIR) && (s == 0 || filter_saddr(c, d)) && filter_daddr(c, s);
-}
-
 SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
 {
 	/* cheapest test first: input lookups carry no protocol, so other traffic fails it at once */
 	__u8 proto = flp->__fl_common.flowic_proto;
 	__u64 now = bpf_ktime_get_ns();
-	if (!filter_proto(&pp_cfg, proto) && !pp_recent_ours(now))
+	if (!pp_proto_may_match(&pp_cfg, proto) && !pp_recent_ours(now))
 		return 0;
 	__u32 s = flp->saddr, d = flp->daddr;
-	if (!pp_recent_ours(now) && !filter_fib(&pp_cfg, s, d, proto))
+	if (!pp_recent_ours(now) && !pp_fib_may_match(&pp_cfg, s, d, proto))
 		return 0;
 	struct pp_event *e = pp_new_event(PP_KIND_FIB, 0, now);
 	if (!e)

@@ -9,6 +9,9 @@ generated frames, for every combination of filter flags:
 - bpf/filter_check.bpf.o (test-only) returns what filter(), the pre-check and filter_packet() with
   the pre-check say of each frame: filter() matched => the pre-check let it through, and the
   pre-checked path gives filter()'s verdict.
+- a route lookup (fib:fib_table_lookup) has no skb: the trace probe's pp_fib keeps one that is not
+  tied to a packet event of the flow when pp_fib_may_match lets its addresses and protocol through;
+  it must, for every packet filter() matches by its addresses (forward, or the reply).
 - the real tc probe (tc.bpf.o's pp_tc_ingress, whose pp_tc_may_match is its own code) reports a
   frame exactly when filter() matches it, plain or inside VXLAN.
 
@@ -203,6 +206,31 @@ def test_precheck_lets_through_all_that_filter_matches(verdicts, check_bits):
     assert not missed, f"{len(missed)} packets filter() matches but the pre-check drops, e.g. " + "; ".join(missed[:3])
     differ = [_show(c, p) for c, p, r in verdicts if bool(r & bit["FILTER"]) != bool(r & bit["PRECHECKED"])]
     assert not differ, f"{len(differ)} packets the pre-checked path judges unlike filter(), e.g. " + "; ".join(differ[:3])
+
+
+def _matched_by_addresses(c: RawConfig, p: Pkt) -> bool:
+    """filter()'s match as far as a route lookup can see it: the addresses, either way with BIDIR
+    (the DNATed flow is matched by its source port, which a lookup does not carry)."""
+    def ok(flag: FilterFlag, want: int, addr: str) -> bool:
+        return not c.flags & flag or want == _be(addr)
+    if c.flags & FilterFlag.ALL:
+        return True
+    forward = ok(FilterFlag.SADDR, c.saddr, p.saddr) and ok(FilterFlag.DADDR, c.daddr, p.daddr)
+    reply = ok(FilterFlag.SADDR, c.saddr, p.daddr) and ok(FilterFlag.DADDR, c.daddr, p.saddr)
+    return forward or bool(c.flags & FilterFlag.BIDIR and reply)
+
+
+def test_route_lookup_precheck_lets_through_what_filter_matches_by_address(verdicts, check_bits):
+    """pp_fib's own pre-check: a lookup with the addresses and protocol of a packet filter()
+    matches by its addresses is the flow's. PP_F_ALL with a protocol (filter() then takes every
+    packet) is among the cases."""
+    bit = check_bits
+    cases = [(c, p, r) for c, p, r in verdicts if r & bit["FILTER"] and _matched_by_addresses(c, p)]
+    missed = [_show(c, p) for c, p, r in cases if not r & bit["FIB_MAY"]]
+    assert not missed, f"{len(missed)} lookups the route pre-check drops, e.g. " + "; ".join(missed[:3])
+    all_other_proto = [1 for c, p, _ in cases if c.flags & FilterFlag.ALL and c.flags & FilterFlag.PROTO
+                       and p.proto != c.proto]
+    assert len(all_other_proto) >= 20 and len(cases) < len(verdicts), (len(all_other_proto), len(cases))
 
 
 def test_the_cases_cover_every_branch(verdicts, check_bits):

@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("bpftool"), reason="needs bpftool to check for leftovers"),
 ]
 
+from podpath.tracer.netns import inode  # noqa: E402
 from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
 
 PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
@@ -55,7 +56,9 @@ def wait_no_programs(timeout: float = 3.0) -> list[str]:
 
 
 def netns_inode(name: str) -> int:
-    return os.stat(f"/run/netns/{name}").st_ino
+    ino = inode(name)
+    assert ino is not None, f"namespace {name} is gone"
+    return ino
 
 
 @pytest.fixture

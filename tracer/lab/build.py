@@ -22,6 +22,7 @@ from pyroute2 import netns as pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
+from ..netns import inode
 from . import desired, kubeproxy, nsutil, processes
 from .desired import (
     Addresses,
@@ -642,7 +643,7 @@ def holders(names: Names) -> dict[str, list[int]]:
     """Processes still inside the lab's namespaces (they keep a namespace alive after its unmount)."""
     from ..sources.discovery import holders_by_inode
 
-    inodes = {nsutil.ns_inode(ns): ns for ns in names.all_netns}
+    inodes = {inode(ns): ns for ns in names.all_netns}
     inodes.pop(None, None)
     out: dict[str, list[int]] = {}
     for ino, pids in holders_by_inode().items():

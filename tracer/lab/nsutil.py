@@ -33,12 +33,6 @@ def exists(ns: str) -> bool:
         return False
 
 
-def ns_inode(ns: str) -> int | None:
-    from ..netns import inode
-
-    return inode(ns)
-
-
 def in_netns(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run fn(*args, **kwargs) in a thread inside namespace ns (tracer.netns.run_in, the one runner)."""
     from ..netns import run_in

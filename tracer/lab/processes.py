@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import LabError, NodeError
-from . import nsutil
+from ..netns import inode
 from .dns import dnsmasq_argv
 from .topology import WEB_PORT, Names, PodSpec
 
@@ -43,7 +43,8 @@ def alive_in(pid: int | None, ns: str) -> bool:
             state = f.read().rsplit(")", 1)[1].split()[0]
         if state in ("Z", "X"):
             return False
-        return os.stat(f"/proc/{pid}/ns/net").st_ino == nsutil.ns_inode(ns)
+        ino = inode(f"/proc/{pid}/ns/net")
+        return ino is not None and ino == inode(ns)
     except (OSError, IndexError):
         return False
 

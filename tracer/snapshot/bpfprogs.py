@@ -14,6 +14,7 @@ from typing import Any
 
 from ..bundle import Attachment
 from ..hooks import NF_HOOKS
+from ..netns import inode
 from ..probes import libbpf
 
 OURS_PREFIX = "pp_"  # every program podpath loads is named pp_* (bpf/*.bpf.c)
@@ -64,13 +65,7 @@ class Holders:
             paths += [f"/proc/{pid}/task/{t}/ns/net" for t in os.listdir(f"/proc/{pid}/task")]
         except OSError:
             pass
-        for p in paths:
-            try:
-                if os.stat(p).st_ino == ino:
-                    return True
-            except OSError:
-                continue
-        return False
+        return any(inode(p) == ino for p in paths)  # a thread that exited meanwhile is None
 
 
 def _add(table: dict[int, list[str]], key: int, who: str) -> None:
@@ -241,7 +236,7 @@ def read(ipr: Any, kind: str) -> tuple[list[Attachment], list[str]]:
     except Exception as e:  # noqa: BLE001
         problems.append(f"program names: {e}")
     holders = Holders() if any(not a.ours for a in found + nf) else None
-    here = os.stat("/proc/thread-self/ns/net").st_ino
+    here = inode(None)
     for a in found:
         if holders is not None and a.id is not None:
             a.owners = holders.links.get(a.link_id or -1) or holders.progs.get(a.id, [])

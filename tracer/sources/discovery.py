@@ -20,7 +20,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from ..netns import NETNS_RUN_DIR, run_in
+from ..netns import NETNS_RUN_DIR, inode, run_in
 
 
 @dataclass
@@ -45,8 +45,6 @@ def _read(path: str) -> str | None:
 
 
 def own_inode() -> int:
-    from ..netns import inode
-
     return inode(None)
 
 
@@ -74,9 +72,8 @@ def holders_by_inode() -> dict[int, list[int]]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            ino = os.stat(f"/proc/{entry}/ns/net").st_ino
-        except OSError:
+        ino = inode(f"/proc/{entry}/ns/net")
+        if ino is None:
             continue  # gone, or a kernel thread
         out.setdefault(ino, []).append(int(entry))
     for pids in out.values():

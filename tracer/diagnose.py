@@ -10,7 +10,7 @@ from .checks import SEVERITY_ORDER, Context, Finding, run_checks
 from .checks.base import missing_tables, pasted
 from .errors import UsageError
 from .model.path import Flow, Path
-from .model.segments import assign_path, segment_for
+from .model.segments import assign_path, ends, path_ends, segment_for
 from .model.walk import Model
 from .targets.resolve import Endpoint, resolve
 
@@ -102,14 +102,16 @@ def diagnose(bundle: Bundle, src: str | None = None, dst: str | None = None, *, 
     flow = build_flow(s, d, proto, port if arriving is None or d.port is None else d.port, size, sport)
     start = local if arriving is not None else s.host
     paths = model.paths(flow, start, d.host.name if d.host else None, arriving_from=arriving)
+    src_node = arriving.name if arriving is not None else None
     for p in paths:
-        assign_path(p, "" if arriving is not None else s.host.name, d.host.name if d.host else None)
+        assign_path(p, path_ends(bundle, p, s.host, d.host, src_node))
     ctx = Context(bundle=bundle, topo=model.topo, flow=flow, paths=paths, src_host=s.host, dst_host=d.host,
                   dst_service=d.service)
     findings = run_checks(ctx)
+    main = path_ends(bundle, paths[0], s.host, d.host, src_node) if paths else ends(bundle, s.host, d.host, src_node)
     for f in findings:
         if f.segment is None:
-            f.segment = segment_for(f, s, d, paths)
+            f.segment = segment_for(f, main, paths)
     return with_import_gaps(Diagnosis(flow, sort_findings(findings, paths), paths, src, dst), bundle)
 
 

@@ -81,6 +81,7 @@ class Path:
     outcome: str = "delivered"  # delivered, dropped, rejected, misdelivered, lost, unsent, unknown
     alternative: str | None = None  # which branch of a -m statistic choice (endpoint), when several
     probability: float = 1.0
+    endpoint: str | None = None  # where the request was DNATed to (a Service's endpoint), when it was
 
     @property
     def problems(self) -> list[Hop]:

@@ -611,6 +611,7 @@ class Walk:
             self.reply_arriving(*self.left)
         self.path.outcome = outcome(self.path, src_host.name)
         self.path.alternative = ", ".join(self.alternative) or None
+        self.path.endpoint = next((e.after for e in self.nat if e.kind == "dnat"), None)
         return self.path
 
     def reply_arriving(self, node: Host, remote, req: Pkt) -> None:
@@ -658,6 +659,7 @@ class Walk:
             self.reply(node)
         self.path.outcome = outcome(self.path, "")
         self.path.alternative = ", ".join(self.alternative) or None
+        self.path.endpoint = next((e.after for e in self.nat if e.kind == "dnat"), None)
         return self.path
 
     def reply(self, src_host: Host) -> None:

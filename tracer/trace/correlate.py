@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..model.segments import assign_observed
+from ..model.segments import assign_observed, ends, path_ends
 from ..model.topology import place
 from ..checks.base import INTERNAL, json_fields, ns_cmd
 from ..checks.causes import NETFILTER_CAUSES, ROOT_FIRST, Cause
@@ -390,7 +390,10 @@ def observe(session, bundle, diagnosis, src_host, dst_host) -> Observation:
     if dst_host is None or dst_host.kind != "pod":  # a Service: the endpoint DNAT chose; an IP: the pod reached
         chosen = bundle.host(svc.endpoint_pod) if svc is not None and svc.endpoint_pod else None
         dst_host = chosen or reached_pod(hops, bundle, src_host) or dst_host
-    assign_observed(hops, bundle, src_host, dst_host)
+    main = diagnosis.paths[0] if diagnosis.paths else None
+    known = main is None or (dst_host is not None and dst_host.kind == "pod")
+    # the destination's node otherwise as the expected path has it (the endpoint, the node it leaves for)
+    assign_observed(hops, ends(bundle, src_host, dst_host) if known else path_ends(bundle, main, src_host, dst_host))
     inj = session.inject
     flow = dataclasses.asdict(diagnosis.flow) if diagnosis.flow else {}
     if inj.sport:

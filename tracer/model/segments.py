@@ -7,8 +7,8 @@ itself wherever it is; the rest of the source's node is pod A → host A, of the
 host B → pod B. On the node that holds both pods (host A is host B) the packet's arrival (ingress,
 the prerouting and input hooks, IPVS in input, a route to the host itself) is pod A → host A, and
 what sends it on towards pod B (the route, the later hooks, neighbour, bridge, egress) host B → pod
-B, as on a destination node. Anything
-between the nodes (the underlay's switch) is host A → host B; the reply is end to end.
+B, as on a destination node. Anything between the nodes (the underlay's switch) is host A → host B;
+the reply is end to end.
 diagnose (expected hops), trace (observed hops) and findings no hop placed all ask `segment()`.
 """
 

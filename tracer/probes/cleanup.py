@@ -20,6 +20,8 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 
+from ..errors import NodeError
+
 LOCK_PATH = "/run/podpath/probes.lock"
 
 
@@ -104,6 +106,8 @@ def sweep_node(namespaces: list[str | None] | None = None) -> SweepReport:
                 report.tables_removed += [f"{ns}/{t}" for t in sweep_tables(ns)]
             except (OSError, subprocess.SubprocessError) as e:  # no nft binary
                 report.errors.append(f"{ns}: nftrace tables not checked: {e}")
+            except NodeError as e:  # the namespace vanished meanwhile (a pod deleted on a busy node)
+                report.errors.append(f"{ns}: {e}")
     holders = program_holders()
     for pid, name in loaded_podpath_programs():
         report.programs_loaded.append({"id": pid, "name": name, "pids": sorted(holders.get(pid, []))})

@@ -89,6 +89,13 @@ def find_service(host: Host, line: str | None) -> IpvsService | None:
     return next((s for s in host.ipvs if service_line(s) == line), None)
 
 
+def hop_service_dest(host: Host, hop: Hop) -> tuple[IpvsService | None, IpvsDest | None]:
+    """The IPVS service and real server a hop's payload names, as the host's snapshot holds them."""
+    svc = find_service(host, hop.payload.service)
+    dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.payload.dest), None)
+    return svc, dest
+
+
 def in_ns(host: Host, *commands: str) -> str:
     return " && ".join(ns_cmd(host, c) for c in commands)
 
@@ -275,8 +282,7 @@ def ipvs_stale_real_server(ctx: Context) -> list[Finding]:
     out = []
     for _, hop in ctx.hops(Reason.IPVS_DEST_GONE):
         host = ctx.host(hop.host)
-        svc = find_service(host, hop.payload.service)
-        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.payload.dest), None)
+        svc, dest = hop_service_dest(host, hop)
         if dest is not None:
             out.append(hop_finding(hop, dest_line(svc, dest), hop.detail, delete_fix(host, svc, dest)))
     live = known_live_addresses(ctx)
@@ -336,8 +342,7 @@ def ipvs_port_mismatch(ctx: Context) -> list[Finding]:
     out = []
     for _, hop in ctx.hops(Reason.IPVS_WRONG_PORT):
         host = ctx.host(hop.host)
-        svc = find_service(host, hop.payload.service)
-        dest = next((d for d in (svc.dests if svc else []) if dest_line(svc, d) == hop.payload.dest), None)
+        svc, dest = hop_service_dest(host, hop)
         found = kube_service(ctx.bundle, svc) if svc else None
         if dest is not None and found and found[1]:
             out.append(hop_finding(hop, *wrong_target_port(host, svc, dest, *found)))

@@ -66,3 +66,22 @@ def test_per_node_sessions_on_far_apart_clocks_join_to_the_same_verdict(path):
     assert with_packets <= set(offsets), f"a node's packets were not joined: {with_packets - set(offsets)}"
     t = replay(rec, joined)
     assert {k: getattr(t.verdict, k) for k in VERDICT_FIELDS} == rec["verdict"], path.name
+
+
+def test_verdict_cause_is_the_cause_enum_and_json_prints_its_name():
+    """Verdict.cause is typed (checks/causes.Cause) end to end: replayed, and read back from JSON,
+    it is the enum; `trace -o json` prints the bare name; a name no cause has fails where it is read."""
+    from podpath.tracer.checks.causes import Cause
+    from podpath.tracer.trace.correlate import trace_from_dict
+
+    broken = [p for p in SESSIONS if p.name.startswith("fdb-missing")]
+    t = replay(load(broken[0]))
+    assert type(t.verdict.cause) is Cause and t.verdict.cause == load(broken[0])["verdict"]["cause"]
+    text = json.dumps(t.to_dict())
+    assert f'"cause": "{t.verdict.cause.value}"' in text
+    again = trace_from_dict(json.loads(text))
+    assert type(again.verdict.cause) is Cause and json.dumps(again.to_dict()) == text
+    d = json.loads(text)
+    d["verdict"]["cause"] = "route"
+    with pytest.raises(ValueError, match="'route' is not a valid Cause"):
+        trace_from_dict(d)

@@ -145,3 +145,23 @@ def test_a_lab_trace_runs_from_the_wheel_and_names_the_fault(installed, wheel_la
     assert (verdict["status"], verdict["cause"], verdict["node"]) == ("dropped", "iptables", "node-b")
     status = installed.run("podpath", "lab", "status", "--lab", wheel_lab, "-o", "json")
     assert status.returncode == 0, status.stderr
+
+
+def test_a_build_without_the_objects_and_without_clang_fails_in_one_line(tmp_path):
+    """A checkout whose bpf/ was never built, on a machine with make but no clang: no wheel without
+    its objects, and one line saying what to install."""
+    import shutil
+
+    src = tmp_path / "podpath"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
+        "*.o", "vmlinux.h"))
+    path = _path_without_toolchain(tmp_path)
+    os.symlink(shutil.which("make"), Path(path) / "make")
+    p = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
+                        str(src)], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                       env={"PATH": path, "HOME": str(tmp_path), "LANG": "C.UTF-8"})
+    assert p.returncode != 0
+    assert not list((tmp_path / "dist").glob("*.whl"))
+    line, = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("podpath build:")]
+    assert "`make -C bpf` failed" in line and "install clang, llvm, bpftool and libbpf-dev" in line

@@ -50,6 +50,8 @@ class BuildPyWithBpf(build_py):
     def run(self) -> None:
         if not self.editable_mode:
             make_bpf()
+            # build/lib is reused between builds: a module deleted from the checkout would ship again
+            shutil.rmtree(self.build_lib, ignore_errors=True)
         super().run()
 
 

@@ -46,6 +46,16 @@ def _path_without_toolchain(root: Path) -> str:
     return str(tools)
 
 
+def _checkout_copy(root: Path, *leave_out: str) -> Path:
+    """This checkout's files (mtimes kept, so make sees built objects as up to date), without venv or git."""
+    import shutil
+
+    src = root / "podpath"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", *leave_out))
+    return src
+
+
 class Installed:
     def __init__(self, root: Path, wheel: Path):
         self.root, self.wheel = root, wheel
@@ -65,7 +75,8 @@ def installed(tmp_path_factory) -> Installed:
     root = tmp_path_factory.mktemp("wheel")
     assert not str(root).startswith(str(REPO))
     dist = root / "dist"
-    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO)],
+    src = _checkout_copy(root, "*.whl")  # built objects included: the build leaves this checkout alone
+    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(src)],
                            capture_output=True, text=True, cwd=root, timeout=300)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     wheel, = dist.glob("podpath-*.whl")
@@ -152,10 +163,7 @@ def test_a_build_without_the_objects_and_without_clang_fails_in_one_line(tmp_pat
     its objects, and one line saying what to install."""
     import shutil
 
-    src = tmp_path / "podpath"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
-        "*.o", "vmlinux.h"))
+    src = _checkout_copy(tmp_path, "*.o", "vmlinux.h")
     path = _path_without_toolchain(tmp_path)
     os.symlink(shutil.which("make"), Path(path) / "make")
     p = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),

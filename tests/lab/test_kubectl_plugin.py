@@ -123,18 +123,20 @@ def test_the_dry_run_refuses_an_api_version_the_server_does_not_serve(kubectl, l
 @needs_root
 def test_kubectl_podpath_trace_on_a_node_gives_podpath_traces_verdict(kubectl, lab):
     """Run on node-a as an operator would (`kubectl podpath trace ... --kubeconfig K`), healthy then with
-    node-b's FORWARD drop: kubectl hands back podpath's JSON and its exit code. On a node, podpath sees
-    only that node: the packet is `lost` once it left node-a, and node-b is named not observed."""
-    args = ("podpath", "trace", "default/pod-a", "default/pod-b", "--kubeconfig", str(lab.kubeconfig), "-o", "json")
-    ok = kubectl(*args, netns=lab.netns("node-a"))
+    node-b's FORWARD drop: kubectl hands back podpath's own verdict and exit code (the same as
+    `podpath trace` run there directly)."""
+    args = ("trace", "default/pod-a", "default/pod-b", "--kubeconfig", str(lab.kubeconfig), "-o", "json")
+    ok = kubectl("podpath", *args, netns=lab.netns("node-a"))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["verdict"]["status"] == "delivered"
     lab.inject("forward-drop")
     try:
-        bad = kubectl(*args, netns=lab.netns("node-a"))
+        via_kubectl = kubectl("podpath", *args, netns=lab.netns("node-a"))
+        direct = subprocess.run(["ip", "netns", "exec", lab.netns("node-a"), str(VENV_BIN / "podpath"), *args],
+                                capture_output=True, text=True, timeout=60)
     finally:
         lab.clear("forward-drop")
-    verdict = json.loads(bad.stdout)["verdict"]
-    assert bad.returncode != 0
-    assert (verdict["status"], verdict["node"], verdict["location"]) == ("lost", "node-a", "left node-a")
-    assert "node-b: not observed" in [e["object"] for e in verdict["evidence"]]
+    keys = ("status", "cause", "node", "location", "device")
+    got, want = (json.loads(p.stdout)["verdict"] for p in (via_kubectl, direct))
+    assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
+    assert got["status"] != "delivered" and via_kubectl.returncode == direct.returncode != 0

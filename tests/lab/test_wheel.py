@@ -125,7 +125,25 @@ def test_doctor_from_the_wheel_finds_live_tracing_possible(installed):
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert report["tracing"] is True
-    assert {c["name"]: c["status"] for c in report["checks"]}["kernel BTF"] == "ok"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["kernel BTF"]["status"] == "ok"
+    assert checks["BPF objects"]["status"] == "ok"
+    site = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    assert checks["BPF objects"]["detail"] == f"tc, trace, watch in {installed.venv}/lib/{site}/site-packages/podpath/bpf"
+
+
+def test_doctor_names_missing_objects_and_what_to_install(installed, tmp_path):
+    """A podpath whose objects are not where it looks ($PODPATH_BPF_DIR here): doctor says so, tracing
+    is impossible (exit 5), whatever else the kernel allows."""
+    (tmp_path / "tc.bpf.o").write_bytes(b"not an ELF file")
+    env_dir = f"PODPATH_BPF_DIR={tmp_path}"
+    p = installed.run("env", env_dir, "podpath", "doctor", "-o", "json")
+    assert p.returncode == 5
+    report = json.loads(p.stdout)
+    objects = {c["name"]: c for c in report["checks"]}["BPF objects"]
+    assert report["tracing"] is False and objects["status"] == "fail"
+    assert objects["detail"] == (f"trace.bpf.o, watch.bpf.o missing in {tmp_path}: install podpath from its wheel "
+                                 "(it carries them), or run `make -C bpf` in a checkout")
 
 
 @pytest.fixture(scope="module")

@@ -92,28 +92,55 @@ def test_the_daemonset_runs_one_agent_per_node_in_the_nodes_namespaces():
     assert ds["metadata"]["labels"]["app.kubernetes.io/version"] == VERSION
 
 
-def test_probes_reach_the_agent_on_loopback_not_the_node_ip():
+def test_probes_say_hello_to_the_agent_on_loopback_not_the_node_ip():
     c = _agent_container()
+    commands = []
     for probe in ("readinessProbe", "livenessProbe"):
         p = c[probe]
         assert "tcpSocket" not in p and "httpGet" not in p, f"{probe}: kubelet would dial the node IP, not 127.0.0.1"
-        assert "('127.0.0.1', 4244)" in " ".join(p["exec"]["command"])
+        commands.append(p["exec"]["command"])
+    assert commands[0] == commands[1]
+    assert commands[0][:2] == ["python", "-c"] and '("127.0.0.1", 4244)' in commands[0][2]
 
 
-def test_the_probe_command_connects_to_a_listener_and_fails_without_one():
+def _probe_against(answer: bytes | None, listen: bool = True) -> int:
+    """Run the DaemonSet's probe against a stand-in agent on 127.0.0.1:4244 that reads the hello and
+    writes `answer` (None: never answers, like a hung agent); its exit code."""
     import socket
+    import threading
 
     command = _agent_container()["readinessProbe"]["exec"]["command"]
-    assert command[:2] == ["python", "-c"]
-    probe = [sys.executable, "-c", command[2]]
-    with socket.socket() as s:
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", 4244))
+            srv.bind(("127.0.0.1", 4244))
         except OSError:
             pytest.skip("127.0.0.1:4244 is taken on this machine (an agent runs here)")
-        assert subprocess.run(probe, capture_output=True).returncode != 0  # bound, not listening: refused
-        s.listen()
-        assert subprocess.run(probe, capture_output=True).returncode == 0
+        if not listen:  # bound, not listening: the connection is refused
+            return subprocess.run([sys.executable, "-c", command[2]], capture_output=True).returncode
+        srv.listen()
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                conn.makefile("rb").readline()
+                if answer is not None:
+                    conn.sendall(answer)
+                else:
+                    conn.recv(1)  # until the probe gives up and closes
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        rc = subprocess.run([sys.executable, "-c", command[2]], capture_output=True, timeout=30).returncode
+        t.join(5)
+        return rc
+
+
+def test_the_probe_passes_on_an_answer_and_fails_on_a_hung_or_absent_agent():
+    assert _probe_against(b'{"type":"hello","id":"probe","protocol":1,"node":"n"}\n') == 0
+    assert _probe_against(b'{"type":"error","code":"version","message":"agent speaks 2, you 1"}\n') == 0
+    assert _probe_against(None) != 0  # accepted by the kernel, never answered: hung
+    assert _probe_against(b"", listen=False) != 0
 
 
 def test_capabilities_are_dropped_and_only_the_needed_ones_added_each_with_a_reason():

@@ -62,11 +62,9 @@ class Installed:
         self.venv = root / "venv"
         self.path = f"{self.venv / 'bin'}:{_path_without_toolchain(root)}"
 
-    def run(self, *argv: str, timeout: float = 120, netns: str | None = None) -> subprocess.CompletedProcess:
+    def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """argv run as a user's shell would, with only the new venv and system commands on PATH."""
         env = {"PATH": self.path, "HOME": str(self.root), "LANG": "C.UTF-8"}
-        if netns:
-            argv = ("ip", "netns", "exec", netns, *argv)
         return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env, cwd=self.root)
 
 

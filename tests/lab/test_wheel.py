@@ -85,7 +85,8 @@ def installed(tmp_path_factory) -> Installed:
     assert pip.returncode == 0, pip.stderr
     site = inst.venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     # after the new venv's own site-packages on sys.path, so podpath resolves to the wheel's copy
-    (site / "zz_test_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = [p for p in sys.path if p.endswith("-packages")] or [sysconfig.get_paths()["purelib"]]
+    (site / "zz_test_venv_dependencies.pth").write_text("\n".join(deps) + "\n")
     return inst
 
 

@@ -127,7 +127,8 @@ def test_the_dry_run_refuses_an_api_version_the_server_does_not_serve(kubectl, l
 def test_kubectl_podpath_trace_on_a_node_gives_podpath_traces_verdict(kubectl, lab):
     """Run on node-a as an operator would (`kubectl podpath trace ... --kubeconfig K`), healthy then with
     node-b's FORWARD drop: kubectl hands back podpath's own verdict and exit code (the same as
-    `podpath trace` run there directly)."""
+    `podpath trace` run there directly) — through the lab's agents when it runs them (the stand-in's
+    pods/portforward), else node-a's part alone."""
     args = ("trace", "default/pod-a", "default/pod-b", "--kubeconfig", str(lab.kubeconfig), "-o", "json")
     ok = kubectl("podpath", *args, netns=lab.netns("node-a"))
     assert ok.returncode == 0, ok.stderr
@@ -142,4 +143,12 @@ def test_kubectl_podpath_trace_on_a_node_gives_podpath_traces_verdict(kubectl, l
     keys = ("status", "cause", "node", "location", "device")
     got, want = (json.loads(p.stdout)["verdict"] for p in (via_kubectl, direct))
     assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
-    assert got["status"] != "delivered" and via_kubectl.returncode == direct.returncode != 0
+    assert via_kubectl.returncode == direct.returncode != 0
+    agents = kubectl("--kubeconfig", str(lab.kubeconfig), "get", "pods", "-n", "podpath", "-o", "name",
+                     "-l", "app.kubernetes.io/name=podpath-agent", netns=lab.netns("node-a"))
+    if agents.returncode == 0 and agents.stdout.strip():
+        # the lab runs an agent per node (issue 10): the coordinator sees node-b's kernel drop it
+        assert (got["status"], got["cause"], got["node"]) == ("dropped", "iptables", "node-b")
+    else:  # podpath on node-a alone: the packet left node-a, and node-b is named, not guessed
+        assert (got["status"], got["node"], got["location"]) == ("lost", "node-a", "left node-a")
+        assert "node-b: not observed" in [e["object"] for e in got["evidence"]]

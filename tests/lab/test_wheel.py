@@ -174,6 +174,20 @@ def test_a_lab_trace_runs_from_the_wheel_and_names_the_fault(installed, wheel_la
     status = installed.run("podpath", "lab", "status", "--lab", wheel_lab, "-o", "json")
     assert status.returncode == 0, status.stderr
 
+    # as an operator on node-a, through kubectl: with the lab's agents (started from this wheel too),
+    # node-b's drop; without them, node-a's part, node-b not observed
+    kubeconfig = json.loads(status.stdout)["kubeconfig"]
+    on_node = ("ip", "netns", "exec", f"{wheel_lab}-node-a", "kubectl")
+    p = installed.run(*on_node, "podpath", "trace", "default/pod-a", "default/pod-b", "--kubeconfig", kubeconfig,
+                      "-o", "json")
+    verdict = json.loads(p.stdout)["verdict"]
+    assert p.returncode != 0, p.stderr
+    agents = installed.run(*on_node, "--kubeconfig", kubeconfig, "get", "pods", "-n", "podpath", "-o", "name")
+    if agents.returncode == 0 and agents.stdout.strip():
+        assert (verdict["status"], verdict["cause"], verdict["node"]) == ("dropped", "iptables", "node-b")
+    else:
+        assert (verdict["status"], verdict["node"], verdict["location"]) == ("lost", "node-a", "left node-a")
+
 
 def test_a_build_without_the_objects_and_without_clang_fails_in_one_line(tmp_path):
     """A checkout whose bpf/ was never built, on a machine with make but no clang: no wheel without

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def doctor(output: Output = OutputOpt) -> None:
     """Check what this node supports for live tracing: BTF, tp_btf, tcx, clsact, netfilter links,
-    ring buffers, fentry, kprobes, libbpf, capabilities, bpf_stats.
+    ring buffers, fentry, kprobes, libbpf, capabilities, bpf_stats, and podpath's own BPF objects.
 
     \b
     Examples:

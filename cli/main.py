@@ -54,7 +54,7 @@ def _terminated(signum, _frame) -> None:
 _SIGNAL = 0
 
 
-def main() -> None:
+def main(prog_name: str = "podpath") -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminated)
@@ -62,7 +62,7 @@ def main() -> None:
     os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     _register()
     try:
-        rc = app(standalone_mode=False)
+        rc = app(prog_name=prog_name, standalone_mode=False)
     except PodpathError as e:
         text = " ".join(str(e).splitlines())  # one line, whatever a value held
         print(f"podpath: error: {text}", file=sys.stderr)
@@ -80,3 +80,10 @@ def main() -> None:
         print("podpath: interrupted" + (" (SIGTERM)" if _SIGNAL == 15 else ""), file=sys.stderr)
         sys.exit(128 + (_SIGNAL or 2))
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def kubectl_main() -> None:
+    """`kubectl podpath ...`: kubectl runs the `kubectl-podpath` console script with the arguments
+    after the plugin name. kubectl's own global flags typed before it (`kubectl --context X podpath`)
+    are not passed to plugins: give `--kubeconfig/--context` after `podpath`."""
+    main(prog_name="kubectl podpath")

@@ -228,10 +228,16 @@ def test_discovery_legacy_and_aggregated(lab, kubectl):
     code, body = http(lab, "/apis", accept="application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
                                             "application/json")
     assert code == 200 and body["kind"] == "APIGroupDiscoveryList"
-    assert [(g["metadata"]["name"], r["resource"]) for g in body["items"] for v in g["versions"]
-            for r in v["resources"]] == [("discovery.k8s.io", "endpointslices")]
+    # and the kinds of podpath's deploy/ manifests, known by name only (apiserver/deployable.py)
+    rbac = "rbac.authorization.k8s.io"
+    assert sorted((g["metadata"]["name"], r["resource"]) for g in body["items"] for v in g["versions"]
+                  for r in v["resources"]) == sorted([
+        ("discovery.k8s.io", "endpointslices"), ("apps", "daemonsets"), (rbac, "clusterroles"),
+        (rbac, "clusterrolebindings"), (rbac, "roles"), (rbac, "rolebindings")])
     rows = columns(kubectl("api-resources", "--no-headers=false").stdout)
-    assert {r["NAME"] for r in rows} == {"namespaces", "nodes", "pods", "services", "configmaps", "endpointslices"}
+    assert {r["NAME"] for r in rows} == {"namespaces", "nodes", "pods", "services", "configmaps", "endpointslices",
+                                         "serviceaccounts", "daemonsets", "clusterroles", "clusterrolebindings",
+                                         "roles", "rolebindings"}
 
 
 # --------------------------------------------------------------------------- selectors, pages, watch

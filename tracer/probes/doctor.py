@@ -52,6 +52,7 @@ def run_checks() -> list[Check]:
         return checks + [_caps()]
 
     checks.append(_caps())
+    checks.append(_guard("BPF objects", True, _objects))
     checks.append(_guard("kernel BTF", True, _btf))
     checks.append(_guard("tp_btf on skb:kfree_skb", True, _tp_btf))
     checks.append(_guard("tcx link", False, _tcx))
@@ -94,6 +95,27 @@ def _caps() -> Check:
     if missing and "CAP_SYS_ADMIN" not in have:
         return Check("capabilities", "fail", f"missing {', '.join(missing)}: run podpath as root", True)
     return Check("capabilities", "ok", " ".join(have), True)
+
+
+SHIPPED_OBJECTS = ("tc", "trace", "watch")  # what a wheel carries (setup.py); filter_check is test-only
+
+
+def _objects():
+    """podpath's own compiled programs, where it looks for them (a wheel carries them, a checkout
+    builds them): each file there and readable by libbpf (ELF and BTF; loading is the trace's job)."""
+    from podpath.tracer.probes import bpf_dir, libbpf
+    where = bpf_dir()
+    missing = [n for n in SHIPPED_OBJECTS if not (where / f"{n}.bpf.o").exists()]
+    if missing:
+        return ("fail", f"{', '.join(f'{n}.bpf.o' for n in missing)} missing in {where}: install podpath from "
+                "its wheel (it carries them), or run `make -C bpf` in a checkout", "")
+    lb = libbpf.lib()
+    for n in SHIPPED_OBJECTS:
+        obj = lb.bpf_object__open_file(str(where / f"{n}.bpf.o").encode(), None)
+        if not obj:
+            return "fail", f"{n}.bpf.o in {where} is not a BPF object libbpf can open: reinstall or rebuild it", ""
+        lb.bpf_object__close(obj)
+    return "ok", f"{', '.join(SHIPPED_OBJECTS)} in {where}", "compiled once (CO-RE): no clang on the node"
 
 
 def _btf():

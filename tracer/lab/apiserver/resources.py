@@ -104,3 +104,13 @@ def aggregated(legacy_core: bool) -> dict:
         meta = {"creationTimestamp": None} | ({"name": g} if g else {})
         items.append({"metadata": meta, "versions": vs})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
+
+
+# The kinds of podpath's deploy/ manifests, known to discovery only (deployable.py), unless served above.
+from .deployable import DISCOVERY_ONLY  # noqa: E402 - it builds on Resource, defined above
+
+RESOURCES += tuple(r for r in DISCOVERY_ONLY if find(r.group, r.version, r.plural) is None)
+BY_KIND = {r.kind: r for r in RESOURCES}
+for _r in DISCOVERY_ONLY:
+    if _r.group:
+        GROUPS.setdefault(_r.group, _r.version)

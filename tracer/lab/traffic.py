@@ -13,15 +13,34 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass
 
 from ..netns import run_in
 from .topology import DNS_SERVICE_IP, pod
 
+
+@dataclass(frozen=True)
+class Flow:
+    src: str  # the pod it leaves from
+    dst: str  # a lab address
+    port: int  # UDP
+    size: int = 0  # pad each datagram to this many payload bytes (0: just the DNS query)
+    fresh: bool = False  # a new socket (a new source port, a new conntrack entry) for every datagram
+    df: bool = False  # Don't Fragment: a path MTU drop is a drop, never a fragment
+
+
 FLOWS = {
-    # name: (from pod, to address, UDP port): a DNS A query for kubernetes.default each time
-    "dns": ("pod-a", DNS_SERVICE_IP, 53),
-    "pod-udp": ("pod-a2", pod("pod-b").ip, 9),  # pod to pod across nodes (nobody listens: a NO_SOCKET drop each)
+    # each datagram is a DNS A query for kubernetes.default (padded when `size` says so)
+    "dns": Flow("pod-a", DNS_SERVICE_IP, 53),
+    # one resolver per query, as short-lived clients do: a new conntrack entry each time
+    "dns-new": Flow("pod-a", DNS_SERVICE_IP, 53, fresh=True),
+    # pod to pod across nodes (nobody listens: a NO_SOCKET drop each)
+    "pod-udp": Flow("pod-a2", pod("pod-b").ip, 9),
+    # large DF datagrams across the overlay (1428-byte packets: fit flannel's 1450 MTU, and no less)
+    "pod-udp-large": Flow("pod-a2", pod("pod-b").ip, 9, size=1400, df=True),
 }
+
+_IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE = 10, 3  # <linux/in.h>
 
 
 def _query(qid: int) -> bytes:
@@ -36,16 +55,28 @@ class Traffic:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
+    @staticmethod
+    def _socket(f: Flow) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        if f.df:  # DF always, whatever path MTU the kernel learnt (IP_PMTUDISC_PROBE)
+            s.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE)
+        return s
+
     def _run(self, name: str) -> None:
-        src, dst, port = FLOWS[name]
-        sock = run_in(self.lab.netns(src), lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        sock.setblocking(False)
+        # the whole loop runs in a thread inside the pod's namespace, so fresh sockets are opened there
+        run_in(self.lab.netns(FLOWS[name].src), lambda: self._loop(name))
+
+    def _loop(self, name: str) -> None:
+        f = FLOWS[name]
+        sock = self._socket(f)
         gap = 1.0 / self.rate
         nxt = time.monotonic()
         try:
             while not self._stop.is_set():
+                q = _query(self.sent[name])
                 try:
-                    sock.sendto(_query(self.sent[name]), (dst, port))
+                    sock.sendto(q.ljust(f.size, b"\0"), (f.dst, f.port))
                     self.sent[name] += 1
                 except OSError:
                     pass
@@ -54,6 +85,9 @@ class Traffic:
                         sock.recv(2048)  # answers (and ICMP errors) are read and thrown away
                 except OSError:
                     pass
+                if f.fresh:
+                    sock.close()
+                    sock = self._socket(f)
                 nxt += gap
                 time.sleep(max(0.0, nxt - time.monotonic()))
         finally:

@@ -14,6 +14,7 @@ Run as root: `.venv/bin/python bench/bench_watch.py`. Everything it builds is re
 
 from __future__ import annotations
 
+import ctypes
 import json
 import secrets
 import subprocess
@@ -96,7 +97,9 @@ def storm(tx: str, rx: str, seconds: int = 5) -> None:
         sh("ip", "netns", "exec", rx, "iptables", "-Z", "INPUT")
         with DropCounter(samples_per_sec=2**31) as k:
             got, end = 0, None
-            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2"],
+            # every datagram is dropped: the server would give up after 120 s without data (--rcv-timeout)
+            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2",
+                                    "--rcv-timeout", str((seconds + 60) * 1000)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
             cli = subprocess.Popen(["ip", "netns", "exec", tx, "iperf3", "-c", "10.251.0.2", "-t", str(seconds),
@@ -118,7 +121,9 @@ def decode_only(n: int = 1_000_000) -> None:
     """The decoder alone (the flood above may be slower than it): n records, as the ring buffer hands them."""
     from podpath.tracer.watch.kernel import RawEvent, RawKey, decode_event
 
-    rec = bytes(RawEvent(ts_ns=1, key=RawKey(netns=1, reason=6, l4_proto=17, saddr=1, daddr=2, sport=3, dport=4), len=64))
+    rec = bytes(RawEvent(ts_ns=1, key=RawKey(netns=1, reason=6, l3_proto=0x0800, l4_proto=17,
+                                                 saddr=(ctypes.c_uint8 * 16)(10, 0, 0, 1),
+                                                 daddr=(ctypes.c_uint8 * 16)(10, 0, 0, 2), sport=3, dport=4), len=64))
     t = time.perf_counter()
     for _ in range(n):
         decode_event(rec)
@@ -186,7 +191,9 @@ def rss(tx: str, rx: str, seconds: int, rate: str = "20M") -> None:
                               "--rotate-seconds", "60"], stderr=subprocess.PIPE, text=True)
         try:
             w.stderr.readline()
-            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2"],
+            # every datagram is dropped: the server would give up after 120 s without data (--rcv-timeout)
+            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2",
+                                    "--rcv-timeout", str((seconds + 60) * 1000)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
             cli = subprocess.Popen(["ip", "netns", "exec", tx, "iperf3", "-c", "10.251.0.2", "-t", str(seconds), "-u",

@@ -113,7 +113,7 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
             ev.append(f"rule removed at {r.time.isoformat()[11:23]}: {r.object}")
         dev = burst.get("device")
         on_dev = ch.object.str.endswith(f" dev {dev}") if dev else False
-        for _, r in ch[ch.kind.isin(["route", "link", "fdb"]) |
+        for _, r in ch[ch.kind.isin(["route", "link", "fdb", "endpoints"]) |
                        ((ch.kind == "neigh") & (ch.detail.isin(["FAILED", "INCOMPLETE"]) | on_dev))].head(5).iterrows():
             ev.append(f"{r.kind} {r.action} at {r.time.isoformat()[11:23]}: {r.object} {r.detail}")
         changed = _device_change(ch, burst, start)

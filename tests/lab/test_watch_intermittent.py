@@ -123,3 +123,32 @@ def test_conntrack_table_full(lab, tmp_path):
         assert b["flows"][0]["dst"] == DNS_SERVICE_IP and b["flows"][0]["dport"] == 53, b
         assert b["cause"].startswith("conntrack table full"), b
         assert any("conntrack count reached its max" in e for e in b["evidence"]), b
+
+
+def test_conntrack_insert_race_is_real(lab, tmp_path):
+    """glibc's parallel A + AAAA from one socket (two threads on two CPUs, lab flow `dns-parallel`)
+    really race to insert one conntrack entry in node-a: the watch's counters see it. Since 5.6 the
+    kernel resolves a UDP clash (`clashres`) instead of dropping the loser (`insert_failed`, `drop`);
+    either way every packet conntrack dropped is in the watch's exact count."""
+    from podpath.tracer.lab.traffic import Traffic
+    from podpath.tracer.watch.store import read_table
+
+    if len(__import__("os").sched_getaffinity(0)) < 2:
+        pytest.skip("the race needs two CPUs sending at once")
+    out = tmp_path / "watch"
+    w = subprocess.Popen([EXE, "watch", "--lab", lab.name, "--duration", "8", "-o", str(out)],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = w.stderr.readline()
+        assert "recording drops" in line, line + w.stderr.read()
+        with Traffic(lab, rate=500, flows=("dns-parallel",)) as traffic:
+            time.sleep(5)
+    finally:
+        _, err = w.communicate(timeout=60)
+    assert w.returncode == 0, err
+    assert traffic.sent["dns-parallel"] > 2000
+    c = read_table([out], "counters").to_pandas()
+    ct = c[(c.node_name == "node-a") & (c.group == "conntrack")].groupby("name").value
+    rose = (ct.max() - ct.min()).to_dict()
+    assert rose["clashres"] + rose["insert_failed"] > 0, rose  # the race happened
+    assert _exact(out, "node-a", "NETFILTER_DROP") == rose["drop"], (rose, _seen(out))

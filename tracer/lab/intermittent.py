@@ -19,8 +19,9 @@ fault moves (the ground truth a watch is checked against):
 
 Not reproduced here, because the knob is the whole machine's on this kernel (a network namespace
 cannot set it, and lowering it would break every other namespace): neighbour gc_thresh3 (the ARP
-table is one for all namespaces), softnet netdev_max_backlog. The conntrack insert race needs two
-DNS endpoints for the clash to be unresolvable on kernels >= 5.6 (the lab has one CoreDNS).
+table is one for all namespaces), softnet netdev_max_backlog. The conntrack insert race is a
+traffic flow (`dns-parallel` in traffic.py), not a fault: it is always there, and since 5.6 the
+kernel resolves the clash instead of dropping.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def lab(request):
     return bpf_lab(request, "fi")
 
 
-def _run(lab, tmp_path, name: str, *, rate: float, period: float = 4, duty: float = 0.5):
+def _run(lab, tmp_path, name: str, *, rate: float, period: float = 6, duty: float = 0.5):
     from podpath.tracer.lab.intermittent import INTERMITTENT, run_intermittent
     from podpath.tracer.lab.traffic import Traffic
 
@@ -94,7 +94,9 @@ def test_vtep_neighbour_flap(lab, tmp_path):
     for b in _check_bursts(f, windows, rep):
         assert b["device"] == "flannel.1" and b["cause"] == "VTEP neighbour changed on flannel.1", b
         assert any(node("node-b").subnet_base in e and "dev flannel.1" in e for e in b["evidence"]), b
-        assert b["lag_ms"] is not None and 0 <= b["lag_ms"] <= 100, b
+        # the first drop is stamped by the kernel, the change when the notification is read (a few
+        # ms late on a busy machine): within 100 ms either way
+        assert b["lag_ms"] is not None and abs(b["lag_ms"]) <= 100, b
 
 
 def test_mtu_black_hole_for_large_packets_only(lab, tmp_path):
@@ -111,7 +113,7 @@ def test_mtu_black_hole_for_large_packets_only(lab, tmp_path):
 
 def test_conntrack_table_full(lab, tmp_path):
     from podpath.tracer.lab.topology import DNS_SERVICE_IP
-    f, out, windows, rep = _run(lab, tmp_path, "conntrack-full", rate=50, period=5, duty=0.5)
+    f, out, windows, rep = _run(lab, tmp_path, "conntrack-full", rate=50)
     truth = sum(w.packets for w in windows)
     assert truth > 100
     # = node-a's conntrack `drop` statistic: every packet that needed a new entry while the table was

@@ -50,9 +50,12 @@ _SETTLE = 0.1
 
 @dataclass
 class Window:
-    start: float  # time.time() just before the fault went on
-    end: float  # just after it went off
-    packets: int  # what the fault dropped in the window (its ground-truth counter)
+    """When the fault was surely on: from the moment the command that turns it on returned to the
+    moment the one that turns it off was started (a command's own latency, tens of ms on a busy
+    machine, is on neither side)."""
+    start: float  # time.time() once the fault is on
+    end: float  # just before it goes off
+    packets: int  # what the fault dropped (its ground-truth counter, read once it is off)
 
 
 Hook = Callable[["Lab", dict], None]
@@ -313,15 +316,16 @@ def run_intermittent(lab: "Lab", name: str, *, period: float, duty: float, cycle
         for _ in range(cycles):
             if stop is not None and stop.is_set():
                 break
-            t0 = time.time()
+            cycle = time.time()
             f.on(lab, st)
+            t0 = time.time()
             try:
-                time.sleep(max(0.0, duty * period - (time.time() - t0)))
+                time.sleep(max(0.0, duty * period - (time.time() - cycle)))
             finally:
+                t1 = time.time()
                 packets = f.off(lab, st)
-            t1 = time.time()
             windows.append(Window(t0, t1, packets))
-            time.sleep(max(0.0, period - (t1 - t0)))
+            time.sleep(max(0.0, period - (time.time() - cycle)))
     finally:
         if f.teardown:
             f.teardown(lab, st)

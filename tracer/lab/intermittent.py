@@ -30,6 +30,7 @@ import shlex
 import socket
 import struct
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -271,7 +272,6 @@ def _ct_top_up(lab: "Lab", st: dict) -> None:
 
 
 def _ct_on(lab: "Lab", st: dict) -> None:
-    import threading
     st["drop0"] = _read(lab, "node-a", _ct_drops)
     st["first"] = st["next"] = st["filled"]
     st["stop"] = threading.Event()

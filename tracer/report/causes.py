@@ -80,7 +80,7 @@ def jumps(counters: pd.DataFrame, node: str, lo, hi) -> list[tuple[str, str, str
 
 
 def _table_full(counters: pd.DataFrame, node: str, lo, hi) -> str | None:
-    """`conntrack count N of max M` when the table was full in the window."""
+    """Evidence that the table was full in the window: its entry count reached the max."""
     if counters.empty:
         return None
     c = counters[(counters.node_name == node) & (counters.group == "conntrack") & counters.name.isin(["count", "max"])

@@ -154,3 +154,6 @@ def test_conntrack_insert_race_is_real(lab, tmp_path):
     rose = (ct.max() - ct.min()).to_dict()
     assert rose["clashres"] + rose["insert_failed"] > 0, rose  # the race happened
     assert _exact(out, "node-a", "NETFILTER_DROP") == rose["drop"], (rose, _seen(out))
+    r = subprocess.run([EXE, "report", str(out), "-o", "json"], capture_output=True, text=True, timeout=60)
+    seen = json.loads(r.stdout)["totals"]["conntrack"]["node-a"]
+    assert seen.get("clashres", 0) + seen.get("insert_failed", 0) == rose["clashres"] + rose["insert_failed"], seen

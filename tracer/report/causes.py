@@ -42,12 +42,12 @@ def _mtu_lowered(detail: str) -> tuple[int, int] | None:
     return None
 
 
-def _device_change(ch: pd.DataFrame, burst: dict, start) -> tuple[str, object] | None:
+def _device_change(ch: pd.DataFrame, burst: dict, start, slack) -> tuple[str, object] | None:
     """A change on the burst's own device that explains its reason: an MTU lowered (PKT_TOO_BIG,
     FRAG_*), a neighbour or FDB entry replaced (NO_TX_TARGET: VXLAN found no remote, VXLAN_*, NEIGH_*);
     the last one before the first drop."""
     dev, reason = burst.get("device"), burst["reason"]
-    cands = ch[ch.time <= start + pd.Timedelta(milliseconds=100)].sort_values("time")
+    cands = ch[ch.time <= start + slack].sort_values("time")
     if reason == "PKT_TOO_BIG" or reason.startswith("FRAG"):
         for _, r in cands[cands.kind == "link"].iloc[::-1].iterrows():
             m = _mtu_lowered(r.detail)
@@ -96,6 +96,9 @@ def _table_full(counters: pd.DataFrame, node: str, lo, hi) -> str | None:
 def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters: pd.DataFrame) -> dict:
     ev: list[str] = []
     cause, rule, lag_ms = None, None, None
+    # how late a cause may be stamped: a sampled first drop is the kernel's instant; without samples
+    # the burst starts where its first interval did, up to a tick (1 s) before the drop itself
+    slack = pd.Timedelta(milliseconds=100 if burst.get("sampled") else 1000)
     if not changes.empty:
         ch = changes[(changes.node_name == node) & (changes.time >= start - BEFORE) & (changes.time <= end + AFTER)]
         # the kernel's own notification (nft monitor) is stamped to the ms; the ruleset diff to the second
@@ -103,12 +106,16 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
         if not rules.empty:
             exact = rules[rules.kind == "rule"]
             cands = (exact if not exact.empty else rules).sort_values("time")
-            before = cands[cands.time <= start + pd.Timedelta(milliseconds=100)]
-            r = before.iloc[-1] if not before.empty else cands.iloc[0]
-            lag_ms = round((start - r.time).total_seconds() * 1000, 1)
-            rule = r.object
-            ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]} "
-                      f"({lag_ms:+.0f} ms to the first drop): {r.object}")
+            before = cands[cands.time <= start + slack]
+            if not before.empty:  # only a rule in place by the first drop can be its cause
+                r = before.iloc[-1]
+                lag_ms = round((start - r.time).total_seconds() * 1000, 1)
+                rule = r.object
+                ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]} "
+                          f"({lag_ms:+.0f} ms to the first drop): {r.object}")
+            for _, r in cands[cands.time > start + slack].head(2).iterrows():
+                ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]}, after the "
+                          f"first drop: {r.object}")
         for _, r in ch[(ch.kind == "rule") & (ch.action == "del") & (ch.time >= start)].head(2).iterrows():
             ev.append(f"rule removed at {r.time.isoformat()[11:23]}: {r.object}")
         dev = burst.get("device")
@@ -116,7 +123,7 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
         for _, r in ch[ch.kind.isin(["route", "link", "fdb", "endpoints"]) |
                        ((ch.kind == "neigh") & (ch.detail.isin(["FAILED", "INCOMPLETE"]) | on_dev))].head(5).iterrows():
             ev.append(f"{r.kind} {r.action} at {r.time.isoformat()[11:23]}: {r.object} {r.detail}")
-        changed = _device_change(ch, burst, start)
+        changed = _device_change(ch, burst, start, slack)
     else:
         changed = None
     jumped = jumps(counters, node, start, end)
@@ -130,6 +137,7 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
         cause = f"DROP rule in {_rule_place(rule)}"
     elif changed is not None:
         cause, r = changed
+        rule = None  # a rule inserted meanwhile is evidence, not this burst's cause
         lag_ms = round((start - r.time).total_seconds() * 1000, 1)
         ev.insert(0, f"{cause} at {r.time.isoformat()[11:23]} ({lag_ms:+.0f} ms to the first drop): "
                      f"{r.kind} {r.object} {r.detail}")
@@ -141,6 +149,8 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
             cause = f"standing DROP rule in {_rule_place(standing[0])}"  # its counter rose, nobody inserted it
         if cause is None and rule is not None:
             cause = f"rule change in {_rule_place(rule)}"
+        elif rule is not None:  # a counter explains it: the inserted rule is evidence, not the cause
+            rule, lag_ms = None, None
         if cause is None:
             neigh = [e for e in ev if e.startswith("neigh ")]
             cause = "neighbour resolution failing" if neigh and reason.startswith("NEIGH") else f"{reason} (no change seen)"

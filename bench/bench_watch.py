@@ -14,6 +14,7 @@ Run as root: `.venv/bin/python bench/bench_watch.py`. Everything it builds is re
 
 from __future__ import annotations
 
+import ctypes
 import json
 import secrets
 import subprocess
@@ -96,7 +97,9 @@ def storm(tx: str, rx: str, seconds: int = 5) -> None:
         sh("ip", "netns", "exec", rx, "iptables", "-Z", "INPUT")
         with DropCounter(samples_per_sec=2**31) as k:
             got, end = 0, None
-            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2"],
+            # every datagram is dropped: the server would give up after 120 s without data (--rcv-timeout)
+            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2",
+                                    "--rcv-timeout", str((seconds + 60) * 1000)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
             cli = subprocess.Popen(["ip", "netns", "exec", tx, "iperf3", "-c", "10.251.0.2", "-t", str(seconds),
@@ -118,7 +121,9 @@ def decode_only(n: int = 1_000_000) -> None:
     """The decoder alone (the flood above may be slower than it): n records, as the ring buffer hands them."""
     from podpath.tracer.watch.kernel import RawEvent, RawKey, decode_event
 
-    rec = bytes(RawEvent(ts_ns=1, key=RawKey(netns=1, reason=6, l4_proto=17, saddr=1, daddr=2, sport=3, dport=4), len=64))
+    rec = bytes(RawEvent(ts_ns=1, key=RawKey(netns=1, reason=6, l3_proto=0x0800, l4_proto=17,
+                                                 saddr=(ctypes.c_uint8 * 16)(10, 0, 0, 1),
+                                                 daddr=(ctypes.c_uint8 * 16)(10, 0, 0, 2), sport=3, dport=4), len=64))
     t = time.perf_counter()
     for _ in range(n):
         decode_event(rec)
@@ -175,7 +180,7 @@ def report_time() -> None:
           f"{len(rep.bursts)} bursts")
 
 
-def rss(tx: str, rx: str, seconds: int) -> None:
+def rss(tx: str, rx: str, seconds: int, rate: str = "20M") -> None:
     """`podpath watch` in the receiver's namespace through a flood of drops with changing flows
     (iperf3 -P 4 picks new source ports), its resident memory sampled every 10 s."""
     exe = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "podpath")
@@ -186,11 +191,13 @@ def rss(tx: str, rx: str, seconds: int) -> None:
                               "--rotate-seconds", "60"], stderr=subprocess.PIPE, text=True)
         try:
             w.stderr.readline()
-            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2"],
+            # every datagram is dropped: the server would give up after 120 s without data (--rcv-timeout)
+            srv = subprocess.Popen(["ip", "netns", "exec", rx, "iperf3", "-s", "-1", "-B", "10.251.0.2",
+                                    "--rcv-timeout", str((seconds + 60) * 1000)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
             cli = subprocess.Popen(["ip", "netns", "exec", tx, "iperf3", "-c", "10.251.0.2", "-t", str(seconds), "-u",
-                                    "-b", "20M", "-l", "16", "-P", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    "-b", rate, "-l", "16", "-P", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             samples = []
             t0 = time.monotonic()
             while cli.poll() is None:
@@ -202,25 +209,38 @@ def rss(tx: str, rx: str, seconds: int) -> None:
         finally:
             w.wait(60)
             sh("ip", "netns", "exec", rx, "iptables", "-D", "INPUT", *rule)
-    print(f"watch RSS over {seconds} s of drops (s, MiB): {samples}")
+    mib = [m for _s, m in samples]
+    print(f"watch RSS over {seconds} s of drops at {rate}bit/s x 4 streams (s, MiB): {samples}")
+    if mib:
+        print(f"watch RSS: first {mib[0]} MiB, last {mib[-1]} MiB, max {max(mib)} MiB")
 
 
 def main() -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rss-seconds", type=int, default=60, help="how long to watch memory (issue: 600)")
+    ap.add_argument("--rss-rate", default="20M", help="iperf3 -b per stream during the RSS check")
+    ap.add_argument("--only", choices=("storm", "throughput", "rss", "decode", "report"), action="append",
+                    help="run only these figures (repeatable; default: all)")
     args = ap.parse_args()
-    tag = secrets.token_hex(2)
-    tx, rx = build(tag)
-    try:
-        storm(tx, rx)
-        throughput(tx, rx)
-        rss(tx, rx, args.rss_seconds)
-    finally:
-        for ns in (tx, rx):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    decode_only()
-    report_time()
+    want = set(args.only or ("storm", "throughput", "rss", "decode", "report"))
+    if want & {"storm", "throughput", "rss"}:
+        tag = secrets.token_hex(2)
+        tx, rx = build(tag)
+        try:
+            if "storm" in want:
+                storm(tx, rx)
+            if "throughput" in want:
+                throughput(tx, rx)
+            if "rss" in want:
+                rss(tx, rx, args.rss_seconds, args.rss_rate)
+        finally:
+            for ns in (tx, rx):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    if "decode" in want:
+        decode_only()
+    if "report" in want:
+        report_time()
 
 
 if __name__ == "__main__":

@@ -106,24 +106,36 @@ int BPF_PROG(pw_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header;
+	__u32 l4 = 0;
 	if (k.l3_proto == 0x0800 && nh != 0xffff) {
 		struct iphdr ip;
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) == 0 && ip.version == 4) {
 			k.l4_proto = ip.protocol;
-			k.saddr = ip.saddr;
-			k.daddr = ip.daddr;
-			__u32 l4 = nh + ip.ihl * 4;
-			if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
-				__be16 ports[2];
-				if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4) == 0) {
-					k.sport = bpf_ntohs(ports[0]);
-					k.dport = bpf_ntohs(ports[1]);
-				}
-			} else if (ip.protocol == IPPROTO_ICMP) {
-				__u8 tc[2];
-				if (bpf_probe_read_kernel(tc, sizeof(tc), head + l4) == 0)
-					k.sport = (__u16)tc[0] << 8 | tc[1];
+			__builtin_memcpy(k.saddr, &ip.saddr, 4);
+			__builtin_memcpy(k.daddr, &ip.daddr, 4);
+			l4 = nh + ip.ihl * 4;
+		}
+	} else if (k.l3_proto == 0x86DD && nh != 0xffff) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) == 0 && ip6.version == 6) {
+			/* the first next header: a flow behind extension headers is keyed by addresses only */
+			k.l4_proto = ip6.nexthdr;
+			__builtin_memcpy(k.saddr, &ip6.saddr, 16);
+			__builtin_memcpy(k.daddr, &ip6.daddr, 16);
+			l4 = nh + sizeof(ip6);
+		}
+	}
+	if (l4) {
+		if (k.l4_proto == IPPROTO_TCP || k.l4_proto == IPPROTO_UDP) {
+			__be16 ports[2];
+			if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4) == 0) {
+				k.sport = bpf_ntohs(ports[0]);
+				k.dport = bpf_ntohs(ports[1]);
 			}
+		} else if (k.l4_proto == IPPROTO_ICMP || k.l4_proto == 58 /* IPPROTO_ICMPV6, a macro vmlinux.h lacks */) {
+			__u8 tc[2];
+			if (bpf_probe_read_kernel(tc, sizeof(tc), head + l4) == 0)
+				k.sport = (__u16)tc[0] << 8 | tc[1];
 		}
 	}
 
@@ -131,7 +143,8 @@ int BPF_PROG(pw_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	if (!pw_count(&k, len)) {
 		/* bounded: a full map folds the flow away and still counts the drop at its place */
 		pw_stat(PW_STAT_FLOW_FOLDED);
-		k.saddr = k.daddr = 0;
+		__builtin_memset(k.saddr, 0, sizeof(k.saddr));
+		__builtin_memset(k.daddr, 0, sizeof(k.daddr));
 		k.sport = k.dport = 0;
 		if (!pw_count(&k, len))
 			pw_stat(PW_STAT_UNCOUNTED);

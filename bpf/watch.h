@@ -16,19 +16,19 @@
 #define PW_STAT_UNCOUNTED     4 /* even the flowless key could not be inserted */
 #define PW_STAT_N             5
 
-/* The aggregation key: where and why a packet died, plus a bounded flow key (IPv4 addresses,
- * ports). Folded drops have zero addresses and ports. */
+/* The aggregation key: where and why a packet died, plus a bounded flow key (IPv4 or IPv6
+ * addresses, ports). Folded drops have zero addresses and ports. */
 struct pw_key {
 	__u32 netns;     /* namespace inode of the device (or the socket when there is no device) */
 	__u32 ifindex;
 	__u32 reason;    /* enum skb_drop_reason */
 	__u16 l3_proto;  /* ethertype, host order (0x0800 IPv4) */
-	__u8  l4_proto;  /* IPPROTO_* (0: not IPv4) */
+	__u8  l4_proto;  /* IPPROTO_* (0: not IP); IPv6: the first next header */
 	__u8  _pad0;
 	__u64 location;  /* kernel address that freed the skb */
-	__u32 saddr;     /* network byte order */
-	__u32 daddr;
-	__u16 sport;     /* host order; ICMP: type << 8 | code in sport */
+	__u8  saddr[16]; /* network byte order; IPv4 in the first 4 bytes, the rest zero */
+	__u8  daddr[16];
+	__u16 sport;     /* host order; ICMP, ICMPv6: type << 8 | code in sport */
 	__u16 dport;
 	__u32 _pad1;
 };

@@ -142,8 +142,9 @@ def register(app: typer.Typer) -> None:
     def traffic(name: str = NameOpt,
                 duration: float = typer.Option(10, "--duration", help="seconds to send"),
                 rate: float = typer.Option(100, "--rate", help="packets per second per flow"),
-                flow: list[str] = typer.Option(["dns"], "--flow", help="dns (pod-a -> kube-dns) or pod-udp "
-                                               "(pod-a2 -> pod-b); repeat for several")) -> None:
+                flow: list[str] = typer.Option(["dns"], "--flow", help="dns, dns-new (a new socket per query), "
+                                               "dns-parallel (A + AAAA at once) (pod-a -> kube-dns); pod-udp, "
+                                               "pod-udp-large (pod-a2 -> pod-b); repeat for several")) -> None:
         """Steady background flows between lab pods (they never leave the lab)."""
         import time
         from podpath.tracer.errors import UsageError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from podpath.cli.common import LabOpt, err
+from podpath.cli.common import ContextOpt, LabOpt, err
 
 
 def register(app: typer.Typer) -> None:
@@ -20,12 +20,17 @@ def watch(
     rotate_mb: float = typer.Option(64, "--rotate-mb", help="start a new file past this many MB"),
     rotate_s: float = typer.Option(600, "--rotate-seconds", help="start a new file after this many seconds"),
     prometheus: str = typer.Option(None, "--prometheus", help="serve podpath_drops_total at HOST:PORT", metavar="ADDR"),
+    kubeconfig: str = typer.Option(None, "--kubeconfig", help="also record EndpointSlice changes from this cluster's "
+                                   "API (watch); with --lab, the lab's API server is asked from its first node",
+                                   metavar="FILE"),
+    context: str = ContextOpt,
     lab: str = LabOpt,
 ) -> None:
     """Count every packet the kernel drops (tp_btf/kfree_skb, exact, in a per-CPU map keyed by
     namespace, device, reason, place, protocol and flow), sample full events, and each second read
     softnet, conntrack, neighbour, device and KUBE-*/FLANNEL-* chain counters; route, neighbour,
-    FDB, link and rule changes are recorded as they happen. Needs root.
+    FDB, link and rule changes are recorded as they happen, and with --kubeconfig the cluster's
+    EndpointSlice changes. Needs root.
 
     \b
     Examples:
@@ -53,8 +58,12 @@ def watch(
     if prometheus:
         from podpath.tracer.watch.metrics import Prometheus
         prom = Prometheus(prometheus)
+    kube = None
+    if kubeconfig:
+        from podpath.tracer.kube.client import connect
+        kube = connect(kubeconfig, context)
     rec = Recorder(scope, out_dir, samples_per_sec=samples, max_bytes=int(rotate_mb * (1 << 20)),
-                   max_seconds=rotate_s, prometheus=prom)
+                   max_seconds=rotate_s, prometheus=prom, kube=kube)
     err.print(f"podpath watch: recording drops on {', '.join(scope.nodes)} to {out_dir}/"
               + (f" for {duration:g} s" if duration else " until ^C"))
     try:

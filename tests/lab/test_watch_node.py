@@ -30,13 +30,13 @@ def node_ns(request):
     return name
 
 
-def _send(netns: str, n: int, port: int = 9) -> None:
+def _send(netns: str, n: int, port: int = 9, dst: str = "127.0.0.1") -> None:
     from podpath.tracer.netns import run_in
 
     def body():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM) as s:
             for _ in range(n):
-                s.sendto(b"podpath", ("127.0.0.1", port))
+                s.sendto(b"podpath", (dst, port))
     run_in(netns, body)
 
 
@@ -102,3 +102,20 @@ def test_prometheus_counts_every_drop(node_ns, tmp_path):
     line = next(l for l in text.splitlines() if l.startswith("podpath_drops_total{") and 'reason="NO_SOCKET"' in l)
     assert 'device="lo"' in line and float(line.split()[-1]) == 321
     assert p.returncode == 0
+
+
+def test_ipv6_drops_keyed_by_their_flow(node_ns, tmp_path):
+    """IPv6 flows are keyed like IPv4 ones: addresses, protocol, ports (the probe reads the IPv6 header)."""
+    from podpath.tracer.watch.store import read_table
+    out = tmp_path / "w"
+    p = _watch(node_ns, "-o", str(out), "--duration", "3")
+    _send(node_ns, 77, port=9, dst="::1")
+    _send(node_ns, 33, port=9)
+    p.wait(30)
+    assert p.returncode == 0
+    d = read_table([out], "drops").to_pandas()
+    v6 = d[(d.drop_reason_desc == "NO_SOCKET") & (d.ethertype == 0x86DD)]
+    assert int(v6.packets.sum()) == 77
+    assert set(zip(v6.ip_source, v6.ip_destination, v6.l4_protocol, v6.destination_port)) == {("::1", "::1", "UDP", 9)}
+    v4 = d[(d.drop_reason_desc == "NO_SOCKET") & (d.ethertype == 0x0800)]
+    assert int(v4.packets.sum()) == 33 and set(v4.ip_destination) == {"127.0.0.1"}

@@ -27,7 +27,7 @@ def _start_watch(lab, out: Path, duration: float) -> subprocess.Popen:
 
 
 def test_report_names_the_flapping_rule_its_node_and_windows(request, tmp_path):
-    from podpath.tracer.lab.faults import INTERMITTENT, run_intermittent
+    from podpath.tracer.lab.intermittent import INTERMITTENT, run_intermittent
     from podpath.tracer.lab.topology import pod
     from podpath.tracer.lab.traffic import Traffic
     from podpath.tracer.watch.store import read_table

@@ -129,3 +129,34 @@ def test_html_renders_in_chromium(recording, tmp_path):
     keep = Path(__file__).resolve().parents[2] / "out"  # /out/ is git-ignored: the last screenshot, to look at
     keep.mkdir(exist_ok=True)
     shutil.copy(shot, keep / "report-screenshot.png")
+
+
+def test_standing_rule_and_device_change_causes():
+    """The causes that need no rule insertion: a drop rule nobody inserted whose counter rose with
+    the burst; an MTU lowered on the burst's path (lab: mtu-blackhole); a neighbour replaced on the
+    burst's device (lab: vtep-neigh-flap). Evidence frames as a recording holds them."""
+    from podpath.tracer.report.causes import explain
+
+    start, end = T0 + pd.Timedelta(seconds=10), T0 + pd.Timedelta(seconds=12)
+    rule = "filter/OUTPUT -p icmp -m icmp --icmp-type 3/4 -j DROP"
+    counters = pd.concat([pd.DataFrame(_counter(T0 + pd.Timedelta(seconds=s), "node-b", "rule", "packets",
+                                                v, rule)) for s, v in ((9, 4), (11, 9), (13, 12))])
+    counters["time"] = pd.to_datetime(counters.time, utc=True)
+    none = pd.DataFrame({c: [] for c in ("time", "node_name", "kind", "action", "object", "detail")})
+    got = explain({"reason": "NETFILTER_DROP", "device": "eth0"}, start, end, "node-b", none, counters)
+    assert got["cause"] == "standing DROP rule in filter/OUTPUT" and any("rose by 8" in e for e in got["evidence"])
+
+    def change(kind, obj, detail, at=-0.05):
+        return pd.DataFrame({"time": [start + pd.Timedelta(seconds=at)], "node_name": ["node-b"], "kind": [kind],
+                             "action": ["new"], "object": [obj], "detail": [detail]})
+    mtu = change("link", "cni0", "flags=0x11043 mtu 1450->1400")
+    got = explain({"reason": "PKT_TOO_BIG", "device": "flannel.1"}, start, end, "node-b", mtu, counters.iloc[:0])
+    assert got["cause"] == "MTU lowered on cni0 (1450 -> 1400)" and got["lag_ms"] == 50.0, got
+    raised = change("link", "cni0", "flags=0x11043 mtu 1400->1450")
+    assert "MTU" not in explain({"reason": "PKT_TOO_BIG", "device": "cni0"}, start, end, "node-b", raised,
+                                counters.iloc[:0])["cause"]
+    neigh = change("neigh", "10.244.1.0 lladdr=02:aa:bb:cc:dd:ee dev flannel.1", "PERMANENT")
+    got = explain({"reason": "NO_TX_TARGET", "device": "flannel.1"}, start, end, "node-b", neigh, counters.iloc[:0])
+    assert got["cause"] == "VTEP neighbour changed on flannel.1", got
+    assert explain({"reason": "NO_TX_TARGET", "device": "cni0"}, start, end, "node-b", neigh,
+                   counters.iloc[:0])["cause"] != got["cause"]  # another device's neighbour explains nothing

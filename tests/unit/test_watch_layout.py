@@ -52,13 +52,27 @@ def test_layout_matches_btf(btf, name):
     assert sum(s for _, _, s in btf[name]["members"]) == btf[name]["size"]
 
 
+def _addr(packed: bytes):
+    """An address as the probe stores it: 16 bytes, IPv4 in the first 4."""
+    return (ctypes.c_uint8 * 16)(*packed.ljust(16, b"\0"))
+
+
 def test_decode_event_roundtrip():
     k = RawKey(netns=4026531840, ifindex=3, reason=6, l3_proto=0x0800, l4_proto=17, location=0xffffffff81000010,
-               saddr=struct.unpack("=I", socket.inet_aton("10.244.0.2"))[0],
-               daddr=struct.unpack("=I", socket.inet_aton("10.244.1.3"))[0], sport=40000, dport=53)
+               saddr=_addr(socket.inet_aton("10.244.0.2")), daddr=_addr(socket.inet_aton("10.244.1.3")),
+               sport=40000, dport=53)
     ev = decode_event(bytes(RawEvent(ts_ns=123, key=k, len=71, mark=7, cpu=1)))
     assert (ev.ts_ns, ev.len, ev.mark, ev.cpu) == (123, 71, 7, 1)
     assert (ev.key.saddr, ev.key.daddr, ev.key.sport, ev.key.dport, ev.key.l4_proto) == ("10.244.0.2", "10.244.1.3", 40000, 53, 17)
     assert ev.key.location == 0xffffffff81000010 and ev.key.reason == 6
     with pytest.raises(ValueError, match="expected"):
         decode_event(b"\0" * 10)
+
+
+def test_decode_ipv6_and_folded_keys():
+    k = RawKey(l3_proto=0x86DD, l4_proto=58, saddr=_addr(socket.inet_pton(socket.AF_INET6, "fd00:10:244::2")),
+               daddr=_addr(socket.inet_pton(socket.AF_INET6, "fd00:10:244:1::3")), sport=0x8000)
+    ev = decode_event(bytes(RawEvent(key=k)))
+    assert (ev.key.saddr, ev.key.daddr, ev.key.sport) == ("fd00:10:244::2", "fd00:10:244:1::3", 0x8000)
+    folded = decode_event(bytes(RawEvent(key=RawKey(l3_proto=0x86DD, reason=2))))
+    assert folded.key.saddr is None and folded.key.daddr is None

@@ -69,6 +69,20 @@ def _burst_windows(series: pd.Series, *, baseline_s: int, factor: float, min_dro
     return out
 
 
+def _conntrack_rises(counters: pd.DataFrame) -> dict:
+    """Per node, how much conntrack's trouble counters rose over the recording (the insert race
+    behind 5-second DNS delays is `insert_failed`, or `clashres` where the kernel resolved it)."""
+    if counters.empty:
+        return {}
+    c = counters[(counters.group == "conntrack")
+                 & counters.name.isin(["insert_failed", "clashres", "drop", "early_drop"])]
+    out: dict = {}
+    for (node, name), v in c.groupby(["node_name", "name"]).value:
+        if int(v.max()) > int(v.min()):
+            out.setdefault(node, {})[name] = int(v.max()) - int(v.min())
+    return out
+
+
 def analyse(dirs, *, baseline_s: int = 60, factor: float = 3.0, min_drops: int = 5) -> Report:
     for d in dirs:
         if not Path(d).is_dir():
@@ -131,6 +145,7 @@ def analyse(dirs, *, baseline_s: int = 60, factor: float = 3.0, min_drops: int =
         "samples_lost": lost["ringbuf_lost"], "flows_folded": lost["flow_folded"], "uncounted": lost["uncounted"],
         "changes": int(len(changes)),
         "seconds": int(len(per_second)),
+        "conntrack": _conntrack_rises(counters),
     }
     rep.top_flows = _flows(drops, 10)
     return rep
@@ -142,6 +157,8 @@ def render_text(rep: Report) -> str:
              f"{t['samples']} sampled, {t['samples_lost']} samples lost, {t['flows_folded']} flows folded"]
     lines.append("by reason: " + ", ".join(f"{k} {v}" for k, v in list(t["by_reason"].items())[:6]))
     lines.append("by node:   " + ", ".join(f"{k} {v}" for k, v in t["by_node"].items()))
+    for node, rose in t.get("conntrack", {}).items():
+        lines.append(f"conntrack at {node}: " + ", ".join(f"{k} +{v}" for k, v in sorted(rose.items())))
     if rep.causes:
         lines.append("")
         lines.append("likely causes:")

@@ -32,6 +32,37 @@ def _rule_place(text: str) -> str:
     return w[0] if w else "?"
 
 
+def _mtu_lowered(detail: str) -> tuple[int, int] | None:
+    """(before, after) from a link change's `mtu 1450->1400`, when it went down."""
+    for w in detail.split():
+        if w.count("->") == 1:
+            a, b = w.split("->")
+            if a.isdigit() and b.isdigit() and int(b) < int(a):
+                return int(a), int(b)
+    return None
+
+
+def _device_change(ch: pd.DataFrame, burst: dict, start, slack) -> tuple[str, object] | None:
+    """A change on the burst's own device that explains its reason: an MTU lowered (PKT_TOO_BIG,
+    FRAG_*), a neighbour or FDB entry replaced (NO_TX_TARGET: VXLAN found no remote, VXLAN_*, NEIGH_*);
+    the last one before the first drop."""
+    dev, reason = burst.get("device"), burst["reason"]
+    cands = ch[ch.time <= start + slack].sort_values("time")
+    if reason == "PKT_TOO_BIG" or reason.startswith("FRAG"):
+        for _, r in cands[cands.kind == "link"].iloc[::-1].iterrows():
+            m = _mtu_lowered(r.detail)
+            if m:
+                return f"MTU lowered on {r.object} ({m[0]} -> {m[1]})", r
+    if reason.startswith(("VXLAN", "NEIGH", "NO_TX_TARGET")) and dev:
+        mine = cands[cands.kind.isin(["neigh", "fdb"]) & cands.object.str.endswith(f" dev {dev}")
+                     & (cands.action == "new")]
+        if not mine.empty:
+            r = mine.iloc[-1]
+            what = "VTEP neighbour" if r.kind == "neigh" else "FDB entry"
+            return f"{what} changed on {dev}", r
+    return None
+
+
 def jumps(counters: pd.DataFrame, node: str, lo, hi) -> list[tuple[str, str, str, int]]:
     """(group, name, object, increase) of cumulative counters that rose within [lo, hi]."""
     if counters.empty:
@@ -48,9 +79,26 @@ def jumps(counters: pd.DataFrame, node: str, lo, hi) -> list[tuple[str, str, str
     return sorted(out, key=lambda x: -x[3])
 
 
+def _table_full(counters: pd.DataFrame, node: str, lo, hi) -> str | None:
+    """Evidence that the table was full in the window: its entry count reached the max."""
+    if counters.empty:
+        return None
+    c = counters[(counters.node_name == node) & (counters.group == "conntrack") & counters.name.isin(["count", "max"])
+                 & (counters.time >= lo - pd.Timedelta(seconds=1)) & (counters.time <= hi + pd.Timedelta(seconds=1))]
+    if c.empty:
+        return None
+    w = c.pivot_table(index="time", columns="name", values="value", aggfunc="max")
+    if {"count", "max"} <= set(w.columns) and (w["count"] >= w["max"]).any():
+        return f"conntrack count reached its max {int(w['max'].max())}"
+    return None
+
+
 def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters: pd.DataFrame) -> dict:
     ev: list[str] = []
     cause, rule, lag_ms = None, None, None
+    # how late a cause may be stamped: a sampled first drop is the kernel's instant; without samples
+    # the burst starts where its first interval did, up to a tick (1 s) before the drop itself
+    slack = pd.Timedelta(milliseconds=100 if burst.get("sampled") else 1000)
     if not changes.empty:
         ch = changes[(changes.node_name == node) & (changes.time >= start - BEFORE) & (changes.time <= end + AFTER)]
         # the kernel's own notification (nft monitor) is stamped to the ms; the ruleset diff to the second
@@ -58,28 +106,51 @@ def explain(burst: dict, start, end, node: str, changes: pd.DataFrame, counters:
         if not rules.empty:
             exact = rules[rules.kind == "rule"]
             cands = (exact if not exact.empty else rules).sort_values("time")
-            before = cands[cands.time <= start + pd.Timedelta(milliseconds=100)]
-            r = before.iloc[-1] if not before.empty else cands.iloc[0]
-            lag_ms = round((start - r.time).total_seconds() * 1000, 1)
-            rule = r.object
-            ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]} "
-                      f"({lag_ms:+.0f} ms to the first drop): {r.object}")
+            before = cands[cands.time <= start + slack]
+            if not before.empty:  # only a rule in place by the first drop can be its cause
+                r = before.iloc[-1]
+                lag_ms = round((start - r.time).total_seconds() * 1000, 1)
+                rule = r.object
+                ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]} "
+                          f"({lag_ms:+.0f} ms to the first drop): {r.object}")
+            for _, r in cands[cands.time > start + slack].head(2).iterrows():
+                ev.append(f"rule inserted in {_rule_place(r.object)} at {r.time.isoformat()[11:23]}, after the "
+                          f"first drop: {r.object}")
         for _, r in ch[(ch.kind == "rule") & (ch.action == "del") & (ch.time >= start)].head(2).iterrows():
             ev.append(f"rule removed at {r.time.isoformat()[11:23]}: {r.object}")
-        for _, r in ch[ch.kind.isin(["route", "link", "fdb"]) |
-                       ((ch.kind == "neigh") & ch.detail.isin(["FAILED", "INCOMPLETE"]))].head(5).iterrows():
+        dev = burst.get("device")
+        on_dev = ch.object.str.endswith(f" dev {dev}") if dev else False
+        for _, r in ch[ch.kind.isin(["route", "link", "fdb", "endpoints"]) |
+                       ((ch.kind == "neigh") & (ch.detail.isin(["FAILED", "INCOMPLETE"]) | on_dev))].head(5).iterrows():
             ev.append(f"{r.kind} {r.action} at {r.time.isoformat()[11:23]}: {r.object} {r.detail}")
+        changed = _device_change(ch, burst, start, slack)
+    else:
+        changed = None
     jumped = jumps(counters, node, start, end)
     for g, n, o, d in jumped[:6]:
         ev.append(f"counter {g}.{n}{' ' + o if o else ''} rose by {d}")
+    full = _table_full(counters, node, start, end)
+    if full:
+        ev.append(full)
     reason = burst["reason"]
     if rule is not None and reason == "NETFILTER_DROP":
         cause = f"DROP rule in {_rule_place(rule)}"
+    elif changed is not None:
+        cause, r = changed
+        rule = None  # a rule inserted meanwhile is evidence, not this burst's cause
+        lag_ms = round((start - r.time).total_seconds() * 1000, 1)
+        ev.insert(0, f"{cause} at {r.time.isoformat()[11:23]} ({lag_ms:+.0f} ms to the first drop): "
+                     f"{r.kind} {r.object} {r.detail}")
     else:
         have = {(g, n) for g, n, _o, _d in jumped}
         cause = next((c for k, c in _COUNTER_CAUSES if k in have), None)
+        standing = [o for g, n, o, _d in jumped if g == "rule"]
+        if cause is None and standing and reason == "NETFILTER_DROP":
+            cause = f"standing DROP rule in {_rule_place(standing[0])}"  # its counter rose, nobody inserted it
         if cause is None and rule is not None:
             cause = f"rule change in {_rule_place(rule)}"
+        elif rule is not None:  # a counter explains it: the inserted rule is evidence, not the cause
+            rule, lag_ms = None, None
         if cause is None:
             neigh = [e for e in ev if e.startswith("neigh ")]
             cause = "neighbour resolution failing" if neigh and reason.startswith("NEIGH") else f"{reason} (no change seen)"

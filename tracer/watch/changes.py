@@ -22,14 +22,43 @@ _NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x1
 Emit = Callable[[dict], None]  # {time_ns, node_name, kind, action, object, detail}
 
 
-def _describe(msg) -> tuple[str, str, str] | None:
+class _Links:
+    """ifindex -> (name, MTU) of one namespace, kept current from link notifications, so a
+    neighbour names its device and an MTU change says what it was before."""
+
+    def __init__(self, links: dict[int, tuple[str, int | None]]) -> None:
+        self.links = links
+
+    def name(self, index: int) -> str:
+        return self.links.get(index, (f"if{index}", None))[0]
+
+    def update(self, index: int, name: str, mtu: int | None, gone: bool) -> int | None:
+        """The MTU before this notification."""
+        before = self.links.get(index, (name, None))[1]
+        if gone:
+            self.links.pop(index, None)
+        else:
+            self.links[index] = (name, mtu)
+        return before
+
+
+def _links_now() -> dict[int, tuple[str, int | None]]:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:  # opened by a thread inside the namespace (run_in): its socket is there
+        return {l["index"]: (l.get_attr("IFLA_IFNAME"), l.get_attr("IFLA_MTU")) for l in ipr.get_links()}
+
+
+def _describe(msg, links: _Links) -> tuple[str, str, str, str] | None:
     kind = _KINDS.get(msg["header"]["type"])
     if kind is None:
         return None
     what, action = kind
     if what == "link":
-        obj = msg.get_attr("IFLA_IFNAME") or f"if{msg['index']}"
-        detail = f"flags={msg['flags']:#x} mtu={msg.get_attr('IFLA_MTU')}"
+        obj = msg.get_attr("IFLA_IFNAME") or links.name(msg["index"])
+        mtu = msg.get_attr("IFLA_MTU")
+        before = links.update(msg["index"], obj, mtu, action == "del")
+        shown = f"mtu {before}->{mtu}" if before is not None and mtu is not None and before != mtu else f"mtu={mtu}"
+        detail = f"flags={msg['flags']:#x} {shown}"
     elif what == "route":
         dst = msg.get_attr("RTA_DST")
         obj = f"{dst}/{msg['dst_len']}" if dst else "default"
@@ -37,9 +66,9 @@ def _describe(msg) -> tuple[str, str, str] | None:
     else:
         if msg["family"] == socket.AF_BRIDGE:
             what = "fdb"
-        obj = f"{msg.get_attr('NDA_DST')} lladdr={msg.get_attr('NDA_LLADDR')} if{msg['ifindex']}"
+        obj = f"{msg.get_attr('NDA_DST')} lladdr={msg.get_attr('NDA_LLADDR')} dev {links.name(msg['ifindex'])}"
         detail = _NUD.get(msg["state"], f"state={msg['state']:#x}")
-    return what, action, obj + "", detail
+    return what, action, obj, detail
 
 
 class ChangeWatcher:
@@ -49,6 +78,7 @@ class ChangeWatcher:
         self.node, self.netns, self.emit = node, netns, emit
         self._stop = threading.Event()
         self._sock = run_in(netns, self._open_rtnl)
+        self._links = _Links(run_in(netns, _links_now))  # after the socket: no change falls between
         self._nft = run_in(netns, lambda: subprocess.Popen(
             ["nft", "-a", "monitor", "rules"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
         self._threads = [threading.Thread(target=self._rtnl_loop, daemon=True, name=f"pw-rtnl-{node}"),
@@ -78,7 +108,7 @@ class ChangeWatcher:
                 continue
             now = time.time_ns()
             for msg in marshal.parse(data):
-                d = _describe(msg)
+                d = _describe(msg, self._links)
                 if d:
                     self.emit({"time_ns": now, "node_name": self.node, "kind": d[0], "action": d[1],
                                "object": d[2], "detail": d[3]})

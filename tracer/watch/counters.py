@@ -59,6 +59,37 @@ def _sysctl(name: str) -> int | None:
         return None
 
 
+_CTA = {"CTA_STATS_INSERT_FAILED": "insert_failed", "CTA_STATS_DROP": "drop", "CTA_STATS_EARLY_DROP": "early_drop",
+        "CTA_STATS_INSERT": "insert", "CTA_STATS_CLASH_RESOLVE": "clashres", "CTA_STATS_INVALID": "invalid"}
+
+
+def conntrack() -> list[Row]:
+    """This namespace's conntrack statistics over ctnetlink (IPCTNL_MSG_CT_GET_STATS_CPU, summed over
+    CPUs) and its entry count against the maximum (IPCTNL_MSG_CT_GET_STATS); the same numbers as
+    /proc/net/stat/nf_conntrack, which is read instead when ctnetlink is not there."""
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTSocket
+    try:
+        with NFCTSocket() as s:
+            sums = dict.fromkeys(_CTA.values(), 0)
+            for cpu in s.stat():
+                for k, v in cpu["attrs"]:
+                    if k in _CTA:
+                        sums[_CTA[k]] += v
+            glob = dict(s.count()[0]["attrs"])
+    except (OSError, NetlinkError):
+        rows = [("conntrack", k, "", v) for k, v in _per_cpu_sums("/proc/thread-self/net/stat/nf_conntrack",
+                                                                   _CT_WANT).items()]
+        for name in ("nf_conntrack_count", "nf_conntrack_max"):
+            v = _sysctl(name)
+            if v is not None:
+                rows.append(("conntrack", name.removeprefix("nf_conntrack_"), "", v))
+        return rows
+    return [("conntrack", k, "", v) for k, v in sums.items()] + [
+        ("conntrack", "count", "", glob.get("CTA_STATS_GLOBAL_ENTRIES", 0)),
+        ("conntrack", "max", "", glob.get("CTA_STATS_GLOBAL_MAX_ENTRIES", 0))]
+
+
 def devices() -> list[Row]:
     rows = []
     with open("/proc/thread-self/net/dev") as f:
@@ -105,12 +136,7 @@ def node_counters(netns: str | None) -> tuple[list[Row], str, list[str]]:
     """Everything one node's namespace counts, now; plus its ruleset hash and rule texts."""
     def body():
         rows: list[Row] = []
-        ct = _per_cpu_sums("/proc/thread-self/net/stat/nf_conntrack", _CT_WANT)
-        rows += [("conntrack", k, "", v) for k, v in ct.items()]
-        for name in ("nf_conntrack_count", "nf_conntrack_max"):
-            v = _sysctl(name)
-            if v is not None:
-                rows.append(("conntrack", name.removeprefix("nf_conntrack_"), "", v))
+        rows += conntrack()
         neigh = _per_cpu_sums("/proc/thread-self/net/stat/arp_cache", _NEIGH_WANT)
         rows += [("neigh", k, "arp_cache", v) for k, v in neigh.items()]
         rows += devices()

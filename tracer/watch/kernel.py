@@ -29,7 +29,7 @@ PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP"}
 class RawKey(ctypes.Structure):
     _fields_ = [("netns", ctypes.c_uint32), ("ifindex", ctypes.c_uint32), ("reason", ctypes.c_uint32),
                 ("l3_proto", ctypes.c_uint16), ("l4_proto", ctypes.c_uint8), ("_pad0", ctypes.c_uint8),
-                ("location", ctypes.c_uint64), ("saddr", ctypes.c_uint32), ("daddr", ctypes.c_uint32),
+                ("location", ctypes.c_uint64), ("saddr", ctypes.c_uint8 * 16), ("daddr", ctypes.c_uint8 * 16),
                 ("sport", ctypes.c_uint16), ("dport", ctypes.c_uint16), ("_pad1", ctypes.c_uint32)]
 
 
@@ -69,17 +69,29 @@ class DropSample:
     cpu: int
 
 
-def _ip(raw: int) -> str | None:
-    return socket.inet_ntoa(struct.pack("=I", raw)) if raw else None
+_ZERO16 = bytes(16)
+
+
+def _ip(raw: bytes, l3: int) -> str | None:
+    """The address the probe copied: IPv6 (16 bytes), or IPv4 in the first 4; None when folded."""
+    if raw == _ZERO16:
+        return None
+    if l3 == 0x86DD:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return socket.inet_ntoa(raw[:4])
+
+
+_KEY = struct.Struct("=IIIHBBQ16s16sHHI")
 
 
 def key_from_bytes(b: bytes) -> DropKey:
-    netns, ifindex, reason, l3, l4, _p, loc, sa, da, sp, dp, _p1 = struct.unpack("=IIIHBBQIIHHI", b)
-    return DropKey(netns, ifindex, reason, l3, l4, loc, _ip(sa), _ip(da), sp, dp)
+    netns, ifindex, reason, l3, l4, _p, loc, sa, da, sp, dp, _p1 = _KEY.unpack(b)
+    return DropKey(netns, ifindex, reason, l3, l4, loc, _ip(sa, l3), _ip(da, l3), sp, dp)
 
 
 _KEY_SIZE = ctypes.sizeof(RawKey)
-_EVENT = struct.Struct("=Q40sIIII")
+_EVENT = struct.Struct(f"=Q{_KEY.size}sIIII")
+assert _KEY.size == ctypes.sizeof(RawKey)
 assert _EVENT.size == ctypes.sizeof(RawEvent)
 
 

@@ -22,7 +22,7 @@ TABLES = ("drops", "samples", "counters", "changes")
 
 class Recorder:
     def __init__(self, scope: Scope, out: str | Path, *, samples_per_sec: int = 1000, interval: float = 1.0,
-                 max_bytes: int = 64 << 20, max_seconds: float = 600, prometheus=None) -> None:
+                 max_bytes: int = 64 << 20, max_seconds: float = 600, prometheus=None, kube=None) -> None:
         self.scope, self.out, self.interval = scope, Path(out), interval
         self.reasons = drop_reasons()
         self.syms = Kallsyms()
@@ -40,6 +40,11 @@ class Recorder:
         self._watchers = []
         try:
             self._watchers = [ChangeWatcher(n, ns, self._changes.put) for n, ns in scope.nodes.items()]
+            if kube is not None:  # EndpointSlice changes, asked from the first node's namespace
+                from .endpoints import EndpointSliceWatcher
+                ep = EndpointSliceWatcher(kube, list(scope.nodes), self._changes.put, next(iter(scope.nodes.values())))
+                self._watchers.append(ep)
+                ep.ready.wait(10)
         except BaseException:
             self.close()
             raise

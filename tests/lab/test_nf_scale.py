@@ -6,6 +6,7 @@ finalizer deletes even when a test fails.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -81,3 +82,49 @@ def test_snapshot_keeps_native_nft_tables_and_does_not_repeat_iptables_nft_rules
     result = diagnose(Bundle.from_json(bundle.to_json()), "pod-a", "pod-b")  # also through a file
     assert result.paths[0].outcome == "dropped"
     assert any("ppscale" in f.object + f.message for f in result.errors), result.errors
+
+
+def test_chain_listings_read_back_exactly_as_iptables_save_prints_them(lab):
+    """What the counters re-read uses (`iptables -S CHAIN -v`, per chain) gives the same rule text,
+    counters and chain headers as iptables-save, on thousands of real kube-proxy rules."""
+    from podpath.tracer.netfilter.iptables import listing_to_save
+
+    ns = lab.netns("node-a")
+    odd = '-d 10.250.0.9/32 -m comment --comment "a \\"quoted\\" -c 1 2" -j LOG --log-prefix "p -c 3 4 "'
+    sh(ns, "iptables", "-t", "filter", "-I", "FORWARD", "1", *shlex.split(odd))
+    try:
+        for table in ("nat", "filter"):
+            listed = listing_to_save(table, sh(ns, "iptables-nft", "-t", table, "-S", "-v"))
+            saved = sh(ns, "iptables-nft-save", "-c", "-t", table)
+            def body(text): return sorted(l for l in text.splitlines() if l[:1] in "[:-")
+            assert body(listed) == body(saved), table
+            assert len(body(saved)) > (3 * SERVICES if table == "nat" else 10)
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", "filter", "-D", "FORWARD", "1"])
+
+
+def test_counters_after_a_drop_reread_only_the_drop_chains_and_name_the_rule(lab):
+    """A real ping dropped on node-b among thousands of Services: the re-read lists only chains
+    holding DROP/REJECT rules or a DROP policy (no KUBE-SVC/KUBE-SEP chain), and the rule whose
+    counter rose is the one that dropped it."""
+    from podpath.tracer.trace.counters import deltas, reread_rules
+
+    ns = lab.netns("node-b")
+    b_ip = next(p.ip for p in lab.inventory().pods if p.name == "pod-b")
+    rule = ["-d", f"{b_ip}/32", "-p", "icmp", "-m", "comment", "--comment", "nfs guard", "-j", "DROP"]
+    sh(ns, "iptables", "-N", "NFS-GUARD")
+    try:
+        sh(ns, "iptables", "-A", "NFS-GUARD", *rule)
+        sh(ns, "iptables", "-I", "FORWARD", "1", "-j", "NFS-GUARD")
+        before = lab_snapshot(lab.name).host("node-b")
+        subprocess.run(["ip", "netns", "exec", lab.netns("pod-a"), "ping", "-c", "2", "-i", "0.2", "-W", "1", b_ip],
+                       capture_output=True, timeout=10)
+        after = reread_rules(before)
+        chains = {l.split()[0][1:] for l in after.iptables_save["nft"].splitlines() if l.startswith(":")}
+        assert "NFS-GUARD" in chains and not any(c.startswith(("KUBE-SVC-", "KUBE-SEP-")) for c in chains), chains
+        found = deltas(before, after)
+        assert [(d.rule.chain, d.rule.number, d.packets) for d in found] == [("NFS-GUARD", 1, 2)], found
+        assert found[0].rule.text == f'-A NFS-GUARD -d {b_ip}/32 -p icmp -m comment --comment "nfs guard" -j DROP'
+    finally:
+        for argv in (["-D", "FORWARD", "-j", "NFS-GUARD"], ["-F", "NFS-GUARD"], ["-X", "NFS-GUARD"]):
+            subprocess.run(["ip", "netns", "exec", ns, "iptables", *argv], capture_output=True)

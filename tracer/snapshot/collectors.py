@@ -496,6 +496,55 @@ def nftables(ctx: CollectCtx) -> None:
     ctx.host.nftables = {"nftables": items}
 
 
+# `iptables -S CHAIN -v` reads one chain (iptables-nft asks the kernel for that chain's rules
+# only: 5-90 ms at 10,000 Services, against 1.6 CPU-s for iptables-nft-save of the whole node).
+LISTERS = {"nft": ("iptables-nft", "iptables"), "legacy": ("iptables-legacy",)}
+
+
+def read_iptables_chains(backend: str, chains: dict[str, list[str]], timeout: float = 30.0) -> str:
+    """The `iptables-save -c` text of some chains ({table: [chain]}) of one backend ("nft",
+    "legacy"), read with one `iptables -t T -S C -v` each; a chain gone since is left out. Call it
+    from a thread inside the namespace (netns.run_in)."""
+    from ..netfilter.iptables import listing_to_save
+
+    exe = next((x for x in map(shutil.which, LISTERS[backend]) if x), None)
+    if exe is None:
+        raise Gap(f"{LISTERS[backend][0]} not installed")
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
+    out = []
+    for table, names in chains.items():
+        listed = []
+        for chain in names:
+            try:
+                p = subprocess.run([exe, "-t", table, "-S", chain, "-v"], capture_output=True, text=True,
+                                   timeout=timeout, env=env)
+            except subprocess.TimeoutExpired:
+                raise Gap(f"{os.path.basename(exe)} -t {table} -S {chain} timed out after {timeout:g} s") from None
+            if p.returncode == 0:
+                listed.append(p.stdout)
+            elif p.returncode != 1:  # 1: no such chain (any more)
+                err = p.stderr.strip().splitlines()
+                raise Gap(_one_line(f"{os.path.basename(exe)} -t {table} -S {chain} failed "
+                                    f"(exit {p.returncode}): {err[-1] if err else 'no message'}"))
+        if listed:
+            out.append(listing_to_save(table, "".join(listed)))
+    return "".join(out)
+
+
+def read_nft_tables(tables: list[tuple[str, str]], timeout: float = 30.0) -> dict:
+    """`nft -j list table F N` of each (family, name), as one `nft -j` document (metainfo
+    dropped). Call it from a thread inside the namespace."""
+    ctx = CollectCtx(host=None, ipr=None, timeout=timeout)  # type: ignore[arg-type]
+    items: list[dict] = []
+    for family, name in tables:
+        try:
+            got = _nft_json(ctx, ["nft", "-j", "list", "table", family, name])["nftables"]
+        except Gap:
+            continue  # the table is gone
+        items += [x for x in got if "metainfo" not in x]
+    return {"nftables": items}
+
+
 def _nft_json(ctx: CollectCtx, argv: list[str]) -> dict:
     text = _run(ctx, argv)
     try:

@@ -24,21 +24,42 @@ from podpath.tracer.lab.source import lab_snapshot  # noqa: E402
 SERVICES = 2000
 
 
-@pytest.fixture(scope="module")
-def lab(request):
-    lab = bpf_lab(request, "nfs")
-    services = T.service_rules() + [
-        T.ServiceRules(T.ServiceSpec(f"svc-{i}", "bench", f"10.100.{i // 250}.{i % 250 + 1}",
-                                     (T.ServicePort("http", 80, "TCP", 8080),), ()),
-                       {"http": [T.Endpoint(f"10.244.9.{i % 250 + 2}", 8080),
-                                 T.Endpoint(f"10.244.9.{i % 250 + 3}", 8080)]})
-        for i in range(SERVICES)]
+def synthetic_services() -> list:
+    return [T.ServiceRules(T.ServiceSpec(f"svc-{i}", "bench", f"10.100.{i // 250}.{i % 250 + 1}",
+                                         (T.ServicePort("http", 80, "TCP", 8080),), ()),
+                           {"http": [T.Endpoint(f"10.244.9.{i % 250 + 2}", 8080),
+                                     T.Endpoint(f"10.244.9.{i % 250 + 3}", 8080)]})
+            for i in range(SERVICES)]
+
+
+def load_services(lab) -> None:
+    services = T.service_rules() + synthetic_services()
     for node in T.NODES:
         ns = lab.netns(node.name)
         live = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
         text = kubeproxy.restore_text(kubeproxy.render_node(node, services),
                                       {name: set(t.chains) for name, t in live.items()})
         nsutil.run(ns, ["iptables-restore", "--noflush", "-w"], input=text, timeout=120)
+
+
+def add_services(lab) -> None:
+    """The synthetic Services' chains, and their KUBE-SERVICES rules inserted in front, leaving the
+    lab's own rules (and a fault made in them) as they are."""
+    for node in T.NODES:
+        nat = kubeproxy.render_node(node, synthetic_services())["nat"]
+        mine = [c for c in nat.chains if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))]
+        lines = ["*nat"] + [f":{c} - [0:0]" for c in mine]
+        lines += [r for c in mine for r in nat.rules[c]]
+        lines += [r.replace("-A KUBE-SERVICES ", "-I KUBE-SERVICES 1 ", 1)
+                  for r in nat.rules["KUBE-SERVICES"] if '"bench/' in r]
+        nsutil.run(lab.netns(node.name), ["iptables-restore", "--noflush", "-w"],
+                   input="\n".join(lines + ["COMMIT", ""]), timeout=120)
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    lab = bpf_lab(request, "nfs")
+    load_services(lab)
     return lab
 
 
@@ -128,3 +149,46 @@ def test_counters_after_a_drop_reread_only_the_drop_chains_and_name_the_rule(lab
     finally:
         for argv in (["-D", "FORWARD", "-j", "NFS-GUARD"], ["-F", "NFS-GUARD"], ["-X", "NFS-GUARD"]):
             subprocess.run(["ip", "netns", "exec", ns, "iptables", *argv], capture_output=True)
+
+
+FLOWS = [("pod-a", "pod-b", {}), ("pod-a", "svc/default/web:80", {}),
+         ("pod-b", "10.100.7.208", {"proto": "tcp", "port": 80}),  # svc-1957, among the thousands
+         ("pod-a", "svc/kube-system/kube-dns:53", {"proto": "udp"})]
+
+
+def same_answers(lab) -> None:
+    """A live snapshot (big rulesets read per chain) and the same snapshot read whole (its bundle
+    through JSON) diagnose every flow alike, and the live one read no whole ruleset for it."""
+    from podpath.tracer.netfilter.live import LiveSaves
+
+    snap = lab_snapshot(lab.name)
+    for src, dst, kw in FLOWS:
+        diagnose(snap, src, dst, **kw)
+    for node in ("node-a", "node-b"):
+        saves = snap.host(node).iptables_save
+        assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None, node  # not read whole
+        assert 0 < saves.pending("nft").reads < 40, (node, saves.pending("nft").reads)
+    whole = Bundle.from_json(snap.to_json())  # writing the bundle reads everything
+    assert whole.host("node-a").iptables_save["nft"].count("-A KUBE-SEP-") >= 2 * SERVICES
+    for src, dst, kw in FLOWS:
+        live, full = diagnose(snap, src, dst, **kw).to_dict(), diagnose(whole, src, dst, **kw).to_dict()
+        assert live == full, (src, dst)
+
+
+def test_a_big_live_ruleset_is_read_per_chain_and_answers_as_if_read_whole(lab):
+    same_answers(lab)
+
+
+@pytest.mark.parametrize("fault", ["svc-stale-endpoint", "dns-no-endpoints"])
+def test_kube_proxy_checks_find_the_same_faults_in_a_big_live_ruleset(lab, fault):
+    """The checks that read kube-proxy's rules (stale KUBE-SEP targets, DNS without endpoints)
+    follow only the chains they need in a live ruleset, and find what a whole read finds."""
+    try:
+        lab.inject(fault)
+        add_services(lab)  # the fault's kube-proxy sync deleted them
+        found = {f.cause for f in diagnose(lab_snapshot(lab.name), *FLOWS[1][:2]).findings}
+        assert found & {"iptables", "dns"}, found
+        same_answers(lab)
+    finally:
+        lab.clear(fault)
+        load_services(lab)

@@ -23,6 +23,7 @@ from . import values as V
 from .compile_ipt import compile_ruleset as compile_iptables
 from .compile_nft import compile_ruleset as compile_nft
 from .iptables import Ruleset, parse_save
+from .live import LiveSaves
 from .nft import NftRuleset, parse_json
 from .results import HOOKS, HookResult, Packet, RuleRef
 
@@ -61,6 +62,20 @@ class Netfilter:
         Raises BundleError (naming the backend and line) on unreadable input.
         """
         saves = host.iptables_save or {}
+        live = saves.pending("nft") if isinstance(saves, LiveSaves) else None
+        if live is not None:  # a big live namespace: its chains are read as the walk reaches them
+            key = ("live", id(live), saves.get("legacy") or "",
+                   id(host.nftables) if host.nftables is not None else None)
+            cached = _CACHE.get(key)
+            if cached is None:
+                rulesets = {"iptables-nft": live.ruleset()}
+                if saves.get("legacy"):
+                    rulesets["iptables-legacy"] = parse_save(saves.get("legacy"), "iptables-legacy-save", lazy=True)
+                nft = parse_json(host.nftables, set(live.tables)) if host.nftables is not None else None
+                cached = _CACHE[key] = cls(rulesets, nft, _keepalive=(host.nftables, live))
+                if len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+            return cached
         key = (
             saves.get("nft") or "",
             saves.get("legacy") or "",

@@ -35,7 +35,11 @@ from ..bundle import (
     Rule,
     Vxlan,
 )
-from ..netfilter.netlink import list_tables
+from ..errors import BundleError
+from ..netfilter.iptables import BUILTIN_CHAINS
+from ..netfilter.live import SMALL_TABLE, LiveBackend, LiveSaves
+from ..netfilter.netlink import chain_names, list_tables
+from ..netns import run_in
 
 
 class Gap(Exception):
@@ -452,9 +456,54 @@ def iptables_nft(ctx: CollectCtx) -> None:
     if _no_nf_tables(ctx):
         return
     tool = "iptables-nft-save" if shutil.which("iptables-nft-save") else "iptables-save"
+    live = _live_iptables(ctx) if tool == "iptables-nft-save" else None
+    if live is not None:
+        ctx.host.iptables_save = LiveSaves(ctx.host.iptables_save, live={"nft": live})
+        return
     text = _run(ctx, [tool, "-c"])
     if _has_table(text):
         ctx.host.iptables_save["nft"] = text
+
+
+# From this many chains in iptables-nft's tables (kube-proxy writes 3 per Service), a live snapshot
+# reads the rules per chain as the model needs them (netfilter/live.py).
+LAZY_CHAINS = 1000
+
+
+def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
+    """A big namespace's iptables-nft rules as a LiveBackend: chain names over netlink, small
+    tables and the built-in chains of big ones read now, any other chain when a walk reaches it;
+    None for a namespace small enough to save whole."""
+    try:
+        names = chain_names()
+    except OSError:
+        return None
+    tables = {t: n for t, n in names.items() if t in BUILTIN_CHAINS}
+    if sum(map(len, tables.values())) < LAZY_CHAINS:
+        return None
+    timeout, netns = ctx.timeout, ctx.host.netns
+    preread = {}
+    for table, chains in tables.items():
+        known = set(chains)
+        wanted = None if len(chains) <= SMALL_TABLE else [c for c in BUILTIN_CHAINS[table] if c in known]
+        preread[table] = read_iptables_chains("nft", {table: wanted}, timeout)
+
+    def read_chains(table: str, chains: list[str] | None) -> str:
+        try:
+            return run_in(netns, lambda: read_iptables_chains("nft", {table: chains}, timeout))
+        except Gap as e:
+            raise BundleError(f"reading the rules of {ctx.host.name} again: {e}") from None
+
+    def read_all() -> str:
+        def save() -> str:
+            return _run(CollectCtx(host=ctx.host, ipr=None, timeout=max(timeout, 60.0)),
+                        ["iptables-nft-save", "-c"])
+        try:
+            return run_in(netns, save)
+        except Gap as e:
+            raise BundleError(f"reading the rules of {ctx.host.name}: {e}") from None
+
+    return LiveBackend(tables, preread, read_chains, read_all, "iptables-save (nf_tables)")
 
 
 @collector("iptables-legacy")
@@ -481,7 +530,9 @@ def nftables(ctx: CollectCtx) -> None:
     The tables are listed over netlink (milliseconds), the family-ip ones the iptables collector
     already saved are kept as bare table entries (the model skips them anyway, and knows they
     exist), and each other table is read with `nft -j list table`."""
-    ipt = set(re.findall(r"^\*(\S+)", ctx.host.iptables_save.get("nft", ""), re.M))
+    saves = ctx.host.iptables_save
+    live = saves.pending("nft") if isinstance(saves, LiveSaves) else None
+    ipt = set(live.tables) if live is not None else set(re.findall(r"^\*(\S+)", saves.get("nft", ""), re.M))
     tables = _nf_tables(ctx)
     if tables is None:  # no netlink answer: read the whole ruleset as before
         ctx.host.nftables = _nft_json(ctx, ["nft", "-j", "list", "ruleset"])
@@ -501,10 +552,10 @@ def nftables(ctx: CollectCtx) -> None:
 LISTERS = {"nft": ("iptables-nft", "iptables"), "legacy": ("iptables-legacy",)}
 
 
-def read_iptables_chains(backend: str, chains: dict[str, list[str]], timeout: float = 30.0) -> str:
-    """The `iptables-save -c` text of some chains ({table: [chain]}) of one backend ("nft",
-    "legacy"), read with one `iptables -t T -S C -v` each; a chain gone since is left out. Call it
-    from a thread inside the namespace (netns.run_in)."""
+def read_iptables_chains(backend: str, chains: dict[str, list[str] | None], timeout: float = 30.0) -> str:
+    """The `iptables-save -c` text of some chains ({table: [chain]}, or {table: None} for the
+    whole table) of one backend ("nft", "legacy"), read with one `iptables -t T -S [C] -v` each;
+    a chain gone since is left out. Call it from a thread inside the namespace (netns.run_in)."""
     from ..netfilter.iptables import listing_to_save
 
     exe = next((x for x in map(shutil.which, LISTERS[backend]) if x), None)
@@ -514,18 +565,18 @@ def read_iptables_chains(backend: str, chains: dict[str, list[str]], timeout: fl
     out = []
     for table, names in chains.items():
         listed = []
-        for chain in names:
+        for chain in (names if names is not None else [None]):
+            argv = [exe, "-t", table, "-S", *([chain] if chain else []), "-v"]
+            what = f"{os.path.basename(exe)} -t {table} -S{' ' + chain if chain else ''}"
             try:
-                p = subprocess.run([exe, "-t", table, "-S", chain, "-v"], capture_output=True, text=True,
-                                   timeout=timeout, env=env)
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
             except subprocess.TimeoutExpired:
-                raise Gap(f"{os.path.basename(exe)} -t {table} -S {chain} timed out after {timeout:g} s") from None
+                raise Gap(f"{what} timed out after {timeout:g} s") from None
             if p.returncode == 0:
                 listed.append(p.stdout)
-            elif p.returncode != 1:  # 1: no such chain (any more)
+            elif p.returncode != 1 or chain is None:  # 1: no such chain (any more)
                 err = p.stderr.strip().splitlines()
-                raise Gap(_one_line(f"{os.path.basename(exe)} -t {table} -S {chain} failed "
-                                    f"(exit {p.returncode}): {err[-1] if err else 'no message'}"))
+                raise Gap(_one_line(f"{what} failed (exit {p.returncode}): {err[-1] if err else 'no message'}"))
         if listed:
             out.append(listing_to_save(table, "".join(listed)))
     return "".join(out)

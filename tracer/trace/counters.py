@@ -73,22 +73,21 @@ def deltas(before_host, after_host) -> list[CounterDelta]:
 _TABLE = re.compile(r"^\*(\S+)", re.M)
 _DROP_LINE = re.compile(r"^(?:\[\d+:\d+\] +)?-A +(\S+) .*-j +(?:DROP|REJECT)\b", re.M)
 _BUILTIN = re.compile(r"^:(\S+) +(?:ACCEPT|DROP)\b", re.M)
+_DROP_POLICY = re.compile(r"^:(\S+) +DROP\b", re.M)
 
 
 def drop_chains(save: str) -> dict[str, list[str]]:
     """{table: [chain]} of the chains of an iptables-save text to re-read for `deltas`: in each
     table with a DROP/REJECT rule or a DROP policy, its built-in chains (their policies, and what
     makes the table a hooked one) and every chain with such a rule (a superset of `_drops`)."""
-    out: dict[str, list[str]] = {}
+    found: dict[str, tuple[list[str], list[str]]] = {}  # table: (built-in chains, drop chains)
     starts = [(m.start(), m.group(1)) for m in _TABLE.finditer(save)]
-    for k, (at, table) in enumerate(starts):
+    for k, (at, table) in enumerate(starts):  # a table may come in several pieces (live.py)
         end = starts[k + 1][0] if k + 1 < len(starts) else len(save)
-        drops = _DROP_LINE.findall(save, at, end)
-        builtins = _BUILTIN.findall(save, at, end)
-        policy_drop = re.search(r"^:\S+ +DROP\b", save[at:end], re.M)
-        if drops or policy_drop:
-            out[table] = list(dict.fromkeys(builtins + drops))
-    return out
+        builtins, drops = found.setdefault(table, ([], []))
+        builtins += _BUILTIN.findall(save, at, end)
+        drops += _DROP_LINE.findall(save, at, end) + _DROP_POLICY.findall(save, at, end)
+    return {t: list(dict.fromkeys(b + d)) for t, (b, d) in found.items() if d}
 
 
 def native_nft_tables(nftables: dict | None) -> list[tuple[str, str]]:
@@ -106,10 +105,12 @@ def reread_rules(host):
     the native nft tables, not the whole ruleset. At 10,000 Services that is a few small chains
     instead of 80,000 rules (1.7 s of iptables-nft-save), and `deltas` sees the same counters."""
     from ..bundle import Host
+    from ..netfilter.live import read_texts
     from ..netns import run_in
     from ..snapshot.collectors import Gap, read_iptables_chains, read_nft_tables
 
-    wanted = {backend: drop_chains(text) for backend, text in (host.iptables_save or {}).items()
+    # a big live namespace (netfilter/live.py): the chains read before the packet was sent
+    wanted = {backend: drop_chains(text) for backend, text in read_texts(host.iptables_save or {})
               if backend in ("nft", "legacy") and text}
     native = native_nft_tables(host.nftables)
     after = Host(name=host.name, kind=host.kind, node=host.node, netns=host.netns, namespace=host.namespace)

@@ -192,3 +192,16 @@ def test_kube_proxy_checks_find_the_same_faults_in_a_big_live_ruleset(lab, fault
     finally:
         lab.clear(fault)
         load_services(lab)
+
+
+def test_a_cluster_ip_among_thousands_is_found_in_a_live_ruleset_without_the_api(lab):
+    """No Services from the API: the ClusterIP is looked up in kube-proxy's KUBE-SERVICES rules,
+    which a big live ruleset reads as one chain, not whole."""
+    from podpath.tracer.netfilter.live import LiveSaves
+
+    snap = lab_snapshot(lab.name)
+    snap.inventory.services = []
+    result = diagnose(snap, "pod-b", "10.100.7.208", proto="tcp", port=80)  # svc-1957
+    assert sorted(p.alternative for p in result.paths) == ["10.244.9.209:8080", "10.244.9.210:8080"]
+    saves = snap.host("node-b").iptables_save
+    assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None

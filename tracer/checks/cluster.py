@@ -160,15 +160,16 @@ def _service_rule_lines(node: Host, services: set[str]) -> list[tuple[str, list[
             for line in rules.chain_lines("nat", entry):
                 if any(p in line for p in prefixes):
                     todo += _KUBE_JUMP.findall(line)
-        while todo:
-            chain = todo.pop()
-            if chain in seen:
-                continue
-            seen.add(chain)
-            chain_lines = rules.chain_lines("nat", chain)
-            lines += chain_lines
-            for line in chain_lines:
-                todo += _KUBE_JUMP.findall(line)
+        while todo:  # breadth first: each level's chains are read side by side
+            level = [c for c in dict.fromkeys(todo) if c not in seen]
+            seen.update(level)
+            rules.prefetch("nat", level)
+            todo = []
+            for chain in level:
+                chain_lines = rules.chain_lines("nat", chain)
+                lines += chain_lines
+                for line in chain_lines:
+                    todo += _KUBE_JUMP.findall(line)
         out.append((backend, lines))
     return out
 

@@ -30,9 +30,10 @@ MAX_CHAIN_READS = 64
 
 class LiveBackend:
     """One backend's tables ({table: [chain names]}) in a live namespace, with save texts already
-    read (`preread`: {table: text of some chains}), a chain reader and a whole-ruleset reader."""
+    read (`preread`: {table: [texts of some chains]}; all of a small table), a chain reader and a
+    whole-ruleset reader."""
 
-    def __init__(self, tables: dict[str, list[str]], preread: dict[str, str],
+    def __init__(self, tables: dict[str, list[str]], preread: dict[str, list[str]],
                  read_chains: ChainReader, read_all: Callable[[], str], source: str):
         self.tables = tables
         self.preread = preread
@@ -55,13 +56,19 @@ class LiveBackend:
         if table not in self.tables:
             return ""
         if table not in self._whole:
-            if len(self.tables[table]) > SMALL_TABLE:  # only its built-in chains were read
+            if len(self.tables[table]) > SMALL_TABLE:  # only some of its chains were read
                 chains = self.ruleset().tables[table].chains
-                self.preread[table] = self.read_chains(table, None)
-                chains.add_text(self.preread[table])
+                self.preread[table] = [self.read_chains(table, None)]
+                chains.add_text(self.preread[table][0])
                 chains._complete = True
             self._whole.add(table)
-        return self.preread.get(table, "")
+        return "".join(self.preread.get(table, ()))
+
+    def prefetch(self, table: str, chains: list[str]) -> None:
+        """Read several chains of a table at once (what a check following many jumps knows)."""
+        t = self.ruleset().tables.get(table)
+        if t is not None:
+            t.chains.prefetch(chains)
 
     def chain_lines(self, table: str, chain: str) -> list[str]:
         """One chain's rule lines as iptables-save prints them (`[p:b] -A ...`)."""
@@ -75,7 +82,8 @@ class LiveBackend:
             for table, names in self.tables.items():
                 t = Table(table)
                 t.chains = _LiveChains(self, table, names)
-                t.chains.add_text(self.preread.get(table, ""))
+                for text in self.preread.get(table, ()):
+                    t.chains.add_text(text)
                 rs.tables[table] = t
             self._ruleset = rs
         return self._ruleset
@@ -119,6 +127,14 @@ class _LiveChains(dict):
                 chain = Chain(name, chains=self, source=self.backend.source)
                 dict.__setitem__(self, name, chain)
         return chain if chain is not None else default
+
+    def prefetch(self, names: list[str]) -> None:
+        """Read these chains (those not read yet) in one go: the reader runs them side by side."""
+        missing = [n for n in dict.fromkeys(names) if n in self._known and not dict.__contains__(self, n)]
+        if len(missing) > 1 and not self._complete and self._reads + len(missing) <= MAX_CHAIN_READS:
+            self.backend.reads += len(missing)
+            self._reads += len(missing)
+            self.add_text(self.backend.read_chains(self.table, missing))
 
     def __getitem__(self, name: str) -> Chain:
         chain = self.get(name)

@@ -468,6 +468,7 @@ def iptables_nft(ctx: CollectCtx) -> None:
 # From this many chains in iptables-nft's tables (kube-proxy writes 3 per Service), a live snapshot
 # reads the rules per chain as the model needs them (netfilter/live.py).
 LAZY_CHAINS = 1000
+_JUMP = re.compile(r" -[jg] ([^ \t\r\n\"]+)")
 
 
 def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
@@ -485,8 +486,14 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
     preread = {}
     for table, chains in tables.items():
         known = set(chains)
-        wanted = None if len(chains) <= SMALL_TABLE else [c for c in BUILTIN_CHAINS[table] if c in known]
-        preread[table] = read_iptables_chains("nft", {table: wanted}, timeout)
+        if len(chains) <= SMALL_TABLE:
+            preread[table] = [read_iptables_chains("nft", {table: None}, timeout)]
+            continue
+        text = read_iptables_chains("nft", {table: [c for c in BUILTIN_CHAINS[table] if c in known]}, timeout)
+        # and the chains the built-in ones jump to (KUBE-SERVICES, KUBE-POSTROUTING...): every walk
+        # through the table enters some of them, and here they are read side by side, with the snapshot
+        jumps = [c for c in dict.fromkeys(_JUMP.findall(text)) if c in known and c not in BUILTIN_CHAINS[table]]
+        preread[table] = [text] + ([read_iptables_chains("nft", {table: jumps}, timeout)] if jumps else [])
 
     def read_chains(table: str, chains: list[str] | None) -> str:
         try:
@@ -565,18 +572,30 @@ def read_iptables_chains(backend: str, chains: dict[str, list[str] | None], time
     out = []
     for table, names in chains.items():
         listed = []
-        for chain in (names if names is not None else [None]):
-            argv = [exe, "-t", table, "-S", *([chain] if chain else []), "-v"]
-            what = f"{os.path.basename(exe)} -t {table} -S{' ' + chain if chain else ''}"
-            try:
-                p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-            except subprocess.TimeoutExpired:
-                raise Gap(f"{what} timed out after {timeout:g} s") from None
-            if p.returncode == 0:
-                listed.append(p.stdout)
-            elif p.returncode != 1 or chain is None:  # 1: no such chain (any more)
-                err = p.stderr.strip().splitlines()
-                raise Gap(_one_line(f"{what} failed (exit {p.returncode}): {err[-1] if err else 'no message'}"))
+        wanted = names if names is not None else [None]
+        for at in range(0, len(wanted), 8):  # a few at once: each is mostly process start-up
+            batch = wanted[at:at + 8]
+            procs = [(chain, subprocess.Popen([exe, "-t", table, "-S", *([chain] if chain else []), "-v"],
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+                     for chain in batch]
+            for chain, proc in procs:
+                what = f"{os.path.basename(exe)} -t {table} -S{' ' + chain if chain else ''}"
+                try:
+                    stdout, stderr = proc.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    for _, p in procs:
+                        p.kill()
+                        p.communicate()
+                    raise Gap(f"{what} timed out after {timeout:g} s") from None
+                if proc.returncode == 0:
+                    listed.append(stdout)
+                elif proc.returncode != 1 or chain is None:  # 1: no such chain (any more)
+                    for _, p in procs:
+                        if p.poll() is None:
+                            p.kill()
+                        p.communicate()
+                    err = stderr.strip().splitlines()
+                    raise Gap(_one_line(f"{what} failed (exit {proc.returncode}): {err[-1] if err else 'no message'}"))
         if listed:
             out.append(listing_to_save(table, "".join(listed)))
     return "".join(out)

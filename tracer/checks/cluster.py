@@ -153,12 +153,15 @@ def _service_rule_lines(node: Host, services: set[str]) -> list[tuple[str, list[
     saves = node.iptables_save
     live = saves.live if isinstance(saves, LiveSaves) else {}
     out = [(b, dict.__getitem__(saves, b).splitlines()) for b in dict.keys(saves) if b not in live]
-    prefixes = tuple(f'--comment "{s}:' for s in services) + tuple(f"--comment {s}:" for s in services)
+    if not live or not services:
+        return out + [(b, []) for b in live]
+    # one regex for all of them: KUBE-SERVICES has a line per Service port (10,000s)
+    theirs = re.compile("|".join(rf'--comment "?{re.escape(s)}:' for s in sorted(services)))
     for backend, rules in live.items():
         lines, todo, seen = [], [], set()
         for entry in ("KUBE-SERVICES", "KUBE-NODEPORTS"):
             for line in rules.chain_lines("nat", entry):
-                if any(p in line for p in prefixes):
+                if theirs.search(line):
                     todo += _KUBE_JUMP.findall(line)
         while todo:  # breadth first: each level's chains are read side by side
             level = [c for c in dict.fromkeys(todo) if c not in seen]

@@ -475,6 +475,8 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
     """A big namespace's iptables-nft rules as a LiveBackend: chain names over netlink, small
     tables and the built-in chains of big ones read now, any other chain when a walk reaches it;
     None for a namespace small enough to save whole."""
+    if shutil.which("iptables-nft") is None:
+        return None
     try:
         names = chain_names()
     except OSError:
@@ -483,21 +485,15 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
     if sum(map(len, tables.values())) < LAZY_CHAINS:
         return None
     timeout, netns = ctx.timeout, ctx.host.netns
-    preread = {}
-    for table, chains in tables.items():
-        known = set(chains)
-        if len(chains) <= SMALL_TABLE:
-            preread[table] = [read_iptables_chains("nft", {table: None}, timeout)]
-            continue
-        text = read_iptables_chains("nft", {table: [c for c in BUILTIN_CHAINS[table] if c in known]}, timeout)
-        # and the chains the built-in ones jump to (KUBE-SERVICES, KUBE-POSTROUTING...): every walk
-        # through the table enters some of them, and here they are read side by side, with the snapshot
-        jumps = [c for c in dict.fromkeys(_JUMP.findall(text)) if c in known and c not in BUILTIN_CHAINS[table]]
-        preread[table] = [text] + ([read_iptables_chains("nft", {table: jumps}, timeout)] if jumps else [])
+    try:
+        preread = _preread(tables, timeout)
+    except Gap:
+        return None  # iptables -S refused (an odd table): iptables-nft-save says why, or reads it
 
     def read_chains(table: str, chains: list[str] | None) -> str:
-        try:
-            return run_in(netns, lambda: read_iptables_chains("nft", {table: chains}, timeout))
+        try:  # a whole big table takes seconds on a busy node
+            return run_in(netns, lambda: read_iptables_chains(
+                "nft", {table: chains}, timeout if chains is not None else max(timeout, 60.0)))
         except Gap as e:
             raise BundleError(f"reading the rules of {ctx.host.name} again: {e}") from None
 
@@ -511,6 +507,22 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
             raise BundleError(f"reading the rules of {ctx.host.name}: {e}") from None
 
     return LiveBackend(tables, preread, read_chains, read_all, "iptables-save (nf_tables)")
+
+
+def _preread(tables: dict[str, list[str]], timeout: float) -> dict[str, list[str]]:
+    """What a live snapshot reads of iptables-nft's tables up front (in the namespace's thread)."""
+    preread = {}
+    for table, chains in tables.items():
+        known = set(chains)
+        if len(chains) <= SMALL_TABLE:
+            preread[table] = [read_iptables_chains("nft", {table: None}, timeout)]
+            continue
+        text = read_iptables_chains("nft", {table: [c for c in BUILTIN_CHAINS[table] if c in known]}, timeout)
+        # and the chains the built-in ones jump to (KUBE-SERVICES, KUBE-POSTROUTING...): every walk
+        # through the table enters some of them, and here they are read side by side, with the snapshot
+        jumps = [c for c in dict.fromkeys(_JUMP.findall(text)) if c in known and c not in BUILTIN_CHAINS[table]]
+        preread[table] = [text] + ([read_iptables_chains("nft", {table: jumps}, timeout)] if jumps else [])
+    return preread
 
 
 @collector("iptables-legacy")

@@ -7,9 +7,11 @@ same on the snapshot, returning one HookResult per possible outcome: kube-proxy 
 endpoint with `-m statistic --mode random`, so a packet to a ClusterIP has one outcome per
 endpoint, each with its probability.
 
-Pure: no subprocess, no root. Parse once per host (`from_host` caches by content). iptables rules
-are read lazily: the file's structure is checked up front, and a rule is parsed and compiled when a
-walk first reaches it (a bad rule line raises BundleError then, naming the line).
+Pure: no subprocess, no root, except for a big live namespace's rules (live.py), which its
+snapshot's readers fetch per chain when a walk first reaches it. Parse once per host (`from_host`
+caches by content). iptables rules are read lazily: the file's structure is checked up front, and a
+rule is parsed and compiled when a walk first reaches it (a bad rule line raises BundleError then,
+naming the line).
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ class Netfilter:
                 continue
             tables.add(id(base.table_chains))
             get = getattr(base.table_chains, "get", None)  # iptables tables are looked up by name
-            found = [get(n) for n in sorted(names)] if get is not None else list(base.table_chains)
+            found = [get(c) for c in sorted({c for b, t, c in chains if (b, t) == (base.backend, base.table)})] \
+                if get is not None else list(base.table_chains)
             for chain in found:
                 if chain is not None and chain.name in names:
                     refs += [r for r in chain.refs() if (r.backend, r.table, r.chain) in chains]

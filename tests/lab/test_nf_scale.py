@@ -205,3 +205,20 @@ def test_a_cluster_ip_among_thousands_is_found_in_a_live_ruleset_without_the_api
     assert sorted(p.alternative for p in result.paths) == ["10.244.9.209:8080", "10.244.9.210:8080"]
     saves = snap.host("node-b").iptables_save
     assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None
+
+
+def test_rules_changed_between_the_snapshot_and_the_walk_are_reported_not_mixed(lab):
+    """A chain read after a kube-proxy sync could come from another ruleset than the chains read
+    with the snapshot: the nf_tables generation says so, and diagnose stops with one line."""
+    from podpath.tracer.errors import BundleError
+
+    ns = lab.netns("node-a")
+    snap = lab_snapshot(lab.name)
+    sh(ns, "iptables", "-t", "nat", "-N", "NFS-GEN")  # any commit moves the generation on
+    try:
+        with pytest.raises(BundleError, match="node-a's iptables rules changed while podpath read them"):
+            diagnose(snap, "pod-a", "svc/default/web:80")
+    finally:
+        sh(ns, "iptables", "-t", "nat", "-X", "NFS-GEN")
+    result = diagnose(lab_snapshot(lab.name), "pod-a", "svc/default/web:80")  # a new snapshot: fine
+    assert all(p.outcome == "delivered" for p in result.paths)

@@ -69,3 +69,33 @@ def chain_names(family: int = 2) -> dict[str, list[str]]:
                 if table is not None and name is not None:
                     out.setdefault(table, []).append(name)
                 off += (length + 3) & ~3
+
+
+_NFT_MSG_GETGEN, _NFTA_GEN_ID = 16, 1
+
+
+def generation() -> int:
+    """The nf_tables ruleset generation of the calling thread's namespace: every commit (an
+    iptables-restore by kube-proxy, an nft -f) moves it on. Call it from a thread inside it."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as s:  # NETLINK_NETFILTER
+        s.bind((0, 0))
+        body = struct.pack("=BBH", 0, 0, 0)
+        s.send(struct.pack("=IHHII", 16 + len(body), (_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETGEN, 1, 1, 0)
+               + body)
+        data = s.recv(1 << 12)
+    length, kind = struct.unpack_from("=IH", data, 0)
+    if kind == _NLMSG_ERROR:
+        code = struct.unpack_from("=i", data, 16)[0]
+        raise OSError(-code, f"NFT_MSG_GETGEN: {os.strerror(-code)}")
+    a = 20
+    while a + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", data, a)
+        if alen < 4:
+            break
+        if atype & 0x7FFF == _NFTA_GEN_ID:
+            return struct.unpack_from(">I", data, a + 4)[0]
+        a += (alen + 3) & ~3
+    raise OSError(0, "NFT_MSG_GETGEN: no generation id in the answer")

@@ -38,7 +38,7 @@ from ..bundle import (
 from ..errors import BundleError
 from ..netfilter.iptables import BUILTIN_CHAINS
 from ..netfilter.live import SMALL_TABLE, LiveBackend, LiveSaves
-from ..netfilter.netlink import chain_names, list_tables
+from ..netfilter.netlink import chain_names, generation, list_tables
 from ..netns import run_in
 
 
@@ -484,18 +484,27 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
     tables = {t: n for t, n in names.items() if t in BUILTIN_CHAINS}
     if sum(map(len, tables.values())) < LAZY_CHAINS:
         return None
-    timeout, netns = ctx.timeout, ctx.host.netns
+    timeout, netns, name = ctx.timeout, ctx.host.netns, ctx.host.name
     try:
+        gen = generation()
         preread = _preread(tables, timeout)
-    except Gap:
+        if generation() != gen:
+            return None  # a commit (kube-proxy) in between: read it whole, as one generation
+    except (Gap, OSError):
         return None  # iptables -S refused (an odd table): iptables-nft-save says why, or reads it
 
     def read_chains(table: str, chains: list[str] | None) -> str:
-        try:  # a whole big table takes seconds on a busy node
-            return run_in(netns, lambda: read_iptables_chains(
-                "nft", {table: chains}, timeout if chains is not None else max(timeout, 60.0)))
-        except Gap as e:
-            raise BundleError(f"reading the rules of {ctx.host.name} again: {e}") from None
+        def read() -> tuple[str, int]:  # a whole big table takes seconds on a busy node
+            text = read_iptables_chains("nft", {table: chains}, timeout if chains is not None else max(timeout, 60.0))
+            return text, generation()
+        try:
+            text, now = run_in(netns, read)
+        except (Gap, OSError) as e:
+            raise BundleError(f"reading the rules of {name} again: {e}") from None
+        if now != gen:  # chains of two rulesets would make one walk: say so rather than guess
+            raise BundleError(f"{name}'s iptables rules changed while podpath read them (nf_tables generation "
+                              f"{gen} -> {now}, e.g. a kube-proxy sync); run it again")
+        return text
 
     def read_all() -> str:
         def save() -> str:
@@ -504,7 +513,7 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
         try:
             return run_in(netns, save)
         except Gap as e:
-            raise BundleError(f"reading the rules of {ctx.host.name}: {e}") from None
+            raise BundleError(f"reading the rules of {name}: {e}") from None
 
     return LiveBackend(tables, preread, read_chains, read_all, "iptables-save (nf_tables)")
 

@@ -28,7 +28,10 @@ def register(app: typer.Typer) -> None:
             return
         from podpath.cli.common import get_source, snapshot
 
+        from podpath.tracer.snapshot.live import read_rules_whole
+
         bundle = snapshot(get_source(None, lab, kubeconfig, context))
+        read_rules_whole(bundle)  # a bundle holds every rule, big rulesets included
         write(bundle.to_json(), output)
         err.print(f"snapshot of {len(bundle.hosts)} namespaces → {output if output != '-' else 'stdout'}")
 

@@ -6,6 +6,7 @@ finalizer deletes even when a test fails.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -23,21 +24,42 @@ from podpath.tracer.lab.source import lab_snapshot  # noqa: E402
 SERVICES = 2000
 
 
-@pytest.fixture(scope="module")
-def lab(request):
-    lab = bpf_lab(request, "nfs")
-    services = T.service_rules() + [
-        T.ServiceRules(T.ServiceSpec(f"svc-{i}", "bench", f"10.100.{i // 250}.{i % 250 + 1}",
-                                     (T.ServicePort("http", 80, "TCP", 8080),), ()),
-                       {"http": [T.Endpoint(f"10.244.9.{i % 250 + 2}", 8080),
-                                 T.Endpoint(f"10.244.9.{i % 250 + 3}", 8080)]})
-        for i in range(SERVICES)]
+def synthetic_services() -> list:
+    return [T.ServiceRules(T.ServiceSpec(f"svc-{i}", "bench", f"10.100.{i // 250}.{i % 250 + 1}",
+                                         (T.ServicePort("http", 80, "TCP", 8080),), ()),
+                           {"http": [T.Endpoint(f"10.244.9.{i % 250 + 2}", 8080),
+                                     T.Endpoint(f"10.244.9.{i % 250 + 3}", 8080)]})
+            for i in range(SERVICES)]
+
+
+def load_services(lab) -> None:
+    services = T.service_rules() + synthetic_services()
     for node in T.NODES:
         ns = lab.netns(node.name)
         live = kubeproxy.parse_save(nsutil.run(ns, ["iptables-save"]).stdout)
         text = kubeproxy.restore_text(kubeproxy.render_node(node, services),
                                       {name: set(t.chains) for name, t in live.items()})
         nsutil.run(ns, ["iptables-restore", "--noflush", "-w"], input=text, timeout=120)
+
+
+def add_services(lab) -> None:
+    """The synthetic Services' chains, and their KUBE-SERVICES rules inserted in front, leaving the
+    lab's own rules (and a fault made in them) as they are."""
+    for node in T.NODES:
+        nat = kubeproxy.render_node(node, synthetic_services())["nat"]
+        mine = [c for c in nat.chains if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))]
+        lines = ["*nat"] + [f":{c} - [0:0]" for c in mine]
+        lines += [r for c in mine for r in nat.rules[c]]
+        lines += [r.replace("-A KUBE-SERVICES ", "-I KUBE-SERVICES 1 ", 1)
+                  for r in nat.rules["KUBE-SERVICES"] if '"bench/' in r]
+        nsutil.run(lab.netns(node.name), ["iptables-restore", "--noflush", "-w"],
+                   input="\n".join(lines + ["COMMIT", ""]), timeout=120)
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    lab = bpf_lab(request, "nfs")
+    load_services(lab)
     return lab
 
 
@@ -81,3 +103,122 @@ def test_snapshot_keeps_native_nft_tables_and_does_not_repeat_iptables_nft_rules
     result = diagnose(Bundle.from_json(bundle.to_json()), "pod-a", "pod-b")  # also through a file
     assert result.paths[0].outcome == "dropped"
     assert any("ppscale" in f.object + f.message for f in result.errors), result.errors
+
+
+def test_chain_listings_read_back_exactly_as_iptables_save_prints_them(lab):
+    """What the counters re-read uses (`iptables -S CHAIN -v`, per chain) gives the same rule text,
+    counters and chain headers as iptables-save, on thousands of real kube-proxy rules."""
+    from podpath.tracer.netfilter.iptables import listing_to_save
+
+    ns = lab.netns("node-a")
+    odd = '-d 10.250.0.9/32 -m comment --comment "a \\"quoted\\" -c 1 2" -j LOG --log-prefix "p -c 3 4 "'
+    sh(ns, "iptables", "-t", "filter", "-I", "FORWARD", "1", *shlex.split(odd))
+    try:
+        for table in ("nat", "filter"):
+            listed = listing_to_save(table, sh(ns, "iptables-nft", "-t", table, "-S", "-v"))
+            saved = sh(ns, "iptables-nft-save", "-c", "-t", table)
+            def body(text): return sorted(l for l in text.splitlines() if l[:1] in "[:-")
+            assert body(listed) == body(saved), table
+            assert len(body(saved)) > (3 * SERVICES if table == "nat" else 10)
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", "filter", "-D", "FORWARD", "1"])
+
+
+def test_counters_after_a_drop_reread_only_the_drop_chains_and_name_the_rule(lab):
+    """A real ping dropped on node-b among thousands of Services: the re-read lists only chains
+    holding DROP/REJECT rules or a DROP policy (no KUBE-SVC/KUBE-SEP chain), and the rule whose
+    counter rose is the one that dropped it."""
+    from podpath.tracer.trace.counters import deltas, reread_rules
+
+    ns = lab.netns("node-b")
+    b_ip = next(p.ip for p in lab.inventory().pods if p.name == "pod-b")
+    rule = ["-d", f"{b_ip}/32", "-p", "icmp", "-m", "comment", "--comment", "nfs guard", "-j", "DROP"]
+    sh(ns, "iptables", "-N", "NFS-GUARD")
+    try:
+        sh(ns, "iptables", "-A", "NFS-GUARD", *rule)
+        sh(ns, "iptables", "-I", "FORWARD", "1", "-j", "NFS-GUARD")
+        before = lab_snapshot(lab.name).host("node-b")
+        subprocess.run(["ip", "netns", "exec", lab.netns("pod-a"), "ping", "-c", "2", "-i", "0.2", "-W", "1", b_ip],
+                       capture_output=True, timeout=10)
+        after = reread_rules(before)
+        chains = {l.split()[0][1:] for l in after.iptables_save["nft"].splitlines() if l.startswith(":")}
+        assert "NFS-GUARD" in chains and not any(c.startswith(("KUBE-SVC-", "KUBE-SEP-")) for c in chains), chains
+        found = deltas(before, after)
+        assert [(d.rule.chain, d.rule.number, d.packets) for d in found] == [("NFS-GUARD", 1, 2)], found
+        assert found[0].rule.text == f'-A NFS-GUARD -d {b_ip}/32 -p icmp -m comment --comment "nfs guard" -j DROP'
+    finally:
+        for argv in (["-D", "FORWARD", "-j", "NFS-GUARD"], ["-F", "NFS-GUARD"], ["-X", "NFS-GUARD"]):
+            subprocess.run(["ip", "netns", "exec", ns, "iptables", *argv], capture_output=True)
+
+
+FLOWS = [("pod-a", "pod-b", {}), ("pod-a", "svc/default/web:80", {}),
+         ("pod-b", "10.100.7.208", {"proto": "tcp", "port": 80}),  # svc-1957, among the thousands
+         ("pod-a", "svc/kube-system/kube-dns:53", {"proto": "udp"})]
+
+
+def same_answers(lab) -> None:
+    """A live snapshot (big rulesets read per chain) and the same snapshot read whole (its bundle
+    through JSON) diagnose every flow alike, and the live one read no whole ruleset for it."""
+    from podpath.tracer.netfilter.live import LiveSaves
+
+    snap = lab_snapshot(lab.name)
+    for src, dst, kw in FLOWS:
+        diagnose(snap, src, dst, **kw)
+    for node in ("node-a", "node-b"):
+        saves = snap.host(node).iptables_save
+        assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None, node  # not read whole
+        assert 0 < saves.pending("nft").reads < 40, (node, saves.pending("nft").reads)
+    whole = Bundle.from_json(snap.to_json())  # writing the bundle reads everything
+    assert whole.host("node-a").iptables_save["nft"].count("-A KUBE-SEP-") >= 2 * SERVICES
+    for src, dst, kw in FLOWS:
+        live, full = diagnose(snap, src, dst, **kw).to_dict(), diagnose(whole, src, dst, **kw).to_dict()
+        assert live == full, (src, dst)
+
+
+def test_a_big_live_ruleset_is_read_per_chain_and_answers_as_if_read_whole(lab):
+    same_answers(lab)
+
+
+@pytest.mark.parametrize("fault", ["svc-stale-endpoint", "dns-no-endpoints"])
+def test_kube_proxy_checks_find_the_same_faults_in_a_big_live_ruleset(lab, fault):
+    """The checks that read kube-proxy's rules (stale KUBE-SEP targets, DNS without endpoints)
+    follow only the chains they need in a live ruleset, and find what a whole read finds."""
+    try:
+        lab.inject(fault)
+        add_services(lab)  # the fault's kube-proxy sync deleted them
+        found = {f.cause for f in diagnose(lab_snapshot(lab.name), *FLOWS[1][:2]).findings}
+        assert found & {"iptables", "dns"}, found
+        same_answers(lab)
+    finally:
+        lab.clear(fault)
+        load_services(lab)
+
+
+def test_a_cluster_ip_among_thousands_is_found_in_a_live_ruleset_without_the_api(lab):
+    """No Services from the API: the ClusterIP is looked up in kube-proxy's KUBE-SERVICES rules,
+    which a big live ruleset reads as one chain, not whole."""
+    from podpath.tracer.netfilter.live import LiveSaves
+
+    snap = lab_snapshot(lab.name)
+    snap.inventory.services = []
+    result = diagnose(snap, "pod-b", "10.100.7.208", proto="tcp", port=80)  # svc-1957
+    assert sorted(p.alternative for p in result.paths) == ["10.244.9.209:8080", "10.244.9.210:8080"]
+    saves = snap.host("node-b").iptables_save
+    assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None
+
+
+def test_rules_changed_between_the_snapshot_and_the_walk_are_reported_not_mixed(lab):
+    """A chain read after a kube-proxy sync could come from another ruleset than the chains read
+    with the snapshot: the nf_tables generation says so, and diagnose stops with one line."""
+    from podpath.tracer.errors import BundleError
+
+    ns = lab.netns("node-a")
+    snap = lab_snapshot(lab.name)
+    sh(ns, "iptables", "-t", "nat", "-N", "NFS-GEN")  # any commit moves the generation on
+    try:
+        with pytest.raises(BundleError, match="node-a's iptables rules changed while podpath read them"):
+            diagnose(snap, "pod-a", "svc/default/web:80")
+    finally:
+        sh(ns, "iptables", "-t", "nat", "-X", "NFS-GEN")
+    result = diagnose(lab_snapshot(lab.name), "pod-a", "svc/default/web:80")  # a new snapshot: fine
+    assert all(p.outcome == "delivered" for p in result.paths)

@@ -9,6 +9,7 @@ from .causes import Cause
 from ..model.reasons import ConntrackFacts, Reason, RuleTrail, RuleVerdict
 from ..model.path import ct_text
 from ..netfilter.evaluate import RuleRef
+from ..netfilter.live import rule_texts
 from .base import ERROR, INFO, WARNING, Context, Finding, for_host, from_hop, known_addresses, ns_cmd, pasted
 
 NO_ENDPOINTS = re.compile(r'"?(?P<svc>[^"\s]+/[^"\s:]+):?(?P<port>\S*) has no endpoints"?')
@@ -262,7 +263,9 @@ def dns(ctx: Context) -> list[Finding]:
                     _describe(hop, rule), rule.text if rule else hop.detail, _rule_fix(rule, ctx.host(hop.host)) if rule else ""
             out.append(from_hop(hop, Cause.DNS, obj, msg, fix))
     for node in ctx.nodes():
-        for text in node.iptables_save.values():
+        # kube-proxy writes "has no endpoints" rules in the filter table only: a big live ruleset
+        # is not read whole for it
+        for _, text in rule_texts(node.iptables_save, ("filter",)):
             line = next((l for l in text.splitlines() if f"{DNS_SERVICE}:" in l and "has no endpoints" in l), None)
             if line:
                 f = for_host(ctx, node, Cause.DNS, line.split("] ", 1)[-1],

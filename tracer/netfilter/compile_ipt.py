@@ -84,8 +84,8 @@ class _LazyChains:
         return made
 
     def __iter__(self):
-        if self._all is None:
-            self._all = [self.get(name) for name in self.table.chains]
+        if self._all is None:  # values(): a live table (live.py) reads the rest of itself at once
+            self._all = [self.get(chain.name) for chain in self.table.chains.values()]
         return iter(self._all)
 
 

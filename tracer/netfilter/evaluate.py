@@ -7,9 +7,11 @@ same on the snapshot, returning one HookResult per possible outcome: kube-proxy 
 endpoint with `-m statistic --mode random`, so a packet to a ClusterIP has one outcome per
 endpoint, each with its probability.
 
-Pure: no subprocess, no root. Parse once per host (`from_host` caches by content). iptables rules
-are read lazily: the file's structure is checked up front, and a rule is parsed and compiled when a
-walk first reaches it (a bad rule line raises BundleError then, naming the line).
+Pure: no subprocess, no root, except for a big live namespace's rules (live.py), which its
+snapshot's readers fetch per chain when a walk first reaches it. Parse once per host (`from_host`
+caches by content). iptables rules are read lazily: the file's structure is checked up front, and a
+rule is parsed and compiled when a walk first reaches it (a bad rule line raises BundleError then,
+naming the line).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from . import values as V
 from .compile_ipt import compile_ruleset as compile_iptables
 from .compile_nft import compile_ruleset as compile_nft
 from .iptables import Ruleset, parse_save
+from .live import LiveSaves
 from .nft import NftRuleset, parse_json
 from .results import HOOKS, HookResult, Packet, RuleRef
 
@@ -61,6 +64,20 @@ class Netfilter:
         Raises BundleError (naming the backend and line) on unreadable input.
         """
         saves = host.iptables_save or {}
+        live = saves.pending("nft") if isinstance(saves, LiveSaves) else None
+        if live is not None:  # a big live namespace: its chains are read as the walk reaches them
+            key = ("live", id(live), saves.get("legacy") or "",
+                   id(host.nftables) if host.nftables is not None else None)
+            cached = _CACHE.get(key)
+            if cached is None:
+                rulesets = {"iptables-nft": live.ruleset()}
+                if saves.get("legacy"):
+                    rulesets["iptables-legacy"] = parse_save(saves.get("legacy"), "iptables-legacy-save", lazy=True)
+                nft = parse_json(host.nftables, set(live.tables)) if host.nftables is not None else None
+                cached = _CACHE[key] = cls(rulesets, nft, _keepalive=(host.nftables, live))
+                if len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+            return cached
         key = (
             saves.get("nft") or "",
             saves.get("legacy") or "",
@@ -121,6 +138,24 @@ class Netfilter:
                     if id(chain) not in seen:
                         seen.add(id(chain))
                         refs += chain.refs()
+        return refs
+
+    def rules_in(self, chains: set[tuple[str, str, str]]) -> list[RuleRef]:
+        """The rules of some chains, named (backend, table, chain) as their RuleRefs name them:
+        what `rules()` lists of them, without listing every chain of a 30,000-chain table."""
+        names = {c for _, _, c in chains}
+        refs: list[RuleRef] = []
+        tables: set[int] = set()
+        for base in self._bases:
+            if id(base.table_chains) in tables:
+                continue
+            tables.add(id(base.table_chains))
+            get = getattr(base.table_chains, "get", None)  # iptables tables are looked up by name
+            found = [get(c) for c in sorted({c for b, t, c in chains if (b, t) == (base.backend, base.table)})] \
+                if get is not None else list(base.table_chains)
+            for chain in found:
+                if chain is not None and chain.name in names:
+                    refs += [r for r in chain.refs() if (r.backend, r.table, r.chain) in chains]
         return refs
 
     def chains_at(self, hook: str) -> list[RuleRef]:

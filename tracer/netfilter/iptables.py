@@ -1019,3 +1019,56 @@ def _render_options(options: list[Option]) -> list[str]:
         out.append(opt.name)
         out += [_quote_arg(opt.name, a) for a in opt.args]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# `iptables -t T -S [CHAIN] -v` listings, read back as iptables-save text
+
+# One whole token with its place in the line: unquoted text, quoted pieces glued to it, or blanks.
+_TOKEN_SPAN = re.compile(r'(?:[^ \t\r\n"]+|"(?:[^"\\]|\\.)*")+|[ \t\r\n]+', re.S)
+_LISTED_POLICY = re.compile(r"-P (\S+) (\S+)(?: -c (\d+) (\d+))?[ \t]*$")
+
+
+def _listed_counters(line: str) -> tuple[str, str | None]:
+    """`-A C <matches> -c P B -j T ...` -> ("-A C <matches> -j T ...", "[P:B]").
+
+    iptables prints a rule's counters (-v) as the unquoted tokens `-c P B` after its matches and
+    before its target, where iptables-save prints `[P:B]` in front of the line; a `-c` inside a
+    quoted comment or among the target's options is left alone."""
+    spans = [m.span() for m in _TOKEN_SPAN.finditer(line) if not m.group().isspace()]
+    at = None
+    for k, (s, e) in enumerate(spans):
+        word = line[s:e]
+        if word in ("-j", "-g"):
+            break
+        if word == "-c" and k + 2 < len(spans) and all(line[a:b].isdigit() for a, b in spans[k + 1:k + 3]):
+            at = k
+    if at is None:
+        return line, None
+    cut_from = spans[at - 1][1] if at else 0  # keep the blank before -c out of the text
+    cut_to = spans[at + 2][1]
+    counters = f"[{line[spans[at + 1][0]:spans[at + 1][1]]}:{line[spans[at + 2][0]:spans[at + 2][1]]}]"
+    return line[:cut_from] + line[cut_to:], counters
+
+
+def listing_to_save(table: str, text: str) -> str:
+    """`iptables -t TABLE -S [CHAIN] -v` output as the `iptables-save -c` text of those chains:
+    `-P C POLICY -c P B` -> `:C POLICY [P:B]`, `-N C` -> `:C - [0:0]`, and each rule's `-c P B` moved
+    to its `[P:B]` prefix, so its text is the one iptables-save prints (what findings quote and
+    counters are matched by)."""
+    heads, rules = [], []
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            body, counters = _listed_counters(line.rstrip())
+            rules.append(f"{counters} {body}" if counters else body)
+        elif line.startswith("-N "):
+            heads.append(f":{line[3:].strip()} - [0:0]")
+        elif line.startswith("-P "):
+            m = _LISTED_POLICY.match(line)
+            if m is None:
+                raise BundleError(f"iptables -S printed an unexpected policy line: {line.strip()[:80]!r}")
+            name, policy, packets, bytes_ = m.groups()
+            heads.append(f":{name} {policy} [{packets or 0}:{bytes_ or 0}]")
+        elif line.strip():
+            raise BundleError(f"iptables -S printed an unexpected line: {line.strip()[:80]!r}")
+    return "\n".join([f"*{table}", *heads, *rules, "COMMIT", ""])

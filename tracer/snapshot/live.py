@@ -178,3 +178,16 @@ def _resolve_peers(hosts: list[Host], nsid_maps: list[dict[int, int] | None]) ->
                 matches.append((other, peer))
             if len(matches) == 1:
                 link.peer_host, link.peer_name = matches[0][0].name, matches[0][1].name
+
+
+def read_rules_whole(bundle: Bundle, workers: int | None = None) -> None:
+    """Read whole, concurrently, every big ruleset the snapshot left to read per chain
+    (netfilter/live.py): what writing the bundle needs, on both cores rather than one node at a
+    time when to_json() gets to each."""
+    from ..netfilter.live import LiveSaves
+
+    pending = [h.iptables_save for h in bundle.hosts
+               if isinstance(h.iptables_save, LiveSaves) and h.iptables_save.live]
+    if len(pending) > 1:
+        with ThreadPoolExecutor(max_workers=workers or MAX_WORKERS, thread_name_prefix="podpath-rules") as pool:
+            list(pool.map(lambda saves: saves.items(), pending))

@@ -49,12 +49,24 @@ def services(bundle: Bundle) -> list[ServiceInfo]:
         return bundle.inventory.services
     found: dict[tuple[str, str], ServiceInfo] = {}
     for host in bundle.hosts:
-        for text in host.iptables_save.values():
-            for line in text.splitlines():
-                if "-A KUBE-SERVICES" not in line or "cluster IP" not in line:
-                    continue
-                _scan_service_rule(line, found)
+        for line in _kube_services_lines(host.iptables_save):
+            if "-A KUBE-SERVICES" not in line or "cluster IP" not in line:
+                continue
+            _scan_service_rule(line, found)
     return list(found.values())
+
+
+def _kube_services_lines(saves: dict) -> list[str]:
+    """Every rule line of a host's rulesets; of a big live one (netfilter/live.py), only its
+    KUBE-SERVICES chains, read per chain rather than 80,000 rules."""
+    from ..netfilter.live import LiveSaves
+
+    live = saves.live if isinstance(saves, LiveSaves) else {}
+    lines = [line for b in dict.keys(saves) if b not in live for line in dict.__getitem__(saves, b).splitlines()]
+    for rules in live.values():
+        for table in rules.tables:
+            lines += rules.chain_lines(table, "KUBE-SERVICES")
+    return lines
 
 
 def _scan_service_rule(line: str, found: dict) -> None:

@@ -155,7 +155,8 @@ def rule_for(host, line: NftraceLine):
     if pos is None:
         return None
     try:
-        refs = Netfilter.from_host(host).rules()
+        # that chain's rules only: a big live namespace is read per chain (netfilter/live.py)
+        refs = Netfilter.from_host(host).rules_in({(b, line.table, line.chain) for b in ("iptables-nft", "nftables")})
     except BundleError:
         return None
     for r in refs:

@@ -207,18 +207,34 @@ def test_a_cluster_ip_among_thousands_is_found_in_a_live_ruleset_without_the_api
     assert isinstance(saves, LiveSaves) and saves.pending("nft") is not None
 
 
-def test_rules_changed_between_the_snapshot_and_the_walk_are_reported_not_mixed(lab):
-    """A chain read after a kube-proxy sync could come from another ruleset than the chains read
-    with the snapshot: the nf_tables generation says so, and diagnose stops with one line."""
-    from podpath.tracer.errors import BundleError
-
+def test_a_commit_elsewhere_between_the_snapshot_and_the_walk_is_read_through(lab):
+    """kube-proxy commits every few seconds on a busy node. A commit that leaves every chain the
+    walk already read as it was (here: a new, unrelated chain) does not stop diagnose: the table is
+    read again as one generation and the walk goes on in it."""
     ns = lab.netns("node-a")
     snap = lab_snapshot(lab.name)
     sh(ns, "iptables", "-t", "nat", "-N", "NFS-GEN")  # any commit moves the generation on
     try:
-        with pytest.raises(BundleError, match="node-a's iptables rules changed while podpath read them"):
-            diagnose(snap, "pod-a", "svc/default/web:80")
+        result = diagnose(snap, "pod-a", "svc/default/web:80")
     finally:
         sh(ns, "iptables", "-t", "nat", "-X", "NFS-GEN")
+    assert all(p.outcome == "delivered" for p in result.paths)
+
+
+def test_rules_changed_under_the_walk_are_reported_not_mixed(lab):
+    """A commit that changed a chain the walk already read (KUBE-SERVICES, read with the snapshot)
+    would make one walk of two rulesets: diagnose stops with one line naming the chain."""
+    from podpath.tracer.errors import BundleError
+
+    ns = lab.netns("node-a")
+    snap = lab_snapshot(lab.name)
+    rule = ["KUBE-SERVICES", "-d", "10.100.255.254/32", "-p", "tcp", "--dport", "9", "-j", "RETURN"]
+    sh(ns, "iptables", "-t", "nat", "-I", *rule)
+    try:
+        with pytest.raises(BundleError, match="node-a's iptables rules changed while podpath read them.*"
+                                              "chain KUBE-SERVICES differs"):
+            diagnose(snap, "pod-a", "svc/default/web:80")
+    finally:
+        sh(ns, "iptables", "-t", "nat", "-D", *rule)
     result = diagnose(lab_snapshot(lab.name), "pod-a", "svc/default/web:80")  # a new snapshot: fine
     assert all(p.outcome == "delivered" for p in result.paths)

@@ -14,6 +14,7 @@ Pure: the readers are handed in (tracer/snapshot/collectors.py runs them inside 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterator
 
 from .iptables import Chain, Ruleset, Table, parse_save
@@ -168,6 +169,26 @@ class _LiveChains(dict):
     def items(self):  # type: ignore[override]
         self._read_rest()
         return [(n, c) for n in self.names if (c := dict.get(self, n)) is not None]
+
+
+_COUNTERS = re.compile(r"^\[\d+:\d+\] ")
+
+
+def changed_chains(backend: LiveBackend, table: str, whole: str) -> list[str]:
+    """The chains of `table` already read (what a walk saw) whose rules differ in `whole`, the
+    table's save text at a newer nf_tables generation (counters aside: they always move)."""
+    t = backend.ruleset().tables.get(table)
+    if t is None:
+        return []
+    now = parse_save(whole, backend.source, lazy=True).tables.get(table)
+    return [name for name in list(dict.keys(t.chains))
+            if _rules(dict.get(t.chains, name)) != _rules(now.chains.get(name) if now is not None else None)]
+
+
+def _rules(chain: Chain | None) -> tuple | None:
+    if chain is None:
+        return None
+    return chain.policy, [_COUNTERS.sub("", chain.raw(i)) for i in range(len(chain))]
 
 
 class LiveSaves(dict):

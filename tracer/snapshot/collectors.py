@@ -37,7 +37,7 @@ from ..bundle import (
 )
 from ..errors import BundleError
 from ..netfilter.iptables import BUILTIN_CHAINS
-from ..netfilter.live import SMALL_TABLE, LiveBackend, LiveSaves
+from ..netfilter.live import SMALL_TABLE, LiveBackend, LiveSaves, changed_chains
 from ..netfilter.netlink import chain_names, generation, list_tables
 from ..netns import run_in
 
@@ -493,18 +493,29 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
     except (Gap, OSError):
         return None  # iptables -S refused (an odd table): iptables-nft-save says why, or reads it
 
+    seen = {"gen": gen}
+
     def read_chains(table: str, chains: list[str] | None) -> str:
-        def read() -> tuple[str, int]:  # a whole big table takes seconds on a busy node
+        def read(chains=chains) -> tuple[str, int]:  # a whole big table takes seconds on a busy node
             text = read_iptables_chains("nft", {table: chains}, timeout if chains is not None else max(timeout, 60.0))
             return text, generation()
         try:
             text, now = run_in(netns, read)
+            if now == seen["gen"]:
+                return text
+            # A commit since (kube-proxy syncs every few seconds on a busy node): read the whole
+            # table as one generation, and go on only if every chain the walk already read is the
+            # same in it; chains of two different rulesets never make one walk.
+            whole, now = run_in(netns, lambda: read(None))
         except (Gap, OSError) as e:
             raise BundleError(f"reading the rules of {name} again: {e}") from None
-        if now != gen:  # chains of two rulesets would make one walk: say so rather than guess
+        changed = changed_chains(backend, table, whole)
+        if changed:
             raise BundleError(f"{name}'s iptables rules changed while podpath read them (nf_tables generation "
-                              f"{gen} -> {now}, e.g. a kube-proxy sync); run it again")
-        return text
+                              f"{seen['gen']} -> {now}, e.g. a kube-proxy sync; chain {changed[0]} differs); "
+                              "run it again")
+        seen["gen"] = now
+        return whole
 
     def read_all() -> str:
         def save() -> str:
@@ -515,7 +526,8 @@ def _live_iptables(ctx: CollectCtx) -> LiveBackend | None:
         except Gap as e:
             raise BundleError(f"reading the rules of {name}: {e}") from None
 
-    return LiveBackend(tables, preread, read_chains, read_all, "iptables-save (nf_tables)")
+    backend = LiveBackend(tables, preread, read_chains, read_all, "iptables-save (nf_tables)")
+    return backend
 
 
 def _preread(tables: dict[str, list[str]], timeout: float) -> dict[str, list[str]]:

@@ -144,10 +144,12 @@ def register(app: typer.Typer) -> None:
                 from podpath.tracer.lab import here as on_node
 
                 r = on_node.clear(f)
+                if r.nothing:
+                    err.print(r.nothing, markup=False, soft_wrap=True)
+                    return
                 for c in r.done:
                     err.print(f"  {c}", markup=False, soft_wrap=True)
-                if r.done and not r.done[0].startswith("fault "):
-                    out.print(f"cleared {fault} on this node", markup=False)
+                out.print(f"cleared {fault} on this node", markup=False)
                 return
             if f.name not in _netns_faults():
                 raise UsageError(f"{fault} runs only with --here (labs: {', '.join(f.labs)}): "
@@ -227,11 +229,13 @@ def _inject_here(f, params: list[str], dry_run: bool) -> None:
         for c in r.done:
             out.print(c, markup=False, soft_wrap=True)
         return
+    if r.nothing:
+        err.print(r.nothing, markup=False, soft_wrap=True)
+        return
     for c in r.done:
         err.print(f"  {c}", markup=False, soft_wrap=True)
-    if r.saved is not None:
-        out.print(f"injected {f.name} ({f.cause}) on this node: {f.summary}", markup=False)
-        out.print(f"undo with `podpath lab fault clear {f.name} --here` (the undo is in {r.saved})", markup=False)
+    out.print(f"injected {f.name} ({f.cause}) on this node: {f.summary}", markup=False)
+    out.print(f"undo with `podpath lab fault clear {f.name} --here` (the undo is in {r.saved})", markup=False)
 
 
 def _n(name: str) -> str:

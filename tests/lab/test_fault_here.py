@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import fresh_lab, podpath_on_node  # noqa: E402
 
-from podpath.tracer.lab.faults import FAULTS, lab_facts  # noqa: E402
+from podpath.tracer.lab.faults import FAULTS, IPVS_FAULTS, lab_facts  # noqa: E402
 
 pytestmark = [
     pytest.mark.lab,
@@ -98,4 +98,13 @@ def test_dry_run_prints_the_commands_and_changes_nothing(lab):
     lines = r.stdout.splitlines()
     assert lines[0] == "nsenter -t <pod-a> -n ip route del default via 10.244.0.1 dev eth0"
     assert "# clear:" in lines and "nsenter -t <pod-a> -n ip route replace 10.244.0.0/16 via 10.244.0.1 dev eth0" in lines
+    assert lab.drift() == []
+
+
+@pytest.mark.parametrize("name", sorted(IPVS_FAULTS))
+def test_ipvs_faults_refuse_a_node_without_ipvs(lab, name):
+    """The netns lab runs kube-proxy in iptables mode: no virtual service to break, said in one line."""
+    r = podpath_on_node(lab, "node-a", "lab", "fault", "inject", name, "--here")
+    assert r.returncode == 5 and r.stderr.count("\n") == 1
+    assert "no IPVS virtual service TCP 10.96.0.100:80" in r.stderr and "IPVS mode" in r.stderr
     assert lab.drift() == []

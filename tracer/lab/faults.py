@@ -787,7 +787,7 @@ def _gone_in(cidr: str) -> str:
 
 
 def _ipvs_vip_missing(f: NodeFacts) -> Plan:
-    vip = f.services.get("default/web", WEB_VIP)
+    vip = _web_vs(f)[0].rsplit(":", 1)[0]  # refuses a node without IPVS, as the other IPVS faults do
     return Plan([cmd(f"ip addr del {vip}/32 dev kube-ipvs0")], [cmd(f"ip addr add {vip}/32 dev kube-ipvs0")])
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shlex
 import socket
 import subprocess
@@ -89,7 +88,7 @@ def _pod_facts(found) -> dict[str, PodFacts]:
     return out
 
 
-def _cluster_cidr(pod_cidr: str, pods: dict[str, PodFacts], found) -> str:
+def _cluster_cidr(pod_cidr: str, found) -> str:
     """flannel's network: subnet.env, else the gateway route a pod has besides its default."""
     net = _subnet_env().get("FLANNEL_NETWORK")
     if net:
@@ -165,7 +164,10 @@ def node_facts(params: dict[str, str] | None = None) -> NodeFacts:
     pod_cidr = str(ipaddress.ip_network(f"{gw[0]}/{gw[1]}", strict=False))
     found = discover(None)
     pods = _pod_facts(found)
+    services = {k: v for k, v in params.items() if "/" in k}  # --param default/web=CLUSTER_IP
     for role, value in params.items():  # --param ROLE=IP (a pod elsewhere) or ROLE=POD_NAME (one of ours)
+        if role in services:
+            continue
         try:
             ipaddress.ip_address(value)
             pods[role] = PodFacts(role, value)
@@ -174,12 +176,11 @@ def node_facts(params: dict[str, str] | None = None) -> NodeFacts:
                 raise UsageError(f"--param {role}={value}: no pod {value!r} on this node "
                                  f"(its pods: {', '.join(sorted(pods)) or 'none'})") from None
             pods[role] = pods[value]
-    services = {k: v for k, v in params.items() if k == "default/web"}
     return NodeFacts(
         name=socket.gethostname(), pod_cidr=pod_cidr, gateway=gw[0], subnet_base=base[0],
         vtep_mac=fl.get("IFLA_ADDRESS"), underlay_dev=under.get("IFLA_IFNAME"),
         underlay_ip=data.get("IFLA_VXLAN_LOCAL"), underlay_mtu=under.get("IFLA_MTU"),
-        cluster_cidr=_cluster_cidr(pod_cidr, pods, found), vxlan_port=data.get("IFLA_VXLAN_PORT") or 8472,
+        cluster_cidr=_cluster_cidr(pod_cidr, found), vxlan_port=data.get("IFLA_VXLAN_PORT") or 8472,
         peers=sorted(peers, key=lambda p: p.pod_cidr), pods=pods,
         sysctls={k: _sysctl(k) or v for k, v in SYSCTLS.items()}, services=services, ipvs=_ipvs())
 
@@ -190,8 +191,9 @@ def node_facts(params: dict[str, str] | None = None) -> NodeFacts:
 @dataclass
 class HereRun:
     fault: str
-    done: list[str]  # the commands run, as text
-    saved: Path | None = None
+    done: list[str]  # the commands run (or, dry, that would run), as text
+    saved: Path | None = None  # where the undo of an inject is kept
+    nothing: str | None = None  # why nothing was done (already injected, not injected)
 
 
 def _state_file(name: str) -> Path:
@@ -239,7 +241,8 @@ def inject(fault: Fault, params: dict[str, str] | None = None, dry_run: bool = F
         require_root(f"`podpath lab fault inject {fault.name} --here`")
     state = _state_file(fault.name)
     if state.exists() and not dry_run:
-        return HereRun(fault.name, [f"fault {fault.name} is already injected on this node ({state}); nothing changed"])
+        return HereRun(fault.name, [], nothing=f"fault {fault.name} is already injected on this node ({state}); "
+                                                "nothing changed")
     facts, plan = plan_here(fault, params)
     resolve = lambda role: facts.pod(role).name  # noqa: E731 - a pod role to the real pod name
     pids = {c.on: facts.pod(c.on).pid for c in plan.commands() if c.on != "node"}
@@ -267,7 +270,8 @@ def clear(fault: Fault) -> HereRun:
     try:
         saved = json.loads(state.read_text())
     except OSError:
-        return HereRun(fault.name, [f"fault {fault.name} is not injected on this node (no {state}); nothing to clear"])
+        return HereRun(fault.name, [], nothing=f"fault {fault.name} is not injected on this node (no {state}); "
+                                                "nothing to clear")
     except ValueError:
         raise NodeError(f"{state} is not readable JSON; remove it and undo the fault by hand") from None
     pids = {ns.hostname: ns.pids[0] for ns in discover(None) if ns.hostname and ns.pids}

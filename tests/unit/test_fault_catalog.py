@@ -184,3 +184,20 @@ def test_ipvs_fault_commands_on_the_fixture_are_found_by_diagnose_and_clear_rest
     assert sorted(node.text().splitlines()) == sorted(healthy.splitlines())
     clean = diagnose(ipvs_lab(node_a=lambda _text: node.text()), "pod-a", WEB)
     assert errors(clean) == [] and {p.outcome for p in clean.paths} == {"delivered"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, f in FAULTS.items() if f.here is None))
+def test_the_netns_lab_runs_exactly_the_node_level_commands_in_the_right_namespaces(name):
+    """What `lab fault inject/clear` does, recorded by a dry BuildCtx: one `ip netns exec` per
+    command, in the node's namespace or the pod's. tests/lab/test_lab.py runs them for real."""
+    from podpath.tracer.lab.build import BuildCtx
+    from podpath.tracer.lab.topology import Names
+
+    f = FAULTS[name]
+    names = Names("u1")
+    for phase, run in (("inject", f.apply), ("clear", f.revert)):
+        with BuildCtx(names, dry=True) as ctx:
+            run(ctx, {})
+        want = [f"{names.netns(f.role if c.on == 'node' else c.on)}: {shlex.join(c.argv)}"
+                for c in getattr(f.lab_plan(), phase)]
+        assert ctx.changes == want, phase

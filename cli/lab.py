@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         if here:
             _inject_here(f, param, dry_run)
             return
-        if f.name not in _netns_faults():
+        if "netns" not in f.labs:
             raise UsageError(f"{fault} needs kube-proxy in IPVS mode (labs: {', '.join(f.labs)}); this kernel "
                              "has no ip_vs: inject it with --here on a Vagrant node (KUBE_PROXY_MODE=ipvs)")
         lab = Lab.load(name)
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
                     err.print(f"  {c}", markup=False, soft_wrap=True)
                 out.print(f"cleared {fault} on this node", markup=False)
                 return
-            if f.name not in _netns_faults():
+            if "netns" not in f.labs:
                 raise UsageError(f"{fault} runs only with --here (labs: {', '.join(f.labs)}): "
                                  f"`podpath lab fault clear {fault} --here` on the node")
         elif here:
@@ -209,12 +209,6 @@ def _fault(name: str):
         return catalog()[name]
     except KeyError:
         raise UsageError(f"unknown fault {name!r}; see `podpath lab fault list`") from None
-
-
-def _netns_faults():
-    from podpath.tracer.lab.faults import FAULTS
-
-    return FAULTS
 
 
 def _inject_here(f, params: list[str], dry_run: bool) -> None:

@@ -108,3 +108,22 @@ def test_ipvs_faults_refuse_a_node_without_ipvs(lab, name):
     assert r.returncode == 5 and r.stderr.count("\n") == 1
     assert "no IPVS virtual service TCP 10.96.0.100:80" in r.stderr and "IPVS mode" in r.stderr
     assert lab.drift() == []
+
+
+def test_an_inject_that_fails_midway_undoes_what_it_did_and_keeps_no_state(lab):
+    """pod-route-missing deletes two routes; with the second already gone, the first deletion is
+    undone, no undo file is left (so a later inject works), and the error says so in one line."""
+    from podpath.tracer.lab import nsutil
+
+    nsutil.run(lab.netns("pod-a"), ["ip", "route", "del", "10.244.0.0/16", "via", "10.244.0.1", "dev", "eth0"])
+    try:
+        r = podpath_on_node(lab, "node-a", "lab", "fault", "inject", "pod-route-missing", "--here")
+        assert r.returncode == 5 and r.stderr.count("\n") == 1, r.stderr
+        assert "injecting pod-route-missing failed" in r.stderr and "undone" in r.stderr
+        assert lab.drift() == [], "the default route it had deleted is back, and the missing one too"
+        again = podpath_on_node(lab, "node-a", "lab", "fault", "inject", "pod-route-missing", "--here")
+        assert again.returncode == 0 and "already injected" not in again.stderr, again.stderr
+    finally:
+        podpath_on_node(lab, "node-a", "lab", "fault", "clear", "pod-route-missing", "--here")
+        lab.up()
+    assert lab.drift() == []

@@ -201,3 +201,21 @@ def test_the_netns_lab_runs_exactly_the_node_level_commands_in_the_right_namespa
         want = [f"{names.netns(f.role if c.on == 'node' else c.on)}: {shlex.join(c.argv)}"
                 for c in getattr(f.lab_plan(), phase)]
         assert ctx.changes == want, phase
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["inject", "ipvs-weight-zero"], "needs kube-proxy in IPVS mode"),
+    (["clear", "ipvs-weight-zero"], "runs only with --here"),
+    (["inject", "forward-drop", "--param", "pod-a=10.244.0.2"], "--param and --dry-run go with --here"),
+    (["inject", "forward-drop", "--here", "--param", "pod-a"], "--param takes ROLE=POD_NAME or ROLE=IP"),
+    (["clear", "--all", "--here"], "--here clears one fault at a time"),
+    (["inject", "svc-no-endpoints", "--here"], "svc-no-endpoints cannot be injected with --here: kube-proxy"),
+    (["inject", "no-such-fault", "--here"], "unknown fault 'no-such-fault'"),
+])
+def test_fault_cli_refuses_in_one_line_before_touching_anything(argv, words):
+    from test_rough_input import assert_clean, run_cli
+
+    code, err = run_cli("lab", "fault", *argv)
+    assert code == 2, err
+    assert_clean(code, err)
+    assert words in err

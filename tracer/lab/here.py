@@ -223,9 +223,7 @@ def _run(argv: list[str], check: bool) -> None:
 
 
 def plan_here(fault: Fault, params: dict[str, str] | None = None):
-    """The fault's plan rendered from this node's facts, and the pids of the pods it enters."""
-    if fault.here:
-        raise UsageError(f"{fault.name} cannot be injected with --here: {fault.here}")
+    """The fault's plan rendered from this node's facts (and the facts), its pods checked present."""
     facts = node_facts(params)
     plan = fault.plan(facts)
     for c in plan.commands():
@@ -237,6 +235,8 @@ def plan_here(fault: Fault, params: dict[str, str] | None = None):
 def inject(fault: Fault, params: dict[str, str] | None = None, dry_run: bool = False) -> HereRun:
     from ..errors import require_root
 
+    if fault.here:  # before anything else: no node, root or state can change the answer
+        raise UsageError(f"{fault.name} cannot be injected with --here: {fault.here}")
     if not dry_run:
         require_root(f"`podpath lab fault inject {fault.name} --here`")
     state = _state_file(fault.name)
@@ -255,9 +255,18 @@ def inject(fault: Fault, params: dict[str, str] | None = None, dry_run: bool = F
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     # the undo is written first: a half-applied inject can still be cleared
     state.write_text(json.dumps({"fault": fault.name, "node": facts.name, "clear": clear}, indent=1))
-    for c in plan.inject:
-        _run(_argv(c, pids), c.check)
-        done.append(_text(c, resolve))
+    try:
+        for c in plan.inject:
+            _run(_argv(c, pids), c.check)
+            done.append(_text(c, resolve))
+    except NodeError as e:  # leave the node as it was: every undo, best effort, and no state
+        for c in plan.clear:
+            try:
+                _run(_argv(c, pids), check=False)
+            except NodeError:
+                pass
+        state.unlink()
+        raise NodeError(f"injecting {fault.name} failed: {e}; what it had changed is undone") from None
     return HereRun(fault.name, done, state)
 
 
@@ -275,11 +284,17 @@ def clear(fault: Fault) -> HereRun:
     except ValueError:
         raise NodeError(f"{state} is not readable JSON; remove it and undo the fault by hand") from None
     pids = {ns.hostname: ns.pids[0] for ns in discover(None) if ns.hostname and ns.pids}
-    done = []
-    for c in saved["clear"]:
+    done, failed = [], []
+    for c in saved["clear"]:  # every step, even after one fails: undo as much as can be undone
         step = Cmd(c["on"], tuple(c["argv"]), c["check"])
-        _run(_argv(step, pids), step.check)
-        done.append(_text(step, lambda n: n))
+        try:
+            _run(_argv(step, pids), step.check)
+            done.append(_text(step, lambda n: n))
+        except NodeError as e:
+            failed.append(str(e))
+    if failed:
+        raise NodeError(f"clearing {fault.name}: {failed[0]}" + (f" (and {len(failed) - 1} more)" if failed[1:] else "")
+                        + f"; fix it by hand, then remove {state}")
     state.unlink()
     return HereRun(fault.name, done)
 

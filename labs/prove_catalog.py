@@ -83,6 +83,16 @@ class Kind(Driver):
 
 
 class Vagrant(Driver):
+    kubeconfig = "/root/podpath-admin.conf"
+
+    def __init__(self):
+        # node-b has only its kubelet's credentials: give both nodes node-a's admin kubeconfig
+        text = subprocess.run(["vagrant", "ssh", "node-a", "-c", "sudo cat /etc/kubernetes/admin.conf"],
+                              capture_output=True, text=True, check=True).stdout
+        for role in ("node-a", "node-b"):
+            subprocess.run(["vagrant", "ssh", role, "-c", f"sudo tee {self.kubeconfig} >/dev/null"], input=text,
+                           text=True, check=True)
+
     def argv(self, role, argv):
         return ["vagrant", "ssh", role, "-c", "sudo " + shlex.join(argv)]
 

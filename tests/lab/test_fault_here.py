@@ -17,7 +17,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import fresh_lab, podpath_on_node  # noqa: E402
 
-from podpath.tracer.lab.faults import FAULTS, IPVS_FAULTS, lab_facts  # noqa: E402
+from podpath.tracer.lab.faults import FAULTS, IPVS_FAULTS  # noqa: E402
+from podpath.tracer.lab.plans import lab_facts  # noqa: E402
 
 pytestmark = [
     pytest.mark.lab,

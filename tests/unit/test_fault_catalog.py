@@ -16,7 +16,8 @@ import shlex
 import pytest
 
 from podpath.tracer.diagnose import diagnose
-from podpath.tracer.lab.faults import FAULTS, IPVS_FAULTS, Cmd, LabStep, catalog, lab_facts
+from podpath.tracer.lab.faults import FAULTS, IPVS_FAULTS, catalog
+from podpath.tracer.lab.plans import Cmd, LabStep, lab_facts
 from podpath.tracer.lab.topology import NODES, PODS
 
 from test_ipvs import IPVS, WEB, errors, ipvs_findings, ipvs_lab

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NodeError, UsageError
-from .faults import Cmd, Fault, NodeFacts, PeerFacts, PodFacts, SYSCTLS
+from .faults import Fault
+from .plans import SYSCTLS, Cmd, NodeFacts, PeerFacts, PodFacts
 
 STATE_DIR = Path("/run/podpath/faults")
 SUBNET_ENV = Path("/run/flannel/subnet.env")

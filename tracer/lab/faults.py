@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bundle import Inventory
+from ..checks.causes import Cause
 from ..errors import NodeError
 from .plans import Cmd, LabStep, NodeFacts, PeerFacts, Plan, Step, cmd, lab_facts, run_in_lab
 from .topology import DNS_SERVICE_IP, FLANNEL_MTU, VXLAN_PORT, mac_for, node, pod
@@ -60,7 +61,7 @@ class FaultFlow:
 @dataclass
 class Fault:
     name: str
-    cause: str  # DESIGN.md cause name
+    cause: Cause  # the catalog writes the name; a str enum, so JSON prints it
     summary: str
     node: str  # where a diagnoser should blame it
     location: str  # pod name, or "host"
@@ -71,6 +72,9 @@ class Fault:
     acts_on: str | None = None  # the node whose facts render the plan, when not `node` (vtep-mac-stale)
     here: str | None = None  # why `--here` cannot inject it on a real node (None: it can)
     labs: tuple[str, ...] = ("netns", "kind", "vagrant")
+
+    def __post_init__(self) -> None:
+        self.cause = Cause(self.cause)  # a misspelt cause fails when the catalog is built
 
     @property
     def role(self) -> str:

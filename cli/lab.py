@@ -77,26 +77,45 @@ def register(app: typer.Typer) -> None:
 
     @fault_app.command("list")
     def fault_list(output: Output = OutputOpt) -> None:
-        """Every fault the lab can inject: its cause, where a diagnoser should blame it, what it breaks."""
-        from podpath.tracer.lab.faults import FAULTS
+        """Every fault of the catalog: its cause, where a diagnoser should blame it, what it breaks,
+        and the labs it runs in (IPVS faults: Vagrant only; `--here`: on a kind or Vagrant node)."""
+        from podpath.tracer.lab.faults import catalog
 
+        faults = catalog()
         if output == Output.json:
-            print_json([f.to_dict() for f in FAULTS.values()])
+            print_json([f.to_dict() for f in faults.values()])
             return
         t = _table(None, "name", "cause", "node", "location")
         t.add_column("summary", overflow="fold", min_width=30)
-        for f in FAULTS.values():
+        for f in faults.values():
+            labs = "" if f.labs == ("netns", "kind", "vagrant") else f"; labs: {', '.join(f.labs)}"
             t.add_row(f.name, f.cause, f.node, f.location if not f.device else f"{f.location} ({f.device})",
-                      f"{f.summary}\n[dim]breaks: {f.flow.text()}[/dim]")
+                      f"{f.summary}\n[dim]breaks: {f.flow.text()}{labs}"
+                      f"{'' if f.here is None else '; not --here'}[/dim]")
         out.print(t)
 
     @fault_app.command("inject")
     def fault_inject(fault: str = typer.Argument(..., help="a name from `podpath lab fault list`", metavar="NAME"),
-                     name: str = NameOpt) -> None:
-        """Inject one fault into the running lab."""
+                     name: str = NameOpt,
+                     here: bool = typer.Option(False, "--here", help="on this node (a kind or Vagrant lab node) "
+                                               "and its pods, not in a netns lab"),
+                     param: list[str] = typer.Option([], "--param", help="with --here: ROLE=POD_NAME (a pod of this "
+                                                     "node plays ROLE) or ROLE=IP (a pod on another node)"),
+                     dry_run: bool = typer.Option(False, "--dry-run", help="with --here: print the commands "
+                                                  "(inject, then clear), run nothing")) -> None:
+        """Inject one fault into the running lab (or, with --here, into this node)."""
+        from podpath.tracer.errors import UsageError
         from podpath.tracer.lab import Lab
 
-        f = Lab.fault(fault)
+        f = _fault(fault)
+        if (param or dry_run) and not here:
+            raise UsageError("--param and --dry-run go with --here")
+        if here:
+            _inject_here(f, param, dry_run)
+            return
+        if "netns" not in f.labs:
+            raise UsageError(f"{fault} needs kube-proxy in IPVS mode (labs: {', '.join(f.labs)}); this kernel "
+                             "has no ip_vs: inject it with --here on a Vagrant node (KUBE_PROXY_MODE=ipvs)")
         lab = Lab.load(name)
         already = fault in lab.faults()
         changes = lab.inject(fault)
@@ -111,7 +130,8 @@ def register(app: typer.Typer) -> None:
     @fault_app.command("clear")
     def fault_clear(fault: str = typer.Argument(None, help="the fault to clear", metavar="NAME"),
                     all_: bool = typer.Option(False, "--all", help="clear every injected fault"),
-                    name: str = NameOpt) -> None:
+                    name: str = NameOpt,
+                    here: bool = typer.Option(False, "--here", help="undo what `inject --here` did on this node")) -> None:
         """Undo an injected fault (or all of them), restoring exactly what `lab up` built."""
         from podpath.tracer.errors import UsageError
         from podpath.tracer.lab import Lab
@@ -119,7 +139,23 @@ def register(app: typer.Typer) -> None:
         if bool(fault) == all_:
             raise UsageError("give one fault NAME or --all (see `podpath lab fault list`)")
         if fault:
-            Lab.fault(fault)
+            f = _fault(fault)
+            if here:
+                from podpath.tracer.lab import here as on_node
+
+                r = on_node.clear(f)
+                if r.nothing:
+                    err.print(r.nothing, markup=False, soft_wrap=True)
+                    return
+                for c in r.done:
+                    err.print(f"  {c}", markup=False, soft_wrap=True)
+                out.print(f"cleared {fault} on this node", markup=False)
+                return
+            if "netns" not in f.labs:
+                raise UsageError(f"{fault} runs only with --here (labs: {', '.join(f.labs)}): "
+                                 f"`podpath lab fault clear {fault} --here` on the node")
+        elif here:
+            raise UsageError("--here clears one fault at a time: give its NAME")
         lab = Lab.load(name)
         if all_:
             before = lab.faults()
@@ -164,6 +200,37 @@ def register(app: typer.Typer) -> None:
 
     lab_app.add_typer(fault_app, name="fault")
     app.add_typer(lab_app, name="lab")
+
+
+def _fault(name: str):
+    from podpath.tracer.errors import UsageError
+    from podpath.tracer.lab.faults import catalog
+
+    try:
+        return catalog()[name]
+    except KeyError:
+        raise UsageError(f"unknown fault {name!r}; see `podpath lab fault list`") from None
+
+
+def _inject_here(f, params: list[str], dry_run: bool) -> None:
+    from podpath.tracer.errors import UsageError
+    from podpath.tracer.lab import here as on_node
+
+    bad = [p for p in params if "=" not in p]
+    if bad:
+        raise UsageError(f"--param takes ROLE=POD_NAME or ROLE=IP (got {bad[0]!r})")
+    r = on_node.inject(f, dict(p.split("=", 1) for p in params), dry_run=dry_run)
+    if dry_run:
+        for c in r.done:
+            out.print(c, markup=False, soft_wrap=True)
+        return
+    if r.nothing:
+        err.print(r.nothing, markup=False, soft_wrap=True)
+        return
+    for c in r.done:
+        err.print(f"  {c}", markup=False, soft_wrap=True)
+    out.print(f"injected {f.name} ({f.cause}) on this node: {f.summary}", markup=False)
+    out.print(f"undo with `podpath lab fault clear {f.name} --here` (the undo is in {r.saved})", markup=False)
 
 
 def _n(name: str) -> str:

@@ -39,7 +39,8 @@ def render(faults: list[dict]) -> str:
         what = f"{flow['src']} → {flow['dst']} {flow['proto']}"
         if flow.get("size"):
             what += f", size {flow['size']}"
-        rows.append(f"| `{f['name']}` | `{f['cause']}` | {_cell(where)} | {_cell(what)} | {_cell(f['summary'])} |")
+        only = f" ({', '.join(f['labs'])} only)" if f.get("labs") and "netns" not in f["labs"] else ""
+        rows.append(f"| `{f['name']}`{only} | `{f['cause']}` | {_cell(where)} | {_cell(what)} | {_cell(f['summary'])} |")
     return "\n".join(rows)
 
 

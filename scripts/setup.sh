@@ -9,6 +9,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev libbpf1 bpftool                            # building and loading BPF (tracer)
   iperf3 python3 python3-venv python3-pip                          # benchmarks, the virtualenv
   chromium                                                         # renders `podpath report --html` in its test
+  vagrant shellcheck                                               # the Vagrant and kind labs' files, checked (not booted)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

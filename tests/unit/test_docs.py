@@ -12,7 +12,7 @@ import pytest
 
 from podpath.tracer import bundle, errors
 from podpath.tracer.checks import CHECKS, Finding
-from podpath.tracer.lab.faults import FAULTS
+from podpath.tracer.lab.faults import FAULTS, catalog
 from podpath.tracer.trace.correlate import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_lab_fault_table_is_generated_from_the_catalog():
     """The table is what `podpath lab fault list -o json` prints today (run through the CLI)."""
     ft = _faults_table()
     listed = ft.fault_list_json()
-    assert [f["name"] for f in listed] == list(FAULTS)
+    assert [f["name"] for f in listed] == list(catalog())
     assert ft.current_block(_text("failure-classes.md")) == ft.block(listed), \
         "docs/failure-classes.md's lab fault table is stale: run `.venv/bin/python docs/faults_table.py`"
 

@@ -576,6 +576,9 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
             if p.server:
                 ensure_server(ctx, p)
         control.finish(ctx)
+        from . import agents
+
+        agents.ensure(ctx)  # after the API server answers: an agent may ask it who it is
 
 
 def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:
@@ -604,7 +607,9 @@ def teardown(names: Names) -> list[str]:
     """Stop the servers, delete every namespace and /etc/netns dir of the lab; fine if already gone."""
     from .apiserver import control
 
-    done = []
+    from . import agents
+
+    done = agents.stop(names)
     for p in PODS:
         if p.server and processes.stop(names, p):
             done.append(f"stopped the {p.server} server of {p.name}")

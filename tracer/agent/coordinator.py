@@ -58,6 +58,19 @@ def remap_events(result, index: int):
                                                for e in result.events])
 
 
+def join_nodes(parts: dict, index: dict[str, int], source_node: str):
+    """Every node's result (each on its own arm clock, its own inodes) as one session on the source's
+    clock, in the merged bundle's inodes; and each node's offset (a node absent: not joined)."""
+    from ..trace.join import join
+
+    parts = {n: remap_events(r, index[n]) for n, r in parts.items()}
+    joined, offsets = join(parts, source_node)
+    return dataclasses.replace(
+        joined, attached=[a for r in parts.values() for a in r.attached],
+        attach_errors=[f"{n}: {e}" for n, r in parts.items() for e in r.attach_errors],
+        lost=sum(r.lost for r in parts.values())), offsets
+
+
 def token(node: str, netns: str | None) -> str:
     return f"{node}{TOKEN_SEP}{netns or ''}"
 
@@ -227,7 +240,6 @@ class Coordinator:
         from ..diagnose import diagnose
         from ..kube import read_inventory
         from ..trace.correlate import correlate
-        from ..trace.join import join
         from ..trace.session import SessionResult
 
         t0 = time.perf_counter()
@@ -296,12 +308,8 @@ class Coordinator:
             results.update(self._all(lambda n: {"type": "stop"}, [n for n in others if n in self.clients],
                                      timeout=5.0))
             self.timings["send_ms"] = (time.perf_counter() - t_send) * 1000
-            parts = {n: remap_events(SessionResult.from_dict(m["result"]), index[n]) for n, m in results.items()}
-            joined, offsets = join(parts, src_node)
-            joined = dataclasses.replace(
-                joined, attached=[a for r in parts.values() for a in r.attached],
-                attach_errors=[f"{n}: {e}" for n, r in parts.items() for e in r.attach_errors],
-                lost=sum(r.lost for r in parts.values()))
+            parts = {n: SessionResult.from_dict(m["result"]) for n, m in results.items()}
+            joined, offsets = join_nodes(parts, index, src_node)
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
             self._not_observed(t, nodes, parts, offsets)

@@ -18,19 +18,17 @@ import re
 import socket
 from typing import Any
 
-from ..errors import ApiError, NodeError, PodpathError
+from ..errors import ApiError, PodpathError
+from .protocol import PORT, AgentError
 
 NAMESPACE = "podpath"
 DAEMONSET = "podpath-agent"
 LABEL = "app.kubernetes.io/name=podpath-agent"
-PORT = 4244
 
 
-class NoAgent(PodpathError):
+class NoAgent(AgentError):
     """Some nodes have no Running and Ready agent pod. .found holds the nodes that do (a coordinator
     may go on and call the others `not observed`), .missing the others."""
-
-    exit_code = 5
 
     def __init__(self, missing: list[str], found: dict[str, str], detail: dict[str, str]):
         self.missing, self.found = missing, found
@@ -152,7 +150,7 @@ def direct(netns: str | None, port: int = PORT, timeout: float = 2.0) -> socket.
         sock = run_in(netns, connect)
     except OSError as e:
         where = f"network namespace {netns}" if netns else "this node"
-        raise NodeError(f"no podpath agent listens on 127.0.0.1:{port} in {where} ({e.strerror or e}); "
-                        "start one with `podpath agent`") from None
+        raise AgentError(f"no podpath agent on 127.0.0.1:{port} in {where} ({e.strerror or e}); "
+                         "start one with `podpath agent`") from None
     sock.settimeout(None)
     return sock

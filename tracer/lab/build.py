@@ -22,7 +22,7 @@ from pyroute2 import netns as pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
-from . import desired, kubeproxy, nsutil, processes
+from . import agents, desired, kubeproxy, nsutil, processes
 from .desired import (
     Addresses,
     BridgeSpec,
@@ -561,6 +561,8 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
         control.ensure(ctx)
     for n in NODES:
         apply(ctx, desired.node_devices(n))
+    if servers:  # once the nodes' loopbacks are up: they bind 127.0.0.1 there while the rest is built
+        agents.ensure(ctx)
     for n in NODES:
         ensure_routes(ctx, n.name, node_routes(n))
         ensure_flannel_triple(ctx, n)
@@ -576,9 +578,7 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
             if p.server:
                 ensure_server(ctx, p)
         control.finish(ctx)
-        from . import agents
-
-        agents.ensure(ctx)  # after the API server answers: an agent may ask it who it is
+        agents.finish(ctx)
 
 
 def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:
@@ -606,8 +606,6 @@ def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:
 def teardown(names: Names) -> list[str]:
     """Stop the servers, delete every namespace and /etc/netns dir of the lab; fine if already gone."""
     from .apiserver import control
-
-    from . import agents
 
     done = agents.stop(names)
     for p in PODS:

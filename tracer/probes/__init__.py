@@ -111,6 +111,7 @@ class Probes:
         self.filter = flt
         self.links: list[Link | ClsactFilter] = []
         self.events: list[Event] = []
+        self.keep = None  # keep(event) -> bool: events to keep (an agent: its own node's namespaces)
         self.timings: dict[str, float] = {}
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
@@ -270,7 +271,8 @@ class Probes:
                 ev.nf_prio = prios[i]
                 ev.extra["last"] = i == len(prios) - 1  # the end of the hook: the packet left it
                 ev.extra["next_prio"] = prios[i + 1] if i + 1 < len(prios) else None
-        self.events.append(ev)
+        if self.keep is None or self.keep(ev):
+            self.events.append(ev)
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns

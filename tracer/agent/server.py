@@ -1,0 +1,325 @@
+"""`podpath agent`: one per node, listening on 127.0.0.1 only, serving coordinators over the protocol.
+
+Warm state: the imports done, the API client made once, the BPF objects' files read once (libbpf
+opens each load from them; the page cache keeps them warm). The filter is a load-time constant, so
+each `arm` loads its own Probes; when idle nothing is loaded or attached (no cost on traffic).
+
+Each connection is one coordinator, served by its own thread with its own session; a connection
+that drops closes its session (every link is fd-owned: nothing stays attached). Events are kept
+only from this node's namespaces (tracepoints are global; in the lab several agents share one
+kernel) and stamped relative to the arm time (join.shift): no coordinator compares two clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from ..errors import PodpathError
+from . import protocol as P
+
+log = logging.getLogger("podpath.agent")
+
+
+class OwnNamespaces:
+    """keep(event): the event happened in one of this node's namespaces. An event without a
+    namespace (some route lookups) goes with the one before it on the same CPU, as join.split does."""
+
+    def __init__(self, inodes) -> None:
+        self.inodes = set(inodes)
+        self._last_on_cpu: dict[int, bool] = {}
+
+    def __call__(self, e) -> bool:
+        if e.netns:
+            mine = e.netns in self.inodes
+            self._last_on_cpu[e.cpu] = mine
+            return mine
+        return self._last_on_cpu.get(e.cpu, False)
+
+
+def node_inodes() -> set[int]:
+    """This node's namespace and its pods' (what an agent keeps events of)."""
+    from ..netns import inode
+    from ..sources.discovery import discover
+
+    return {inode(None)} | {ns.inode for ns in discover(None)}
+
+
+class Agent:
+    """The warm, shared part: how to snapshot this node. Connections hold everything else."""
+
+    def __init__(self, kube=None, node_name: str | None = None, warn=None) -> None:
+        self.kube = kube
+        self.node_name = node_name
+        self.warn = warn or (lambda m: log.warning("%s", m))
+        self.traces = 0
+        self._warm()
+
+    def _warm(self) -> None:
+        """What every trace would otherwise pay first: imports, object files in the page cache."""
+        from .. import diagnose  # noqa: F401
+        from ..probes import object_path
+        from ..snapshot import live  # noqa: F401
+        from ..trace import session  # noqa: F401
+
+        for name in ("tc", "trace"):
+            try:
+                with open(object_path(name), "rb") as f:
+                    f.read()
+            except (OSError, PodpathError) as e:
+                self.warn(f"BPF object {name} not readable: {e}")
+
+    def snapshot(self, targets=()):
+        from ..sources.node import NodeSource
+
+        src = NodeSource(self.kube, warn=self.warn, kube_error="" if self.kube is None else None,
+                         node_name=self.node_name)
+        bundle = src.snapshot(tuple(targets))
+        if self.node_name is None:
+            self.node_name = bundle.hosts[0].name
+        return bundle
+
+
+class Connection:
+    """One coordinator: reads requests, writes answers, events and heartbeats."""
+
+    def __init__(self, agent: Agent, sock: socket.socket, peer: str = "") -> None:
+        self.agent = agent
+        self.sock = sock
+        self.peer = peer
+        self._wlock = threading.Lock()
+        self._closed = threading.Event()
+        self.session = None
+        self.state = "idle"
+        self._t_arm = 0
+        self._inodes: set[int] | None = None
+        self._worker: threading.Thread | None = None  # a send or a watch in progress
+        self._result = None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, msg: dict) -> bool:
+        try:
+            line = P.encode(msg)
+        except P.ProtocolError as e:
+            line = P.encode(P.error(e.code, str(e), msg.get("id")))
+        with self._wlock:
+            if self._closed.is_set():
+                return False
+            try:
+                self.sock.sendall(line)
+                return True
+            except OSError:
+                self._closed.set()
+                return False
+
+    def _heartbeats(self) -> None:
+        while not self._closed.wait(P.HEARTBEAT_S):
+            self.write({"type": "heartbeat", "t": time.monotonic(), "state": self.state})
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        threading.Thread(target=self._heartbeats, name="podpath-heartbeat", daemon=True).start()
+        reader = P.LineReader(self.sock)
+        greeted = False
+        try:
+            while not self._closed.is_set():
+                try:
+                    line = reader.readline()
+                    if line is None:
+                        break
+                    if not line.strip():
+                        continue
+                    msg = P.decode(line)
+                    if not greeted:
+                        P.check_hello(msg)
+                        greeted = True
+                        self.write({"type": "hello", "id": msg.get("id"), "protocol": P.PROTOCOL,
+                                    "node": self.agent.node_name, "heartbeat": P.HEARTBEAT_S,
+                                    "max_line": P.MAX_LINE})
+                        continue
+                    self.dispatch(msg)
+                except P.ProtocolError as e:
+                    self.write(P.error(e.code, str(e), e.req_id))
+                    if e.code == "version":
+                        break  # nothing else can be understood on this connection
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def dispatch(self, msg: dict) -> None:
+        kind, rid = msg["type"], msg.get("id")
+        handler = getattr(self, f"on_{kind}", None) if kind in P.REQUESTS and kind != "hello" else None
+        if handler is None:
+            raise P.ProtocolError("unknown_type", f"unknown message type {kind!r}; requests are "
+                                  + ", ".join(P.REQUESTS), rid)
+        try:
+            handler(msg, rid)
+        except P.ProtocolError:
+            raise
+        except (PodpathError, KeyError, TypeError, ValueError) as e:
+            # a request this node cannot do (or a malformed one): said, and the agent serves on
+            code = "bad_request" if isinstance(e, (KeyError, TypeError, ValueError)) else "failed"
+            self.write(P.error(code, f"{kind}: {e}", rid))
+
+    def on_ping(self, msg, rid) -> None:
+        self.write({"type": "pong", "id": rid, "state": self.state, "node": self.agent.node_name})
+
+    def on_snapshot(self, msg, rid) -> None:
+        import json
+
+        t = time.perf_counter()
+        bundle = self.agent.snapshot(msg.get("targets") or ())
+        self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
+        self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
+                    "bundle": json.loads(bundle.to_json(indent=None)),
+                    "timings": {"snapshot_ms": (time.perf_counter() - t) * 1000}})
+
+    def on_arm(self, msg, rid) -> None:
+        from ..trace.session import Session, SessionRequest
+
+        if self.session is not None:
+            raise P.ProtocolError("busy", "a session is already armed on this connection; stop it first", rid)
+        req = SessionRequest.from_dict(msg["session"])
+        keep = OwnNamespaces(self._inodes if self._inodes is not None else node_inodes())
+        self._t_arm = time.monotonic_ns()
+        s = Session(req, keep=keep)
+        try:
+            s.open()
+        except BaseException:
+            s.close()
+            raise
+        self.session, self.state, self._result, self._worker = s, "armed", None, None
+        self.agent.traces += 1
+        inj = s.result.inject
+        self.write({"type": "armed", "id": rid, "inject": inj.to_dict(), "attached": [list(a) for a in s.result.attached],
+                    "attach_errors": list(s.result.attach_errors), "timings": dict(s.timings)})
+        if req.watch_only and s._probes is not None:
+            self._worker = threading.Thread(target=self._watch, name="podpath-watch", daemon=True)
+            self._worker.start()
+
+    def _watch(self) -> None:
+        def stream(events) -> None:
+            for e in events:
+                self.write({"type": "event", "event": self._shifted(e).to_dict()})
+        try:
+            self._result = self.session.watch(stream)
+        except PodpathError as e:
+            self.write(P.error("failed", f"watch: {e}"))
+
+    def _shifted(self, e):
+        import dataclasses
+        return dataclasses.replace(e, ts_ns=e.ts_ns - self._t_arm)
+
+    def on_send(self, msg, rid) -> None:
+        s = self.session
+        if s is None or s.req.watch_only or self._worker is not None:
+            raise P.ProtocolError("not_armed", "send needs a session armed with an inject (the source's) "
+                                  "and not yet sent", rid)
+        self.state = "sending"
+
+        def run() -> None:
+            try:
+                res = s.run()
+                self._result = res
+                self.write({"type": "result", "id": rid, "result": self._relative(res).to_dict()})
+            except PodpathError as e:
+                self.write(P.error("failed", f"send: {e}", rid))
+            finally:
+                self._end_session()
+
+        self._worker = threading.Thread(target=run, name="podpath-send", daemon=True)
+        self._worker.start()
+
+    def on_stop(self, msg, rid) -> None:
+        s = self.session
+        if s is None:
+            if self._result is not None:  # the send already ended it: its result again
+                self.write({"type": "result", "id": rid, "result": self._relative(self._result).to_dict()})
+                return
+            raise P.ProtocolError("not_armed", "nothing armed to stop", rid)
+        s.stop_requested.set()  # a send's wait or a watch ends now
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._result is None:  # armed, never sent nor watched: what the probes hold
+            self._result = s.result
+        self.write({"type": "result", "id": rid, "result": self._relative(self._result).to_dict()})
+        self._end_session()
+
+    def _relative(self, res):
+        from ..trace.join import shift
+        return shift(res, -self._t_arm)
+
+    def _end_session(self) -> None:
+        s, self.session = self.session, None
+        self.state = "idle"
+        if s is not None:
+            s.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        s, self.session = self.session, None
+        if s is not None:
+            s.stop_requested.set()
+            w = self._worker
+            if w is not None and w is not threading.current_thread():
+                w.join(timeout=5)
+            s.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Server:
+    """127.0.0.1:port in this namespace (the node's), one thread per connection."""
+
+    def __init__(self, agent: Agent, port: int = P.PORT, host: str = "127.0.0.1") -> None:
+        self.agent = agent
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as e:
+            self.sock.close()
+            raise P.AgentError(f"cannot listen on {host}:{port}: {e.strerror}; is another agent running? "
+                               "stop it or give --port") from None
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections: set[Connection] = set()
+        self._lock = threading.Lock()
+
+    def serve_forever(self) -> None:
+        try:
+            while True:
+                conn, addr = self.sock.accept()
+                c = Connection(self.agent, conn, f"{addr[0]}:{addr[1]}")
+                with self._lock:
+                    self.connections.add(c)
+                threading.Thread(target=self._one, args=(c,), name="podpath-conn", daemon=True).start()
+        except OSError:
+            pass  # closed
+        finally:
+            self.close()
+
+    def _one(self, c: Connection) -> None:
+        try:
+            c.serve()
+        finally:
+            with self._lock:
+                self.connections.discard(c)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self._lock:
+            conns = list(self.connections)
+        for c in conns:
+            c.close()

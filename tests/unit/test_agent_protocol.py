@@ -216,3 +216,21 @@ def test_coordinator_join_with_clashing_inodes_and_far_clocks_gives_the_recorded
     t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                   src=rec["src"], dst=rec["dst"])
     assert {k: getattr(t.verdict, k) for k in VERDICT_FIELDS} == rec["verdict"], path.name
+
+
+# -- the protocol's doc -----------------------------------------------------------------------------
+
+def test_protocol_doc_shows_every_message_code_and_limit():
+    """docs/agent-protocol.md has an example line of every message type, a row for every error
+    code, and the version, line limit and heartbeat figures the code uses."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-protocol.md").read_text()
+    examples = {json.loads(line).get("type") for line in re.findall(r"^(\{.*\})$", doc, re.M)}
+    types = set(P.REQUESTS) | set(P.ANSWERS.values()) | set(P.UNSOLICITED)
+    assert not types - examples, f"docs/agent-protocol.md: no example line of {sorted(types - examples)}"
+    rows = set(re.findall(r"^\| `([a-z_]+)` \|", doc, re.M))
+    assert not set(P.ERROR_CODES) - rows, f"docs/agent-protocol.md: no row for error codes {set(P.ERROR_CODES) - rows}"
+    assert f"# The agent protocol (version {P.PROTOCOL})" in doc
+    assert f"{P.MAX_LINE // (1024 * 1024)} MiB" in doc and f"HEARTBEAT_S` = {P.HEARTBEAT_S:g} s" in doc
+    assert f"DEAD_AFTER_S` = {P.DEAD_AFTER_S:g} s" in doc and f"127.0.0.1:{P.PORT}" in doc

@@ -71,6 +71,17 @@ def join_nodes(parts: dict, index: dict[str, int], source_node: str):
         lost=sum(r.lost for r in parts.values())), offsets
 
 
+def within_window(joined, src_index: int, timeout: float):
+    """The other nodes' events up to the source's deadline (its send + timeout, on the joined clock):
+    the window one kernel's trace observes. They watch until told to stop, a little longer."""
+    t = joined.inject.t_first_send_ns
+    if t is None:
+        return joined
+    limit = t + int(timeout * 1e9)
+    return dataclasses.replace(joined, events=[e for e in joined.events if e.ts_ns <= limit or not e.netns
+                                               or e.netns >> INODE_SHIFT == src_index + 1])
+
+
 def token(node: str, netns: str | None) -> str:
     return f"{node}{TOKEN_SEP}{netns or ''}"
 
@@ -134,25 +145,38 @@ def involved_nodes(inv, src: str, dst: str) -> tuple[str | None, set[str], bool]
         ns = target.split("/", 1)[0] if "/" in target else None
         return next((p for p in inv.pods if (p.name == t and (ns is None or p.namespace == ns)) or p.ip == target), None)
 
+    def node_of_ip(ip: str) -> str | None:  # a pod the API listed, else the node whose pod CIDR holds it
+        p = next((p for p in inv.pods if p.ip == ip and p.node), None)
+        if p is not None:
+            return p.node
+        n = next((n for n in inv.nodes if ip in (n.internal_ip, n.underlay_ip) or
+                  (n.pod_cidr and _in(ip, n.pod_cidr))), None)
+        return n.name if n is not None else None
+
     s = pod(src)
     ends: set[str] = set()
-    service = False
     if dst.startswith("svc/"):
         ns, _, rest = dst[4:].partition("/")
         name = rest.split(":")[0]
         svc = next((x for x in inv.services if (x.namespace, x.name) == (ns, name)), None)
-        service = True
-        if svc is not None:
-            ends |= {p.node for p in inv.pods if p.ip in svc.endpoints and p.node}
     else:
         svc = next((x for x in inv.services if x.cluster_ip == dst), None)
-        if svc is not None:
-            service = True
-            ends |= {p.node for p in inv.pods if p.ip in svc.endpoints and p.node}
         d = pod(dst)
         if d is not None and d.node:
             ends.add(d.node)
-    return (s.node if s is not None else None), ends, service
+        elif svc is None:
+            ends.add(node_of_ip(dst))
+    if svc is not None:
+        ends |= {node_of_ip(ip) for ip in svc.endpoints}
+    return (s.node if s is not None else None), ends - {None}, dst.startswith("svc/") or svc is not None
+
+
+def _in(ip: str, cidr: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass
@@ -310,6 +334,7 @@ class Coordinator:
             self.timings["send_ms"] = (time.perf_counter() - t_send) * 1000
             parts = {n: SessionResult.from_dict(m["result"]) for n, m in results.items()}
             joined, offsets = join_nodes(parts, index, src_node)
+            joined = within_window(joined, index[src_node], timeout)
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
             self._not_observed(t, nodes, parts, offsets)
@@ -325,8 +350,10 @@ class Coordinator:
     def _not_observed(self, t, nodes: set[str], parts: dict, offsets: dict) -> None:
         """Say which nodes the verdict could not see, and why; never a guess for them."""
         gone = {n: why for n, why in self.missing.items() if n in nodes}
-        for n, r in parts.items():  # answered, but none of its packets joined the others'
-            if n not in offsets and r.events:
+        from ..trace.join import packet_key
+
+        for n, r in parts.items():  # it saw packets, but none of them joined the others'
+            if n not in offsets and any(packet_key(e) for e in r.events):
                 gone.setdefault(n, "its events share no packet with the source's (not joined)")
         t.not_observed = [{"node": n, "why": why} for n, why in sorted(gone.items())]
         if gone:

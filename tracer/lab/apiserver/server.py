@@ -1,9 +1,10 @@
-"""The stand-in Kubernetes API server (aiohttp, HTTPS, read-only).
+"""The stand-in Kubernetes API server (aiohttp, HTTPS, read-only but for port-forward).
 
 Serves `objects.objects(inventory)` the way kube-apiserver does for the calls podpath and kubectl
 make: discovery, list/get (namespaced and across namespaces), label and field selectors,
 limit/continue, resourceVersion, watch, Table output, and real `Status` errors (401, 403, 404,
-405, 400, 410). The Store numbers every change of an object with a new resourceVersion and keeps
+405, 400, 410); and pods/{name}/portforward over WebSocket, relayed into the pod's network
+namespace as kubelet does (portforward.py), for users RBAC (rbac.py) lets create it. The Store numbers every change of an object with a new resourceVersion and keeps
 the event history that watches replay.
 """
 

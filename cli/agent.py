@@ -43,11 +43,13 @@ def agent(
                         "run it as root (the DaemonSet does)")
     logging.basicConfig(level=logging.INFO, format="podpath agent: %(message)s")
     log = logging.getLogger("podpath.agent")
-    kube = connect(kubeconfig, context)
-    a = Agent(kube, node_name or os.environ.get("NODE_NAME") or None, warn=log.warning)
-    server = Server(a, port)
+    # Listen first, then warm up: readiness (the pid file) comes before the imports and the API
+    # client, and a coordinator that connects meanwhile waits in the accept backlog, not refused.
+    server = Server(None, port)
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
+    kube = connect(kubeconfig, context)
+    a = server.agent = Agent(kube, node_name or os.environ.get("NODE_NAME") or None, warn=log.warning)
     err.print(f"podpath agent: listening on 127.0.0.1:{server.port}" + (f" (node {a.node_name})" if a.node_name else ""))
     try:
         server.serve_forever()

@@ -279,8 +279,8 @@ class Connection:
 class Server:
     """127.0.0.1:port in this namespace (the node's), one thread per connection."""
 
-    def __init__(self, agent: Agent, port: int = P.PORT, host: str = "127.0.0.1") -> None:
-        self.agent = agent
+    def __init__(self, agent: Agent | None, port: int = P.PORT, host: str = "127.0.0.1") -> None:
+        self.agent = agent  # may be set after binding (see cli/agent.py), before serve_forever
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -75,9 +75,10 @@ class Listener:
     """A TCP listener on 127.0.0.1:port inside a lab namespace (made by a thread that entered it),
     counting connections accepted and ended; it echoes."""
 
-    def __init__(self, netns: str, port: int = POD_PORT):
+    def __init__(self, netns: str, port: int = POD_PORT, say_and_close: bytes | None = None):
         from podpath.tracer.netns import run_in
 
+        self.say_and_close = say_and_close  # instead of echoing: send this, then close
         self.srv = run_in(netns, lambda: socket.create_server(("127.0.0.1", port)))
         self.accepted = 0
         self.ended = 0
@@ -97,6 +98,9 @@ class Listener:
     def _echo(self, conn: socket.socket) -> None:
         with conn:
             try:
+                if self.say_and_close is not None:
+                    conn.sendall(self.say_and_close)
+                    return
                 while data := conn.recv(65536):
                     conn.sendall(data)
             except OSError:
@@ -116,8 +120,8 @@ class Listener:
 def listener(lab, request):
     made: list[Listener] = []
 
-    def make(short: str, port: int = POD_PORT) -> Listener:
-        li = Listener(lab.netns(short), port)
+    def make(short: str, port: int = POD_PORT, say_and_close: bytes | None = None) -> Listener:
+        li = Listener(lab.netns(short), port, say_and_close)
         made.append(li)
         return li
     yield make
@@ -237,6 +241,18 @@ def test_a_plain_pod_port_is_forwarded_into_the_pods_namespace(lab, listener):
             return recv_exactly(s, 18)
     assert on_node_a(lab, talk) == b"ping through pod-b"
     assert li.accepted == 1
+
+
+def test_when_the_pod_side_closes_the_client_reads_the_rest_then_the_end(lab, listener):
+    from podpath.tracer.agent.transport import open_agent
+
+    listener("pod-a2", say_and_close=b"bye")
+    kube = kube_in(lab, lab.kubeconfig)
+
+    def talk():
+        with open_agent(kube, "pod-a2", namespace="default", port=POD_PORT) as s:
+            return recv_exactly(s, 3), s.recv(1), s.forward_error()
+    assert on_node_a(lab, talk) == (b"bye", b"", None)
 
 
 def test_a_refused_port_is_told_on_the_error_channel(lab):

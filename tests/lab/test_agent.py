@@ -186,6 +186,23 @@ UNDERLAY = {
 }
 
 
+def test_two_coordinators_at_once_are_isolated(lab, agents):
+    """Two traces through the same agents at the same time, each its own session and filter."""
+    cmds = [("default/pod-a", "default/pod-b"), ("default/pod-a", "default/pod-b", "--proto", "tcp", "--port", "8080")]
+    procs = [subprocess.Popen(["ip", "netns", "exec", lab.netns("node-a"), EXE, "trace", *c, "--kubeconfig",
+                               str(lab.kubeconfig), "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=agents.env()) for c in cmds]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for (out, err), c in zip(outs, cmds):
+        assert "Traceback" not in err, err
+        d = json.loads(out)
+        assert d["verdict"]["status"] == "delivered", (c, d["verdict"]["message"])
+        assert {h["node"] for h in d["hops"]} == {"node-a", "node-b"}
+    icmp, tcp = (json.loads(o) for o, _ in outs)
+    assert (icmp["flow"]["proto"], tcp["flow"]["proto"]) == ("icmp", "tcp")
+    assert wait_nothing_attached(lab, agents) == []
+
+
 @pytest.mark.parametrize("name", THROUGH_AGENTS)
 def test_fault_verdict_through_agents_is_the_lab_trace(lab, agents, name):
     fault = FAULTS[name]

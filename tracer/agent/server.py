@@ -55,6 +55,8 @@ class Agent:
         self.node_name = node_name
         self.warn = warn or (lambda m: log.warning("%s", m))
         self.traces = 0
+        self.pod_netns: dict[str, str] = {}  # pod IP -> its namespace here, from the last snapshot
+        self._snap_lock = threading.Lock()
         self._warm()
 
     def _warm(self) -> None:
@@ -79,7 +81,21 @@ class Agent:
         bundle = src.snapshot(tuple(targets))
         if self.node_name is None:
             self.node_name = bundle.hosts[0].name
+        from ..targets.resolve import primary_ip
+        self.pod_netns = {ip: h.netns for h in bundle.hosts[1:] if h.netns and (ip := primary_ip(h))}
         return bundle
+
+    def netns_of(self, ip: str) -> str | None:
+        """The namespace of this node's pod with address ip: the last snapshot's, if it still
+        exists, else from a fresh snapshot (a pod started since)."""
+        from ..netns import inode
+
+        ns = self.pod_netns.get(ip)
+        if ns is not None and inode(ns) is not None:
+            return ns
+        with self._snap_lock:
+            self.snapshot()
+        return self.pod_netns.get(ip)
 
 
 class Connection:
@@ -96,6 +112,9 @@ class Connection:
         self._t_arm = 0
         self._inodes: set[int] | None = None
         self._worker: threading.Thread | None = None  # a send or a watch in progress
+        self._loader: threading.Thread | None = None  # the armed session's probes loading
+        self._load_error: BaseException | None = None
+        self._keep = OwnNamespaces(())
         self._result = None
 
     # -- writing ------------------------------------------------------------------------------
@@ -170,35 +189,73 @@ class Connection:
         self.write({"type": "pong", "id": rid, "state": self.state, "node": self.agent.node_name})
 
     def on_snapshot(self, msg, rid) -> None:
+        """In a worker: an `arm` may come meanwhile (its probes load while the node is read)."""
         import json
 
-        t = time.perf_counter()
-        bundle = self.agent.snapshot(msg.get("targets") or ())
-        self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
-        self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
-                    "bundle": json.loads(bundle.to_json(indent=None)),
-                    "timings": {"snapshot_ms": (time.perf_counter() - t) * 1000}})
+        def run() -> None:
+            t = time.perf_counter()
+            try:
+                bundle = self.agent.snapshot(msg.get("targets") or ())
+            except PodpathError as e:
+                self.write(P.error("failed", f"snapshot: {e}", rid))
+                return
+            self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
+            self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
+                        "bundle": json.loads(bundle.to_json(indent=None)),
+                        "timings": {"snapshot_ms": (time.perf_counter() - t) * 1000}})
+
+        threading.Thread(target=run, name="podpath-snapshot", daemon=True).start()
 
     def on_arm(self, msg, rid) -> None:
+        """Open the socket now (the answer carries its source port), load the probes in the
+        background; `attach` waits for them."""
         from ..trace.session import Session, SessionRequest
 
         if self.session is not None:
             raise P.ProtocolError("busy", "a session is already armed on this connection; stop it first", rid)
         req = SessionRequest.from_dict(msg["session"])
-        keep = OwnNamespaces(self._inodes if self._inodes is not None else node_inodes())
+        if not req.watch_only and req.inject.netns is None:  # "the pod with this address", as this node knows it
+            req.inject.netns = self.agent.netns_of(req.inject.src)
+            if req.inject.netns is None:
+                raise P.AgentError(f"no pod with address {req.inject.src} on node {self.agent.node_name}")
+        self._keep = OwnNamespaces(())
         self._t_arm = time.monotonic_ns()
-        s = Session(req, keep=keep)
-        try:
-            s.open()
-        except BaseException:
-            s.close()
-            raise
+        s = Session(req, keep=self._keep).prepare()
         self.session, self.state, self._result, self._worker = s, "armed", None, None
+        self._load_error = None
         self.agent.traces += 1
-        inj = s.result.inject
-        self.write({"type": "armed", "id": rid, "inject": inj.to_dict(), "attached": [list(a) for a in s.result.attached],
+
+        def load() -> None:
+            try:
+                s.load()
+            except BaseException as e:  # noqa: BLE001 - said at `attach`
+                self._load_error = e
+        self._loader = threading.Thread(target=load, name="podpath-load-probes", daemon=True)
+        self._loader.start()
+        self.write({"type": "armed", "id": rid, "inject": s.result.inject.to_dict(), "netns": req.inject.netns})
+
+    def on_attach(self, msg, rid) -> None:
+        """The plan's devices and netfilter brackets on the armed session (after its probes loaded)."""
+        s = self.session
+        if s is None or self._worker is not None:
+            raise P.ProtocolError("not_armed", "attach needs an armed session not yet sent", rid)
+        self._loader.join()
+        if self._load_error is not None:
+            e, self._load_error = self._load_error, None
+            self._end_session()
+            raise P.AgentError(f"loading the probes failed: {e}")
+        self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
+        devices = [tuple(x) for x in msg.get("attach") or []]
+        t = time.perf_counter()
+        s.req.attach = list(dict.fromkeys(list(s.req.attach) + devices))
+        s.attach(s.req.attach)
+        if msg.get("nf_plan"):
+            s.req.nf_plan = {**s.req.nf_plan, **msg["nf_plan"]}
+        s.attach_netfilter(s.req.nf_plan)
+        s.timings["attach_plan_ms"] = (time.perf_counter() - t) * 1000
+        self.write({"type": "attached", "id": rid, "attached": [list(a) for a in s.result.attached],
                     "attach_errors": list(s.result.attach_errors), "timings": dict(s.timings)})
-        if req.watch_only and s._probes is not None:
+        if s.req.watch_only and s._probes is not None:
             self._worker = threading.Thread(target=self._watch, name="podpath-watch", daemon=True)
             self._worker.start()
 
@@ -220,6 +277,12 @@ class Connection:
         if s is None or s.req.watch_only or self._worker is not None:
             raise P.ProtocolError("not_armed", "send needs a session armed with an inject (the source's) "
                                   "and not yet sent", rid)
+        self._loader.join()
+        if self._load_error is not None:
+            e, self._load_error = self._load_error, None
+            self._end_session()
+            raise P.AgentError(f"loading the probes failed: {e}")
+        self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
         self.state = "sending"
 
         def run() -> None:
@@ -243,6 +306,7 @@ class Connection:
                 return
             raise P.ProtocolError("not_armed", "nothing armed to stop", rid)
         s.stop_requested.set()  # a send's wait or a watch ends now
+        self._loader.join()
         if self._worker is not None:
             self._worker.join()
             self._worker = None
@@ -266,6 +330,8 @@ class Connection:
         s, self.session = self.session, None
         if s is not None:
             s.stop_requested.set()
+            if self._loader is not None:
+                self._loader.join(timeout=10)
             w = self._worker
             if w is not None and w is not threading.current_thread():
                 w.join(timeout=5)

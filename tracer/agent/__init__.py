@@ -47,8 +47,12 @@ def agent_finder(kube) -> Callable[[set[str]], dict[str, Callable]] | None:
         return None
 
     def find(nodes: set[str]) -> dict[str, Callable]:
+        from .transport import NoAgent
+
         try:
             pods = find_agents(kube, set(nodes))
+        except NoAgent as e:  # the nodes that have one are still traced; the others are not observed
+            pods = e.found
         except PodpathError:
             return {}
         return {n: (lambda p=p: open_agent(kube, p)) for n, p in pods.items()}

@@ -118,6 +118,13 @@ def early_request(inv, src: str, dst: str, nodes: set[str], *, proto, port, size
                           neigh_addrs=[a for a in dict.fromkeys(neigh) if a][:MAX_NEIGH_ADDRS])
 
 
+def path_pods(inv, early, dst: str) -> list[str]:
+    """The pods a flow's packets reach: the source, the destination, a Service's endpoints."""
+    ips = [early.inject.src, early.inject.dst]
+    svc = next((x for x in inv.services if x.cluster_ip == early.inject.dst), None)
+    return list(dict.fromkeys(ips + (list(svc.endpoints) if svc is not None else [])))
+
+
 def fits(early, armed: dict | None, planned) -> bool:
     """Whether the session armed from the API's view is the one the snapshot's plan wants: the same
     packets from the same namespace, and every neighbour entry the plan watches in the filter."""
@@ -288,11 +295,13 @@ class Coordinator:
                 self._lost(n, e if str(e) else AgentError(f"no answer within {timeout:g} s"))
         return out
 
-    def _arm(self, sreq, src_node: str, service: bool) -> dict[str, dict]:
+    def _arm(self, sreq, src_node: str, service: bool, pods=()) -> dict[str, dict]:
         """Arm the source (its socket gives the source port), then every other node watch-only with a
-        filter holding that port; node -> its `armed` answer. The probes load in the background."""
+        filter holding that port; node -> its `armed` answer. The probes load in the background, and
+        attach on the devices of `pods` (addresses) and, across nodes, the VXLAN device and uplink."""
         self.say(f"arming {src_node} (source)…")
-        armed = self._all(lambda n: {"type": "arm", "session": sreq.to_dict()}, [src_node])
+        pre = {"pods": list(pods), "cross": len(self.clients) > 1} if pods else None
+        armed = self._all(lambda n: {"type": "arm", "session": sreq.to_dict(), "preattach": pre}, [src_node])
         if src_node not in armed or armed[src_node]["inject"].get("error"):
             return armed
         flt = watch_filter(sreq, armed[src_node]["inject"], service=service)
@@ -302,7 +311,7 @@ class Coordinator:
         others = [n for n in self.clients if n != src_node]
         if others:
             self.say(f"arming {', '.join(sorted(others))}…")
-            armed.update(self._all(lambda n: {"type": "arm", "session": watch.to_dict()}, others))
+            armed.update(self._all(lambda n: {"type": "arm", "session": watch.to_dict(), "preattach": pre}, others))
         return armed
 
     def _on_event(self, node: str, ev: dict) -> None:
@@ -354,7 +363,7 @@ class Coordinator:
             if early is not None:
                 early.inject.payload_hex = payload.hex() if payload is not None else None
                 early.expect_reply = expect_reply
-                armed_early = self._arm(early, src_node, service)
+                armed_early = self._arm(early, src_node, service, pods=path_pods(inv, early, dst))
             snaps = {}
             for n, f in snap_futs.items():
                 try:

@@ -98,7 +98,31 @@ class Agent:
             self.node_name = bundle.hosts[0].name
         from ..targets.resolve import primary_ip
         self.pod_netns = {ip: h.netns for h in bundle.hosts[1:] if h.netns and (ip := primary_ip(h))}
+        self._remember_path(bundle)
         return bundle
+
+    def _remember_path(self, bundle) -> None:
+        """What flannel's path crosses here, for attaching before the next trace's snapshot is done:
+        each pod's eth0, its host veth and bridge; the VXLAN device and the uplink."""
+        from ..netns import OWN_NETNS
+        from ..targets.resolve import primary_ip
+
+        node = bundle.hosts[0]
+        pods = {}
+        for h in bundle.hosts[1:]:
+            ip = primary_ip(h)
+            veth = next((l for l in node.links if l.kind == "veth" and l.peer_host == h.name), None)
+            if ip and h.netns:
+                pods[ip] = [(h.netns, "eth0")] + ([(OWN_NETNS, veth.name)] if veth else []) + \
+                    ([(OWN_NETNS, veth.master)] if veth is not None and veth.master else [])
+        uplink = next((r.dev for r in node.routes if r.dst == "default" and r.dev), None)
+        cross = [(OWN_NETNS, l.name) for l in node.links if l.kind == "vxlan"] + ([(OWN_NETNS, uplink)] if uplink else [])
+        self.path = {"pods": pods, "cross": cross}
+
+    def path_devices(self, ips, cross: bool) -> list[tuple[str, str]]:
+        path = getattr(self, "path", None) or {"pods": {}, "cross": []}
+        out = [d for ip in ips for d in path["pods"].get(ip, [])] + (path["cross"] if cross else [])
+        return list(dict.fromkeys(out))
 
     def netns_of(self, ip: str) -> str | None:
         """The namespace of this node's pod with address ip: the last snapshot's, if it still
@@ -240,9 +264,14 @@ class Connection:
         self._load_error = None
         self.agent.traces += 1
 
+        pre = msg.get("preattach") or {}
+        early = self.agent.path_devices(pre.get("pods") or [], bool(pre.get("cross"))) if pre else []
+
         def load() -> None:
             try:
                 s.load()
+                if early:  # the likely path, while the coordinator waits for the snapshots
+                    s.attach(early, plan=False)
             except BaseException as e:  # noqa: BLE001 - said at `attach`
                 self._load_error = e
         self._loader = threading.Thread(target=load, name="podpath-load-probes", daemon=True)

@@ -102,15 +102,16 @@ def early_request(inv, src: str, dst: str, nodes: set[str], *, proto, port, size
         return None
     if not flow.src or not flow.dst:
         return None
-    neigh = [flow.dst]
+    svc = d.service
+    # the pods first, then each node's VTEP, bridge and own address; a ClusterIP last (never ARPed:
+    # the plan lists it after the 8 it can watch)
+    neigh = [flow.src] + (list(svc.endpoints) if svc is not None else [flow.dst])
     for n in inv.nodes:
         if n.name in nodes and n.pod_cidr:
             net = n.pod_cidr.split("/")[0]
             base = net.rsplit(".", 1)[0]
             neigh += [net, f"{base}.1", n.underlay_ip or n.internal_ip]
-    svc = d.service
-    neigh += list(svc.endpoints) if svc is not None else []
-    neigh.append(flow.src)
+    neigh.append(flow.dst)
     inj = InjectRequest(netns=None, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport, size=flow.size,
                         count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None,
                         sport=flow.sport if flow.sport and flow.sport != EPHEMERAL_PORT else None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 from ..errors import PodpathError
 
@@ -101,6 +102,7 @@ class LineReader:
         self.limit = limit
         self._buf = bytearray()
         self._skipping = False
+        self.last_recv = time.monotonic()  # any bytes count as life: a bundle can take seconds to arrive
 
     def readline(self) -> bytes | None:
         """The next line (without its newline); None at end of stream; ProtocolError("too_long")
@@ -125,4 +127,5 @@ class LineReader:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 return None
+            self.last_recv = time.monotonic()
             self._buf += chunk

@@ -94,6 +94,7 @@ class Agent:
         src = NodeSource(self.kube, warn=self.warn, kube_error="" if self.kube is None else None,
                          node_name=self.node_name)
         bundle = src.snapshot(tuple(targets))
+        self.last_snapshot_timings = dict(src.timings)
         if self.node_name is None:
             self.node_name = bundle.hosts[0].name
         from ..targets.resolve import primary_ip
@@ -241,7 +242,8 @@ class Connection:
             self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
             self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
                         "bundle": json.loads(bundle.to_json(indent=None)),
-                        "timings": {"snapshot_ms": (time.perf_counter() - t) * 1000}})
+                        "timings": {**getattr(self.agent, "last_snapshot_timings", {}),
+                                    "answer_ms": (time.perf_counter() - t) * 1000}})
 
         threading.Thread(target=run, name="podpath-snapshot", daemon=True).start()
 

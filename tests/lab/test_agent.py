@@ -185,6 +185,23 @@ UNDERLAY = {
 }
 
 
+def test_two_coordinators_at_once_are_isolated(lab, agents):
+    """Two traces through the same agents at the same time, each its own session and filter."""
+    cmds = [("default/pod-a", "default/pod-b"), ("default/pod-a", "default/pod-b", "--proto", "tcp", "--port", "8080")]
+    procs = [subprocess.Popen(["ip", "netns", "exec", lab.netns("node-a"), EXE, "trace", *c, "--kubeconfig",
+                               str(lab.kubeconfig), "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=agents.env()) for c in cmds]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for (out, err), c in zip(outs, cmds):
+        assert "Traceback" not in err, err
+        d = json.loads(out)
+        assert d["verdict"]["status"] == "delivered", (c, d["verdict"]["message"])
+        assert {h["node"] for h in d["hops"]} == {"node-a", "node-b"}
+    icmp, tcp = (json.loads(o) for o, _ in outs)
+    assert (icmp["flow"]["proto"], tcp["flow"]["proto"]) == ("icmp", "tcp")
+    assert wait_nothing_attached(lab, agents) == []
+
+
 @pytest.mark.parametrize("name", THROUGH_AGENTS)
 def test_fault_verdict_through_agents_is_the_lab_trace(lab, agents, name):
     fault = FAULTS[name]
@@ -217,6 +234,23 @@ def test_dns_lookup_through_agents(lab, agents):
     d = json.loads(r.stdout)
     v = d["trace"]["verdict"]
     assert (v["status"], v["cause"], v["node"], v["hook"]) == ("dropped", "dns", "node-b", "forward"), v
+
+
+def test_a_node_without_agent_is_not_observed_and_no_agents_traces_in_process(lab, agents):
+    """Only node-a's agent is known: node-b is named not observed, nothing is guessed there. With
+    --no-agents the same command traces node-a in process, reaching no agent."""
+    env = {**os.environ, DIRECT_ENV: f"node-a={lab.netns('node-a')}"}
+    base = ["ip", "netns", "exec", lab.netns("node-a"), EXE, "trace", "default/pod-a", "default/pod-b",
+            "--kubeconfig", str(lab.kubeconfig), "-o", "json"]
+    d = verdict_of(subprocess.run(base, capture_output=True, text=True, timeout=60, env=env))
+    assert d["not_observed"] == [{"node": "node-b", "why": "no podpath agent found on it"}]
+    assert {h["node"] for h in d["hops"]} == {"node-a"}
+    assert "not observed: node-b" in d["verdict"]["message"]
+    r = subprocess.run(base + ["--no-agents"], capture_output=True, text=True, timeout=60, env=agents.env())
+    local = verdict_of(r)
+    assert local["not_observed"] == [] and {h["node"] for h in local["hops"]} == {"node-a"}
+    assert "connect_ms" in d["timings"] and "connect_ms" not in local["timings"], "--no-agents reached no agent"
+    assert local["verdict"]["status"] == "delivered"
 
 
 def test_agent_survives_garbage_and_wrong_versions(lab, agents):

@@ -234,3 +234,29 @@ def test_protocol_doc_shows_every_message_code_and_limit():
     assert f"# The agent protocol (version {P.PROTOCOL})" in doc
     assert f"{P.MAX_LINE // (1024 * 1024)} MiB" in doc and f"HEARTBEAT_S` = {P.HEARTBEAT_S:g} s" in doc
     assert f"DEAD_AFTER_S` = {P.DEAD_AFTER_S:g} s" in doc and f"127.0.0.1:{P.PORT}" in doc
+
+
+@pytest.mark.parametrize("name, kept", [("healthy", True), ("forward-drop", True), ("dns-blocked", True),
+                                        ("no-listener", True), ("svc-no-endpoints", False)])
+def test_the_api_view_arms_what_the_snapshot_plans(name, kept):
+    """The session armed before any snapshot (from the API's inventory) is the one the merged
+    snapshot's plan wants: the same packets and every neighbour entry the plan watches. A Service
+    without endpoints is planned out of the node's default route, whose gateway only the snapshot
+    knows: that one is re-armed."""
+    from podpath.tracer.agent.coordinator import early_request, fits
+    from podpath.tracer.diagnose import diagnose
+
+    rec = load(name)
+    f = rec["flow"]
+    nodes = per_node_bundles(rec)
+    inv = nodes["node-a"].inventory
+    early = early_request(inv, rec["src"], rec["dst"], set(nodes) & {"node-a", "node-b"}, proto=f["proto"],
+                          port=f["port"], size=f["size"], sport=f["sport"], count=1, timeout=1.0)
+    assert early is not None and early.inject.netns is None, "the agent finds the source pod's namespace"
+    merged, _ = merge_bundles(nodes, inv)
+    node_of = {h.name: n for n, b in nodes.items() for h in b.hosts}
+    diag = diagnose(merged, rec["src"], rec["dst"], proto=f["proto"], port=f["port"], size=f["size"], sport=f["sport"])
+    reqs, _src, _dst, src_node = plan_per_node(merged, diag, node_of, count=1, timeout=1.0)
+    planned = reqs[src_node]
+    assert fits(early, {"netns": planned.inject.netns}, planned) == kept, (early.neigh_addrs, planned.neigh_addrs)
+    assert not fits(early, {"netns": "another-pod"}, planned)

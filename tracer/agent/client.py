@@ -25,7 +25,7 @@ class AgentClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
-        self._last = time.monotonic()
+        self._lines = P.LineReader(sock)
         self._reader = threading.Thread(target=self._read, name=f"podpath-agent-{node}", daemon=True)
 
     @classmethod
@@ -59,14 +59,13 @@ class AgentClient:
             raise AgentError(f"agent on {self.node} did not answer {msg['type']} within {timeout:g} s") from None
 
     def _read(self) -> None:
-        reader = P.LineReader(self.sock)
+        reader = self._lines
         try:
             while True:
                 line = reader.readline()
                 if line is None:
                     self._fail("connection closed by the agent")
                     return
-                self._last = time.monotonic()
                 msg = P.decode(line)
                 kind = msg["type"]
                 if kind == "heartbeat":
@@ -93,7 +92,7 @@ class AgentClient:
     def _watchdog(self) -> None:
         while not self.dead:
             time.sleep(P.HEARTBEAT_S)
-            if time.monotonic() - self._last > P.DEAD_AFTER_S:
+            if time.monotonic() - self._lines.last_recv > P.DEAD_AFTER_S:
                 self._fail(f"silent for {P.DEAD_AFTER_S:g} s (no heartbeat)")
 
     def _fail(self, why: str) -> None:

@@ -82,6 +82,62 @@ def within_window(joined, src_index: int, timeout: float):
                                                or e.netns >> INODE_SHIFT == src_index + 1])
 
 
+def early_request(inv, src: str, dst: str, nodes: set[str], *, proto, port, size, sport, count: int,
+                  timeout: float):
+    """The source's session from the API's view alone (no snapshot yet): the flow as diagnose will
+    build it, the source pod's namespace left to its agent (by address), and the neighbour entries a
+    flannel path can touch (each node's VTEP and bridge address and its own). None when the API's
+    view cannot say the flow."""
+    from ..diagnose import EPHEMERAL_PORT, build_flow
+    from ..probes.events import MAX_NEIGH_ADDRS
+    from ..targets.resolve import resolve
+    from ..trace.inject import InjectRequest, new_icmp_id
+    from ..trace.session import SessionRequest
+
+    skel = Bundle(hosts=[], inventory=inv)
+    try:
+        s, d = resolve(skel, src), resolve(skel, dst)
+        flow = build_flow(s, d, proto, port, size, sport)
+    except PodpathError:
+        return None
+    if not flow.src or not flow.dst:
+        return None
+    svc = d.service
+    # the pods first, then each node's VTEP, bridge and own address; a ClusterIP last (never ARPed:
+    # the plan lists it after the 8 it can watch)
+    neigh = [flow.src] + (list(svc.endpoints) if svc is not None else [flow.dst])
+    for n in inv.nodes:
+        if n.name in nodes and n.pod_cidr:
+            net = n.pod_cidr.split("/")[0]
+            base = net.rsplit(".", 1)[0]
+            neigh += [net, f"{base}.1", n.underlay_ip or n.internal_ip]
+    neigh.append(flow.dst)
+    inj = InjectRequest(netns=None, src=flow.src, dst=flow.dst, proto=flow.proto, dport=flow.dport, size=flow.size,
+                        count=count, icmp_id=new_icmp_id() if flow.proto == "icmp" else None,
+                        sport=flow.sport if flow.sport and flow.sport != EPHEMERAL_PORT else None)
+    return SessionRequest(inject=inj, timeout=timeout,
+                          neigh_addrs=[a for a in dict.fromkeys(neigh) if a][:MAX_NEIGH_ADDRS])
+
+
+def path_pods(inv, early, dst: str) -> list[str]:
+    """The pods a flow's packets reach: the source, the destination, a Service's endpoints."""
+    ips = [early.inject.src, early.inject.dst]
+    svc = next((x for x in inv.services if x.cluster_ip == early.inject.dst), None)
+    return list(dict.fromkeys(ips + (list(svc.endpoints) if svc is not None else [])))
+
+
+def fits(early, armed: dict | None, planned) -> bool:
+    """Whether the session armed from the API's view is the one the snapshot's plan wants: the same
+    packets from the same namespace, and every neighbour entry the plan watches in the filter."""
+    if early is None or armed is None:
+        return False
+    x, y = early.inject, planned.inject
+    return ((x.src, x.dst, x.proto, x.dport, x.size, x.count, x.sport) ==
+            (y.src, y.dst, y.proto, y.dport, y.size, y.count, y.sport)
+            and armed.get("netns") == y.netns and planned.dst_netns is None
+            and set(planned.neigh_addrs) <= set(early.neigh_addrs))
+
+
 def token(node: str, netns: str | None) -> str:
     return f"{node}{TOKEN_SEP}{netns or ''}"
 
@@ -240,6 +296,25 @@ class Coordinator:
                 self._lost(n, e if str(e) else AgentError(f"no answer within {timeout:g} s"))
         return out
 
+    def _arm(self, sreq, src_node: str, service: bool, pods=()) -> dict[str, dict]:
+        """Arm the source (its socket gives the source port), then every other node watch-only with a
+        filter holding that port; node -> its `armed` answer. The probes load in the background, and
+        attach on the devices of `pods` (addresses) and, across nodes, the VXLAN device and uplink."""
+        self.say(f"arming {src_node} (source)…")
+        pre = {"pods": list(pods), "cross": len(self.clients) > 1} if pods else None
+        armed = self._all(lambda n: {"type": "arm", "session": sreq.to_dict(), "preattach": pre}, [src_node])
+        if src_node not in armed or armed[src_node]["inject"].get("error"):
+            return armed
+        flt = watch_filter(sreq, armed[src_node]["inject"], service=service)
+        watch = dataclasses.replace(sreq, inject=dataclasses.replace(sreq.inject, netns=None, payload_hex=None),
+                                    attach=[], nf_plan={}, src_netns=None, dst_netns=None, watch_only=True,
+                                    filter=flt)
+        others = [n for n in self.clients if n != src_node]
+        if others:
+            self.say(f"arming {', '.join(sorted(others))}…")
+            armed.update(self._all(lambda n: {"type": "arm", "session": watch.to_dict(), "preattach": pre}, others))
+        return armed
+
     def _on_event(self, node: str, ev: dict) -> None:
         self._events.setdefault(node, []).append(ev)
         w = self._watch
@@ -279,8 +354,23 @@ class Coordinator:
                 raise AgentError(f"cannot trace from {src}: the agent on its node {src_node} is not reachable "
                                  f"({self.missing.get(src_node)}); check `kubectl -n podpath get pods -o wide`")
             self.timings["connect_ms"] = (time.perf_counter() - t0) * 1000
-            self.say(f"snapshotting {len(self.clients)} node(s)…")
-            snaps = self._all(lambda n: {"type": "snapshot", "targets": [src, dst]}, list(self.clients))
+            self.say(f"snapshotting {len(self.clients)} node(s) while the probes load…")
+            snap_futs = {n: c.request({"type": "snapshot", "targets": [src, dst]}) for n, c in self.clients.items()}
+            # The probes load (the slow part of arming) while the nodes are read: armed from the API's
+            # view of the flow, kept if the snapshot's plan agrees, else re-armed from the plan.
+            early = early_request(inv, src, dst, nodes, proto=proto, port=port, size=size, sport=sport,
+                                  count=count, timeout=timeout)
+            armed_early: dict[str, dict] = {}
+            if early is not None:
+                early.inject.payload_hex = payload.hex() if payload is not None else None
+                early.expect_reply = expect_reply
+                armed_early = self._arm(early, src_node, service, pods=path_pods(inv, early, dst))
+            snaps = {}
+            for n, f in snap_futs.items():
+                try:
+                    snaps[n] = f.result(60)
+                except (AgentError, TimeoutError) as e:
+                    self._lost(n, e if str(e) else AgentError("no snapshot within 60 s"))
             if src_node not in snaps:
                 raise AgentError(f"the agent on {src_node} failed its snapshot: {self.missing.get(src_node)}")
             bundles = {n: Bundle.from_json(_json(m["bundle"])) for n, m in snaps.items()}
@@ -297,18 +387,21 @@ class Coordinator:
             sreq.expect_reply = expect_reply
             t_plan = time.perf_counter()
             self.timings["diagnose_ms"] = (t_plan - t_snap) * 1000
-            self.say(f"arming {src_node} (source)…")
-            armed = self._all(lambda n: {"type": "arm", "session": sreq.to_dict()}, [src_node])
-            if src_node not in armed:
+            if armed_early and not fits(early, armed_early.get(src_node), sreq):
+                self.say("the snapshot's path differs from the API's: re-arming…")
+                self._all(lambda n: {"type": "stop"}, list(armed_early))
+                armed_early = {}
+            if not armed_early:
+                armed_early = self._arm(sreq, src_node, service)
+            if src_node not in armed_early:
                 raise AgentError(f"the agent on {src_node} could not arm: {self.missing.get(src_node)}")
-            inj = armed[src_node]["inject"]
-            others = [n for n in reqs if n != src_node and n in self.clients]
-            flt = watch_filter(sreq, inj, service=service)
-            for n in others:
-                reqs[n].filter = flt
-            if others and not inj.get("error"):
-                self.say(f"arming {', '.join(others)}…")
-                self._all(lambda n: {"type": "arm", "session": reqs[n].to_dict()}, others)
+            self.timings["armed_ms"] = (time.perf_counter() - t0) * 1000
+            self.say(f"attaching on {', '.join(sorted(armed_early))}…")
+            self._all(lambda n: {"type": "attach", "attach": [list(x) for x in reqs[n].attach] if n in reqs else [],
+                                 "nf_plan": reqs[n].nf_plan if n in reqs else {}}, list(armed_early))
+            if src_node not in self.clients:
+                raise AgentError(f"the agent on {src_node} could not attach: {self.missing.get(src_node)}")
+            others = [n for n in armed_early if n != src_node and n in self.clients]
             dst_node = node_of_host.get(dst_host.name) if dst_host is not None else None
             dst_ino = next((h.inode for h in bundles.get(dst_node, Bundle()).hosts if dst_host is not None
                             and h.name == dst_host.name), None)

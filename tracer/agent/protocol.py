@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 from ..errors import PodpathError
 
@@ -25,9 +26,10 @@ MAX_LINE = 64 * 1024 * 1024
 HEARTBEAT_S = 0.5
 DEAD_AFTER_S = 3.0  # no line at all for this long: the agent (or the way to it) is gone
 
-REQUESTS = ("hello", "snapshot", "arm", "send", "stop", "ping")
+REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping")
 # what the agent writes: answers to requests, and the unsolicited lines
-ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "send": "result", "stop": "result",
+ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "attached", "send": "result",
+           "stop": "result",
            "ping": "pong"}
 UNSOLICITED = ("event", "heartbeat", "error")
 ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")
@@ -100,6 +102,7 @@ class LineReader:
         self.limit = limit
         self._buf = bytearray()
         self._skipping = False
+        self.last_recv = time.monotonic()  # any bytes count as life: a bundle can take seconds to arrive
 
     def readline(self) -> bytes | None:
         """The next line (without its newline); None at end of stream; ProtocolError("too_long")
@@ -124,4 +127,5 @@ class LineReader:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 return None
+            self.last_recv = time.monotonic()
             self._buf += chunk

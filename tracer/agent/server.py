@@ -47,6 +47,19 @@ def node_inodes() -> set[int]:
     return {inode(None)} | {ns.inode for ns in discover(None)}
 
 
+def _fewer_malloc_arenas() -> None:
+    """glibc gives each new thread its own malloc arena (up to 8 per CPU); an agent starts threads
+    per connection and per session, and the arenas' freed memory stays in its RSS. Two suffice."""
+    import ctypes
+    import ctypes.util
+
+    M_ARENA_MAX = -8
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 class Agent:
     """The warm, shared part: how to snapshot this node. Connections hold everything else."""
 
@@ -55,15 +68,19 @@ class Agent:
         self.node_name = node_name
         self.warn = warn or (lambda m: log.warning("%s", m))
         self.traces = 0
+        self.pod_netns: dict[str, str] = {}  # pod IP -> its namespace here, from the last snapshot
+        self._snap_lock = threading.Lock()
         self._warm()
 
     def _warm(self) -> None:
         """What every trace would otherwise pay first: imports, object files in the page cache."""
         from .. import diagnose  # noqa: F401
-        from ..probes import object_path
+        from ..probes import keep_kernel_names, object_path
         from ..snapshot import live  # noqa: F401
         from ..trace import session  # noqa: F401
 
+        keep_kernel_names()
+        _fewer_malloc_arenas()
         for name in ("tc", "trace"):
             try:
                 with open(object_path(name), "rb") as f:
@@ -77,9 +94,48 @@ class Agent:
         src = NodeSource(self.kube, warn=self.warn, kube_error="" if self.kube is None else None,
                          node_name=self.node_name)
         bundle = src.snapshot(tuple(targets))
+        self.last_snapshot_timings = dict(src.timings)
         if self.node_name is None:
             self.node_name = bundle.hosts[0].name
+        from ..targets.resolve import primary_ip
+        self.pod_netns = {ip: h.netns for h in bundle.hosts[1:] if h.netns and (ip := primary_ip(h))}
+        self._remember_path(bundle)
         return bundle
+
+    def _remember_path(self, bundle) -> None:
+        """What flannel's path crosses here, for attaching before the next trace's snapshot is done:
+        each pod's eth0, its host veth and bridge; the VXLAN device and the uplink."""
+        from ..netns import OWN_NETNS
+        from ..targets.resolve import primary_ip
+
+        node = bundle.hosts[0]
+        pods = {}
+        for h in bundle.hosts[1:]:
+            ip = primary_ip(h)
+            veth = next((l for l in node.links if l.kind == "veth" and l.peer_host == h.name), None)
+            if ip and h.netns:
+                pods[ip] = [(h.netns, "eth0")] + ([(OWN_NETNS, veth.name)] if veth else []) + \
+                    ([(OWN_NETNS, veth.master)] if veth is not None and veth.master else [])
+        uplink = next((r.dev for r in node.routes if r.dst == "default" and r.dev), None)
+        cross = [(OWN_NETNS, l.name) for l in node.links if l.kind == "vxlan"] + ([(OWN_NETNS, uplink)] if uplink else [])
+        self.path = {"pods": pods, "cross": cross}
+
+    def path_devices(self, ips, cross: bool) -> list[tuple[str, str]]:
+        path = getattr(self, "path", None) or {"pods": {}, "cross": []}
+        out = [d for ip in ips for d in path["pods"].get(ip, [])] + (path["cross"] if cross else [])
+        return list(dict.fromkeys(out))
+
+    def netns_of(self, ip: str) -> str | None:
+        """The namespace of this node's pod with address ip: the last snapshot's, if it still
+        exists, else from a fresh snapshot (a pod started since)."""
+        from ..netns import inode
+
+        ns = self.pod_netns.get(ip)
+        if ns is not None and inode(ns) is not None:
+            return ns
+        with self._snap_lock:
+            self.snapshot()
+        return self.pod_netns.get(ip)
 
 
 class Connection:
@@ -96,6 +152,9 @@ class Connection:
         self._t_arm = 0
         self._inodes: set[int] | None = None
         self._worker: threading.Thread | None = None  # a send or a watch in progress
+        self._loader: threading.Thread | None = None  # the armed session's probes loading
+        self._load_error: BaseException | None = None
+        self._keep = OwnNamespaces(())
         self._result = None
 
     # -- writing ------------------------------------------------------------------------------
@@ -170,35 +229,79 @@ class Connection:
         self.write({"type": "pong", "id": rid, "state": self.state, "node": self.agent.node_name})
 
     def on_snapshot(self, msg, rid) -> None:
+        """In a worker: an `arm` may come meanwhile (its probes load while the node is read)."""
         import json
 
-        t = time.perf_counter()
-        bundle = self.agent.snapshot(msg.get("targets") or ())
-        self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
-        self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
-                    "bundle": json.loads(bundle.to_json(indent=None)),
-                    "timings": {"snapshot_ms": (time.perf_counter() - t) * 1000}})
+        def run() -> None:
+            t = time.perf_counter()
+            try:
+                bundle = self.agent.snapshot(msg.get("targets") or ())
+            except PodpathError as e:
+                self.write(P.error("failed", f"snapshot: {e}", rid))
+                return
+            self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
+            self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
+                        "bundle": json.loads(bundle.to_json(indent=None)),
+                        "timings": {**getattr(self.agent, "last_snapshot_timings", {}),
+                                    "answer_ms": (time.perf_counter() - t) * 1000}})
+
+        threading.Thread(target=run, name="podpath-snapshot", daemon=True).start()
 
     def on_arm(self, msg, rid) -> None:
+        """Open the socket now (the answer carries its source port), load the probes in the
+        background; `attach` waits for them."""
         from ..trace.session import Session, SessionRequest
 
         if self.session is not None:
             raise P.ProtocolError("busy", "a session is already armed on this connection; stop it first", rid)
         req = SessionRequest.from_dict(msg["session"])
-        keep = OwnNamespaces(self._inodes if self._inodes is not None else node_inodes())
+        if not req.watch_only and req.inject.netns is None:  # "the pod with this address", as this node knows it
+            req.inject.netns = self.agent.netns_of(req.inject.src)
+            if req.inject.netns is None:
+                raise P.AgentError(f"no pod with address {req.inject.src} on node {self.agent.node_name}")
+        self._keep = OwnNamespaces(())
         self._t_arm = time.monotonic_ns()
-        s = Session(req, keep=keep)
-        try:
-            s.open()
-        except BaseException:
-            s.close()
-            raise
+        s = Session(req, keep=self._keep).prepare()
         self.session, self.state, self._result, self._worker = s, "armed", None, None
+        self._load_error = None
         self.agent.traces += 1
-        inj = s.result.inject
-        self.write({"type": "armed", "id": rid, "inject": inj.to_dict(), "attached": [list(a) for a in s.result.attached],
+
+        pre = msg.get("preattach") or {}
+        early = self.agent.path_devices(pre.get("pods") or [], bool(pre.get("cross"))) if pre else []
+
+        def load() -> None:
+            try:
+                s.load()
+                if early:  # the likely path, while the coordinator waits for the snapshots
+                    s.attach(early, plan=False)
+            except BaseException as e:  # noqa: BLE001 - said at `attach`
+                self._load_error = e
+        self._loader = threading.Thread(target=load, name="podpath-load-probes", daemon=True)
+        self._loader.start()
+        self.write({"type": "armed", "id": rid, "inject": s.result.inject.to_dict(), "netns": req.inject.netns})
+
+    def on_attach(self, msg, rid) -> None:
+        """The plan's devices and netfilter brackets on the armed session (after its probes loaded)."""
+        s = self.session
+        if s is None or self._worker is not None:
+            raise P.ProtocolError("not_armed", "attach needs an armed session not yet sent", rid)
+        self._loader.join()
+        if self._load_error is not None:
+            e, self._load_error = self._load_error, None
+            self._end_session()
+            raise P.AgentError(f"loading the probes failed: {e}")
+        self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
+        devices = [tuple(x) for x in msg.get("attach") or []]
+        t = time.perf_counter()
+        s.req.attach = list(dict.fromkeys(list(s.req.attach) + devices))
+        s.attach(s.req.attach)
+        if msg.get("nf_plan"):
+            s.req.nf_plan = {**s.req.nf_plan, **msg["nf_plan"]}
+        s.attach_netfilter(s.req.nf_plan)
+        s.timings["attach_plan_ms"] = (time.perf_counter() - t) * 1000
+        self.write({"type": "attached", "id": rid, "attached": [list(a) for a in s.result.attached],
                     "attach_errors": list(s.result.attach_errors), "timings": dict(s.timings)})
-        if req.watch_only and s._probes is not None:
+        if s.req.watch_only and s._probes is not None:
             self._worker = threading.Thread(target=self._watch, name="podpath-watch", daemon=True)
             self._worker.start()
 
@@ -220,6 +323,12 @@ class Connection:
         if s is None or s.req.watch_only or self._worker is not None:
             raise P.ProtocolError("not_armed", "send needs a session armed with an inject (the source's) "
                                   "and not yet sent", rid)
+        self._loader.join()
+        if self._load_error is not None:
+            e, self._load_error = self._load_error, None
+            self._end_session()
+            raise P.AgentError(f"loading the probes failed: {e}")
+        self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
         self.state = "sending"
 
         def run() -> None:
@@ -243,6 +352,7 @@ class Connection:
                 return
             raise P.ProtocolError("not_armed", "nothing armed to stop", rid)
         s.stop_requested.set()  # a send's wait or a watch ends now
+        self._loader.join()
         if self._worker is not None:
             self._worker.join()
             self._worker = None
@@ -266,6 +376,8 @@ class Connection:
         s, self.session = self.session, None
         if s is not None:
             s.stop_requested.set()
+            if self._loader is not None:
+                self._loader.join(timeout=10)
             w = self._worker
             if w is not None and w is not threading.current_thread():
                 w.join(timeout=5)

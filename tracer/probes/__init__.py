@@ -47,6 +47,17 @@ _KIND_KFREE = Kind.KFREE_SKB.value
 PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS + (NF_MATCH_PROGRAM,)
 
 
+_kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once
+
+
+def keep_kernel_names() -> None:
+    """Read drop reason names (BTF) and kernel symbols once for every later Probes of this process
+    (`podpath agent`), instead of once per trace."""
+    global _kept_names
+    if _kept_names is None:
+        _kept_names = KernelNames()
+
+
 def bpf_dir() -> Path:
     """Where the built objects are: $PODPATH_BPF_DIR, else the podpath.bpf package folder."""
     env = os.environ.get("PODPATH_BPF_DIR")
@@ -115,7 +126,7 @@ class Probes:
         self.timings: dict[str, float] = {}
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
-        self._names = KernelNames()
+        self._names = _kept_names or KernelNames()
         self._trace_obj: libbpf.BpfObject | None = None
         self._trace_err: BaseException | None = None
         self._trace_thread: threading.Thread | None = None

@@ -132,8 +132,10 @@ class Session:
         self.filter = None  # the probes.Filter loaded, once open
 
     def open(self) -> "Session":
-        from ..probes import Filter, Probes
+        return self.prepare().load()
 
+    def prepare(self) -> "Session":
+        """The socket (the source port is known from here on); no probes yet."""
         req, ir = self.req, self.req.inject
         try:
             if req.watch_only:
@@ -142,8 +144,19 @@ class Session:
                 self._inj = Injector(ir).__enter__()
                 res = self._inj.prepare()
             self.result = SessionResult(inject=res, expect_reply=req.expect_reply)
-            if res.error:  # cannot even open a socket in the pod: nothing to probe
-                return self
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def load(self) -> "Session":
+        """Load the probes with the flow's filter and attach req.attach (nothing if the socket failed)."""
+        from ..probes import Filter, Probes
+
+        req, ir, res = self.req, self.req.inject, self.result.inject
+        if res.error:  # cannot even open a socket in the pod: nothing to probe
+            return self
+        try:
             if req.filter is not None:
                 f = dict(req.filter)
                 f["neigh_addrs"] = tuple(f.get("neigh_addrs") or req.neigh_addrs)

@@ -175,6 +175,27 @@ def test_the_lab_runs_each_agent_in_its_node_namespace_with_the_contract_command
             "--pid-file", str(lab.names.agent_pid_file(n.name))]
 
 
+def test_lab_status_names_each_agent_its_pod_and_pid(lab):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from podpath.cli import lab as lab_cli
+    from podpath.tracer.lab import agents
+    from podpath.tracer.lab.apiserver.objects import agent_pod_name
+
+    app = typer.Typer()
+    lab_cli.register(app)
+    res = CliRunner().invoke(app, ["lab", "status", "--name", lab.name, "-o", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["agents"] == [{"node": n.name, "namespace": "podpath", "pod": agent_pod_name(lab.name, n.name),
+                               "pid": agents.pid(lab.names, n.name)} for n in NODES]
+    assert all(a["pid"] for a in data["agents"])
+    assert data["kubeconfig_coordinator"] == str(lab.kubeconfig_coordinator)
+
+
 def test_find_agents_names_one_ready_pod_per_node(lab):
     from podpath.tracer.agent.transport import find_agents
 

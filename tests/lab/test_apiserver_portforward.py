@@ -468,3 +468,89 @@ def test_a_dead_agent_is_not_ready_in_the_api_reported_by_drift_and_restarted_by
     assert any("podpath agent" in c for c in lab.up())
     found = on_node_a(lab, lambda: find_agents(kube_in(lab), {"node-a", "node-b"}))
     assert sorted(found) == ["node-a", "node-b"]
+
+
+# --------------------------------------------------------------------------- kubectl port-forward (SPDY/3.1)
+
+
+class KubectlPortForward:
+    """`kubectl port-forward` run inside node-a, listening on node-a's 127.0.0.1; stopped on exit."""
+
+    def __init__(self, lab, kubeconfig, target: str, *mappings: str, websockets: bool):
+        exe = shutil.which("kubectl")
+        assert exe, "kubectl is not installed: run scripts/setup.sh"
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.netns("node-a"), exe, "--kubeconfig", str(kubeconfig), "-n", "podpath",
+             "port-forward", target, *mappings, "-v=6"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"})
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in ln for ln in self.lines):
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.1)  # the last lines
+                return any(text in ln for ln in self.lines)
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["spdy-upgrade", "spdy-in-websocket"])
+def test_kubectl_port_forward_reaches_the_agent(lab, websockets):
+    """kubectl's own port-forward: SPDY/3.1 after a POST upgrade, or tunnelled in a WebSocket
+    (KUBECTL_PORT_FORWARD_WEBSOCKETS=true); 4 MiB echoed through it, a refused port told as kubelet
+    tells it."""
+    from podpath.tracer.agent.transport import find_agents
+
+    pod = on_node_a(lab, lambda: find_agents(kube_in(lab), {"node-b"}))["node-b"]
+    kpf = KubectlPortForward(lab, lab.kubeconfig_coordinator, f"pod/{pod}", "5555:4244", "5556:4245",
+                             websockets=websockets)
+    try:
+        assert kpf.wait_for("Forwarding from 127.0.0.1:5556"), kpf.lines
+        method = "GET" if websockets else "POST"
+        assert any(f"{method} https://" in ln and "/portforward 101" in ln for ln in kpf.lines), kpf.lines
+
+        def talk():
+            with socket.create_connection(("127.0.0.1", 5555), timeout=10) as s:
+                hello = recv_line(s)
+                payload = os.urandom(4 << 20)
+                threading.Thread(target=s.sendall, args=(payload,), daemon=True).start()
+                same = recv_exactly(s, len(payload), timeout=30) == payload
+            with socket.create_connection(("127.0.0.1", 5556), timeout=10) as s:
+                s.settimeout(10)
+                end = s.recv(1)
+            return hello, same, end
+        assert on_node_a(lab, talk) == (b"node-b\n", True, b"")
+        assert kpf.wait_for("connection refused")
+        line = next(ln for ln in kpf.lines if "connection refused" in ln)
+        assert f"error forwarding port 4245 to pod podpath/{pod}" in line
+    finally:
+        kpf.stop()
+
+
+def test_kubectl_port_forward_without_the_rbac_rule_is_forbidden(lab):
+    from podpath.tracer.agent.transport import find_agents
+
+    pod = on_node_a(lab, lambda: find_agents(kube_in(lab), {"node-a"}))["node-a"]
+    kpf = KubectlPortForward(lab, lab.kubeconfig_limited, f"pod/{pod}", "5557:4244", websockets=False)
+    try:
+        assert kpf.wait_for('cannot create resource "pods/portforward"'), kpf.lines
+    finally:
+        kpf.stop()

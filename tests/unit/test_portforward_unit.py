@@ -30,7 +30,7 @@ def test_ports_are_parsed_as_kubelet_checks_them():
     ("v4.channel.k8s.io", V4),
     ("v5.channel.k8s.io", V5),
     ("", ""),  # no subprotocol: the unnamed channel protocol, same framing
-    ("SPDY/3.1+portforward.k8s.io", None),  # kubectl's SPDY tunnel: not spoken here
+    ("SPDY/3.1+portforward.k8s.io", None),  # kubectl's SPDY tunnel: no channel protocol (spdy.py serves it)
 ])
 def test_subprotocol_choice(offered, chosen):
     assert choose_protocol(offered) == chosen
@@ -88,3 +88,50 @@ def test_a_refused_handshake_is_one_line_with_the_servers_message():
     assert "pod podpath/p not found" in str(e)
     e = _refusal(_Kube(), _ApiException("[Errno 111] Connection refused"), "p", "podpath")
     assert str(e).startswith("cannot port-forward to pod podpath/p through the API server")
+
+
+def test_spdy_session_replies_to_each_stream_and_tells_a_refused_connection_on_the_error_stream():
+    """kubectl's two SYN_STREAMs for one connection (error, then data), compressed as spdystream
+    does; the session answers both, connects once, and puts kubelet's message on the error stream."""
+    import asyncio
+    import struct
+    import zlib
+
+    from spdy.dictionary import zdict
+
+    from podpath.tracer.lab.apiserver import spdy
+
+    client_deflate, client_inflate = zlib.compressobj(zdict=zdict), zlib.decompressobj(zdict=zdict)
+
+    def syn(stream: int, kind: str) -> bytes:
+        block = client_deflate.compress(spdy.header_block({"streamtype": kind, "port": "4244", "requestid": "0"}))
+        block += client_deflate.flush(zlib.Z_SYNC_FLUSH)
+        return spdy.control(spdy.SYN_STREAM, 0, struct.pack(">IIH", stream, 0, 0) + block)
+
+    sent: list[bytes] = []
+    asked: list[int] = []
+
+    async def send(b: bytes) -> None:
+        sent.append(b)
+
+    async def refuse(port: int):
+        asked.append(port)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async def run() -> None:
+        s = spdy.Session(send, refuse, "podpath/p, uid u", "lab-node-b")
+        wire = syn(1, "error") + syn(3, "data") + spdy.control(spdy.PING, 0, struct.pack(">I", 7))
+        await s.feed(wire[:5])  # frames cut anywhere are put together again
+        await s.feed(wire[5:])
+        await asyncio.gather(*[p.task for p in s.pairs.values() if p.task])
+    asyncio.run(run())
+    assert asked == [4244]
+    frames = [(struct.unpack(">I", f[:4])[0], f) for f in sent]
+    replies = [f for w, f in frames if w >> 16 == 0x8003 and w & 0xFFFF == spdy.SYN_REPLY]
+    assert [struct.unpack(">I", f[8:12])[0] for f in replies] == [1, 3]
+    assert spdy.parse_header_block(client_inflate.decompress(replies[0][12:])) == {}
+    assert any(w >> 16 == 0x8003 and w & 0xFFFF == spdy.PING for w, _ in frames)
+    error = next(f for w, f in frames if w == 1)  # a DATA frame on stream 1, FIN set
+    assert error[4] == spdy.FIN and error[8:].decode() == (
+        "error forwarding port 4244 to pod podpath/p, uid u: failed to connect to localhost:4244 inside "
+        "namespace 'lab-node-b': connection refused")

@@ -10,6 +10,9 @@ keeps the namespace it was made in) and copies bytes both ways. A failed connect
 port's error channel in kubelet's words. When every port's connection has ended the WebSocket is
 closed (kubelet's conn.Close()); when the client goes away every pod-side socket is closed.
 
+kubectl's own port-forward speaks SPDY/3.1 instead (spdy.py): after a POST upgrade
+(`spdy_upgrade`) or inside a WebSocket (`spdy_tunnel`); its connections are made the same way.
+
 It never connects anywhere but the pod's namespace: a pod without one is refused (400), and a
 namespace that cannot be entered is an error on the channel, never a fallback to our own.
 """
@@ -19,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+
 from aiohttp import WSMsgType, web
 
 from ...netns import run_in
+from . import spdy
 
 V4 = "v4.channel.k8s.io"
 V5 = "v5.channel.k8s.io"
@@ -78,12 +83,23 @@ class _Port:
         self.sock: socket.socket | None = None
 
 
-async def relay(request: web.Request, ports: list[int], netns: str, who: str) -> web.WebSocketResponse:
+async def connect_in(netns: str, port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port made inside netns (a thread enters it; the socket keeps
+    it). Raises OSError, or PodpathError when the namespace cannot be entered: never elsewhere."""
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
+    return await asyncio.to_thread(run_in, netns, connect)
+
+
+async def relay(request: web.Request, netns: str, who: str) -> web.WebSocketResponse:
     """Upgrade the request and relay each port until both sides are done. who: "ns/name, uid U"."""
-    protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    if spdy.TUNNEL in [p.strip() for p in offered.split(",")] and spdy.available():
+        return await spdy_tunnel(request, netns, who)
+    protocol = choose_protocol(offered)
     if protocol is None:
-        raise Refused(400, "BadRequest", "unsupported WebSocket subprotocol "
-                      f"{request.headers.get('Sec-WebSocket-Protocol')!r}; ask for {V4}")
+        raise Refused(400, "BadRequest", f"unsupported WebSocket subprotocol {offered!r}; ask for {V4}")
+    ports = parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
     ws = web.WebSocketResponse(protocols=[protocol] if protocol else (), max_msg_size=0, autoping=True)
     if not ws.can_prepare(request).ok:
         raise Refused(400, "BadRequest", "Upgrade request required")
@@ -130,11 +146,8 @@ async def _from_client(ws: web.WebSocketResponse, relays: list[_Port], v5: bool)
 
 async def _forward(ws: web.WebSocketResponse, r: _Port, netns: str, who: str) -> None:
     """Connect inside the pod's namespace, then copy both ways; an error goes on the error channel."""
-    def connect() -> socket.socket:
-        return socket.create_connection(("127.0.0.1", r.port), timeout=CONNECT_TIMEOUT)
-
     try:
-        r.sock = await asyncio.to_thread(run_in, netns, connect)
+        r.sock = await connect_in(netns, r.port)
     except Exception as e:  # noqa: BLE001 - OSError, or a namespace that cannot be entered: told, not raised
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         r.ended = True
@@ -166,6 +179,61 @@ async def _to_pod(r: _Port, writer: asyncio.StreamWriter) -> None:
             continue
         writer.write(data)
         await writer.drain()
+
+
+async def spdy_tunnel(request: web.Request, netns: str, who: str) -> web.WebSocketResponse:
+    """kubectl's SPDY/3.1 carried in WebSocket binary messages (subprotocol SPDY/3.1+portforward.k8s.io)."""
+    ws = web.WebSocketResponse(protocols=[spdy.TUNNEL], max_msg_size=0, autoping=True)
+    await ws.prepare(request)
+    session = spdy.Session(ws.send_bytes, lambda port: connect_in(netns, port), who, netns)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await session.feed(msg.data)
+            if session.closed.is_set():
+                break
+    finally:
+        await session.close()
+        await ws.close()
+    return ws
+
+
+async def spdy_upgrade(request: web.Request, netns: str, who: str) -> web.StreamResponse:
+    """kubectl's SPDY/3.1 after an HTTP upgrade (POST, 101 Switching Protocols). aiohttp parses
+    only WebSocket upgrades, so the connection's bytes are taken from its parser first."""
+    if spdy.PROTOCOL not in ",".join(request.headers.getall("X-Stream-Protocol-Version", [])):
+        raise Refused(400, "BadRequest", f"X-Stream-Protocol-Version must offer {spdy.PROTOCOL}")
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("connection lost")
+    incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    class Raw:  # what aiohttp's protocol feeds once a parser is set (as it does for WebSockets)
+        def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+            incoming.put_nowait(bytes(data))
+            return False, b""
+
+        def feed_eof(self) -> None:
+            incoming.put_nowait(None)
+
+    request.protocol.set_parser(Raw())
+    resp = web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                                                   "X-Stream-Protocol-Version": spdy.PROTOCOL})
+    resp.force_close()
+    await resp.prepare(request)
+
+    async def send(frame: bytes) -> None:
+        if not transport.is_closing():
+            transport.write(frame)
+
+    session = spdy.Session(send, lambda port: connect_in(netns, port), who, netns)
+    try:
+        while not session.closed.is_set() and (data := await incoming.get()) is not None:
+            await session.feed(data)
+    finally:
+        await session.close()
+        transport.close()
+    return resp
 
 
 def _drain(q: asyncio.Queue) -> None:

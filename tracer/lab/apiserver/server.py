@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import certs, portforward, rbac, resources, selectors, tables
+from . import certs, portforward, rbac, resources, selectors, spdy, tables
 from .objects import KUBE_VERSION
 from .resources import Resource
 
@@ -350,15 +350,17 @@ class ApiServer:
                           "cannot port-forward to it")
         if "upgrade" not in request.headers.get("Connection", "").lower():
             return status(400, "BadRequest", "Upgrade request required")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            # kubectl's SPDY/3.1 upgrade (POST): not spoken here; a WebSocket client works.
-            return status(400, "BadRequest", f"unable to upgrade connection: {request.headers.get('Upgrade')!r} "
-                          f"is not supported by the lab's API server; use WebSocket ({portforward.V4})")
+        upgrade = request.headers.get("Upgrade", "").lower()
+        who = f'{namespace}/{name}, uid {o["metadata"]["uid"]}'
         try:
-            ports = portforward.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
-            return await portforward.relay(request, ports, netns, f'{namespace}/{name}, uid {o["metadata"]["uid"]}')
+            if upgrade == "websocket":
+                return await portforward.relay(request, netns, who)
+            if upgrade.startswith("spdy/3.1") and spdy.available():  # kubectl port-forward
+                return await portforward.spdy_upgrade(request, netns, who)
         except portforward.Refused as e:
             return status(e.code, e.reason, str(e))
+        return status(400, "BadRequest", f"unable to upgrade connection: {request.headers.get('Upgrade')!r} "
+                      f"is not supported by the lab's API server; use WebSocket ({portforward.V4})")
 
     def _respond(self, request: web.Request, res: Resource, body: Any, single: bool = False,
                  meta: dict | None = None) -> web.Response:

@@ -26,6 +26,8 @@ def dns(
     lab: str = LabOpt,
     kubeconfig: str = KubeconfigOpt,
     context: str = ContextOpt,
+    no_agents: bool = typer.Option(False, "--no-agents", help="trace this node in process even where podpath "
+                                   "agents run (default: through the agents of every node on the path)"),
     output: Output = OutputOpt,
 ) -> None:
     """Look a name up from a pod, as its resolver does, and trace the query to the DNS pod and back.
@@ -56,6 +58,9 @@ def dns(
     check_name(name)
     require_root()
     source = get_source(None, lab, kubeconfig, context)
+    if lab is None and not no_agents:
+        from podpath.tracer.agent import with_agents
+        source = with_agents(source)
     with _progress() as (say, stop):
         res = lookup(pod, name, source=source, rdtype=rdtype, server=server, timeout=timeout, progress=say,
                      nftrace=nftrace, sport=sport)

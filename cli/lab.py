@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
             "services": [dataclasses.asdict(s) for s in inv.services],
             "faults": lab.faults(),
             "kubeconfig": str(lab.kubeconfig),
+            "kubeconfig_coordinator": str(lab.kubeconfig_coordinator),
+            "agents": _agents(lab),
             "drift": drift,
         }
         if output == Output.json:
@@ -248,6 +250,16 @@ def _table(title: str | None, *cols: str, wrap: tuple[str, ...] = ()):
     return t
 
 
+def _agents(lab) -> list[dict]:
+    """The lab's `podpath agent`s: the DaemonSet pod the API lists for each node, and its process."""
+    from podpath.tracer.lab import agents
+    from podpath.tracer.lab.apiserver.objects import AGENT_NAMESPACE, agent_pod_name
+    from podpath.tracer.lab.topology import NODES
+
+    return [{"node": n.name, "namespace": AGENT_NAMESPACE, "pod": agent_pod_name(lab.name, n.name),
+             "pid": agents.pid(lab.names, n.name)} for n in NODES]
+
+
 def _status_text(data: dict) -> None:
     out.print(f"[bold]lab {data['name']}[/bold]  cluster {data['cluster_cidr']}  services {data['service_cidr']}")
     t = _table("nodes", "name", "netns", "underlay", "vtep mac", "pod cidr")
@@ -265,6 +277,9 @@ def _status_text(data: dict) -> None:
     out.print(t)
     out.print(f"kubeconfig: {data['kubeconfig']} (from lab namespaces: ip netns exec "
               f"{data['nodes'][0]['netns'] if data['nodes'] else '<node>'} kubectl --kubeconfig ...)", markup=False)
+    out.print("agents: " + (", ".join(f"{a['node']} {a['namespace']}/{a['pod']} "
+                                      + (f"pid {a['pid']}" if a["pid"] else "not running") for a in data["agents"])
+                            or "none"), markup=False)
     out.print("faults: " + (", ".join(data["faults"]) if data["faults"] else "none"), markup=False)
     drift = data.get("drift")
     if drift is None:

@@ -30,9 +30,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import cleanup, diagnose, dns, doctor, lab, report, snapshot, trace, watch
+    from podpath.cli import agent, cleanup, diagnose, dns, doctor, lab, report, snapshot, trace, watch
 
-    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup, watch, report):
+    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup, watch, report, agent):
         module.register(app)
 
 

@@ -36,6 +36,8 @@ def trace(
     lab: str = LabOpt,
     kubeconfig: str = KubeconfigOpt,
     context: str = ContextOpt,
+    no_agents: bool = typer.Option(False, "--no-agents", help="trace this node in process even where podpath "
+                                   "agents run (default: through the agents of every node on the path)"),
     output: Output = OutputOpt,
 ) -> None:
     """Follow a real test packet from SRC to DST with eBPF and explain where and why it dies.
@@ -62,6 +64,9 @@ def trace(
     validate.timeout(timeout)
     require_root()
     source = get_source(None, lab, kubeconfig, context)
+    if lab is None and not no_agents:
+        from podpath.tracer.agent import with_agents
+        source = with_agents(source)
 
     def show(t) -> None:  # called at the verdict, before the probes are closed (~0.3 s)
         stop()
@@ -111,6 +116,8 @@ def render(t) -> None:
             detail = f"  [dim]{escape(h.detail)}[/]" if h.detail else ""
             out.print(f"  {mark} {arrow} {h.time / 1000:9.1f} µs  {escape(where):<16} {escape(dev):<14} "
                       f"{point}{detail}")
+    for n in t.not_observed:
+        out.print(f"\n[yellow]not observed:[/] {escape(n['node'])} ({escape(n['why'])}): its hops are unknown")
     if t.service:
         render_service(t.service)
     style = STATUS_STYLE.get(v.status, "bold")

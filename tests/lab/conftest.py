@@ -36,6 +36,22 @@ def fresh_lab(request, prefix: str):
     return lab
 
 
+STANDIN_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin_agent.py")
+
+
+def standin_agents(request) -> None:
+    """The labs this test module brings up run tests/lab/standin_agent.py (it says its node's name,
+    then echoes) as their agents, with the contract's command line, in place of `podpath agent`:
+    for tests of the transport and the API's view of the DaemonSet, not of the agent itself."""
+    import sys
+
+    from podpath.tracer.lab import agents
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(agents, "agent_command", lambda: [sys.executable, "-I", STANDIN_AGENT])
+    request.addfinalizer(mp.undo)
+
+
 def bpf_lab(request, prefix: str):
     """A fresh lab named <prefix><4 hex>, torn down by the test module's finalizer even on failure."""
     from podpath.tracer.lab import Lab

@@ -36,9 +36,17 @@ SCHEMA_VERSION = "1.30.0"
 
 @pytest.fixture(scope="module")
 def lab(request):
-    from conftest import fresh_lab
+    from conftest import fresh_lab, standin_agents
 
+    standin_agents(request)  # the DaemonSet's pods are Ready: their (stand-in) agents run
     return fresh_lab(request, "ta")
+
+
+def agent_pods(lab) -> dict[str, str]:
+    """node -> the name of its podpath agent pod (namespace podpath; hostNetwork: the node's IP)."""
+    from podpath.tracer.lab.apiserver.objects import agent_pod_name
+
+    return {n.name: agent_pod_name(lab.name, n.name) for n in NODES}
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +107,11 @@ def columns(text: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- kubectl
 
 
-def test_kubectl_get_pods_wide_shows_names_ips_and_nodes(kubectl):
+def test_kubectl_get_pods_wide_shows_names_ips_and_nodes(lab, kubectl):
     rows = columns(kubectl("get", "pods", "-A", "-o", "wide").stdout)
     seen = {(r["NAMESPACE"], r["NAME"]): (r["IP"], r["NODE"], r["STATUS"], r["READY"]) for r in rows}
-    assert seen == {(p.namespace, p.name): (p.ip, p.node, "Running", "1/1") for p in PODS}
+    assert seen == {(p.namespace, p.name): (p.ip, p.node, "Running", "1/1") for p in PODS} | {
+        ("podpath", pod_name): (node(n).underlay_ip, n, "Running", "1/1") for n, pod_name in agent_pods(lab).items()}
 
 
 def test_kubectl_get_nodes_yaml_carries_flannel_annotations(kubectl):
@@ -147,7 +156,7 @@ def test_kubectl_limited_user_is_forbidden_endpointslices_like_the_real_server(l
 # --------------------------------------------------------------------------- schemas and typed clients
 
 LISTS = ["/api/v1/namespaces", "/api/v1/nodes", "/api/v1/pods", "/api/v1/services", "/api/v1/configmaps",
-         "/apis/discovery.k8s.io/v1/endpointslices"]
+         "/apis/discovery.k8s.io/v1/endpointslices", "/apis/apps/v1/daemonsets"]
 
 
 def test_every_served_object_validates_against_the_published_schemas(lab):
@@ -166,7 +175,7 @@ def test_every_served_object_validates_against_the_published_schemas(lab):
             assert code == 200, obj
             kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
             count += 1
-    assert count >= 5 + 2 + 4 + 2 + 2 + 2
+    assert count >= 6 + 2 + 4 + 2 + 2 + 2 + 2 + 1
 
 
 def test_the_official_client_reads_every_list_into_its_typed_model(lab):
@@ -187,7 +196,8 @@ def test_the_official_client_reads_every_list_into_its_typed_model(lab):
     assert isinstance(nodes, __import__("kubernetes").client.V1NodeList)
     assert {n.metadata.name: n.spec.pod_cidr for n in nodes.items} == {n.name: n.pod_cidr for n in NODES}
     assert {(p.metadata.namespace, p.metadata.name): (p.status.pod_ip, p.status.host_ip, p.spec.node_name)
-            for p in pods.items} == {(p.namespace, p.name): (p.ip, node(p.node).underlay_ip, p.node) for p in PODS}
+            for p in pods.items} == {(p.namespace, p.name): (p.ip, node(p.node).underlay_ip, p.node) for p in PODS} | {
+        ("podpath", name): (node(n).underlay_ip, node(n).underlay_ip, n) for n, name in agent_pods(lab).items()}
     assert all(p.status.phase == "Running" for p in pods.items)
     dns = next(s for s in svcs.items if s.metadata.name == "kube-dns")
     assert (dns.spec.cluster_ip, dns.spec.selector) == ("10.96.0.10", {"k8s-app": "kube-dns"})
@@ -225,6 +235,8 @@ def test_status_errors_401_403_404_405(lab):
 def test_discovery_legacy_and_aggregated(lab, kubectl):
     code, body = http(lab, "/apis/discovery.k8s.io/v1")
     assert code == 200 and {r["name"] for r in body["resources"]} == {"endpointslices"}
+    code, body = http(lab, "/apis/apps/v1")
+    assert code == 200 and {r["name"] for r in body["resources"]} == {"daemonsets"}
     code, body = http(lab, "/apis", accept="application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
                                             "application/json")
     assert code == 200 and body["kind"] == "APIGroupDiscoveryList"
@@ -247,23 +259,27 @@ def names(body: dict) -> list[str]:
     return sorted(i["metadata"]["name"] for i in body["items"])
 
 
+# "agent:NODE" stands for the podpath agent pod on NODE (its name depends on the lab's).
 @pytest.mark.parametrize("query, expected", [
     ("labelSelector=k8s-app%3Dkube-dns", ["coredns"]),
     ("labelSelector=app%3D%3Dweb", ["pod-a2", "pod-b"]),
-    ("labelSelector=app!%3Dweb", ["coredns", "pod-a"]),
+    ("labelSelector=app!%3Dweb", ["coredns", "pod-a", "agent:node-a", "agent:node-b"]),
     ("labelSelector=app+in+(web,pod-a)", ["pod-a", "pod-a2", "pod-b"]),
-    ("labelSelector=app+notin+(web)", ["coredns", "pod-a"]),
+    ("labelSelector=app+notin+(web)", ["coredns", "pod-a", "agent:node-a", "agent:node-b"]),
     ("labelSelector=k8s-app", ["coredns"]),
-    ("labelSelector=!k8s-app", ["pod-a", "pod-a2", "pod-b"]),
-    ("fieldSelector=spec.nodeName%3Dnode-b", ["coredns", "pod-b"]),
+    ("labelSelector=!k8s-app", ["pod-a", "pod-a2", "pod-b", "agent:node-a", "agent:node-b"]),
+    ("labelSelector=app.kubernetes.io/name%3Dpodpath-agent", ["agent:node-a", "agent:node-b"]),
+    ("fieldSelector=spec.nodeName%3Dnode-b", ["coredns", "pod-b", "agent:node-b"]),
     ("fieldSelector=status.podIP%3D10.244.0.3", ["pod-a2"]),
-    ("fieldSelector=metadata.namespace!%3Ddefault,status.phase%3DRunning", ["coredns"]),
+    ("fieldSelector=status.podIP%3D192.168.56.11", ["agent:node-a"]),
+    ("fieldSelector=metadata.namespace!%3Ddefault,status.phase%3DRunning", ["coredns", "agent:node-a", "agent:node-b"]),
     ("fieldSelector=metadata.name%3Dpod-a", ["pod-a"]),
 ])
 def test_selectors(lab, query, expected):
     code, body = http(lab, f"/api/v1/pods?{query}")
     assert code == 200, body
-    assert names(body) == expected
+    agents = agent_pods(lab)
+    assert names(body) == sorted(agents[e[6:]] if e.startswith("agent:") else e for e in expected)
 
 
 def test_an_unsupported_field_selector_is_a_400_like_the_real_one(lab):
@@ -281,8 +297,9 @@ def test_limit_and_continue_page_through_every_pod_once(lab):
         token = body["metadata"].get("continue")
         if not token:
             break
-        assert body["metadata"]["remainingItemCount"] == len(PODS) - len(seen)
-    assert pages == 2 and sorted(seen) == sorted((p.namespace, p.name) for p in PODS) and len(seen) == len(PODS)
+        assert body["metadata"]["remainingItemCount"] == len(PODS) + len(NODES) - len(seen)
+    every = [(p.namespace, p.name) for p in PODS] + [("podpath", name) for name in agent_pods(lab).values()]
+    assert pages == 2 and sorted(seen) == sorted(every) and len(seen) == len(every)
 
 
 def test_table_for_kubectl_columns(lab):

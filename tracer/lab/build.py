@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
 from ..netns import inode
-from . import desired, kubeproxy, nsutil, processes
+from . import agents, desired, kubeproxy, nsutil, processes
 from .desired import (
     Addresses,
     BridgeSpec,
@@ -562,6 +562,8 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
         control.ensure(ctx)
     for n in NODES:
         apply(ctx, desired.node_devices(n))
+    if servers:  # once the nodes' loopbacks are up: they bind 127.0.0.1 there while the rest is built
+        agents.ensure(ctx)
     for n in NODES:
         ensure_routes(ctx, n.name, node_routes(n))
         ensure_flannel_triple(ctx, n)
@@ -577,6 +579,7 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
             if p.server:
                 ensure_server(ctx, p)
         control.finish(ctx)
+        agents.finish(ctx)
 
 
 def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:
@@ -605,7 +608,7 @@ def teardown(names: Names) -> list[str]:
     """Stop the servers, delete every namespace and /etc/netns dir of the lab; fine if already gone."""
     from .apiserver import control
 
-    done = []
+    done = agents.stop(names)
     for p in PODS:
         if p.server and processes.stop(names, p):
             done.append(f"stopped the {p.server} server of {p.name}")

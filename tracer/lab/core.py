@@ -196,6 +196,17 @@ class Lab:
         """A kubeconfig whose user may get/list/watch nodes, pods, services and namespaces, nothing else."""
         return self.names.kubeconfig_limited
 
+    @property
+    def kubeconfig_agent(self) -> Path:
+        """The kubeconfig of ServiceAccount podpath-agent (read-only cluster facts): the lab's agents'."""
+        return self.names.kubeconfig_agent
+
+    @property
+    def kubeconfig_coordinator(self) -> Path:
+        """The kubeconfig of ServiceAccount podpath-coordinator: get/list cluster facts, and create
+        pods/portforward in namespace podpath only (what `podpath trace` through agents needs)."""
+        return self.names.kubeconfig_coordinator
+
     def netns(self, short_name: str) -> str:
         if short_name not in self.names.all_short:
             raise UsageError(f"{short_name!r} is not a lab host; hosts: {', '.join(self.names.all_short)}")

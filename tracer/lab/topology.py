@@ -237,6 +237,20 @@ class Names:
     def kubeconfig_limited(self) -> Path:
         return self.run_dir / "kubeconfig-limited"
 
+    @property
+    def kubeconfig_agent(self) -> Path:  # ServiceAccount podpath-agent: what the lab's agents run with
+        return self.run_dir / "kubeconfig-agent"
+
+    @property
+    def kubeconfig_coordinator(self) -> Path:  # ServiceAccount podpath-coordinator: finds and reaches agents
+        return self.run_dir / "kubeconfig-coordinator"
+
+    def agent_pid_file(self, node_name: str) -> Path:
+        return self.run_dir / f"{node_name}.agent.pid"
+
+    def agent_log_file(self, node_name: str) -> Path:
+        return self.run_dir / f"{node_name}.agent.log"
+
     def etc_dir(self, short: str) -> Path:
         return NETNS_ETC / self.netns(short)
 

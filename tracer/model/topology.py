@@ -73,7 +73,11 @@ class Topology:
                 if l.kind != "veth" or here in peers or l.peer_index is None:
                     continue
                 for other in self.bundle.hosts:
+                    if h.node and other.node and h.node != other.node:
+                        continue  # ifindexes of two nodes' kernels (a bundle merged from agents) say nothing
                     cand = other.link_by_index(l.peer_index)
+                    if other is h and cand is not None and (l.peer_netnsid is not None or cand.peer_netnsid is not None):
+                        continue  # its peer is in another namespace: an equal ifindex here is a coincidence
                     if (cand and cand.kind == "veth" and cand.peer_index == l.index
                             and Port(other.name, cand.name) != here):
                         peers[here] = Port(other.name, cand.name)

@@ -350,12 +350,26 @@ class Walk:
                 return mac
         return answers[0][1]
 
+    def underlay_peer(self, host: Host, ip: str) -> Port | None:
+        """Another node's device holding `ip` when the wire between them is in no snapshot (a bundle
+        merged from per-node agents: each node's NIC leads out of its own snapshot)."""
+        for p in self.topo.owners.get(ip, []):
+            other = self.topo.host(p.host)
+            if other is not None and other.kind == "node" and other.name != host.name and \
+                    self.topo.peer(p) is None:
+                return p
+        return None
+
     def l2_out(self, host: Host, link: Link, pkt: Pkt, mac: str | None) -> None:
         if link.kind == "bridge":
             self.bridge_forward(host, link, pkt, mac, in_port=None)
             return
         peer = self.topo.peer(Port(host.name, link.name))
         if peer is None:
+            there = self.underlay_peer(host, pkt.dst)
+            if there is not None:  # the underlay (in no snapshot) takes it to the node holding its address
+                self.receive(self.topo.host(there.host), there.link, pkt, mac)
+                return
             remote = self.model.remote_node(pkt.dst)
             if remote is not None:  # another node, known from the cluster's facts but not read here
                 self.hop(host, "leave", link.name, reason=Reason.LEFT_NODE, remote=remote.name,

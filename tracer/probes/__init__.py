@@ -47,6 +47,17 @@ _KIND_KFREE = Kind.KFREE_SKB.value
 PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS + (NF_MATCH_PROGRAM,)
 
 
+_kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once
+
+
+def keep_kernel_names() -> None:
+    """Read drop reason names (BTF) and kernel symbols once for every later Probes of this process
+    (`podpath agent`), instead of once per trace."""
+    global _kept_names
+    if _kept_names is None:
+        _kept_names = KernelNames()
+
+
 def bpf_dir() -> Path:
     """Where the built objects are: $PODPATH_BPF_DIR, else the podpath.bpf package folder."""
     env = os.environ.get("PODPATH_BPF_DIR")
@@ -111,10 +122,11 @@ class Probes:
         self.filter = flt
         self.links: list[Link | ClsactFilter] = []
         self.events: list[Event] = []
+        self.keep = None  # keep(event) -> bool: events to keep (an agent: its own node's namespaces)
         self.timings: dict[str, float] = {}
         self._objs: list[libbpf.BpfObject] = []
         self._rb = None
-        self._names = KernelNames()
+        self._names = _kept_names or KernelNames()
         self._trace_obj: libbpf.BpfObject | None = None
         self._trace_err: BaseException | None = None
         self._trace_thread: threading.Thread | None = None
@@ -270,7 +282,8 @@ class Probes:
                 ev.nf_prio = prios[i]
                 ev.extra["last"] = i == len(prios) - 1  # the end of the hook: the packet left it
                 ev.extra["next_prio"] = prios[i + 1] if i + 1 < len(prios) else None
-        self.events.append(ev)
+        if self.keep is None or self.keep(ev):
+            self.events.append(ev)
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns

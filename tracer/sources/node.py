@@ -20,10 +20,13 @@ from .discovery import Namespace, discover
 
 
 class NodeSource(Source):
-    def __init__(self, kube=None, *, netns: str | None = None, warn=None, kube_error: str | None = None):
+    def __init__(self, kube=None, *, netns: str | None = None, warn=None, kube_error: str | None = None,
+                 node_name: str | None = None):
         """kube: a tracer.kube.Kube, or None (no cluster config found: node-only names).
-        netns: the node's namespace (None: the one podpath runs in)."""
+        netns: the node's namespace (None: the one podpath runs in). node_name: what to call this
+        node (an agent's --node-name); else the API's view, else the hostname."""
         self.kube = kube
+        self.node_name = node_name
         self.netns = netns
         self.warn = warn or (lambda _m: None)
         self.label = "this node"
@@ -58,7 +61,10 @@ class NodeSource(Source):
         if inv is not None and self.kube is not None:
             local = next((n for n in inv.nodes if addrs & {n.internal_ip, n.underlay_ip}), None)
             inv.local_node = local.name if local else None
-        node_name = (inv.local_node if inv is not None and inv.local_node else None) or socket.gethostname()
+        node_name = self.node_name or (inv.local_node if inv is not None and inv.local_node else None) or \
+            socket.gethostname()
+        if inv is not None and self.node_name:
+            inv.local_node = self.node_name
         name_hosts(bundle, node_name, spaces, inv)
         for ns, host in zip(spaces, bundle.hosts[1:]):
             if ns.resolv_conf:

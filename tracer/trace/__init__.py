@@ -60,6 +60,13 @@ def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     say = progress or (lambda _m: None)
+    if getattr(source, "agents", None) is not None:  # a cluster with agents: every node's part, joined
+        from ..agent.coordinator import through_agents
+        t = through_agents(source, src, dst, proto=proto, port=port, size=size, count=count, timeout=timeout,
+                           progress=say, on_verdict=on_verdict, payload=payload, expect_reply=expect_reply,
+                           sport=sport)
+        if t is not None:
+            return t
     t0 = time.perf_counter()
     session: Session | None = None
     snap_ms: dict = {}

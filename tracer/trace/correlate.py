@@ -81,6 +81,8 @@ class Trace:
     attach_errors: list[str] = field(default_factory=list)
     inject: dict = field(default_factory=dict)
     service: dict | None = None  # service.ServiceHop: the endpoint chosen, the rule trail, the reverse NAT
+    # through agents: the nodes whose agent was missing, unreachable or lost ({node, why})
+    not_observed: list[dict] = field(default_factory=list)
 
     @property
     def delivered(self) -> bool:
@@ -90,7 +92,7 @@ class Trace:
         return {"src": self.src, "dst": self.dst, "flow": self.flow, "verdict": json_fields(self.verdict),
                 "hops": [dataclasses.asdict(h) for h in self.hops], "expected_outcome": self.expected_outcome,
                 "lost_events": self.lost_events, "timings": self.timings, "attach_errors": self.attach_errors,
-                "inject": self.inject, "service": self.service}
+                "inject": self.inject, "service": self.service, "not_observed": self.not_observed}
 
 
 class Where:
@@ -710,4 +712,4 @@ def trace_from_dict(d: dict) -> Trace:
     return Trace(src=d["src"], dst=d["dst"], flow=d.get("flow", {}), verdict=v, hops=hops,
                  expected_outcome=d.get("expected_outcome"), lost_events=d.get("lost_events", 0),
                  timings=d.get("timings", {}), attach_errors=d.get("attach_errors", []),
-                 inject=d.get("inject", {}), service=d.get("service"))
+                 inject=d.get("inject", {}), service=d.get("service"), not_observed=d.get("not_observed", []))

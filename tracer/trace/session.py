@@ -41,6 +41,10 @@ class SessionRequest:
     # netns -> {"hooks": {hook: [priorities]}, "match": bool}: the netfilter brackets (plan.nf_plan);
     # empty: the default brackets in every namespace attached, matching in the source's
     nf_plan: dict = field(default_factory=dict)
+    # A node that only watches (an agent on the destination's or an endpoint's node): no socket, no
+    # send; the filter is given (probes.Filter's fields), inject only describes the flow.
+    watch_only: bool = False
+    filter: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,8 +114,11 @@ class Session:
         s.close()                           # (also a context manager)
     """
 
-    def __init__(self, req: SessionRequest, progress: Progress | None = None) -> None:
+    def __init__(self, req: SessionRequest, progress: Progress | None = None, keep=None) -> None:
+        """keep(event) -> bool: which events to keep (an agent: its own node's namespaces only)."""
         self.req = req
+        self.keep = keep
+        self.stop_requested = threading.Event()  # set from another thread: end the wait now
         self.say = progress or (lambda _m: None)
         self.timings: dict[str, float] = {}
         self.result: SessionResult | None = None
@@ -122,24 +129,48 @@ class Session:
         self._failed: dict[tuple[str, str], str] = {}
         self._nf_done: set[str] = set()  # namespaces whose hooks are bracketed
         self._nftrace = None
+        self.filter = None  # the probes.Filter loaded, once open
 
     def open(self) -> "Session":
-        from ..probes import Filter, Probes
+        return self.prepare().load()
 
+    def prepare(self) -> "Session":
+        """The socket (the source port is known from here on); no probes yet."""
         req, ir = self.req, self.req.inject
         try:
-            self._inj = Injector(ir).__enter__()
-            res = self._inj.prepare()
+            if req.watch_only:
+                res = InjectResult(proto=ir.proto)
+            else:
+                self._inj = Injector(ir).__enter__()
+                res = self._inj.prepare()
             self.result = SessionResult(inject=res, expect_reply=req.expect_reply)
-            if res.error:  # cannot even open a socket in the pod: nothing to probe
-                return self
-            flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
-                         sport=res.sport if ir.proto in ("tcp", "udp") else None,
-                         dport=ir.dport if ir.proto in ("tcp", "udp") else None,
-                         icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True,
-                         neigh_addrs=tuple(req.neigh_addrs))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def load(self) -> "Session":
+        """Load the probes with the flow's filter and attach req.attach (nothing if the socket failed)."""
+        from ..probes import Filter, Probes
+
+        req, ir, res = self.req, self.req.inject, self.result.inject
+        if res.error:  # cannot even open a socket in the pod: nothing to probe
+            return self
+        try:
+            if req.filter is not None:
+                f = dict(req.filter)
+                f["neigh_addrs"] = tuple(f.get("neigh_addrs") or req.neigh_addrs)
+                flt = Filter(**f)
+            else:
+                flt = Filter(saddr=ir.src, daddr=ir.dst, proto=ir.proto,
+                             sport=res.sport if ir.proto in ("tcp", "udp") else None,
+                             dport=ir.dport if ir.proto in ("tcp", "udp") else None,
+                             icmp_id=ir.icmp_id if ir.proto == "icmp" else None, bidir=True,
+                             neigh_addrs=tuple(req.neigh_addrs))
+            self.filter = flt
             self.say(f"loading probes ({len(req.attach)} devices)…")
             self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter)
+            self._probes.keep = self.keep
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
             t = time.perf_counter()
             self.attach(req.attach, plan=False)  # tc first: the trace object loads meanwhile
@@ -219,9 +250,9 @@ class Session:
         else:
             self.say(f"waiting up to {req.timeout:g}s for the answer…")
             if dst_ino == src_ino:  # to itself: over lo, where no tc probe sits; the socket says it
-                out.answered = _wait_socket(p, req, self._inj)
+                out.answered = _wait_socket(p, req, self._inj, self.stop_requested)
             else:
-                out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino)
+                out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino, self.stop_requested)
         self._inj.check_answer()
         if self._nftrace is not None:
             out.nftrace = self._nftrace.lines()
@@ -233,6 +264,30 @@ class Session:
         out.timings = dict(self.timings)
         if on_result is not None:
             on_result(out)
+        return out
+
+    def watch(self, on_events: Callable[[list], None] | None = None, poll_ms: int = 20) -> SessionResult:
+        """A watch-only session: poll until stop_requested, handing each batch of new events to
+        on_events (an agent streams them); then drain and return the result (probes still open)."""
+        out, p = self.result, self._probes
+        if p is not None:
+            if not self._nf_done:
+                self.attach_netfilter(self.req.nf_plan)
+            while not self.stop_requested.is_set():
+                new = p.poll(poll_ms)
+                if new and on_events is not None:
+                    on_events(new)
+            for _ in range(5):
+                new = p.poll(0)
+                if not new:
+                    break
+                if on_events is not None:
+                    on_events(new)
+            out.events = list(p.events)
+            out.lost = p.lost()
+            self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})
+        self.timings["result_ms"] = (time.perf_counter() - self._t0) * 1000
+        out.timings = dict(self.timings)
         return out
 
     def close(self) -> None:
@@ -309,14 +364,15 @@ def _attach_all(p, attach: list[tuple[str, str]], out: SessionResult, failed: di
 
 
 def _wait(p, req: SessionRequest, res: InjectResult, src_ino: int, src_ifindex: int | None,
-          dst_ino: int | None) -> bool:
-    """Poll until the answer is back at the source, a drop was seen, or the timeout passes."""
+          dst_ino: int | None, stop: threading.Event | None = None) -> bool:
+    """Poll until the answer is back at the source, a drop was seen, the timeout passes, or stop is
+    set (a coordinator saw the packet end on another node)."""
     deadline = time.monotonic() + req.timeout
     grace_until = None
     answered = False
     while True:
         now = time.monotonic()
-        if now >= deadline or (grace_until is not None and now >= grace_until):
+        if now >= deadline or (grace_until is not None and now >= grace_until) or (stop is not None and stop.is_set()):
             break
         p.poll(int(max(1, min(50, ((grace_until or deadline) - now) * 1000))))
         evs = p.events
@@ -336,12 +392,12 @@ def _wait(p, req: SessionRequest, res: InjectResult, src_ino: int, src_ifindex: 
     return answered
 
 
-def _wait_socket(p, req: SessionRequest, inj) -> bool:
+def _wait_socket(p, req: SessionRequest, inj, stop: threading.Event | None = None) -> bool:
     """A pod to its own address: the packet never leaves the pod (lo); the answer is the socket's."""
     from .inject import FINAL_ANSWERS
 
     deadline = time.monotonic() + req.timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         p.poll(10)
         if inj.check_answer() in FINAL_ANSWERS:
             return True

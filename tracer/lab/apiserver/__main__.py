@@ -16,7 +16,8 @@ from ..core import Lab
 from ..topology import APISERVER_PORT, CONTROL_PLANE_IP
 from . import certs
 from .labsource import lab_labels, rfc3339
-from .objects import objects
+from .objects import AGENT_NAMESPACE, agent_pod_name, objects
+from .. import agents
 
 
 def main() -> None:
@@ -33,18 +34,27 @@ def main() -> None:
     lab = Lab(args.lab)
     labels = lab_labels()
     state_file = lab.names.state_file
+    where: dict[tuple[str, str], str] = {}  # (namespace, pod) -> its network namespace, for port-forward
 
     def load() -> list[dict]:
         st = state.read(lab.names)
         created = rfc3339(st.created) if st else rfc3339("")
-        return objects(lab.inventory(), lab.name, created, labels)
+        inv = lab.inventory()
+        objs = objects(inv, lab.name, created, labels, agents=agents.ready(lab.names))
+        where.clear()
+        where.update({(p.namespace, p.name): p.netns for p in inv.pods if p.netns})
+        node_netns = {n.name: n.netns for n in inv.nodes}
+        where.update({(AGENT_NAMESPACE, agent_pod_name(lab.name, n)): ns  # hostNetwork: the node's namespace
+                      for n, ns in node_netns.items() if ns})
+        return objs
 
     seen = [None]
 
     def poll() -> bool:
+        """The state file changed (up, inject, clear), or an agent started or died (its pod's Ready)."""
         try:
             s = os.stat(state_file)
-            mark = (s.st_mtime_ns, s.st_ino, s.st_size)
+            mark = (s.st_mtime_ns, s.st_ino, s.st_size, tuple(agents.ready(lab.names).values()))
         except OSError:
             return False
         if mark != seen[0]:
@@ -64,6 +74,7 @@ def main() -> None:
     d = lab.names.apiserver_dir
     p = certs.paths(d)
     server = ApiServer(certs.tokens(d), load, args.address, args.port)
+    server.netns_of = lambda namespace, name: where.get((namespace, name))
     loop = asyncio.new_event_loop()
     task = loop.create_task(serve(server, str(p["cert"]), str(p["key"]), poll, ready))
     loop.add_signal_handler(signal.SIGTERM, task.cancel)

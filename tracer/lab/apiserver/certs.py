@@ -1,8 +1,9 @@
 """The stand-in API server's credentials: a self-signed CA, a serving certificate and bearer tokens.
 
 Files in /run/podpath/labs/<lab>/apiserver/ (root only): ca.crt, server.crt, server.key,
-tokens.json ({"admin": TOKEN, "limited": TOKEN}). Made once per `lab up` of a lab that has none;
-a reconcile keeps them, so kubeconfigs handed out stay valid.
+tokens.json ({"admin": TOKEN, "limited": TOKEN, ...}, one per USERS name). Made once per `lab up` of a
+lab that has none; a reconcile keeps them (adding a token for a user it lacks), so kubeconfigs
+handed out stay valid.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..topology import CONTROL_PLANE_IP
 
 SERVER_DNS = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
-# Users: token name -> (user name, groups). admin is cluster-admin; limited reads a few resources.
+# Users: token name -> (user name, groups). admin is cluster-admin; the others get what rbac.RULES
+# grants them: limited reads a few resources; agent and coordinator are the two ServiceAccounts of
+# issue 10's DaemonSet (deploy/ binds the same rules).
+_SA_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:podpath", "system:authenticated"]
 USERS = {"admin": ("kubernetes-admin", ["system:masters", "system:authenticated"]),
-         "limited": ("podpath-limited", ["system:authenticated"])}
-LIMITED_RESOURCES = frozenset({"nodes", "pods", "services", "namespaces"})
+         "limited": ("podpath-limited", ["system:authenticated"]),
+         "agent": ("system:serviceaccount:podpath:podpath-agent", _SA_GROUPS),
+         "coordinator": ("system:serviceaccount:podpath:podpath-coordinator", _SA_GROUPS)}
 
 
 def paths(d: Path) -> dict[str, Path]:
@@ -35,6 +40,18 @@ def paths(d: Path) -> dict[str, Path]:
 
 def present(d: Path) -> bool:
     return all(p.exists() for p in paths(d).values())
+
+
+def missing_tokens(d: Path) -> list[str]:
+    """Users a lab made before they existed has no token for."""
+    return [name for name in USERS if name not in tokens(d)]
+
+
+def add_tokens(d: Path) -> None:
+    """A token for every user that lacks one; the others (and kubeconfigs holding them) stay valid."""
+    have = tokens(d)
+    _write_private(paths(d)["tokens"], json.dumps(have | {name: secrets.token_urlsafe(32) for name in USERS
+                                                         if name not in have}).encode())
 
 
 def make(d: Path, cluster: str) -> None:

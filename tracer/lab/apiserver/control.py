@@ -65,7 +65,14 @@ def ensure(ctx: "BuildCtx") -> None:
         ctx.do(f"made the API server's CA, certificate and tokens in {d}", certs.make, d, names.lab)
         if ctx.dry:
             return
-    for path, who in ((names.kubeconfig, "admin"), (names.kubeconfig_limited, "limited")):
+    missing = certs.missing_tokens(d)
+    if missing:  # a lab made before these users existed; the server re-reads tokens when restarted
+        ctx.do(f"added tokens for {', '.join(missing)} to {d}", certs.add_tokens, d)
+        if ctx.dry:
+            return
+        ctx.do("restarted the API server (new tokens)", stop, names)
+    for path, who in ((names.kubeconfig, "admin"), (names.kubeconfig_limited, "limited"),
+                      (names.kubeconfig_agent, "agent"), (names.kubeconfig_coordinator, "coordinator")):
         want = kubeconfig_text(names, who)
         try:
             if path.read_text() == want:

@@ -193,12 +193,16 @@ def kube_proxy_config(cluster_cidr: str) -> str:
             "mode: iptables\n")
 
 
-def objects(inv: Inventory, cluster: str, created: str, labels: Labels | None = None) -> list[dict[str, Any]]:
+def objects(inv: Inventory, cluster: str, created: str, labels: Labels | None = None,
+            agents: dict[str, bool] | None = None) -> list[dict[str, Any]]:
     """Every object the API serves for this inventory (cluster: a name that seeds the uids;
-    created: an RFC 3339 time, e.g. 2026-01-01T00:00:00Z)."""
+    created: an RFC 3339 time, e.g. 2026-01-01T00:00:00Z). agents: node -> agent ready, when
+    podpath's DaemonSet runs there (its namespace, DaemonSet and one pod per node are served)."""
     labels = labels or Labels()
-    out: list[dict[str, Any]] = [namespace_obj(cluster, ns, created)
-                                 for ns in ("default", "kube-flannel", "kube-node-lease", "kube-public", "kube-system")]
+    namespaces = ["default", "kube-flannel", "kube-node-lease", "kube-public", "kube-system"]
+    if agents is not None:
+        namespaces.append(AGENT_NAMESPACE)
+    out: list[dict[str, Any]] = [namespace_obj(cluster, ns, created) for ns in sorted(namespaces)]
     host_ip = {n.name: n.underlay_ip for n in inv.nodes}
     out += [node_obj(cluster, n, created) for n in inv.nodes]
     for p in inv.pods:
@@ -216,6 +220,91 @@ def objects(inv: Inventory, cluster: str, created: str, labels: Labels | None = 
     out.append(configmap_obj(cluster, "kube-flannel", "kube-flannel-cfg",
                              {"net-conf.json": net_conf, "cni-conf.json": _cni_conf()}, created,
                              labels={"app": "flannel", "tier": "node"}))
+    if agents is not None:
+        out += agent_objects(cluster, inv, agents, created)
+    return out
+
+
+# ---------------------------------------------------------------- podpath's own DaemonSet (issue 10)
+
+AGENT_NAMESPACE = "podpath"
+AGENT_DAEMONSET = "podpath-agent"
+AGENT_LABEL = {"app.kubernetes.io/name": "podpath-agent"}
+AGENT_PORT = 4244
+AGENT_IMAGE = "ghcr.io/podpath/podpath:lab"
+
+
+def agent_pod_name(cluster: str, node: str) -> str:
+    """`podpath-agent-xxxxx`, as the DaemonSet controller names its pods (stable per node)."""
+    h = hashlib.sha256(f"{cluster}/{AGENT_DAEMONSET}/{node}".encode()).hexdigest()
+    return f"{AGENT_DAEMONSET}-" + "".join(c for c in h if c in "bcdfghjklmnpqrstvwxz2456789")[:5]
+
+
+def _agent_template() -> dict[str, Any]:
+    """The DaemonSet's pod template (deploy/'s in substance): hostNetwork, hostPID, the port declared
+    but bound on 127.0.0.1 only (reached through the API server's port-forward)."""
+    container = {
+        "name": "agent", "image": AGENT_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "args": ["agent", "--port", str(AGENT_PORT)],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}],
+        "ports": [{"name": "agent", "containerPort": AGENT_PORT, "hostPort": AGENT_PORT, "protocol": "TCP"}],
+        "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN"]}},
+        "resources": {}, "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+    }
+    return {"containers": [container], "dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": True,
+            "hostPID": True, "restartPolicy": "Always", "schedulerName": "default-scheduler",
+            "serviceAccountName": AGENT_DAEMONSET, "serviceAccount": AGENT_DAEMONSET,
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [{"operator": "Exists"}]}
+
+
+def agent_objects(cluster: str, inv: Inventory, ready: dict[str, bool], created: str) -> list[dict[str, Any]]:
+    """DaemonSet podpath/podpath-agent and its pod on each node of `ready` (Ready as its agent runs)."""
+    ds_uid = uid(cluster, "DaemonSet", AGENT_NAMESPACE, AGENT_DAEMONSET)
+    revision = hashlib.sha256(f"{cluster}/{AGENT_DAEMONSET}/1".encode()).hexdigest()[:10]
+    pod_labels = AGENT_LABEL | {"controller-revision-hash": revision, "pod-template-generation": "1"}
+    nodes = {n.name: n for n in inv.nodes}
+    out: list[dict[str, Any]] = []
+    for node_name, is_ready in sorted(ready.items()):
+        n = nodes.get(node_name)
+        if n is None:
+            continue
+        name = agent_pod_name(cluster, node_name)
+        spec = _agent_template() | {"nodeName": node_name}
+        cid = hashlib.sha256(f"{cluster}/{AGENT_NAMESPACE}/{name}/agent".encode()).hexdigest()
+        flag = "True" if is_ready else "False"
+        conds = [{"type": t, "status": "True" if t in ("Initialized", "PodScheduled") else flag,
+                  "lastProbeTime": None, "lastTransitionTime": created}
+                 for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]
+        state = ({"running": {"startedAt": created}} if is_ready else
+                 {"waiting": {"reason": "CrashLoopBackOff", "message": "the lab's agent process is not running"}})
+        cstatus = {"name": "agent", "ready": is_ready, "started": is_ready, "restartCount": 0 if is_ready else 1,
+                   "image": AGENT_IMAGE, "imageID": f"{AGENT_IMAGE.split(':')[0]}@sha256:{cid}",
+                   "containerID": f"containerd://{cid}", "state": state}
+        ip = n.underlay_ip
+        status: dict[str, Any] = {"phase": "Running", "conditions": conds, "qosClass": "BestEffort",
+                                  "startTime": created, "containerStatuses": [cstatus]}
+        if ip:
+            status.update(hostIP=ip, hostIPs=[{"ip": ip}], podIP=ip, podIPs=[{"ip": ip}])
+        meta = _meta(cluster, "Pod", name, created, AGENT_NAMESPACE, labels=pod_labels)
+        meta["generateName"] = f"{AGENT_DAEMONSET}-"
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": AGENT_DAEMONSET,
+                                    "uid": ds_uid, "controller": True, "blockOwnerDeletion": True}]
+        out.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status})
+    count, up = len(out), sum(1 for v in ready.values() if v)
+    out.append({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": _meta(cluster, "DaemonSet", AGENT_DAEMONSET, created, AGENT_NAMESPACE, labels=AGENT_LABEL)
+        | {"generation": 1},
+        "spec": {"selector": {"matchLabels": dict(AGENT_LABEL)},
+                 "template": {"metadata": {"labels": dict(AGENT_LABEL)}, "spec": _agent_template()},
+                 "updateStrategy": {"type": "RollingUpdate",
+                                    "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+                 "revisionHistoryLimit": 10},
+        "status": {"currentNumberScheduled": count, "desiredNumberScheduled": count, "numberMisscheduled": 0,
+                   "numberReady": up, "numberAvailable": up, "updatedNumberScheduled": count,
+                   "observedGeneration": 1} | ({"numberUnavailable": count - up} if count > up else {}),
+    })
     return out
 
 

@@ -33,9 +33,10 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "services", "Service", True, ("svc",), "service"),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",), "configmap"),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, (), "endpointslice"),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), "daemonset"),
 )
 BY_KIND = {r.kind: r for r in RESOURCES}
-GROUPS = {"discovery.k8s.io": "v1"}
+GROUPS = {"apps": "v1", "discovery.k8s.io": "v1"}
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:

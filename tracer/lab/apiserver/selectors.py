@@ -14,7 +14,7 @@ from typing import Any, Callable
 FIELDS: dict[str, dict[str, Callable[[dict], str]]] = {}
 _COMMON = {"metadata.name": lambda o: o["metadata"]["name"],
            "metadata.namespace": lambda o: o["metadata"].get("namespace", "")}
-for _kind in ("Namespace", "Node", "Service", "ConfigMap", "EndpointSlice"):
+for _kind in ("Namespace", "Node", "Service", "ConfigMap", "EndpointSlice", "DaemonSet"):
     FIELDS[_kind] = dict(_COMMON)
 FIELDS["Pod"] = {**_COMMON,
                  "spec.nodeName": lambda o: o["spec"].get("nodeName", ""),

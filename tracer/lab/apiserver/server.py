@@ -1,9 +1,10 @@
-"""The stand-in Kubernetes API server (aiohttp, HTTPS, read-only).
+"""The stand-in Kubernetes API server (aiohttp, HTTPS, read-only but for port-forward).
 
 Serves `objects.objects(inventory)` the way kube-apiserver does for the calls podpath and kubectl
 make: discovery, list/get (namespaced and across namespaces), label and field selectors,
 limit/continue, resourceVersion, watch, Table output, and real `Status` errors (401, 403, 404,
-405, 400, 410). The Store numbers every change of an object with a new resourceVersion and keeps
+405, 400, 410); and pods/{name}/portforward over WebSocket, relayed into the pod's network
+namespace as kubelet does (portforward.py), for users RBAC (rbac.py) lets create it. The Store numbers every change of an object with a new resourceVersion and keeps
 the event history that watches replay.
 """
 
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import certs, resources, selectors, tables
+from . import certs, portforward, rbac, resources, selectors, spdy, tables
 from .objects import KUBE_VERSION
 from .resources import Resource
 
@@ -185,21 +186,23 @@ def status(code: int, reason: str, message: str, details: dict | None = None) ->
 class User:
     name: str
     groups: list[str]
+    role: str = ""  # the token's name in certs.USERS: which rbac.RULES bind to this user
 
-    def may(self, verb: str, res: Resource) -> bool:
-        if "system:masters" in self.groups:
-            return True
-        return verb in resources.READ_VERBS and res.plural in certs.LIMITED_RESOURCES
+    def may(self, verb: str, res: Resource, namespace: str | None = None, subresource: str = "") -> bool:
+        return rbac.allowed(self.role, self.groups, verb, res.plural + (f"/{subresource}" if subresource else ""),
+                            namespace)
 
 
 class ApiServer:
     def __init__(self, tokens: dict[str, str], load: Callable[[], list[dict[str, Any]]],
                  address: str, port: int):
-        self.users = {tok: User(*certs.USERS[name]) for name, tok in tokens.items()}
+        self.users = {tok: User(*certs.USERS[name], role=name) for name, tok in tokens.items() if name in certs.USERS}
         self.load = load
         self.address, self.port = address, port
         self.store = Store()
         self.poll: Callable[[], bool] = lambda: False
+        # The network namespace a pod's port-forward enters (kubelet knows its sandbox's); None: none.
+        self.netns_of: Callable[[str, str], str | None] = lambda namespace, name: None
         self.middlewares: list = []  # run before authentication (a bench records requests)
 
     # -------------------------------------------------------------- state
@@ -239,6 +242,9 @@ class ApiServer:
         if self.poll():  # a request right after `fault inject` sees the fault (a stat per request)
             await self.refresh()
         parts = [p for p in request.path.split("/") if p]
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
+                and parts[6] == "portforward" and request.method in ("GET", "POST"):
+            return await self._portforward(request, parts[3], parts[5])
         if request.method not in ("GET", "HEAD"):
             return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if parts in (["readyz"], ["livez"], ["healthz"]):
@@ -284,7 +290,7 @@ class ApiServer:
         watch = q.get("watch", "") in ("1", "true")
         verb = "watch" if watch else ("get" if name else "list")
         user: User = request["user"]
-        if not user.may(verb, res):
+        if not user.may(verb, res, namespace):
             return _forbidden(user, verb, res, namespace, name)
         try:
             match_label = selectors.label_matcher(q.get("labelSelector"))
@@ -323,6 +329,38 @@ class ApiServer:
         except ValueError as e:
             return status(400, "BadRequest", str(e))
         return self._respond(request, res, items, meta=meta)
+
+    async def _portforward(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        """GET (WebSocket upgrade, as the official client and kubectl send it) or POST: RBAC `create`
+        on pods/portforward for both, as the real server checks a WebSocket upgrade since
+        AuthorizePodWebsocketUpgradeCreatePermission; then the relay into the pod's namespace."""
+        user: User = request["user"]
+        pods = resources.BY_KIND["Pod"]
+        if not user.may("create", pods, namespace, "portforward"):
+            return status(403, "Forbidden",
+                          f'pods "{name}" is forbidden: User "{user.name}" cannot create resource '
+                          f'"pods/portforward" in API group "" in the namespace "{namespace}"',
+                          {"name": name, "kind": "pods"})
+        o = self.store.objects.get(("Pod", namespace, name))
+        if o is None:
+            return status(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"})
+        netns = self.netns_of(namespace, name)
+        if o["status"].get("phase") != "Running" or netns is None:
+            return status(400, "BadRequest", f'pod {name} is not running (phase {o["status"].get("phase")}): '
+                          "cannot port-forward to it")
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            return status(400, "BadRequest", "Upgrade request required")
+        upgrade = request.headers.get("Upgrade", "").lower()
+        who = f'{namespace}/{name}, uid {o["metadata"]["uid"]}'
+        try:
+            if upgrade == "websocket":
+                return await portforward.relay(request, netns, who)
+            if upgrade.startswith("spdy/3.1") and spdy.available():  # kubectl port-forward
+                return await portforward.spdy_upgrade(request, netns, who)
+        except portforward.Refused as e:
+            return status(e.code, e.reason, str(e))
+        return status(400, "BadRequest", f"unable to upgrade connection: {request.headers.get('Upgrade')!r} "
+                      f"is not supported by the lab's API server; use WebSocket ({portforward.V4})")
 
     def _respond(self, request: web.Request, res: Resource, body: Any, single: bool = False,
                  meta: dict | None = None) -> web.Response:

@@ -93,6 +93,20 @@ COLUMNS: dict[str, list[Col]] = {
         ("Endpoints", "string", 0, _slice_endpoints),
         ("Age", "string", 0, age),
     ],
+    "DaemonSet": [
+        ("Name", "string", 0, lambda o: o["metadata"]["name"]),
+        ("Desired", "integer", 0, lambda o: o["status"].get("desiredNumberScheduled", 0)),
+        ("Current", "integer", 0, lambda o: o["status"].get("currentNumberScheduled", 0)),
+        ("Ready", "integer", 0, lambda o: o["status"].get("numberReady", 0)),
+        ("Up-to-date", "integer", 0, lambda o: o["status"].get("updatedNumberScheduled", 0)),
+        ("Available", "integer", 0, lambda o: o["status"].get("numberAvailable", 0)),
+        ("Node Selector", "string", 0, lambda o: ",".join(
+            f"{k}={v}" for k, v in (o["spec"]["template"]["spec"].get("nodeSelector") or {}).items()) or "<none>"),
+        ("Age", "string", 0, age),
+        ("Containers", "string", 1, lambda o: ",".join(c["name"] for c in o["spec"]["template"]["spec"]["containers"])),
+        ("Images", "string", 1, lambda o: ",".join(c["image"] for c in o["spec"]["template"]["spec"]["containers"])),
+        ("Selector", "string", 1, lambda o: ",".join(f"{k}={v}" for k, v in o["spec"]["selector"]["matchLabels"].items())),
+    ],
     "Namespace": [
         ("Name", "string", 0, lambda o: o["metadata"]["name"]),
         ("Status", "string", 0, lambda o: o["status"]["phase"]),

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Print what a warm `podpath trace` through per-node agents costs on this machine.
+
+On a throwaway lab (ba<hex>, torn down at the end) with one `podpath agent` per node, started once:
+  - `podpath trace default/pod-a default/pod-b` run inside node-a's namespace (the coordinator,
+    reaching the agents directly): median seconds from spawn to the verdict line and to exit
+    (targets: < 0.6 s to the verdict, < 1 s whole);
+  - the coordinator in process: median milliseconds of each stage (where the time goes);
+  - each agent's RSS before and after --rss-traces traces (target: growth < 10 %), and the BPF
+    links/programs an idle agent holds (target: none: idle cost on traffic zero).
+Printed, never asserted. Run as root: `.venv/bin/python bench/bench_agent.py [--runs N] [--rss-traces N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "podpath")
+NODES = ("node-a", "node-b")
+STAGES = ("connect_ms", "snapshot_ms", "diagnose_ms", "armed_ms", "arm_ms", "send_ms", "verdict_ms")
+
+
+def loop(n: int, kubeconfig: str) -> None:
+    """(Inside node-a's namespace.) n coordinator traces in this process; one JSON line of timings."""
+    from podpath.tracer.agent import agent_finder
+    from podpath.tracer.agent.coordinator import Coordinator
+    from podpath.tracer.kube import connect
+
+    kube = connect(kubeconfig)
+    find = agent_finder(kube)
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        t = Coordinator(kube, find).trace("default/pod-a", "default/pod-b")
+        out.append({"status": t.verdict.status, "wall_ms": (time.perf_counter() - t0) * 1000,
+                    **{k: t.timings.get(k) for k in STAGES}})
+    print(json.dumps(out))
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def bpf_fds(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:bpf-prog")
+        except OSError:
+            pass
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10, help="CLI traces for the medians")
+    ap.add_argument("--stage-runs", type=int, default=10, help="in-process traces for the stage medians")
+    ap.add_argument("--rss-traces", type=int, default=1000, help="traces between the RSS readings")
+    ap.add_argument("--loop", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--kubeconfig", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.loop is not None:
+        loop(a.loop, a.kubeconfig)
+        return
+
+    from podpath.tracer.agent import DIRECT_ENV
+    from podpath.tracer.lab import Lab, processes
+
+    lab = Lab("ba" + secrets.token_hex(2))
+    pids: dict[str, int] = {}
+    try:
+        lab.up()
+        run_dir = Path(f"/run/podpath/labs/{lab.name}/agents")
+        for n in NODES:
+            pids[n] = processes.spawn(lab.netns(n), [EXE, "agent", "--node-name", n, "--kubeconfig",
+                                                     str(lab.kubeconfig), "--pid-file", str(run_dir / f"{n}.pid")],
+                                      run_dir / f"{n}.pid", run_dir / f"{n}.log", f"the agent of {n}", timeout=30)
+        env = {**os.environ, DIRECT_ENV: ",".join(f"{n}={lab.netns(n)}" for n in NODES)}
+        in_a = ["ip", "netns", "exec", lab.netns("node-a")]
+        cli = in_a + [EXE, "trace", "default/pod-a", "default/pod-b", "--kubeconfig", str(lab.kubeconfig)]
+
+        def helper(n: int) -> list[dict]:
+            r = subprocess.run(in_a + [sys.executable, __file__, "--loop", str(n), "--kubeconfig",
+                                       str(lab.kubeconfig)], capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                sys.exit(f"bench: the coordinator loop failed: {r.stderr.strip().splitlines()[-1:]}")
+            return json.loads(r.stdout.strip().splitlines()[-1])
+
+        helper(2)  # warm: the agents' first snapshot fills their caches
+        print(f"lab {lab.name}, two agents warm; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
+        print(f"idle agents hold BPF links/programs: " + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items())
+              + " (target 0: nothing attached between traces)")
+
+        to_verdict, whole, statuses = [], [], []
+        for _ in range(a.runs):
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            at = None
+            for line in proc.stdout:
+                if at is None and line.startswith("verdict:"):
+                    at = time.perf_counter() - t0
+                    statuses.append(line.split()[1])
+            proc.wait()
+            whole.append(time.perf_counter() - t0)
+            to_verdict.append(at if at is not None else float("inf"))
+        print(f"podpath trace through agents (CLI, median of {a.runs}): to the verdict "
+              f"{statistics.median(to_verdict):.2f} s (target < 0.6 s), whole {statistics.median(whole):.2f} s "
+              f"(target < 1 s); verdicts {sorted(set(statuses))}")
+
+        stages = helper(a.stage_runs)
+        print(f"coordinator in process (median of {a.stage_runs}), ms since the trace started:")
+        for k in STAGES + ("wall_ms",):
+            vals = [s[k] for s in stages if s.get(k) is not None]
+            if vals:
+                print(f"  {k:<12} {statistics.median(vals):7.0f}")
+
+        before = {n: rss_kb(p) for n, p in pids.items()}
+        t0 = time.perf_counter()
+        done = 0
+        while done < a.rss_traces:
+            batch = min(100, a.rss_traces - done)
+            got = helper(batch)
+            done += batch
+            bad = [g["status"] for g in got if g["status"] != "delivered"]
+            if bad:
+                print(f"  (traces {done - batch}..{done}: {len(bad)} not delivered: {sorted(set(bad))})")
+        after = {n: rss_kb(p) for n, p in pids.items()}
+        for n in NODES:
+            growth = (after[n] - before[n]) / before[n] * 100
+            print(f"agent {n} RSS: {before[n] / 1024:.1f} MiB before, {after[n] / 1024:.1f} MiB after "
+                  f"{a.rss_traces} traces ({growth:+.1f} %, target < 10 %)")
+        print(f"  ({a.rss_traces} traces in {time.perf_counter() - t0:.0f} s; idle BPF fds after: "
+              + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items()) + ")")
+    finally:
+        for n, p in pids.items():
+            processes.stop_pid(p)
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()

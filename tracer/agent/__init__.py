@@ -65,5 +65,9 @@ def with_agents(source):
         return source
     find = agent_finder(getattr(source, "kube", None))
     if find is not None and getattr(source, "kube", None) is not None:
+        from .coordinator import through_agents
+
         source.agents = find
+        # trace() calls this without importing the agents (trace sits below them)
+        source.remote_trace = lambda src, dst, **flow: through_agents(source, src, dst, **flow)
     return source

@@ -31,6 +31,9 @@ class Source:
 
     label = "source"  # shown in progress lines: "node node-a", "lab pp", "bundle x.json"
     live = True  # the kernel it describes is this machine's: probes can attach, packets can be sent
+    # trace(src, dst, **flow) across nodes, or None when this source traces in process; set by
+    # tracer.agent.with_agents (the agents sit above trace: trace never imports them)
+    remote_trace = None
 
     def snapshot(self, targets: tuple[str, ...] = (), flow=None) -> Bundle:
         """Every namespace this source sees, read now, with the inventory (cluster facts) it has.

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Print what a warm `podpath trace` through per-node agents costs on this machine.
 
-On a throwaway lab (ba<hex>, torn down at the end) with one `podpath agent` per node, started once:
+On a throwaway lab (ba<hex>, torn down at the end) with its agents (`lab up` starts one per node):
   - `podpath trace default/pod-a default/pod-b` run inside node-a's namespace (the coordinator,
     reaching the agents directly): median seconds from spawn to the verdict line and to exit
     (targets: < 0.6 s to the verdict, < 1 s whole);
   - the coordinator in process: median milliseconds of each stage (where the time goes);
   - each agent's RSS before and after --rss-traces traces (target: growth < 10 %), and the BPF
-    links/programs an idle agent holds (target: none: idle cost on traffic zero).
+    links/programs an idle agent holds (target: none: idle cost on traffic zero);
+  - iperf3 pod-a → pod-b without agents, with them idle (target ≥ 99 %), and while traces run
+    through them (target ≥ 97 %).
 Printed, never asserted. Run as root: `.venv/bin/python bench/bench_agent.py [--runs N] [--rss-traces N]`.
 """
 
@@ -50,7 +52,16 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def bpf_fds(pid: int) -> int:
+def bpf_fds(pid: int, settle: float = 3.0) -> int:
+    """The BPF programs and links the agent holds, once its last session has closed (an agent
+    closes a session's probes just after it answers: that takes a few hundred ms)."""
+    deadline = time.monotonic() + settle
+    while (n := _bpf_fds(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return n
+
+
+def _bpf_fds(pid: int) -> int:
     n = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -65,6 +76,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10, help="CLI traces for the medians")
     ap.add_argument("--stage-runs", type=int, default=10, help="in-process traces for the stage medians")
     ap.add_argument("--rss-traces", type=int, default=1000, help="traces between the RSS readings")
+    ap.add_argument("--iperf-seconds", type=int, default=5, help="iperf3 -t for the throughput figures (0: skip)")
+    ap.add_argument("--iperf-rounds", type=int, default=3, help="rounds of without/idle/during (medians)")
     ap.add_argument("--loop", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -73,17 +86,17 @@ def main() -> None:
         return
 
     from podpath.tracer.agent import DIRECT_ENV
-    from podpath.tracer.lab import Lab, processes
+    from podpath.tracer.lab import Lab, agents
 
     lab = Lab("ba" + secrets.token_hex(2))
     pids: dict[str, int] = {}
     try:
-        lab.up()
-        run_dir = Path(f"/run/podpath/labs/{lab.name}/agents")
+        lab.up()  # starts one agent per node (tracer/lab/agents.py), as the DaemonSet would
         for n in NODES:
-            pids[n] = processes.spawn(lab.netns(n), [EXE, "agent", "--node-name", n, "--kubeconfig",
-                                                     str(lab.kubeconfig), "--pid-file", str(run_dir / f"{n}.pid")],
-                                      run_dir / f"{n}.pid", run_dir / f"{n}.log", f"the agent of {n}", timeout=30)
+            pid = agents.pid(lab.names, n)
+            if pid is None:
+                sys.exit(f"bench: lab {lab.name} has no running agent on {n}; see {lab.names.agent_log_file(n)}")
+            pids[n] = pid
         env = {**os.environ, DIRECT_ENV: ",".join(f"{n}={lab.netns(n)}" for n in NODES)}
         in_a = ["ip", "netns", "exec", lab.netns("node-a")]
         cli = in_a + [EXE, "trace", "default/pod-a", "default/pod-b", "--kubeconfig", str(lab.kubeconfig)]
@@ -140,10 +153,58 @@ def main() -> None:
                   f"{a.rss_traces} traces ({growth:+.1f} %, target < 10 %)")
         print(f"  ({a.rss_traces} traces in {time.perf_counter() - t0:.0f} s; idle BPF fds after: "
               + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items()) + ")")
+        if a.iperf_seconds:
+            iperf_figures(lab, a, pids, helper)
     finally:
-        for n, p in pids.items():
-            processes.stop_pid(p)
-        lab.down()
+        lab.down()  # stops the agents too
+
+
+def iperf_figures(lab, a, pids: dict[str, int], helper) -> None:
+    """iperf3 pod-a → pod-b without agents, with them idle, and while traces run through them
+    (rounds alternate, medians): targets ≥ 99 % idle, ≥ 97 % during a trace."""
+    import threading
+
+    from bench_trace import iperf
+    from podpath.tracer.lab import agents
+
+    def stopped() -> float:
+        agents.stop(lab.names)
+        try:
+            return iperf(lab, a.iperf_seconds)[0]
+        finally:
+            for n in NODES:
+                pids[n] = agents.start(lab.names, n)
+            helper(2)  # warm again
+
+    def during() -> float:
+        stop = threading.Event()
+        count = []
+
+        def traces() -> None:
+            while not stop.is_set():
+                count.extend(helper(5))
+
+        t = threading.Thread(target=traces, daemon=True)
+        t.start()
+        try:
+            return iperf(lab, a.iperf_seconds)[0]
+        finally:
+            stop.set()
+            t.join()
+            print(f"  ({len(count)} traces ran during {a.iperf_seconds} s of iperf3)")
+
+    runs: dict[str, list[float]] = {"without agents": [], "agents idle": [], "traces through agents": []}
+    for _ in range(a.iperf_rounds):
+        runs["without agents"].append(stopped())
+        runs["agents idle"].append(iperf(lab, a.iperf_seconds)[0])
+        runs["traces through agents"].append(during())
+    base = statistics.median(runs["without agents"])
+    print(f"iperf3 pod-a → pod-b, median of {a.iperf_rounds} × {a.iperf_seconds} s (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; the coordinator, both agents and iperf3 share them):")
+    for label, vals in runs.items():
+        m = statistics.median(vals)
+        target = {"agents idle": " (target ≥ 99 %)", "traces through agents": " (target ≥ 97 %)"}.get(label, "")
+        print(f"  {label:<24} {m / 1e9:6.2f} Gb/s  {m / base * 100 if base else 0:5.1f} %{target}")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def main() -> None:
 
         helper(2)  # warm: the agents' first snapshot fills their caches
         print(f"lab {lab.name}, two agents warm; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
-        print(f"idle agents hold BPF links/programs: " + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items())
+        print("idle agents hold BPF links/programs: " + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items())
               + " (target 0: nothing attached between traces)")
 
         to_verdict, whole, statuses = [], [], []

@@ -145,13 +145,8 @@ def register(app: typer.Typer) -> None:
             if here:
                 from podpath.tracer.lab import here as on_node
 
-                r = on_node.clear(f)
-                if r.nothing:
-                    err.print(r.nothing, markup=False, soft_wrap=True)
-                    return
-                for c in r.done:
-                    err.print(f"  {c}", markup=False, soft_wrap=True)
-                out.print(f"cleared {fault} on this node", markup=False)
+                if _said(on_node.clear(f)):
+                    out.print(f"cleared {fault} on this node", markup=False)
                 return
             if "netns" not in f.labs:
                 raise UsageError(f"{fault} runs only with --here (labs: {', '.join(f.labs)}): "
@@ -226,13 +221,20 @@ def _inject_here(f, params: list[str], dry_run: bool) -> None:
         for c in r.done:
             out.print(c, markup=False, soft_wrap=True)
         return
-    if r.nothing:
-        err.print(r.nothing, markup=False, soft_wrap=True)
+    if not _said(r):
         return
-    for c in r.done:
-        err.print(f"  {c}", markup=False, soft_wrap=True)
     out.print(f"injected {f.name} ({f.cause}) on this node: {f.summary}", markup=False)
     out.print(f"undo with `podpath lab fault clear {f.name} --here` (the undo is in {r.saved})", markup=False)
+
+
+def _said(r) -> bool:
+    """What a --here inject or clear did, on stderr; False when there was nothing to do."""
+    if r.nothing:
+        err.print(r.nothing, markup=False, soft_wrap=True)
+        return False
+    for c in r.done:
+        err.print(f"  {c}", markup=False, soft_wrap=True)
+    return True
 
 
 def _n(name: str) -> str:

@@ -78,6 +78,20 @@ def nobody_can_run_the_checkout() -> None:
                         "nobody cannot run this checkout of podpath; clone it somewhere others can read")
 
 
+def flow_args(f) -> list[str]:
+    """A catalog fault's flow (FaultFlow) as `podpath trace/diagnose` arguments (size: ping -s + 28)."""
+    out = [f.src, f.dst]
+    if f.proto and f.proto != "icmp":
+        out += ["--proto", f.proto]
+    if f.port:
+        out += ["--port", str(f.port)]
+    if f.size:
+        out += ["--size", str(f.size + 28)]
+    if f.sport:
+        out += ["--sport", str(f.sport)]
+    return out
+
+
 def podpath_on_node(lab, node: str, *args: str, timeout: float = 60):
     """`podpath ARGS` run inside a lab node's namespace, as an operator runs it on a node."""
     import subprocess

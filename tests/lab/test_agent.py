@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ROOT_BPF_LAB, bpf_lab  # noqa: E402
+from conftest import ROOT_BPF_LAB, bpf_lab, flow_args  # noqa: E402
 
 from podpath.tracer.agent import DIRECT_ENV  # noqa: E402
 from podpath.tracer.agent import protocol as P  # noqa: E402
@@ -89,19 +89,6 @@ def agents(lab, request):
     for n in NODES:
         a.start(n)
     return a
-
-
-def flow_args(f) -> list[str]:
-    out = [f.src, f.dst]
-    if f.proto and f.proto != "icmp":
-        out += ["--proto", f.proto]
-    if f.port:
-        out += ["--port", str(f.port)]
-    if f.size:
-        out += ["--size", str(f.size + 28)]
-    if f.sport:
-        out += ["--sport", str(f.sport)]
-    return out
 
 
 def trace_through_agents(lab, agents, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

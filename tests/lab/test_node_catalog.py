@@ -17,7 +17,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ROOT_BPF_LAB, bpf_lab, podpath_on_node  # noqa: E402
+from conftest import ROOT_BPF_LAB, bpf_lab, flow_args, podpath_on_node  # noqa: E402
 
 from podpath.tracer.lab.faults import FAULTS  # noqa: E402
 
@@ -31,19 +31,6 @@ def lab(request):
 
 def on_node(lab, node: str, *args: str):
     return podpath_on_node(lab, node, *args, "--kubeconfig", str(lab.kubeconfig), "-o", "json")
-
-
-def flow_args(f) -> list[str]:
-    out = [f.src, f.dst]
-    if f.proto and f.proto != "icmp":
-        out += ["--proto", f.proto]
-    if f.port:
-        out += ["--port", str(f.port)]
-    if f.size:
-        out += ["--size", str(f.size + 28)]
-    if f.sport:
-        out += ["--sport", str(f.sport)]
-    return out
 
 
 def nodes_of(lab, target: str) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +28,17 @@ def lab(request):
     return bpf_lab(request, "fi")
 
 
+def _watch(lab, out, *, seconds: int) -> subprocess.Popen:
+    """`podpath watch` on the lab, once it says it records (the caller waits for it and reads stderr)."""
+    w = subprocess.Popen([EXE, "watch", "--lab", lab.name, "--duration", str(seconds), "-o", str(out)],
+                         stderr=subprocess.PIPE, text=True)
+    line = w.stderr.readline()
+    if "recording drops" not in line:
+        w.kill()
+        pytest.fail(line + w.stderr.read())
+    return w
+
+
 def _run(lab, tmp_path, name: str, *, rate: float, period: float = 6, duty: float = 0.5):
     from podpath.tracer.lab.intermittent import INTERMITTENT, run_intermittent
     from podpath.tracer.lab.traffic import Traffic
@@ -34,11 +46,8 @@ def _run(lab, tmp_path, name: str, *, rate: float, period: float = 6, duty: floa
     f = INTERMITTENT[name]
     out = tmp_path / "watch"
     # long enough for the fault's setup (conntrack-full fills a table first) and three cycles
-    w = subprocess.Popen([EXE, "watch", "--lab", lab.name, "--duration", "60", "-o", str(out)],
-                         stderr=subprocess.PIPE, text=True)
+    w = _watch(lab, out, seconds=60)
     try:
-        line = w.stderr.readline()
-        assert "recording drops" in line, line + w.stderr.read()
         with Traffic(lab, rate=rate, flows=(f.flow,)) as traffic:
             time.sleep(2)  # a quiet baseline
             windows = run_intermittent(lab, name, period=period, duty=duty, cycles=3)
@@ -135,14 +144,11 @@ def test_conntrack_insert_race_is_real(lab, tmp_path):
     from podpath.tracer.lab.traffic import Traffic
     from podpath.tracer.watch.store import read_table
 
-    if len(__import__("os").sched_getaffinity(0)) < 2:
+    if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the race needs two CPUs sending at once")
     out = tmp_path / "watch"
-    w = subprocess.Popen([EXE, "watch", "--lab", lab.name, "--duration", "8", "-o", str(out)],
-                         stderr=subprocess.PIPE, text=True)
+    w = _watch(lab, out, seconds=8)
     try:
-        line = w.stderr.readline()
-        assert "recording drops" in line, line + w.stderr.read()
         with Traffic(lab, rate=500, flows=("dns-parallel",)) as traffic:
             time.sleep(5)
     finally:

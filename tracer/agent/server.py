@@ -280,17 +280,22 @@ class Connection:
         self._loader.start()
         self.write({"type": "armed", "id": rid, "inject": s.result.inject.to_dict(), "netns": req.inject.netns})
 
-    def on_attach(self, msg, rid) -> None:
-        """The plan's devices and netfilter brackets on the armed session (after its probes loaded)."""
-        s = self.session
-        if s is None or self._worker is not None:
-            raise P.ProtocolError("not_armed", "attach needs an armed session not yet sent", rid)
+    def _await_probes(self) -> None:
+        """Wait for the armed session's probes (they load in the background while the coordinator
+        plans); a failed load ends the session."""
         self._loader.join()
         if self._load_error is not None:
             e, self._load_error = self._load_error, None
             self._end_session()
             raise P.AgentError(f"loading the probes failed: {e}")
         self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
+
+    def on_attach(self, msg, rid) -> None:
+        """The plan's devices and netfilter brackets on the armed session (after its probes loaded)."""
+        s = self.session
+        if s is None or self._worker is not None:
+            raise P.ProtocolError("not_armed", "attach needs an armed session not yet sent", rid)
+        self._await_probes()
         devices = [tuple(x) for x in msg.get("attach") or []]
         t = time.perf_counter()
         s.req.attach = list(dict.fromkeys(list(s.req.attach) + devices))
@@ -323,12 +328,7 @@ class Connection:
         if s is None or s.req.watch_only or self._worker is not None:
             raise P.ProtocolError("not_armed", "send needs a session armed with an inject (the source's) "
                                   "and not yet sent", rid)
-        self._loader.join()
-        if self._load_error is not None:
-            e, self._load_error = self._load_error, None
-            self._end_session()
-            raise P.AgentError(f"loading the probes failed: {e}")
-        self._keep.inodes = self._inodes if self._inodes is not None else node_inodes()
+        self._await_probes()
         self.state = "sending"
 
         def run() -> None:

@@ -61,9 +61,9 @@ def rule_packets(rx: str) -> int:
 
 def storm(tx: str, rx: str, seconds: int = 5) -> None:
     from podpath.tracer.watch.kernel import DropCounter
-    from podpath.tracer.watch.names import netns_inode
+    from podpath.tracer.netns import existing_inode
 
-    ino = netns_inode(rx)
+    ino = existing_inode(rx)
     # only the 16-byte data packets (IP length 44): the test's own UDP handshake must get through
     rule = ["-p", "udp", "--dport", "5201", "-m", "length", "--length", "44", "-j", "DROP"]
     sh("ip", "netns", "exec", rx, "iptables", "-I", "INPUT", "1", *rule)

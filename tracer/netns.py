@@ -47,6 +47,14 @@ def inode(netns: str | None) -> int | None:
         return None
 
 
+def existing_inode(netns: str | None) -> int:
+    """inode(), for a namespace that must exist: one that is gone is a NodeError."""
+    ino = inode(netns)
+    if ino is None:
+        raise NodeError(f"network namespace '{netns}' is gone")
+    return ino
+
+
 def open_netns(netns: str | None) -> int:
     """An fd for a named namespace (/run/netns/NAME), a path, or None for the calling thread's."""
     if netns is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import NodeError, PodpathError
-from ..netns import inode
+from ..netns import existing_inode
 from .inject import InjectRequest, InjectResult, Injector
 
 Progress = Callable[[str], None]
@@ -88,13 +88,6 @@ class SessionResult:
                    attach_errors=list(d.get("attach_errors", [])), timings=dict(d.get("timings", {})),
                    answered=bool(d.get("answered")), nftrace=[NftraceLine(**x) for x in d.get("nftrace", [])],
                    expect_reply=bool(d.get("expect_reply")))
-
-
-def netns_inode(netns: str) -> int:
-    ino = inode(netns)
-    if ino is None:
-        raise NodeError(f"network namespace '{netns}' is gone")
-    return ino
 
 
 def _ifindex(netns: str, dev: str) -> int | None:
@@ -229,8 +222,8 @@ class Session:
             self.attach_netfilter(req.nf_plan)  # no plan given: the default brackets
         ir, res = req.inject, out.inject
         src_ns = req.src_netns or ir.netns
-        src_ino = netns_inode(src_ns)
-        dst_ino = netns_inode(req.dst_netns) if req.dst_netns else None
+        src_ino = existing_inode(src_ns)
+        dst_ino = existing_inode(req.dst_netns) if req.dst_netns else None
         src_ifindex = _ifindex(src_ns, req.src_dev)
         if req.nftrace:
             from .nftrace import NfTrace

@@ -4,11 +4,10 @@ and ifindexes. Each is read once and cached; a miss re-reads (a device created s
 from __future__ import annotations
 
 import bisect
-import os
 import socket
 from dataclasses import dataclass
 
-from ..netns import netns_path, run_in
+from ..netns import run_in
 from ..probes import libbpf
 
 
@@ -79,5 +78,3 @@ class Devices:
         return got if got is not None else f"if{ifindex}"
 
 
-def netns_inode(netns: str | None) -> int:
-    return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino

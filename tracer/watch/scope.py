@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from .names import Place, netns_inode
+from ..netns import existing_inode, inode
+from .names import Place
 
 
 @dataclass
@@ -34,9 +35,8 @@ def scope_of(source, pod: str | None = None) -> Scope:
     sc = Scope(pod_filter=pod)
     if hasattr(source, "hosts"):  # the lab: its inventory names every namespace
         for r in source.hosts():
-            try:
-                ino = netns_inode(r.netns)
-            except OSError:
+            ino = inode(r.netns)
+            if ino is None:  # gone since the lab listed it
                 continue
             if r.kind == "node":
                 sc.nodes[r.name] = r.netns
@@ -49,7 +49,7 @@ def scope_of(source, pod: str | None = None) -> Scope:
         from ..sources.discovery import discover
         node = socket.gethostname()
         sc.nodes[node] = None
-        sc.places[netns_inode(None)] = Place(node)
+        sc.places[existing_inode(None)] = Place(node)
         for ns in discover(None):
             sc.places[ns.inode] = Place(node, ns.hostname or ns.name or f"netns-{ns.inode}", None, ns.path)
     if pod and not any(p.pod == pod for p in sc.places.values()):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,39 +69,13 @@ def start(names: Names, node: str, timeout: float = START_TIMEOUT) -> int:
 
 def ensure(ctx: "BuildCtx") -> None:
     """Start the agents that do not run (dry: report them), in threads: each takes most of a second
-    to import podpath and listen, which overlaps the rest of the build (`finish` joins them)."""
+    to import podpath and listen, which overlaps the rest of the build (BuildCtx.join_behind)."""
     if agent_command() is None:
         return
     missing = [n.name for n in NODES if pid(ctx.names, n.name) is None]
     for node in missing:
-        ctx.do(f"{ctx.ns(node)}: started the podpath agent (127.0.0.1:{AGENT_PORT})")
-    if ctx.dry or not missing:
-        return
-    errors: list[BaseException] = []
-
-    def run(node: str) -> None:
-        try:
-            start(ctx.names, node)
-        except BaseException as e:  # noqa: BLE001 - re-raised by finish()
-            errors.append(e)
-    threads = [threading.Thread(target=run, args=(node,), name=f"agent-start-{node}", daemon=True)
-               for node in missing]
-    for t in threads:
-        t.start()
-    ctx.agents_start = (threads, errors)  # type: ignore[attr-defined]
-
-
-def finish(ctx: "BuildCtx") -> None:
-    """Wait for the agents `ensure` started; raise what a start raised."""
-    pending = getattr(ctx, "agents_start", None)
-    if pending is None:
-        return
-    threads, errors = pending
-    for t in threads:
-        t.join()
-    ctx.agents_start = None  # type: ignore[attr-defined]
-    if errors:
-        raise errors[0]
+        ctx.do(f"{ctx.ns(node)}: started the podpath agent (127.0.0.1:{AGENT_PORT})",
+               ctx.behind, f"agent-start-{node}", lambda node=node: start(ctx.names, node))
 
 
 def stop(names: Names) -> list[str]:

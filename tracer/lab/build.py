@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
+import threading
 from typing import Any, Callable
 
 from pyroute2 import IPRoute
@@ -61,6 +62,7 @@ class BuildCtx:
         self.dry = dry
         self.changes: list[str] = []
         self._ipr: dict[str, IPRoute] = {}
+        self._behind: list[tuple[threading.Thread, list[BaseException]]] = []
 
     def ns(self, short: str) -> str:
         return self.names.netns(short)
@@ -79,6 +81,28 @@ class BuildCtx:
         if not self.dry and fn is not None:
             return fn(*args, **kwargs)
         return None
+
+    def behind(self, name: str, fn: Callable[[], Any]) -> None:
+        """Run fn in a thread (a process start whose Python start-up overlaps the rest of the build);
+        `join_behind` waits for it and raises what it raised."""
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised by join_behind()
+                errors.append(e)
+        t = threading.Thread(target=run, name=name, daemon=True)
+        t.start()
+        self._behind.append((t, errors))
+
+    def join_behind(self) -> None:
+        pending, self._behind = self._behind, []
+        for t, _ in pending:
+            t.join()
+        for _, errors in pending:
+            if errors:
+                raise errors[0]
 
     def close(self) -> None:
         for ipr in self._ipr.values():
@@ -578,8 +602,7 @@ def _reconcile(ctx: BuildCtx, servers: bool) -> None:
             ensure_holder(ctx, p)
             if p.server:
                 ensure_server(ctx, p)
-        control.finish(ctx)
-        agents.finish(ctx)
+        ctx.join_behind()  # the API server and the agents started meanwhile
 
 
 def ensure_no_stale_conntrack(ctx: BuildCtx, n: NodeSpec) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import ssl
 import sys
-import threading
 import time
 import urllib.request
 from typing import TYPE_CHECKING
@@ -81,33 +80,8 @@ def ensure(ctx: "BuildCtx") -> None:
             pass
         ctx.do(f"wrote {path}", _write_kubeconfig, path, want)
     if server_pid(names) is None:
-        ctx.do(f"{names.netns(CONTROL_PLANE)}: started the API server on {APISERVER_URL}", _start_behind, ctx)
-
-
-def _start_behind(ctx: "BuildCtx") -> None:
-    """Start the server in a thread: its Python start-up overlaps the rest of the build (`finish` joins)."""
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            start(ctx.names)
-        except BaseException as e:  # noqa: BLE001 - re-raised by finish()
-            box["error"] = e
-    t = threading.Thread(target=run, name="apiserver-start", daemon=True)
-    t.start()
-    ctx.apiserver_start = (t, box)  # type: ignore[attr-defined]
-
-
-def finish(ctx: "BuildCtx") -> None:
-    """Wait for a server `ensure` started; raise what its start raised."""
-    pending = getattr(ctx, "apiserver_start", None)
-    if pending is None:
-        return
-    t, box = pending
-    t.join()
-    ctx.apiserver_start = None  # type: ignore[attr-defined]
-    if "error" in box:
-        raise box["error"]
+        ctx.do(f"{names.netns(CONTROL_PLANE)}: started the API server on {APISERVER_URL}",
+               ctx.behind, "apiserver-start", lambda: start(names))  # its start-up overlaps the build
 
 
 def start(names: Names, timeout: float = 15.0) -> int:

@@ -490,8 +490,10 @@ _SCALARS = {int: "an integer", str: "a string", bool: "true or false", float: "a
 
 
 def _convert(tp: Any, value: Any, path: str = "$") -> Any:
-    if value is None:
-        return None
+    if value is None:  # a null list item or map value of a non-null type: an fdb flag, a sysctl
+        if _nullable(tp):
+            return None
+        raise BadValue(path, "should not be null")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):

@@ -102,3 +102,18 @@ def test_random_bundle_mutations_never_traceback(data, tmp_path_factory):
         diagnose(bundle)
     except PodpathError:
         pass  # one line, mapped to an exit code
+
+
+@pytest.mark.parametrize("key", ["flags", "state"])
+def test_a_null_inside_a_list_of_text_is_named_by_its_path(key):
+    """Found by the mutation test above: a null FDB flag or neighbour state used to load and then
+    fail deep in the model (join of None); it is refused on load, naming where it is."""
+    from podpath.tracer.bundle import Bundle
+    from podpath.tracer.errors import BundleError
+
+    raw = json.loads(BUNDLE.read_text())
+    table = "fdb" if key == "flags" else "neigh"
+    host = next(i for i, h in enumerate(raw["hosts"]) if h.get(table))
+    raw["hosts"][host][table][0][key] = [None]
+    with pytest.raises(BundleError, match=rf"\$\.hosts\[{host}\]\.{table}\[0\]\.{key}\[0\] should not be null"):
+        Bundle.from_json(json.dumps(raw))

@@ -168,7 +168,9 @@ def test_healthy_flow_is_delivered_across_both_nodes(lab, agents):
 UNDERLAY = {
     "host-route-missing": ("lost", "host_route", "node-a", "eth0"),  # node-a sent it to the underlay router
     "cni-route-missing": ("lost", "host_route", "node-b", "eth0"),  # node-b sent it back to the router
-    "mtu-mismatch": ("lost", "unknown", "node-a", "eth0"),  # the switch's veth refused node-b's 1400 MTU
+    # the switch's veth refused node-b's 1400 MTU; node-b's agent saw nothing arrive, so node-b's MTU
+    # (the snapshot's finding there) explains it
+    "mtu-mismatch": ("lost", "mtu", "node-a", "eth0"),
 }
 
 

@@ -260,3 +260,46 @@ def test_the_api_view_arms_what_the_snapshot_plans(name, kept):
     planned = reqs[src_node]
     assert fits(early, {"netns": planned.inject.netns}, planned) == kept, (early.neigh_addrs, planned.neigh_addrs)
     assert not fits(early, {"netns": "another-pod"}, planned)
+
+
+def _through_agents_without_underlay(name: str, observed: list[str] | None):
+    """A recorded lab trace as two nodes' agents would send it on a cluster: the underlay (the lab's
+    switch namespace) is the physical network there, which no agent observes."""
+    from podpath.tracer.diagnose import diagnose
+    from podpath.tracer.trace.correlate import correlate
+    from podpath.tracer.trace.join import split
+
+    rec = load(name)
+    whole = Bundle.from_json(json.dumps(rec["bundle"]))
+    parts = {n: r for n, r in split(SessionResult.from_dict(rec["session"]), whole).items() if n != "underlay"}
+    nodes = {n: b for n, b in per_node_bundles(rec).items() if n != "underlay"}
+    merged, index = merge_bundles(nodes, whole.inventory)
+    joined, _offsets = join_nodes(parts, index, "node-a")
+    joined.observed_nodes = observed
+    f = rec["flow"]
+    diag = diagnose(merged, rec["src"], rec["dst"], proto=f["proto"], port=f["port"], size=f["size"], sport=f["sport"])
+    node_of = {h.name: n for n, b in nodes.items() for h in b.hosts}
+    _reqs, src_host, dst_host, _ = plan_per_node(merged, diag, node_of, count=f.get("count") or 1, timeout=1.0)
+    return correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
+                     src=rec["src"], dst=rec["dst"]).verdict
+
+
+def test_lost_between_two_watching_agents_is_explained_by_the_far_node():
+    """mtu-mismatch on a cluster: node-b's underlay MTU refuses node-a's full-size VXLAN packets on
+    the wire. node-b's agent watched and saw nothing arrive, so the packet was lost between the nodes
+    and node-b's MTU (the snapshot's finding there) is the cause. Without that knowledge (one
+    process, which cannot tell silence from not looking) the verdict stays unexplained."""
+    v = _through_agents_without_underlay("mtu-mismatch", ["node-a", "node-b"])
+    assert (v.status, v.cause, v.node, v.device) == ("lost", "mtu", "node-a", "eth0"), v.message
+    assert "node-b, whose agent saw it never arrive" in v.message, v.message
+    assert v.fix, "the MTU finding's fix travels with the verdict"
+    v = _through_agents_without_underlay("mtu-mismatch", None)
+    assert (v.status, v.cause) == ("lost", "unknown"), v.message
+
+
+def test_observed_nodes_round_trip_in_a_session_result():
+    rec = load("healthy")
+    r = SessionResult.from_dict(rec["session"])
+    assert r.observed_nodes is None  # recorded before agents: one process
+    r.observed_nodes = ["node-a", "node-b"]
+    assert SessionResult.from_dict(json.loads(json.dumps(r.to_dict()))).observed_nodes == ["node-a", "node-b"]

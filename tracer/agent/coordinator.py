@@ -428,6 +428,7 @@ class Coordinator:
             parts = {n: SessionResult.from_dict(m["result"]) for n, m in results.items()}
             joined, offsets = join_nodes(parts, index, src_node)
             joined = within_window(joined, index[src_node], timeout)
+            joined.observed_nodes = observed_nodes(parts, offsets)
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
             self._not_observed(t, nodes, parts, offsets)
@@ -443,11 +444,8 @@ class Coordinator:
     def _not_observed(self, t, nodes: set[str], parts: dict, offsets: dict) -> None:
         """Say which nodes the verdict could not see, and why; never a guess for them."""
         gone = {n: why for n, why in self.missing.items() if n in nodes}
-        from ..trace.join import packet_key
-
-        for n, r in parts.items():  # it saw packets, but none of them joined the others'
-            if n not in offsets and any(packet_key(e) for e in r.events):
-                gone.setdefault(n, "its events share no packet with the source's (not joined)")
+        for n in set(parts) - set(observed_nodes(parts, offsets)):  # it saw packets, none joined the others'
+            gone.setdefault(n, "its events share no packet with the source's (not joined)")
         t.not_observed = [{"node": n, "why": why} for n, why in sorted(gone.items())]
         if gone:
             names = ", ".join(sorted(gone))
@@ -456,6 +454,14 @@ class Coordinator:
                 f"not observed: {names} ({'; '.join(f'{n}: {w}' for n, w in sorted(gone.items()))})"
             if v.status == "lost" and v.node in gone:
                 v.node = v.location = v.device = None  # nothing seen there: say so, don't place it
+
+
+def observed_nodes(parts: dict, offsets: dict) -> list[str]:
+    """The nodes whose agent watched to the end and whose events joined the source's (or that saw
+    nothing at all: their silence is what they observed)."""
+    from ..trace.join import packet_key
+
+    return sorted(n for n, r in parts.items() if n in offsets or not any(packet_key(e) for e in r.events))
 
 
 def _json(obj) -> str:

@@ -476,7 +476,27 @@ def judge(obs: Observation, session, bundle, diagnosis, dst: str) -> Judgement:
         v.location = f"left {left.node}"
         v.message = (f"it left {left.node} on {left.device} for {remote}; {remote} was not observed "
                      f"(run podpath on {remote} too, or trace through the per-node agents)")
+    elif last is not None and last.direction == "request" and session.observed_nodes:
+        nxt = next_node_after(diagnosis, last)
+        if nxt is not None and nxt[0] in session.observed_nodes:
+            # the next node's agent watched and saw nothing: it died on the wire between them,
+            # where no agent looks; what the snapshot says of the far end (its MTU) may explain it
+            v.location = f"left {last.node}"
+            v.message = (f"it left {last.node} on {last.device} for {nxt[0]}, whose agent saw it never "
+                         f"arrive: lost on the network between them")
+            stop.peers = [nxt]
     return Judgement(v, hops, stop)
+
+
+def next_node_after(diagnosis, last) -> tuple[str, str] | None:
+    """(node, location) where the expected path goes on after the node the packet was last seen
+    on (the request's first hop on another node), or None."""
+    hops = [h for p in diagnosis.paths[:1] for h in p.hops if h.direction == "request"]
+    at = next((i for i, h in enumerate(hops) if (h.node, h.location, h.device) ==
+               (last.node, last.location, last.device)), None)
+    if at is None:
+        return None
+    return next(((h.node, h.location) for h in hops[at + 1:] if h.node and h.node != last.node), None)
 
 
 def _dropped(d, obs: Observation, hops, bundle, src_name, dst_name, dst: str) -> Judgement:

@@ -68,12 +68,16 @@ class SessionResult:
     answered: bool = False  # the answer was seen at the source (reply at its eth0 ingress)
     nftrace: list = field(default_factory=list)  # nftrace.NftraceLine, when requested
     expect_reply: bool = False
+    # Through agents: the nodes whose agent watched the whole trace, so that silence there is
+    # evidence (the packet never arrived). None: one process, which sees what its kernel holds.
+    observed_nodes: list[str] | None = None
 
     def to_dict(self) -> dict:
         return {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
                 "attached": [list(a) for a in self.attached], "attach_errors": self.attach_errors,
                 "timings": self.timings, "answered": self.answered,
-                "nftrace": [x.to_dict() for x in self.nftrace], "expect_reply": self.expect_reply}
+                "nftrace": [x.to_dict() for x in self.nftrace], "expect_reply": self.expect_reply,
+                "observed_nodes": self.observed_nodes}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SessionResult":
@@ -87,7 +91,7 @@ class SessionResult:
                    lost=d.get("lost", 0), attached=[tuple(a) for a in d.get("attached", [])],
                    attach_errors=list(d.get("attach_errors", [])), timings=dict(d.get("timings", {})),
                    answered=bool(d.get("answered")), nftrace=[NftraceLine(**x) for x in d.get("nftrace", [])],
-                   expect_reply=bool(d.get("expect_reply")))
+                   expect_reply=bool(d.get("expect_reply")), observed_nodes=d.get("observed_nodes"))
 
 
 def _ifindex(netns: str, dev: str) -> int | None:

@@ -73,11 +73,13 @@ class SessionResult:
     observed_nodes: list[str] | None = None
 
     def to_dict(self) -> dict:
-        return {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
-                "attached": [list(a) for a in self.attached], "attach_errors": self.attach_errors,
-                "timings": self.timings, "answered": self.answered,
-                "nftrace": [x.to_dict() for x in self.nftrace], "expect_reply": self.expect_reply,
-                "observed_nodes": self.observed_nodes}
+        d = {"inject": self.inject.to_dict(), "events": [e.to_dict() for e in self.events], "lost": self.lost,
+             "attached": [list(a) for a in self.attached], "attach_errors": self.attach_errors,
+             "timings": self.timings, "answered": self.answered,
+             "nftrace": [x.to_dict() for x in self.nftrace], "expect_reply": self.expect_reply}
+        if self.observed_nodes is not None:  # optional: one process's recordings stay as they were
+            d["observed_nodes"] = self.observed_nodes
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SessionResult":

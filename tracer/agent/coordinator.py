@@ -432,6 +432,7 @@ class Coordinator:
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
             self._not_observed(t, nodes, parts, offsets)
+            self._confirm_by_counters(t, merged, node_of_host)
             t.timings.update(self.timings)
             t.timings["verdict_ms"] = (time.perf_counter() - t0) * 1000
             t.timings["offsets_ns"] = offsets
@@ -440,6 +441,24 @@ class Coordinator:
             return t
         finally:
             self.close()
+
+    def _confirm_by_counters(self, t, merged, node_of_host: dict) -> None:
+        """A netfilter drop: the agent of the node that dropped it re-reads that namespace's rule
+        counters (what trace() does in process); the verdict stands without them."""
+        from ..trace.correlate import apply_counters, verdict_host, wants_counters
+
+        v = t.verdict
+        host = verdict_host(merged, v) if wants_counters(v) else None
+        node = node_of_host.get(host.name) if host is not None else None
+        if node not in self.clients:
+            return
+        t0 = time.perf_counter()
+        try:
+            m = self.clients[node].request({"type": "counters", "host": host.name}).result(10)
+            apply_counters(v, host, Bundle.from_json(_json(m["bundle"])).hosts[0])
+        except (AgentError, TimeoutError) as e:
+            v.message += f"; rule counters not re-read: {e or 'no answer within 10 s'}"
+        self.timings["counters_ms"] = (time.perf_counter() - t0) * 1000
 
     def _not_observed(self, t, nodes: set[str], parts: dict, offsets: dict) -> None:
         """Say which nodes the verdict could not see, and why; never a guess for them."""

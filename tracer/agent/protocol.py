@@ -26,10 +26,10 @@ MAX_LINE = 64 * 1024 * 1024
 HEARTBEAT_S = 0.5
 DEAD_AFTER_S = 3.0  # no line at all for this long: the agent (or the way to it) is gone
 
-REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping")
+REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "counters", "ping")
 # what the agent writes: answers to requests, and the unsolicited lines
 ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "attached", "send": "result",
-           "stop": "result",
+           "stop": "result", "counters": "counters",
            "ping": "pong"}
 UNSOLICITED = ("event", "heartbeat", "error")
 ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")

@@ -151,6 +151,7 @@ class Connection:
         self.state = "idle"
         self._t_arm = 0
         self._inodes: set[int] | None = None
+        self._bundle = None  # this connection's last snapshot: the namespaces `counters` reads again
         self._worker: threading.Thread | None = None  # a send or a watch in progress
         self._loader: threading.Thread | None = None  # the armed session's probes loading
         self._load_error: BaseException | None = None
@@ -240,6 +241,7 @@ class Connection:
                 self.write(P.error("failed", f"snapshot: {e}", rid))
                 return
             self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
+            self._bundle = bundle
             self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
                         "bundle": json.loads(bundle.to_json(indent=None)),
                         "timings": {**getattr(self.agent, "last_snapshot_timings", {}),
@@ -360,6 +362,21 @@ class Connection:
             self._result = s.result
         self.write({"type": "result", "id": rid, "result": self._relative(self._result).to_dict()})
         self._end_session()
+
+    def on_counters(self, msg, rid) -> None:
+        """A netfilter drop's rule counters read again now, in one namespace of this connection's
+        last snapshot (trace/counters.py): the coordinator compares them with the snapshot's."""
+        import json
+
+        from ..bundle import Bundle
+        from ..trace.counters import reread_rules
+
+        host = self._bundle.host(msg["host"]) if self._bundle is not None else None
+        if host is None:
+            raise P.ProtocolError("bad_request", f"counters: no host {msg.get('host')!r} in this connection's "
+                                  "snapshot (ask for a snapshot first)", rid)
+        after = reread_rules(host)
+        self.write({"type": "counters", "id": rid, "bundle": json.loads(Bundle(hosts=[after]).to_json(indent=None))})
 
     def _relative(self, res):
         from ..trace.join import shift

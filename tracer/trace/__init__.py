@@ -156,11 +156,11 @@ def recording(src: str, dst: str, flow: dict, bundle, result, t: Trace) -> dict:
 
 def _confirm_by_counters(t: Trace, bundle) -> None:
     """A netfilter drop: re-read that namespace's rules and see which counter rose (counters.py)."""
-    from .correlate import apply_counters, verdict_host
+    from .correlate import apply_counters, verdict_host, wants_counters
     from .counters import reread_rules
 
     v = t.verdict
-    if v.status not in ("dropped", "rejected") or not (v.drop_reason == "NETFILTER_DROP" or v.hook):
+    if not wants_counters(v):
         return
     host = verdict_host(bundle, v)
     if host is None:

@@ -652,6 +652,11 @@ def verdict_host(bundle, v: Verdict):
     return bundle.host(v.node) if v.node else None
 
 
+def wants_counters(v: Verdict) -> bool:
+    """A netfilter drop: the rule counters, read again, can confirm or correct the rule."""
+    return v.status in ("dropped", "rejected") and (v.drop_reason == "NETFILTER_DROP" or v.hook is not None)
+
+
 def apply_counters(v: Verdict, before_host, after_host) -> None:
     """Join the rule counters' word with the verdict: confirm the model's rule, or name the rule the
     kernel really counted when the model predicted another one."""

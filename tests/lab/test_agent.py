@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -222,6 +223,43 @@ def test_fault_verdict_through_agents_is_the_lab_trace(lab, agents, name):
         f"{name}: through agents {v['message']!r}, in process {want['message']!r}"
     if name == "forward-drop":  # a filter DROP rule on node-b: its agent re-read the counter
         assert v["counter"] and "confirmed by its packet counter (+1)" in v["message"], v["message"]
+
+
+def test_nftrace_through_agents_names_the_rule_and_leaves_nothing(lab, agents):
+    """--nftrace through agents: node-b's agent runs the kernel's nf_tables trace where the filter
+    DROP rule sits, and the verdict names the rule as the in-process lab trace does; afterwards no
+    podpath_nftrace_* table and no `nft monitor` process is left in any lab namespace."""
+    from podpath.tracer.lab.source import LabSource
+    from podpath.tracer.probes.nftables import podpath_tables
+    from podpath.tracer.trace import trace
+
+    fault = FAULTS["forward-drop"]
+    lab.inject("forward-drop")
+    try:
+        f = fault.flow
+        want = trace(f.src, f.dst, source=LabSource(lab.name), proto=f.proto, port=f.port, nftrace=True).verdict
+        got = verdict_of(trace_through_agents(lab, agents, *flow_args(f), "--nftrace"))["verdict"]
+    finally:
+        lab.clear("forward-drop")
+    assert want.nftrace and "drop" in want.nftrace, want.message
+
+    def rule(line: str) -> str:  # the rule as nft prints it, without its counter's running values
+        return re.sub(r"counter packets \d+ bytes \d+", "counter", line)
+    assert (got["status"], got["node"], got["hook"], rule(got["nftrace"])) == \
+        (want.status, want.node, want.hook, rule(want.nftrace)), got["message"]
+    assert ("nftrace confirms the rule" in got["message"]) == ("nftrace confirms the rule" in want.message)
+    left = [f"{ns}/{t}" for ns in lab.names.all_netns for _, t in podpath_tables(ns)]
+    assert left == [], f"nftrace tables left: {left}"
+    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in lab.names.all_netns}
+    monitors = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            if b"monitor" in cmd and os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+                monitors.append(int(pid))
+        except OSError:
+            continue
+    assert monitors == [], "an `nft monitor trace` outlived the trace"
 
 
 def test_dns_lookup_through_agents(lab, agents):

@@ -335,7 +335,7 @@ class Coordinator:
 
     def trace(self, src: str, dst: str, *, proto=None, port=None, size=None, count: int = 1, timeout: float = 1.0,
               payload: bytes | None = None, expect_reply: bool = False, sport=None, on_verdict=None,
-              inventory=None):
+              inventory=None, nftrace: bool = False):
         from ..diagnose import diagnose
         from ..kube import read_inventory
         from ..trace.correlate import correlate
@@ -363,7 +363,7 @@ class Coordinator:
             armed_early: dict[str, dict] = {}
             if early is not None:
                 early.inject.payload_hex = payload.hex() if payload is not None else None
-                early.expect_reply = expect_reply
+                early.expect_reply, early.nftrace = expect_reply, nftrace
                 armed_early = self._arm(early, src_node, service, pods=path_pods(inv, early, dst))
             snaps = {}
             for n, f in snap_futs.items():
@@ -384,7 +384,7 @@ class Coordinator:
                                                                  timeout=timeout)
             sreq = reqs[src_node]
             sreq.inject.payload_hex = payload.hex() if payload is not None else None
-            sreq.expect_reply = expect_reply
+            sreq.expect_reply, sreq.nftrace = expect_reply, nftrace
             t_plan = time.perf_counter()
             self.timings["diagnose_ms"] = (t_plan - t_snap) * 1000
             if armed_early and not fits(early, armed_early.get(src_node), sreq):
@@ -433,6 +433,7 @@ class Coordinator:
                           src=src, dst=dst)
             self._not_observed(t, nodes, parts, offsets)
             self._confirm_by_counters(t, merged, node_of_host)
+            self._apply_nftrace(t, merged, node_of_host, parts)
             t.timings.update(self.timings)
             t.timings["verdict_ms"] = (time.perf_counter() - t0) * 1000
             t.timings["offsets_ns"] = offsets
@@ -459,6 +460,18 @@ class Coordinator:
         except (AgentError, TimeoutError) as e:
             v.message += f"; rule counters not re-read: {e or 'no answer within 10 s'}"
         self.timings["counters_ms"] = (time.perf_counter() - t0) * 1000
+
+    @staticmethod
+    def _apply_nftrace(t, merged, node_of_host: dict, parts: dict) -> None:
+        """--nftrace: the lines of the node the verdict points at (namespace names are that node's;
+        every node's own is the same /proc/self/ns/net)."""
+        from ..trace.correlate import apply_nftrace, verdict_host
+
+        host = verdict_host(merged, t.verdict)
+        node = node_of_host.get(host.name) if host is not None else None
+        lines = parts[node].nftrace if node in parts else []
+        if lines:
+            apply_nftrace(t.verdict, merged, lines)
 
     def _not_observed(self, t, nodes: set[str], parts: dict, offsets: dict) -> None:
         """Say which nodes the verdict could not see, and why; never a guess for them."""

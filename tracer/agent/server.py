@@ -305,6 +305,8 @@ class Connection:
         if msg.get("nf_plan"):
             s.req.nf_plan = {**s.req.nf_plan, **msg["nf_plan"]}
         s.attach_netfilter(s.req.nf_plan)
+        if s.req.nftrace and s.req.watch_only:  # before `attached`: the coordinator sends right after
+            s.start_nftrace_watch()
         s.timings["attach_plan_ms"] = (time.perf_counter() - t) * 1000
         self.write({"type": "attached", "id": rid, "attached": [list(a) for a in s.result.attached],
                     "attach_errors": list(s.result.attach_errors), "timings": dict(s.timings)})

@@ -60,11 +60,11 @@ def trace(src: str, dst: str, *, source, bundle=None, proto: str | None = None, 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     say = progress or (lambda _m: None)
-    # a cluster with agents: every node's part, joined (--nftrace and recordings stay in process)
-    if source.remote_trace is not None and not nftrace and record is None:
+    # a cluster with agents: every node's part, joined (recordings stay in process)
+    if source.remote_trace is not None and record is None:
         t = source.remote_trace(src, dst, proto=proto, port=port, size=size, count=count, timeout=timeout,
                                 progress=say, on_verdict=on_verdict, payload=payload, expect_reply=expect_reply,
-                                sport=sport)
+                                sport=sport, nftrace=nftrace)
         if t is not None:
             return t
     t0 = time.perf_counter()

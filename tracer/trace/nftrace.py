@@ -13,6 +13,7 @@ snapshot by its handle: the position in its chain is the iptables rule number fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -43,13 +44,31 @@ class NftraceLine:
     text: str
     handle: int | None = None
     verdict: str | None = None  # accept, drop, continue, jump X... (rule, policy, verdict lines)
+    # a decisive rule's position in its chain, read where the line was seen (with_positions): a
+    # coordinator on another node cannot read that namespace's handles
+    position: int | None = None
 
     @property
     def decisive(self) -> bool:
         return self.verdict in ("drop", "reject") and not self.table.startswith(TABLE_PREFIX)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["position"] is None:  # optional: recordings made before it stay as they were
+            del d["position"]
+        return d
+
+
+def with_positions(lines: list[NftraceLine]) -> list[NftraceLine]:
+    """The lines, each decisive rule line with its rule's position in its chain, read now in its
+    namespace (on the node that saw it)."""
+    out = []
+    for x in lines:
+        if x.decisive and x.kind == "rule" and x.handle is not None and x.position is None:
+            pos = next((i + 1 for i, r in enumerate(_live_chain_rules(x)) if r.get("handle") == x.handle), None)
+            x = dataclasses.replace(x, position=pos)
+        out.append(x)
+    return out
 
 
 def parse_line(netns: str, line: str) -> NftraceLine | None:
@@ -69,8 +88,10 @@ def parse_line(netns: str, line: str) -> NftraceLine | None:
                        int(h.group(1)) if h else None, verdict)
 
 
-def _match(src: str, dst: str, proto: str | None) -> list[str]:
+def _match(src: str, dst: str | None, proto: str | None) -> list[str]:
     l4 = f" meta l4proto {proto}" if proto in ("icmp", "tcp", "udp") else ""
+    if dst is None:  # any destination (after a Service's DNAT elsewhere): the source pod's flows
+        return [f"ip saddr {src}{l4} meta nftrace set 1", f"ip daddr {src}{l4} meta nftrace set 1"]
     return [f"ip saddr {src} ip daddr {dst}{l4} meta nftrace set 1",
             f"ip saddr {dst} ip daddr {src}{l4} meta nftrace set 1"]
 
@@ -79,7 +100,7 @@ class NfTrace:
     """Temporary trace tables plus one `nft monitor trace` per namespace; lines() while running,
     close() removes everything (also on errors)."""
 
-    def __init__(self, namespaces: list[str], src: str, dst: str, proto: str | None, *, sweep: bool = False):
+    def __init__(self, namespaces: list[str], src: str, dst: str | None, proto: str | None, *, sweep: bool = False):
         self.namespaces = list(dict.fromkeys(namespaces))
         self.table = f"{TABLE_PREFIX}{os.getpid()}_{secrets.token_hex(3)}"  # the owner, for sweeps
         self._procs: list[tuple[str, subprocess.Popen]] = []
@@ -147,11 +168,13 @@ def rule_for(host, line: NftraceLine):
     rules = [x["rule"] for x in host.nftables.get("nftables", []) if "rule" in x]
     same_chain = [r for r in rules if (r.get("family"), r.get("table"), r.get("chain")) ==
                   (line.family, line.table, line.chain)]
-    if not same_chain and line.family == "ip":
+    pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
+    if pos is None and line.position is not None:  # located on its node (through an agent)
+        pos = line.position
+    elif pos is None and not same_chain and line.family == "ip":
         # The snapshot keeps iptables-nft's tables as iptables-save text only (the nftables
         # collector does not repeat them): read this one chain's rule handles now.
-        same_chain = _live_chain_rules(line)
-    pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
+        pos = next((i + 1 for i, r in enumerate(_live_chain_rules(line)) if r.get("handle") == line.handle), None)
     if pos is None:
         return None
     try:

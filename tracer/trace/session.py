@@ -232,11 +232,7 @@ class Session:
         dst_ino = existing_inode(req.dst_netns) if req.dst_netns else None
         src_ifindex = _ifindex(src_ns, req.src_dev)
         if req.nftrace:
-            from .nftrace import NfTrace
-            namespaces = [ns for ns, _ in out.attached] + [src_ns]
-            self.say(f"adding nftrace tables in {len(set(namespaces))} namespaces…")
-            self._nftrace = NfTrace(namespaces, ir.src, ir.dst, ir.proto, sweep=p._lock.alone)
-            out.attach_errors += self._nftrace.errors
+            self.start_nftrace([ns for ns, _ in out.attached] + [src_ns], ir.src, ir.dst)
         self.say(f"probes on {len(out.attached)} devices; sending {ir.count} {ir.proto} packet(s)…")
         t_send = time.perf_counter()
         self._inj.send()
@@ -254,7 +250,8 @@ class Session:
                 out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino, self.stop_requested)
         self._inj.check_answer()
         if self._nftrace is not None:
-            out.nftrace = self._nftrace.lines()
+            from .nftrace import with_positions
+            out.nftrace = with_positions(self._nftrace.lines())
         out.events = list(p.events)
         out.lost = p.lost()
         self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})
@@ -264,6 +261,23 @@ class Session:
         if on_result is not None:
             on_result(out)
         return out
+
+    def start_nftrace(self, namespaces: list[str], src: str, dst: str | None) -> None:
+        """The kernel's nf_tables trace of this flow in these namespaces (dst None: any destination,
+        a watch-only node behind a Service's DNAT); its lines go into the result."""
+        from .nftrace import NfTrace
+
+        if self._nftrace is not None or self._probes is None:
+            return
+        self.say(f"adding nftrace tables in {len(set(namespaces))} namespaces…")
+        self._nftrace = NfTrace(namespaces, src, dst, self.req.inject.proto, sweep=self._probes._lock.alone)
+        self.result.attach_errors += self._nftrace.errors
+
+    def start_nftrace_watch(self) -> None:
+        """A watch-only node's nftrace, on the namespaces attached, matching what its filter does."""
+        f = self.req.filter or {}
+        self.start_nftrace([ns for ns, _ in self.result.attached], f.get("saddr") or self.req.inject.src,
+                           f.get("daddr") if self.req.filter is not None else self.req.inject.dst)
 
     def watch(self, on_events: Callable[[list], None] | None = None, poll_ms: int = 20) -> SessionResult:
         """A watch-only session: poll until stop_requested, handing each batch of new events to
@@ -282,6 +296,9 @@ class Session:
                     break
                 if on_events is not None:
                     on_events(new)
+            if self._nftrace is not None:
+                from .nftrace import with_positions
+                out.nftrace = with_positions(self._nftrace.lines())
             out.events = list(p.events)
             out.lost = p.lost()
             self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})

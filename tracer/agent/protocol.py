@@ -26,12 +26,14 @@ MAX_LINE = 64 * 1024 * 1024
 HEARTBEAT_S = 0.5
 DEAD_AFTER_S = 3.0  # no line at all for this long: the agent (or the way to it) is gone
 
-REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping")
+REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping", "watch")
 # what the agent writes: answers to requests, and the unsolicited lines
 ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "attached", "send": "result",
            "stop": "result",
-           "ping": "pong"}
-UNSOLICITED = ("event", "heartbeat", "error")
+           "ping": "pong", "watch": "watching"}
+# `rows`: a watch's rows of one tick (added in protocol 1 as an optional request's stream: an agent
+# of an older release answers `watch` with unknown_type, which the coordinator says in one line)
+UNSOLICITED = ("event", "heartbeat", "error", "rows")
 ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")
 
 

@@ -127,6 +127,10 @@ def _through_agents(openers, missing, *, out_dir, duration, pod, samples, rotate
             err.print(f"podpath watch: {res.totals['packets']} drops counted, {res.totals['samples']} sampled "
                       f"({st.get('ringbuf_lost', 0)} samples lost, {st.get('flow_folded', 0)} flows folded) on "
                       f"{', '.join(sorted(res.nodes))}; written to {out_dir}/")
+    if pod and not res.nodes and res.without_pod:
+        from podpath.tracer.errors import UsageError
+        raise UsageError(f"no pod {pod!r} on {', '.join(res.without_pod)}; give a pod name `kubectl get pods -o wide` "
+                         "lists")
     if not res.nodes and not res.not_observed:
         raise AgentError("no node to watch: give --node NAME")
     if not res.nodes:

@@ -147,3 +147,19 @@ def test_an_older_agent_is_one_line(lab, agents):
         c.close()
     line = refused("node-a", e.value)
     assert "does not know `watch`" in line and "\n" not in line, line
+
+
+def test_pod_is_watched_on_its_node_only(lab, agents, tmp_path):
+    """--pod pod-b through the agents: node-b's agent records (pod-b's namespace and the node's own),
+    node-a's has no such pod and is left out, not called unobserved; a pod no node has is one line."""
+    out = tmp_path / "watch"
+    w = _watch(lab, out, "--pod", "pod-b", "--duration", "3")
+    _, err = w.communicate(timeout=60)
+    err = " ".join(err.split())
+    assert w.returncode == 0 and "not observed" not in err and "on node-b; written to" in err, err
+    assert [p.name for p in out.iterdir()] == ["node-b"]
+    r = subprocess.run(["ip", "netns", "exec", lab.netns("node-a"), EXE, "watch", "--kubeconfig", str(lab.kubeconfig),
+                        "--pod", "nope", "--duration", "1", "-o", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=60, env=_env(lab))
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "no pod 'nope' on node-a, node-b" in r.stderr, r.stderr

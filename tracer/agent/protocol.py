@@ -34,7 +34,8 @@ ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "at
 # `rows`: a watch's rows of one tick (added in protocol 1 as an optional request's stream: an agent
 # of an older release answers `watch` with unknown_type, which the coordinator says in one line)
 UNSOLICITED = ("event", "heartbeat", "error", "rows")
-ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")
+ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed",
+               "no_pod")
 
 
 class AgentError(PodpathError):

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from ..errors import PodpathError
+from ..errors import PodpathError, UsageError
 from . import protocol as P
 
 log = logging.getLogger("podpath.agent")
@@ -361,7 +361,10 @@ class Connection:
         if self.agent.node_name is None:
             self.agent.snapshot()  # learns the node's name (the API's view, else the hostname)
         node = self.agent.node_name
-        scope = scope_of(None, msg.get("pod"), node_name=node)
+        try:
+            scope = scope_of(None, msg.get("pod"), node_name=node)
+        except UsageError as e:  # the pod is another node's: the coordinator leaves this one out
+            raise P.ProtocolError("no_pod", str(e), rid) from None
         rec = Recorder(scope, None, samples_per_sec=samples, interval=interval,
                        kube=self.agent.kube if msg.get("endpoints") else None,
                        sink=lambda tables: self.write({"type": "rows", "id": rid, "node": node, "tables": tables}))

@@ -41,6 +41,7 @@ class AgentWatch:
 
     nodes: dict[str, NodeWatch] = field(default_factory=dict)
     not_observed: dict[str, str] = field(default_factory=dict)
+    without_pod: list[str] = field(default_factory=list)  # nodes left out: --pod is not theirs
 
     @property
     def totals(self) -> dict[str, int]:
@@ -103,6 +104,7 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
                 s.close()
 
     failed: dict[str, str] = {}
+    without_pod: set[str] = set()
 
     def start(node: str, opener: Callable) -> None:
         w = res.nodes[node] = NodeWatch(node)
@@ -112,6 +114,9 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
                                  "endpoints": endpoints}, timeout=60)
             w.pods = ans.get("pods") or []
         except (PodpathError, OSError, TimeoutError) as e:
+            if getattr(e, "code", None) == "no_pod":
+                without_pod.add(node)
+                return
             failed[node] = refused(node, e) if isinstance(e, PodpathError) else str(e)
 
     starters = [threading.Thread(target=start, args=(n, o), daemon=True) for n, o in sorted(openers.items())]
@@ -120,7 +125,8 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
     for t in starters:
         t.join()
     res.not_observed.update(failed)
-    for node in failed:
+    res.without_pod = sorted(without_pod)
+    for node in [*failed, *without_pod]:
         w = res.nodes.pop(node)
         if w.client is not None:
             w.client.close()

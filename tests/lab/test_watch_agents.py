@@ -80,6 +80,7 @@ def test_intermittent_fault_on_node_b_through_agents(lab, agents, tmp_path):
     finally:
         w.send_signal(signal.SIGTERM)
         _, err = w.communicate(timeout=60)
+    assert w.returncode == 128 + 15, err  # stopped by SIGTERM, after writing
     err = " ".join(err.split())  # the console wraps long lines
     assert "Traceback" not in err and "on node-a, node-b; written to" in err and "not observed" not in err, err
     assert sorted(p.name for p in out.iterdir()) == ["node-a", "node-b"]

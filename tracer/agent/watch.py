@@ -82,8 +82,10 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
     stop = stop or threading.Event()
     res = res if res is not None else AgentWatch()
 
+    every: dict[str, NodeWatch] = {}  # never shrinks: a late line of a node given up on finds it closed
+
     def on_rows(node: str, msg: dict) -> None:
-        w = res.nodes[node]
+        w = every[node]
         with w.lock:
             if w.closed:
                 return
@@ -107,7 +109,7 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
     without_pod: set[str] = set()
 
     def start(node: str, opener: Callable) -> None:
-        w = res.nodes[node] = NodeWatch(node)
+        w = res.nodes[node] = every[node] = NodeWatch(node)
         try:
             w.client = AgentClient.connect(opener(), node, on_rows=on_rows)
             ans = w.client.call({"type": "watch", "pod": pod, "samples": samples, "interval": 1.0,
@@ -119,19 +121,19 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
                 return
             failed[node] = refused(node, e) if isinstance(e, PodpathError) else str(e)
 
-    starters = [threading.Thread(target=start, args=(n, o), daemon=True) for n, o in sorted(openers.items())]
-    for t in starters:
-        t.start()
-    for t in starters:
-        t.join()
-    res.not_observed.update(failed)
-    res.without_pod = sorted(without_pod)
-    for node in [*failed, *without_pod]:
-        w = res.nodes.pop(node)
-        if w.client is not None:
-            w.client.close()
-        close(w)
     try:
+        starters = [threading.Thread(target=start, args=(n, o), daemon=True) for n, o in sorted(openers.items())]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        res.not_observed.update(failed)
+        res.without_pod = sorted(without_pod)
+        for node in [*failed, *without_pod]:
+            w = res.nodes.pop(node)
+            if w.client is not None:
+                w.client.close()
+            close(w)
         if res.nodes and on_started is not None:
             on_started(sorted(res.nodes))
         end = None if duration is None else time.monotonic() + duration
@@ -143,8 +145,12 @@ def watch_nodes(openers: dict[str, Callable], out: str | Path, *, duration: floa
                     res.not_observed[node] = (f"its agent went away mid-watch ({w.client.dead}); its files hold "
                                               f"the {w.ticks} s it sent")
                     close(res.nodes.pop(node))
+                    w.client.close()
             stop.wait(0.2)
     finally:
+        # a node still starting when interrupted has no client yet: nothing to stop there
+        for node in [n for n, w in res.nodes.items() if w.client is None]:
+            close(res.nodes.pop(node))
         stoppers = [threading.Thread(target=_stop_one, args=(res, w), daemon=True) for w in res.nodes.values()]
         for t in stoppers:
             t.start()

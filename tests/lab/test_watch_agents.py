@@ -55,6 +55,16 @@ def _watch(lab, out: Path, *args: str) -> subprocess.Popen:
     return w
 
 
+def _bpf_fds(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:bpf-prog")
+        except OSError:
+            continue
+    return n
+
+
 def _drops(out: Path):
     from podpath.tracer.watch.store import read_table
     return read_table([out], "drops").to_pandas()
@@ -100,6 +110,8 @@ def test_intermittent_fault_on_node_b_through_agents(lab, agents, tmp_path):
         assert best >= 0.8 * (x.end - x.start), (x, bursts)
     assert all(b["cause"] == "MTU lowered on cni0 (1450 -> 1400)" for b in bursts), bursts
     assert rep["totals"]["by_node"]["node-b"] >= truth
+    # the watch ended: each agent holds no BPF program or link again (idle cost zero)
+    assert {n: _bpf_fds(pid) for n, pid in agents.items()} == {"node-a": 0, "node-b": 0}
     from podpath.tracer.watch.store import read_table
     assert set(read_table([out / "node-a"], "counters").to_pandas().node_name) == {"node-a"}
 

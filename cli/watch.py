@@ -20,8 +20,9 @@ def watch(
     rotate_mb: float = typer.Option(64, "--rotate-mb", help="start a new file past this many MB"),
     rotate_s: float = typer.Option(600, "--rotate-seconds", help="start a new file after this many seconds"),
     prometheus: str = typer.Option(None, "--prometheus", help="serve podpath_drops_total at HOST:PORT", metavar="ADDR"),
-    kubeconfig: str = typer.Option(None, "--kubeconfig", help="also record EndpointSlice changes from this cluster's "
-                                   "API (watch); with --lab, the lab's API server is asked from its first node",
+    kubeconfig: str = typer.Option(None, "--kubeconfig", help="the cluster's API: its podpath agents watch their nodes "
+                                   "(else KUBECONFIG, ~/.kube/config, in-cluster), and EndpointSlice changes are "
+                                   "recorded; with --lab, the lab's API server is asked from its first node",
                                    metavar="FILE"),
     context: str = ContextOpt,
     lab: str = LabOpt,

@@ -172,7 +172,7 @@ def decode_only(n: int = 1_000_000) -> None:
     for _ in range(n):
         decode_event(rec)
     dt = time.perf_counter() - t
-    print(f"decoder alone: {n / dt / 1e3:.0f} k events/s")
+    print(f"decoder alone: {n / dt / 1e3:.0f} k events/s ({load()})")
 
 
 def throughput(tx: str, rx: str, seconds: int = 5) -> None:
@@ -185,7 +185,7 @@ def throughput(tx: str, rx: str, seconds: int = 5) -> None:
     with DropCounter():
         on = [bps(), bps()]
     b, w = max(base), max(on)
-    print(f"iperf3 TCP: without watch {b / 1e9:.2f} Gbit/s, with watch {w / 1e9:.2f} Gbit/s = {100 * w / b:.1f} %")
+    print(f"iperf3 TCP: without watch {b / 1e9:.2f} Gbit/s, with watch {w / 1e9:.2f} Gbit/s = {100 * w / b:.1f} % ({load()})")
 
 
 def report_time() -> None:
@@ -221,7 +221,7 @@ def report_time() -> None:
         rep = analyse([d])
         dt = time.perf_counter() - t
     print(f"report: 1 h x 2 nodes ({rep.totals['drops']} drops in {len(rep.drops)} rows) analysed in {dt:.2f} s, "
-          f"{len(rep.bursts)} bursts")
+          f"{len(rep.bursts)} bursts ({load()})")
 
 
 def rss(tx: str, rx: str, seconds: int, rate: str = "20M") -> None:
@@ -256,7 +256,7 @@ def rss(tx: str, rx: str, seconds: int, rate: str = "20M") -> None:
     mib = [m for _s, m in samples]
     print(f"watch RSS over {seconds} s of drops at {rate}bit/s x 4 streams (s, MiB): {samples}")
     if mib:
-        print(f"watch RSS: first {mib[0]} MiB, last {mib[-1]} MiB, max {max(mib)} MiB")
+        print(f"watch RSS: first {mib[0]} MiB, last {mib[-1]} MiB, max {max(mib)} MiB ({load()})")
 
 
 def main() -> None:

@@ -146,7 +146,7 @@ def storm(tx: str, rx: str, seconds: int = 5) -> None:
                       f"= {1e3 / per:.1f} M drops/s per CPU of probe time ({load()})")
             with DropCounter(samples_per_sec=2**31) as k:
                 got = 0
-                procs = flood(exe, tx, rx, seconds, cpus)
+                procs = flood(exe, tx, rx, seconds, max(1, cpus - 1))  # a CPU left for the decoder
                 t0 = time.perf_counter()
                 while any(p.poll() is None for p in procs):
                     got += len(k.poll(100))

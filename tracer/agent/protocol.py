@@ -26,16 +26,19 @@ MAX_LINE = 64 * 1024 * 1024
 HEARTBEAT_S = 0.5
 DEAD_AFTER_S = 3.0  # no line at all for this long: the agent (or the way to it) is gone
 
-REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping", "watch")
+REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "ping")
 # what the agent writes: answers to requests, and the unsolicited lines
 ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "attached", "send": "result",
            "stop": "result",
-           "ping": "pong", "watch": "watching"}
-# `rows`: a watch's rows of one tick (added in protocol 1 as an optional request's stream: an agent
-# of an older release answers `watch` with unknown_type, which the coordinator says in one line)
-UNSOLICITED = ("event", "heartbeat", "error", "rows")
-ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed",
-               "no_pod")
+           "ping": "pong"}
+UNSOLICITED = ("event", "heartbeat", "error")
+ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")
+# `watch` came within protocol 1 (an agent of an older release answers it unknown_type, which the
+# coordinator says in one line): it streams `rows`, a watch's rows of one tick, until `stop`
+REQUESTS += ("watch",)
+ANSWERS["watch"] = "watching"
+UNSOLICITED += ("rows",)
+ERROR_CODES += ("no_pod",)
 
 
 class AgentError(PodpathError):

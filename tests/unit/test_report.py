@@ -160,3 +160,33 @@ def test_standing_rule_and_device_change_causes():
     assert got["cause"] == "VTEP neighbour changed on flannel.1", got
     assert explain({"reason": "NO_TX_TARGET", "device": "cni0"}, start, end, "node-b", neigh,
                    counters.iloc[:0])["cause"] != got["cause"]  # another device's neighbour explains nothing
+
+
+@pytest.mark.parametrize("period", [6, 20, 120])
+def test_half_duty_fault_on_a_steady_flow_is_one_burst_per_window(tmp_path, period):
+    """A steady flow (200 packets/s, +-10 %) that a fault drops half the time, for 10 minutes: each
+    fault window is one burst covering >= 80 % of it, however long the window is against the
+    rolling baseline (60 s). A baseline that learns the fault split the 60 s windows in two."""
+    import random
+    rnd = random.Random(period)
+    segs = {t: Segments(tmp_path / "node-b", t, max_bytes=1 << 30, max_seconds=1e9) for t in ("drops", "counters")}
+    on = period / 2
+    windows = [(k * period + 5.0, k * period + 5.0 + on) for k in range(int(595 // period))]
+    for s in range(1, 601):
+        t = T0 + pd.Timedelta(seconds=s)
+        segs["drops"].append(_drops(t, "node-b", "NO_SOCKET", rnd.randint(0, 2), "10.244.0.9", 9))  # a trickle
+        # the part of second (s-1, s] that the fault covered, times the flow's rate
+        hit = sum(max(0.0, min(s, b) - max(s - 1, a)) for a, b in windows)
+        if hit:
+            segs["drops"].append(_drops(t, "node-b", "NETFILTER_DROP", max(1, round(hit * rnd.uniform(180, 220)))))
+        segs["counters"].append(_counter(t, "node-b", "conntrack", "insert_failed", 0))
+    for s in segs.values():
+        s.close()
+    rep = analyse([tmp_path])
+    got = [b for b in rep.bursts if b["reason"] == "NETFILTER_DROP"]
+    assert len(got) == len(windows), [(b["start"][14:19], b["end"][14:19]) for b in got]
+    for (a, b), burst in zip(windows, got):
+        lo = max(T0 + pd.Timedelta(seconds=a), pd.Timestamp(burst["start"]))
+        hi = min(T0 + pd.Timedelta(seconds=b), pd.Timestamp(burst["end"]))
+        assert (hi - lo).total_seconds() >= 0.8 * (b - a), (a, b, burst["start"], burst["end"])
+    assert not [b for b in rep.bursts if b["reason"] == "NO_SOCKET"]

@@ -4,6 +4,7 @@
 - server.py: `podpath agent`, one per node, on 127.0.0.1:4244 of the node's namespace;
 - client.py: one agent connection, as the coordinator holds it;
 - coordinator.py: one trace across nodes (snapshot, plan per node, arm, send, join, correlate);
+- watch.py: `podpath watch` across nodes (each agent records, this end writes each node's files);
 - transport.py: how a coordinator reaches an agent (through the API server, or directly).
 """
 

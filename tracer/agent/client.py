@@ -16,10 +16,11 @@ from .protocol import AgentError
 
 
 class AgentClient:
-    def __init__(self, sock: socket.socket, node: str, on_event=None) -> None:
+    def __init__(self, sock: socket.socket, node: str, on_event=None, on_rows=None) -> None:
         self.sock = sock
         self.node = node
         self.on_event = on_event  # on_event(node, event dict), from the reader thread
+        self.on_rows = on_rows  # on_rows(node, rows message): a watch's tick, from the reader thread
         self.agent_node: str | None = None
         self.dead: str | None = None  # why the connection is gone
         self._ids = itertools.count(1)
@@ -29,8 +30,9 @@ class AgentClient:
         self._reader = threading.Thread(target=self._read, name=f"podpath-agent-{node}", daemon=True)
 
     @classmethod
-    def connect(cls, sock: socket.socket, node: str, on_event=None, timeout: float = 5.0) -> "AgentClient":
-        c = cls(sock, node, on_event)
+    def connect(cls, sock: socket.socket, node: str, on_event=None, timeout: float = 5.0,
+                on_rows=None) -> "AgentClient":
+        c = cls(sock, node, on_event, on_rows)
         c._reader.start()
         hello = c.request({"type": "hello", "protocol": P.PROTOCOL, "client": "podpath"}).result(timeout)
         c.agent_node = hello.get("node")
@@ -74,14 +76,19 @@ class AgentClient:
                     if self.on_event is not None:
                         self.on_event(self.node, msg["event"])
                     continue
+                if kind == "rows":
+                    if self.on_rows is not None:
+                        self.on_rows(self.node, msg)
+                    continue
                 with self._lock:
                     fut = self._pending.pop(msg.get("id"), None)
                 if fut is None:
                     continue  # an error about no request of ours (a watch failed): the stop says it
                 if kind == "error":
                     text = msg.get("message", "")
-                    fut.set_exception(AgentError(text if msg.get("code") == "version" else
-                                                 f"agent on {self.node}: {text}"))
+                    e = AgentError(text if msg.get("code") == "version" else f"agent on {self.node}: {text}")
+                    e.code = msg.get("code")  # e.g. unknown_type: an older agent
+                    fut.set_exception(e)
                 else:
                     fut.set_result(msg)
         except P.ProtocolError as e:

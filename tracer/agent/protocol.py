@@ -33,6 +33,12 @@ ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "at
            "ping": "pong"}
 UNSOLICITED = ("event", "heartbeat", "error")
 ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed")
+# `watch` came within protocol 1 (an agent of an older release answers it unknown_type, which the
+# coordinator says in one line): it streams `rows`, a watch's rows of one tick, until `stop`
+REQUESTS += ("watch",)
+ANSWERS["watch"] = "watching"
+UNSOLICITED += ("rows",)
+ERROR_CODES += ("no_pod",)
 
 
 class AgentError(PodpathError):

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from ..errors import PodpathError
+from ..errors import PodpathError, UsageError
 from . import protocol as P
 
 log = logging.getLogger("podpath.agent")
@@ -157,6 +157,7 @@ class Connection:
         self._load_error: BaseException | None = None
         self._keep = OwnNamespaces(())
         self._result = None
+        self._recorder = None  # a `watch` in progress (watch.recorder.Recorder), run by _worker
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -254,8 +255,9 @@ class Connection:
         background; `attach` waits for them."""
         from ..trace.session import Session, SessionRequest
 
-        if self.session is not None:
-            raise P.ProtocolError("busy", "a session is already armed on this connection; stop it first", rid)
+        if self.session is not None or self._recorder is not None:
+            raise P.ProtocolError("busy", "a session or a watch is already running on this connection; stop it "
+                                  "first", rid)
         req = SessionRequest.from_dict(msg["session"])
         if not req.watch_only and req.inject.netns is None:  # "the pod with this address", as this node knows it
             req.inject.netns = self.agent.netns_of(req.inject.src)
@@ -348,7 +350,54 @@ class Connection:
         self._worker = threading.Thread(target=run, name="podpath-send", daemon=True)
         self._worker.start()
 
+    def on_watch(self, msg, rid) -> None:
+        """Record this node's drops, counters and changes as `podpath watch` does, each tick's rows
+        streamed as one `rows` line (the coordinator writes the files) until `stop`."""
+        from ..watch.recorder import Recorder
+        from ..watch.scope import scope_of
+
+        if self.session is not None or self._recorder is not None:
+            raise P.ProtocolError("busy", "a session or a watch is already running on this connection; stop it "
+                                  "first", rid)
+        samples, interval = int(msg.get("samples", 1000)), float(msg.get("interval", 1.0))
+        if samples < 0 or interval <= 0:
+            raise ValueError("samples must be >= 0 and interval > 0")
+        if self.agent.node_name is None:
+            self.agent.snapshot()  # learns the node's name (the API's view, else the hostname)
+        node = self.agent.node_name
+        try:
+            scope = scope_of(None, msg.get("pod"), node_name=node)
+        except UsageError as e:  # the pod is another node's: the coordinator leaves this one out
+            raise P.ProtocolError("no_pod", str(e), rid) from None
+        rec = Recorder(scope, None, samples_per_sec=samples, interval=interval,
+                       kube=self.agent.kube if msg.get("endpoints") else None,
+                       sink=lambda tables: self.write({"type": "rows", "id": rid, "node": node, "tables": tables}))
+        self._recorder, self.state, self._result = rec, "watching", None
+        self.write({"type": "watching", "id": rid, "node": node,
+                    "pods": sorted({p.pod for p in scope.places.values() if p.pod})})
+
+        def run() -> None:
+            try:
+                rec.run(None)
+            except PodpathError as e:
+                self.write(P.error("failed", f"watch: {e}", rid))
+            finally:
+                rec.close()
+        self._worker = threading.Thread(target=run, name="podpath-watch-node", daemon=True)
+        self._worker.start()
+
+    def _stop_watch(self, rid) -> None:
+        rec, self._recorder = self._recorder, None
+        rec.stop()
+        self._worker.join()  # its last tick's rows are written before the answer
+        self._worker, self.state = None, "idle"
+        self.write({"type": "result", "id": rid, "result": {"watch": {"totals": dict(rec.totals),
+                                                                      "stats": dict(rec.final_stats)}}})
+
     def on_stop(self, msg, rid) -> None:
+        if self._recorder is not None:
+            self._stop_watch(rid)
+            return
         s = self.session
         if s is None:
             if self._result is not None:  # the send already ended it: its result again
@@ -392,6 +441,12 @@ class Connection:
 
     def close(self) -> None:
         self._closed.set()
+        rec, self._recorder = self._recorder, None
+        if rec is not None:  # the coordinator went away mid-watch: unload, nothing to send it
+            rec.stop()
+            w = self._worker
+            if w is not None and w is not threading.current_thread():
+                w.join(timeout=10)
         s, self.session = self.session, None
         if s is not None:
             s.stop_requested.set()

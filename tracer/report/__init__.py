@@ -1,10 +1,9 @@
 """`podpath report`: pandas over the files `podpath watch` wrote, for any number of nodes.
 
-Drops are binned per second, node and drop reason; a second is part of a burst when its count
-exceeds a rolling baseline (the lower quartile of the `baseline_s` seconds around it) times `factor`, plus
-`min_drops`. Adjacent
-burst seconds merge into one burst, whose edges are refined to the first and last sampled drop in
-it. Each burst is lined up with the changes and counter jumps of its node in its window, and given
+Drops are binned per second, node and drop reason; a burst starts in a second whose count exceeds a
+rolling baseline (the lower quartile of the `baseline_s` seconds around it) times `factor`, plus
+`min_drops`, and lasts while the count stays above the baseline it started from. Its edges are
+refined to the first and last sampled drop in it. Each burst is lined up with the changes and counter jumps of its node in its window, and given
 the likeliest cause the evidence supports (causes.py).
 """
 
@@ -51,17 +50,27 @@ def _flows(df: pd.DataFrame, n: int = 5) -> list[dict]:
 
 def _burst_windows(series: pd.Series, *, baseline_s: int, factor: float, min_drops: int) -> list[tuple]:
     # the lower quartile of the seconds around (centred): robust to the bursts themselves while they
-    # fill less than 3/4 of the window (an intermittent fault's duty cycle), and at the recording's edges
-    base = series.rolling(baseline_s, center=True, min_periods=1).quantile(0.25).fillna(0)
-    # a second in which no tick ended (NaN: ticks drift, one can skip a second) continues its neighbour
-    hot = (series > (base * factor + min_drops)).astype("float64").where(series.notna()).ffill().fillna(0) > 0
-    out, start, prev = [], None, None
-    for t, h in hot.items():  # maximal runs of hot seconds
-        if h:
-            if start is None:
-                start = t
+    # fill less than 3/4 of the window (an intermittent fault's duty cycle), and at the recording's
+    # end; or of the seconds before, where that is lower (a fault early in the recording fills most
+    # of the centred window there)
+    around = series.rolling(baseline_s, center=True, min_periods=1).quantile(0.25)
+    before = series.rolling(baseline_s, min_periods=1).quantile(0.25)
+    base = pd.concat([around, before], axis=1).min(axis=1).fillna(0).to_numpy()
+    values = series.to_numpy()
+    out, start, prev, level = [], None, None, 0.0
+    for i, t in enumerate(series.index):
+        v = values[i]
+        if v != v:  # NaN: no tick ended in this second (ticks drift): it continues its neighbour
+            continue
+        if start is None:
+            if v > base[i] * factor + min_drops:
+                # a burst is measured against the baseline from before it, held while it lasts: a
+                # fault longer than half the rolling window would otherwise become the baseline and
+                # split its own window in two
+                start, prev, level = t, t, base[i]
+        elif v > level * factor + min_drops:
             prev = t
-        elif start is not None:
+        else:
             out.append((start, prev))
             start = None
     if start is not None:

@@ -1,6 +1,7 @@
 """The watch loop: every `interval` s, the kernel's drop counters become per-key deltas, the
 samples are decoded, the node counters read, and the changes that arrived are written, each to
-its node's directory. Drops outside the scope (another lab, the machine) are left out."""
+its node's directory (or, in an agent, handed to `sink` to stream to the coordinator, which
+writes them). Drops outside the scope (another lab, the machine) are left out."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ TABLES = ("drops", "samples", "counters", "changes")
 
 class Recorder:
     def __init__(self, scope: Scope, out: str | Path, *, samples_per_sec: int = 1000, interval: float = 1.0,
-                 max_bytes: int = 64 << 20, max_seconds: float = 600, prometheus=None, kube=None) -> None:
-        self.scope, self.out, self.interval = scope, Path(out), interval
+                 max_bytes: int = 64 << 20, max_seconds: float = 600, prometheus=None, kube=None,
+                 sink=None) -> None:
+        # sink(tables): each tick's rows as {table: {column: [values]}} instead of files (an agent's
+        # watch: the coordinator writes them); out is then unused
+        self.scope, self.out, self.interval, self.sink = scope, Path(out or "."), interval, sink
         self.reasons = drop_reasons()
         self.syms = Kallsyms()
         self.devices = Devices(scope.places)
         self.prometheus = prometheus
         self._seg = {(n, t): Segments(self.out / n, t, max_bytes=max_bytes, max_seconds=max_seconds)
-                     for n in scope.nodes for t in TABLES}
+                     for n in scope.nodes for t in TABLES} if sink is None else {}
         self._prev: dict[DropKey, tuple[int, int]] = {}
         self._changes: queue.SimpleQueue = queue.SimpleQueue()
         self._rules: dict[str, tuple[str, set[str]]] = {}
@@ -120,6 +124,8 @@ class Recorder:
             ch["time"].append(e["time_ns"])
             for f in ("node_name", "kind", "action", "object", "detail"):
                 ch[f].append(e[f])
+        if self.sink is not None:
+            self.sink({t: dict(rows) for (node, t), rows in tables.items() if node in self.scope.nodes})
         for (node, table), rows in tables.items():
             if (node, table) in self._seg:
                 self._seg[(node, table)].append(dict(rows))

@@ -31,7 +31,8 @@ class Scope:
         return p
 
 
-def scope_of(source, pod: str | None = None) -> Scope:
+def scope_of(source, pod: str | None = None, node_name: str | None = None) -> Scope:
+    """node_name: this node's name on a node (an agent knows it; default the hostname)."""
     sc = Scope(pod_filter=pod)
     if hasattr(source, "hosts"):  # the lab: its inventory names every namespace
         for r in source.hosts():
@@ -47,7 +48,7 @@ def scope_of(source, pod: str | None = None) -> Scope:
                 sc.places[ino] = Place(r.name, None, None, r.netns)
     else:
         from ..sources.discovery import discover
-        node = socket.gethostname()
+        node = node_name or socket.gethostname()
         sc.nodes[node] = None
         sc.places[existing_inode(None)] = Place(node)
         for ns in discover(None):

@@ -256,7 +256,12 @@ def _clear_hash(fd: int) -> None:
 class ProbePool:
     """Loaded ProbeSets an agent keeps between traces. take() gives a set to one session (a loaded
     one, or a new one when all are taken: two coordinators at once); give() takes it back, its
-    links already closed. At most `keep` idle sets stay loaded; none holds a link."""
+    links already closed. At most `keep` idle sets stay loaded; none holds a link.
+
+    An agent answers before it detaches (each tcx or netfilter link waits for an RCU grace period:
+    hundreds of ms in all), so back-to-back traces overlap: the first overlap loads a second set,
+    and the two then take turns, with no load after that. Waiting for the closing set instead put
+    its detach on the next trace's path (bench_agent: arm 3 ms -> 244 ms)."""
 
     def __init__(self, keep: int = 2) -> None:
         self.keep = keep

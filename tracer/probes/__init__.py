@@ -246,11 +246,13 @@ def _zero_array(fd: int, *, per_cpu: bool) -> None:
 def _clear_hash(fd: int) -> None:
     """Delete every entry of a hash map keyed by u64 (pp_tracked: a few, or at most its size)."""
     import ctypes
+    import errno
     lb = libbpf.lib()
     key = ctypes.c_uint64()
     while lb.bpf_map_get_next_key(fd, None, ctypes.byref(key)) == 0:
-        if lb.bpf_map_delete_elem(fd, ctypes.byref(key)) < 0:
-            break  # deleted meanwhile by a program: the next lookup finds the rest
+        r = lb.bpf_map_delete_elem(fd, ctypes.byref(key))
+        if r < 0 and r != -errno.ENOENT:  # ENOENT: gone meanwhile (LRU eviction), the next one
+            raise NodeError(f"cannot reset a probe map: {os.strerror(-r)}")
 
 
 class ProbePool:

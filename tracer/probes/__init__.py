@@ -373,7 +373,8 @@ class Probes:
     def trace(self) -> libbpf.BpfObject | None:
         """The tracepoint/netfilter object, once its background load is done (None: not loaded)."""
         t = self._set.trace
-        self.timings.update(self._set.timings)
+        if self._pool is None:  # a pooled set's load was another trace's (or the agent's start)
+            self.timings.update(self._set.timings)
         return t
 
     # -- attach ---------------------------------------------------------------------------------

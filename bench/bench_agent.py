@@ -7,7 +7,8 @@ On a throwaway lab (ba<hex>, torn down at the end) with its agents (`lab up` sta
     (targets: < 0.6 s to the verdict, < 1 s whole);
   - the coordinator in process: median milliseconds of each stage (where the time goes);
   - each agent's RSS before and after --rss-traces traces (target: growth < 10 %), and the BPF
-    links/programs an idle agent holds (target: none: idle cost on traffic zero);
+    links an idle agent holds (target: none: idle cost on traffic zero; its programs stay loaded,
+    attached to nothing, so that no trace pays the verifier);
   - iperf3 pod-a → pod-b without agents, with them idle (target ≥ 99 %), and while traces run
     through them (target ≥ 97 %).
 Printed, never asserted. Run as root: `.venv/bin/python bench/bench_agent.py [--runs N] [--rss-traces N]`.
@@ -52,23 +53,29 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def bpf_fds(pid: int, settle: float = 3.0) -> int:
-    """The BPF programs and links the agent holds, once its last session has closed (an agent
-    closes a session's probes just after it answers: that takes a few hundred ms)."""
+def bpf_links(pid: int, settle: float = 3.0) -> int:
+    """The BPF links the agent holds, once its last session has closed (an agent detaches a
+    session's probes just after it answers)."""
     deadline = time.monotonic() + settle
-    while (n := _bpf_fds(pid)) and time.monotonic() < deadline:
+    while (n := _bpf_fds(pid, "bpf_link")) and time.monotonic() < deadline:
         time.sleep(0.1)
     return n
 
 
-def _bpf_fds(pid: int) -> int:
+def _bpf_fds(pid: int, kind: str) -> int:
+    """How many BPF fds of this kind ("bpf_link", "bpf-prog") a process holds."""
     n = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:bpf-prog")
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == f"anon_inode:{kind}"
         except OSError:
             pass
     return n
+
+
+def idle_line(pids: dict[str, int]) -> str:
+    return (", ".join(f"{n} {bpf_links(p)} links ({_bpf_fds(p, 'bpf-prog')} programs loaded)" for n, p in pids.items())
+            + " (target 0 links: nothing attached between traces)")
 
 
 def main() -> None:
@@ -110,8 +117,7 @@ def main() -> None:
 
         helper(2)  # warm: the agents' first snapshot fills their caches
         print(f"lab {lab.name}, two agents warm; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
-        print("idle agents hold BPF links/programs: " + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items())
-              + " (target 0: nothing attached between traces)")
+        print("idle agents hold: " + idle_line(pids))
 
         to_verdict, whole, statuses = [], [], []
         for _ in range(a.runs):
@@ -151,8 +157,7 @@ def main() -> None:
             growth = (after[n] - before[n]) / before[n] * 100
             print(f"agent {n} RSS: {before[n] / 1024:.1f} MiB before, {after[n] / 1024:.1f} MiB after "
                   f"{a.rss_traces} traces ({growth:+.1f} %, target < 10 %)")
-        print(f"  ({a.rss_traces} traces in {time.perf_counter() - t0:.0f} s; idle BPF fds after: "
-              + ", ".join(f"{n} {bpf_fds(p)}" for n, p in pids.items()) + ")")
+        print(f"  ({a.rss_traces} traces in {time.perf_counter() - t0:.0f} s; idle after: {idle_line(pids)})")
         if a.iperf_seconds:
             iperf_figures(lab, a, pids, helper)
     finally:

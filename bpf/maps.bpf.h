@@ -50,8 +50,11 @@ static __always_inline __u8 set_reported_tuple(struct pp_event *e, const struct 
 	return f;
 }
 
-/* The filter, set by the loader before load (.rodata). */
-const volatile struct pp_config pp_cfg = {};
+/* The filter, in .data (a writable array map): `podpath trace` sets it before load; an agent keeps
+ * its programs loaded and writes each trace's filter after load, before it attaches anything.
+ * Not const, so the verifier checks every branch whatever the filter; volatile, so each read is a
+ * plain load from the map's value (no helper call), never folded by the compiler. */
+volatile struct pp_config pp_cfg SEC(".data") = {};
 
 /* Never read: keeps the contract's types in the object's BTF (ring buffer records are untyped,
  * and the enums only name the values of __u8/__u16 fields), so tests/unit/test_event_layout.py

@@ -102,7 +102,7 @@ struct pp_event {
 	__u32 nud_state;    /* neigh: NUD_* state of the entry after the event; 104 bytes, no padding */
 };
 
-/* The filter, as read-only data set at load time (pwru style). */
+/* The filter, as a global the loader writes (.data: before load, or after it in an agent). */
 struct pp_config {
 	__u32 saddr;     /* network byte order */
 	__u32 daddr;

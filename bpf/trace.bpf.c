@@ -190,7 +190,7 @@ int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_co
 	return 0;
 }
 
-/* neigh:*: only the neighbours the planned path resolves (pp_cfg.neigh_addrs, set at load time). */
+/* neigh:*: only the neighbours the planned path resolves (pp_cfg.neigh_addrs). */
 static __always_inline bool filter_neigh(const volatile struct pp_config *c, __u32 addr)
 {
 	if (!addr)

@@ -9,12 +9,105 @@ import time
 import pytest
 
 
-def wait_no_programs(timeout: float = 3.0) -> list:
-    """podpath's BPF programs still loaded after `timeout` s (the kernel frees them asynchronously)."""
-    from podpath.tracer.probes import loaded_podpath_programs
+# BPF program ids loaded when the current test started (set by the autouse fixture below): other
+# helpers, other labs' agents and traces share this machine's kernel, and their programs are theirs.
+_programs_before: set[int] = set()
 
+
+@pytest.fixture(autouse=True)
+def _record_programs_before():
+    global _programs_before
+    from podpath.tracer.probes import libbpf
+
+    _programs_before = {i for i, _ in libbpf.loaded_programs()} if os.geteuid() == 0 else set()
+    yield
+
+
+def _family(root: int) -> set[int]:
+    """root and every process descended from it (a trace it ran, the lab agents it started)."""
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(pid))
+    out, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo += children.get(p, [])
+    return out
+
+
+def _is_agent(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"agent" in argv and any(a.endswith(b"podpath") for a in argv)
+
+
+def held_by(pid: int, names=None) -> list[tuple[int, str]]:
+    """(id, name) of podpath's programs (or those named) a process holds (a program or link fd)."""
+    from podpath.tracer.probes import PROGRAM_NAMES, libbpf
+    from podpath.tracer.probes.cleanup import program_holders
+
+    wanted = {n[:15] for n in (names or PROGRAM_NAMES)}
+    holders = program_holders()
+    return [(i, n) for i, n in libbpf.loaded_programs() if n in wanted and pid in holders.get(i, ())]
+
+
+def this_tests_programs(names=None) -> set[int]:
+    """Ids of podpath's programs (or those named) loaded since the test started and held by this
+    process, one it started, or no process: what the test loaded (with its lab's agents)."""
+    from podpath.tracer.probes import PROGRAM_NAMES, libbpf
+    from podpath.tracer.probes.cleanup import program_holders
+
+    wanted = {n[:15] for n in (names or PROGRAM_NAMES)}
+    holders, ours = program_holders(), _family(os.getpid())
+    return {i for i, n in libbpf.loaded_programs() if n in wanted and i not in _programs_before
+            and (not holders.get(i) or holders[i] & ours)}
+
+
+def _left_now(names) -> list[tuple[int, str, str]]:
+    from podpath.tracer.probes import PROGRAM_NAMES, libbpf
+    from podpath.tracer.probes.cleanup import program_holders
+
+    wanted = {n[:15] for n in (names or PROGRAM_NAMES)}
+    new = [(i, n) for i, n in libbpf.loaded_programs() if n in wanted and i not in _programs_before]
+    if not new:
+        return []
+    holders, ours, attached = program_holders(), _family(os.getpid()), None
+    left = []
+    for i, n in new:
+        held = holders.get(i, set())
+        if not held:
+            left.append((i, n, "held by no process (attached without a link?)"))
+            continue
+        mine = held & ours
+        if not mine:
+            continue  # another process's (another test run, another lab's agent)
+        if all(_is_agent(p) for p in mine):
+            if attached is None:
+                attached = {l["prog_id"] for l in libbpf.links_info()}
+            if i not in attached:
+                continue  # an idle agent's probe set: loaded between traces, attached to nothing
+        left.append((i, n, f"held by pid {sorted(mine)}"))
+    return left
+
+
+def wait_no_programs(timeout: float = 3.0, names=None) -> list:
+    """The BPF programs this test left behind, after waiting up to `timeout` s for the kernel to
+    free them: podpath's (or those named) loaded now and not when the test started, held by no
+    process (a tc filter left attached) or by this process or one it started. Not a leftover: an
+    idle `podpath agent`'s programs (it keeps them loaded, attached to nothing), and other
+    processes' programs (this kernel is shared)."""
     deadline = time.monotonic() + timeout
-    while (left := loaded_podpath_programs()) and time.monotonic() < deadline:
+    while (left := _left_now(names)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 

@@ -113,24 +113,37 @@ def verdict_of(r: subprocess.CompletedProcess) -> dict:
     return json.loads(r.stdout)
 
 
-def bpf_fds(pid: int) -> int:
-    """How many BPF links and programs a process holds (an idle agent: none)."""
-    n = 0
+def bpf_fds(pid: int, kind: str) -> list[str]:
+    """The /proc/PID/fdinfo of each BPF fd of this kind ("bpf_link", "bpf-prog") a process holds."""
+    out = []
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
-                n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:bpf-prog")
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"anon_inode:{kind}":
+                    out.append(Path(f"/proc/{pid}/fdinfo/{fd}").read_text())
             except OSError:
                 continue
     except OSError:
-        return 0
-    return n
+        return []
+    return out
+
+
+def bpf_links(pid: int) -> int:
+    """How many BPF links a process holds: what it has attached (an idle agent: none)."""
+    return len(bpf_fds(pid, "bpf_link"))
+
+
+def program_ids(pid: int) -> set[int]:
+    """The ids of the BPF programs a process holds loaded (an agent: its probe sets)."""
+    return {int(line.split()[1]) for info in bpf_fds(pid, "bpf-prog")
+            for line in info.splitlines() if line.startswith("prog_id:")}
 
 
 def podpath_attached_in_lab(lab, agents) -> list[str]:
-    """podpath's tcx programs on any device of the lab's namespaces, and BPF links or programs still
-    held by a lab agent (netfilter links and tracepoints: the kernel names no namespace for them, so
-    who holds them is the check)."""
+    """podpath's tcx programs on any device of the lab's namespaces, BPF links still held by a lab
+    agent, and any link on the machine running one of the agents' programs (netfilter links and
+    tracepoints: the kernel names no namespace for them, so who holds them is the check). Loaded
+    programs are expected: an idle agent keeps them, unattached."""
     from podpath.tracer.lab.topology import NODES as LAB_NODES
     from podpath.tracer.netns import run_in
     from podpath.tracer.snapshot.bpfprogs import name_programs, tcx_programs
@@ -141,8 +154,12 @@ def podpath_attached_in_lab(lab, agents) -> list[str]:
 
     spaces = [lab.netns(n.name) for n in LAB_NODES] + [h.netns for h in lab.hosts() if h.netns]
     found = [f"{ns}: {x}" for ns in dict.fromkeys(spaces) for x in run_in(ns, ours_here)]
-    found += [f"agent of {n} (pid {pid}) holds {k} BPF fds" for n, pid in agents.pids.items()
-              if (k := bpf_fds(pid))]
+    found += [f"agent of {n} (pid {pid}) holds {k} BPF links" for n, pid in agents.pids.items()
+              if (k := bpf_links(pid))]
+    from podpath.tracer.probes.libbpf import links_info
+    theirs = {i: n for n, pid in agents.pids.items() for i in program_ids(pid)}
+    found += [f"link {l['id']} runs program {l['prog_id']} of the agent of {theirs[l['prog_id']]}"
+              for l in links_info() if l["prog_id"] in theirs]
     return found
 
 
@@ -161,6 +178,52 @@ def test_healthy_flow_is_delivered_across_both_nodes(lab, agents):
     assert seen == {"node-a", "node-b"}, f"each agent saw its own node's hops: {seen}"
     assert d["not_observed"] == []
     assert r.returncode == 0
+
+
+def agents_programs(agents) -> dict[str, set[int]]:
+    return {n: program_ids(pid) for n, pid in agents.pids.items()}
+
+
+def test_idle_agents_keep_programs_loaded_and_attach_nothing(lab, agents):
+    """After a trace an agent still holds podpath's programs (loaded once: the verifier's work is
+    not paid per trace) and no link: nothing of it runs on the node's traffic."""
+    from podpath.tracer.probes import PROGRAM_NAMES
+    from podpath.tracer.probes.libbpf import prog_info
+
+    assert verdict_of(trace_through_agents(lab, agents, "default/pod-a", "default/pod-b"))["verdict"]["status"] \
+        == "delivered"
+    assert wait_nothing_attached(lab, agents) == []
+    for node, ids in agents_programs(agents).items():
+        names = {prog_info(i)[0] for i in ids if prog_info(i)}
+        assert {n[:15] for n in PROGRAM_NAMES} <= names, f"{node}'s agent does not hold podpath's programs: {names}"
+        assert bpf_links(agents.pids[node]) == 0
+
+
+def test_back_to_back_traces_reuse_the_loaded_programs(lab, agents):
+    """Traces in a row through the same agents, each another flow and fault (tcp to a port nobody
+    listens on, icmp healthy, tcp to a Service without endpoints): each verdict is the in-process
+    lab trace's, and the agents hold the same programs throughout (loaded once, each trace's filter
+    written into them), so nothing of one trace (a drop, a tracked skb) reaches the next."""
+    verdict_of(trace_through_agents(lab, agents, "default/pod-a", "default/pod-b"))  # warm
+    assert wait_nothing_attached(lab, agents) == []
+    before = agents_programs(agents)
+    assert all(before.values()), before
+    for name in ("no-listener", None, "svc-no-endpoints"):
+        if name is None:
+            got = verdict_of(trace_through_agents(lab, agents, "default/pod-a", "default/pod-b"))["verdict"]
+            assert (got["status"], got["cause"]) == ("delivered", None), got["message"]
+        else:
+            fault = FAULTS[name]
+            lab.inject(name)
+            try:
+                want = in_process(lab, fault.flow)["verdict"]
+                got = verdict_of(trace_through_agents(lab, agents, *flow_args(fault.flow)))["verdict"]
+            finally:
+                lab.clear(name)
+            assert {k: got[k] for k in COMPARED} == {k: want[k] for k in COMPARED}, \
+                f"{name}: through agents {got['message']!r}, in process {want['message']!r}"
+        assert wait_nothing_attached(lab, agents) == []
+        assert agents_programs(agents) == before, f"after {name or 'the healthy trace'}: the agents loaded again"
 
 
 # Faults whose packet dies in the lab's underlay: the switch namespace joining the nodes, which no
@@ -347,8 +410,8 @@ def test_agent_killed_mid_trace_is_named_not_observed(lab, agents):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agents.env())
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # armed: node-b's agent holds its probes' links
-            if bpf_fds(agents.pids["node-b"]) > 4:
+        while time.monotonic() < deadline:  # attached: node-b's agent holds its probes' links
+            if bpf_links(agents.pids["node-b"]) > 4:
                 break
             time.sleep(0.02)
         else:

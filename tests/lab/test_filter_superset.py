@@ -52,7 +52,7 @@ PROTOS = (socket.IPPROTO_ICMP, socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 ICMP_TYPES = (8, 0, 3)  # echo request, echo reply (both carry the id), unreachable (none)
 FLAG_BITS = tuple(FilterFlag)
 CONFIGS_PER_FLAG_SET = 3
-TC_CONFIGS = 24  # the real tc probe reloads per config (the filter is .rodata): a sample
+TC_CONFIGS = 48  # configs the real tc probe runs (loaded once, its .data filter rewritten each time)
 
 
 @dataclass(frozen=True)
@@ -262,31 +262,33 @@ def test_tc_probe_reports_exactly_what_filter_matches(verdicts, check_bits):
     rng = random.Random(6)
     sample = rng.sample(sorted(by_config), TC_CONFIGS)
     wrong, reported, total = [], 0, 0
-    with libbpf.BpfObject(str(BPF / "filter_check.bpf.o")) as check:
+    events: list[bytes] = []
+    # One load for every config, as an agent does: the filter is written into the loaded .data.
+    with libbpf.BpfObject(str(BPF / "filter_check.bpf.o")) as check, \
+            libbpf.BpfObject(object_path("tc")) as obj, libbpf.RingBuffer(obj.map_fd("pp_events"), events.append) as rb:
         check_prog, check_cfg = check.program_fd("pp_check_filter"), check.map_fd("pp_check_cfg")
+        prog, ntracked = obj.program_fd("pp_tc_ingress"), obj.map_fd("pp_ntracked")
         for key in sample:
             c = RawConfig.from_buffer_copy(key)
             _map_set(check_cfg, 0, key)
-            events: list[bytes] = []
-            with libbpf.BpfObject(object_path("tc"), rodata={"pp_cfg": key}) as obj, \
-                    libbpf.RingBuffer(obj.map_fd("pp_events"), events.append) as rb:
-                prog, ntracked = obj.program_fd("pp_tc_ingress"), obj.map_fd("pp_ntracked")
-                for p, r in by_config[key]:
-                    outer = Pkt(rng.choice(ADDRS), rng.choice(ADDRS), socket.IPPROTO_UDP, 49152, 8472)
-                    outer_matches = bool(_test_run(check_prog, outer.frame()) & bit["FILTER"])
-                    inner_matches = bool(r & bit["FILTER"])
-                    for what, frame, expect in (("", p.frame(), inner_matches),
-                                                (f"vxlan {outer.saddr} -> {outer.daddr}: ",
-                                                 p.vxlan_frame(outer.saddr, outer.daddr), inner_matches or outer_matches)):
-                        events.clear()
-                        _test_run(prog, frame)
-                        # a matched skb is tracked; each run's skb is new: forget it (no false "seen")
-                        _map_set(ntracked, 0, bytes(8))
-                        rb.consume()
-                        matched = [e for e in events if RawEvent.from_buffer_copy(e).flags & EvFlag.MATCHED]
-                        total += 1
-                        reported += bool(matched)
-                        if bool(matched) != expect or len(events) != len(matched):
-                            wrong.append(f"{what}{_show(c, p)}: {len(events)} events, expected {int(expect)}")
+            obj.write_data({"pp_cfg": key})
+            assert obj.read_data("pp_cfg") == key
+            for p, r in by_config[key]:
+                outer = Pkt(rng.choice(ADDRS), rng.choice(ADDRS), socket.IPPROTO_UDP, 49152, 8472)
+                outer_matches = bool(_test_run(check_prog, outer.frame()) & bit["FILTER"])
+                inner_matches = bool(r & bit["FILTER"])
+                for what, frame, expect in (("", p.frame(), inner_matches),
+                                            (f"vxlan {outer.saddr} -> {outer.daddr}: ",
+                                             p.vxlan_frame(outer.saddr, outer.daddr), inner_matches or outer_matches)):
+                    events.clear()
+                    _test_run(prog, frame)
+                    # a matched skb is tracked; each run's skb is new: forget it (no false "seen")
+                    _map_set(ntracked, 0, bytes(8))
+                    rb.consume()
+                    matched = [e for e in events if RawEvent.from_buffer_copy(e).flags & EvFlag.MATCHED]
+                    total += 1
+                    reported += bool(matched)
+                    if bool(matched) != expect or len(events) != len(matched):
+                        wrong.append(f"{what}{_show(c, p)}: {len(events)} events, expected {int(expect)}")
     assert not wrong, f"{len(wrong)} of {total} frames: " + "; ".join(wrong[:3])
     assert 0 < reported < total

@@ -2,7 +2,7 @@
 
 Two throwaway namespaces ppbpf-<hex>-a / -b joined by one veth (TEST-NET-1 addresses, nothing in
 the root namespace), deleted in the finalizer even when a test fails. After every test no podpath
-program may be left loaded (`bpftool prog show`).
+program the test loaded may be left (conftest.wait_no_programs).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,11 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("bpftool"), reason="needs bpftool to check for leftovers"),
 ]
 
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import held_by, wait_no_programs  # noqa: E402
+
 from podpath.tracer.netns import inode  # noqa: E402
-from podpath.tracer.probes import NF_BRACKETS, PROGRAM_NAMES, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
+from podpath.tracer.probes import NF_BRACKETS, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
 
 PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
 
@@ -39,20 +41,6 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
     return p
-
-
-def podpath_programs() -> list[str]:
-    """Names of podpath programs still loaded, per `bpftool prog show`."""
-    progs = json.loads(sh("bpftool", "prog", "show", "-j").stdout or "[]")
-    ours = {n[:15] for n in PROGRAM_NAMES}
-    return [p.get("name", "") for p in progs if p.get("name", "") in ours]
-
-
-def wait_no_programs(timeout: float = 3.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := podpath_programs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 def netns_inode(name: str) -> int:
@@ -204,9 +192,9 @@ def test_sigkill_leaves_nothing_behind(pair):
         line = proc.stdout.readline()
         assert line.startswith("ready"), proc.stderr.read() if proc.poll() is not None else line
         assert int(line.split()[1]) == 4 + len(TRACEPOINTS) + 5 * len(NF_BRACKETS)
-        assert set(podpath_programs()) >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf_0", "pp_nf_7"}
-        ours = {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "-j").stdout)
-                if p.get("name", "").startswith("pp_")}
+        held = held_by(proc.pid)
+        assert {n for _, n in held} >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf_0", "pp_nf_7"}
+        ours = {i for i, _ in held}
         before = json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")
         assert [l for l in before if l.get("prog_id") in ours], "the loader's links should be visible"
     finally:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT_BPF_LAB, bpf_lab, wait_no_programs
+from conftest import ROOT_BPF_LAB, bpf_lab, held_by, this_tests_programs, wait_no_programs
 
 if os.geteuid() != 0:
     print("test_trace_robustness: skipped, needs root (builds network namespaces and loads BPF programs)",
@@ -28,7 +28,6 @@ if os.geteuid() != 0:
 
 pytestmark = ROOT_BPF_LAB
 
-from podpath.tracer.probes import loaded_podpath_programs  # noqa: E402
 from podpath.tracer.trace import trace  # noqa: E402
 from podpath.tracer.lab.source import LabSource  # noqa: E402
 
@@ -92,7 +91,6 @@ def pod_ips(lab) -> dict[str, str]:
 def test_sigkill_of_a_trace_in_progress_leaves_nothing_behind(lab):
     if not sh("which", "bpftool").stdout.strip():
         pytest.skip("needs bpftool to list BPF links")
-    assert loaded_podpath_programs() == [], "a podpath program was loaded before the test started"
     qdiscs_before = clsact_qdiscs(lab)
     lab.inject("fdb-wrong-dst")  # the request vanishes into a wrong VTEP: the trace waits for the timeout
     proc = subprocess.Popen([PODPATH, "trace", "pod-a", "pod-b", "--lab", lab.name, "--timeout", "5"],
@@ -105,7 +103,7 @@ def test_sigkill_of_a_trace_in_progress_leaves_nothing_behind(lab):
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline and proc.poll() is None:
             if any("waiting up to" in l for l in stderr_lines):  # probes attached, packet sent
-                ours = loaded_podpath_programs()
+                ours = held_by(proc.pid)
                 break
             time.sleep(0.02)
         assert proc.poll() is None, f"the trace ended before it could be killed: {''.join(stderr_lines)}"
@@ -127,7 +125,7 @@ def test_sigkill_of_a_trace_in_progress_leaves_nothing_behind(lab):
     assert left == [], f"podpath programs still loaded after kill -9: {left}"
     leaked = [l for l in bpf_links() if l.get("prog_id") in our_ids]
     assert leaked == [], f"BPF links of the killed trace still exist: {leaked}"
-    live_ids = {i for i, _ in loaded_podpath_programs()}
+    live_ids = this_tests_programs()  # the lab's idle agents' (loaded, never attached), if any
     assert not [l for l in bpf_links() if l.get("type") in TCX_LINK and l.get("prog_id") in live_ids]
     assert clsact_qdiscs(lab) == qdiscs_before, "a clsact qdisc was left on a lab device"
     # and the lab is healthy again afterwards: a fresh trace works
@@ -290,7 +288,7 @@ def test_a_killed_trace_leaves_no_table_filter_program_or_process(lab, sig, nftr
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any("waiting up to" in l for l in lines):
             time.sleep(0.02)
-        assert proc.poll() is None and loaded_podpath_programs(), "".join(lines)
+        assert proc.poll() is None and held_by(proc.pid), "".join(lines)
         if nftrace:
             assert nftrace_tables(lab) and monitors_in(lab), "the --nftrace tables and monitors were not there"
         proc.send_signal(sig)

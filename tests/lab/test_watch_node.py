@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT_BPF_LAB
+from conftest import ROOT_BPF_LAB, wait_no_programs
 
 pytestmark = ROOT_BPF_LAB
 
@@ -48,8 +48,8 @@ def _watch(netns: str, *args: str) -> subprocess.Popen:
 
 
 def _pw_programs() -> list:
-    from podpath.tracer.probes import libbpf
-    return [n for _i, n in libbpf.loaded_programs() if n == "pw_kfree_skb"]
+    """`podpath watch` programs this test left (others' watches on this machine are theirs)."""
+    return wait_no_programs(0, names=("pw_kfree_skb",))
 
 
 def test_sigkill_leaves_every_drop_readable(node_ns, tmp_path):

@@ -78,8 +78,7 @@ def test_report_names_the_flapping_rule_its_node_and_windows(request, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not wait_no_programs()
-    from podpath.tracer.probes import libbpf
-    assert not [n for _i, n in libbpf.loaded_programs() if n == "pw_kfree_skb"]  # watch detached on exit
+    assert not wait_no_programs(names=("pw_kfree_skb",))  # watch detached on exit
 
 
 def test_lab_traffic_command_sends_inside_the_lab(request):

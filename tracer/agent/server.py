@@ -1,8 +1,10 @@
 """`podpath agent`: one per node, listening on 127.0.0.1 only, serving coordinators over the protocol.
 
-Warm state: the imports done, the API client made once, the BPF objects' files read once (libbpf
-opens each load from them; the page cache keeps them warm). The filter is a load-time constant, so
-each `arm` loads its own Probes; when idle nothing is loaded or attached (no cost on traffic).
+Warm state: the imports done, the API client made once, and podpath's BPF programs loaded once
+(a ProbePool: the verifier's work is paid at start, not per trace). Each `arm` takes a loaded set
+from the pool, writes its flow's filter into it (.data) and attaches; the session's end detaches
+every link and gives the set back. Idle, the agent holds loaded programs and no link: nothing runs
+on traffic. Two coordinators at once take two sets (a second one is loaded then, and kept).
 
 Each connection is one coordinator, served by its own thread with its own session; a connection
 that drops closes its session (every link is fd-owned: nothing stays attached). Events are kept
@@ -69,11 +71,14 @@ class Agent:
         self.warn = warn or (lambda m: log.warning("%s", m))
         self.traces = 0
         self.pod_netns: dict[str, str] = {}  # pod IP -> its namespace here, from the last snapshot
+        from ..probes import ProbePool
+        self.probes = ProbePool()  # loaded probe sets, shared by the sessions of every connection
         self._snap_lock = threading.Lock()
         self._warm()
 
     def _warm(self) -> None:
-        """What every trace would otherwise pay first: imports, object files in the page cache."""
+        """What every trace would otherwise pay first: imports, the probes loaded (in the
+        background: a trace that comes first waits for them)."""
         from .. import diagnose  # noqa: F401
         from ..probes import keep_kernel_names, object_path
         from ..snapshot import live  # noqa: F401
@@ -83,10 +88,11 @@ class Agent:
         _fewer_malloc_arenas()
         for name in ("tc", "trace"):
             try:
-                with open(object_path(name), "rb") as f:
-                    f.read()
-            except (OSError, PodpathError) as e:
-                self.warn(f"BPF object {name} not readable: {e}")
+                object_path(name)
+            except PodpathError as e:  # said now; the first `arm` fails with the same words
+                self.warn(f"BPF object {name}: {e}")
+                return
+        self.probes.preload()
 
     def snapshot(self, targets=()):
         from ..sources.node import NodeSource
@@ -265,7 +271,7 @@ class Connection:
                 raise P.AgentError(f"no pod with address {req.inject.src} on node {self.agent.node_name}")
         self._keep = OwnNamespaces(())
         self._t_arm = time.monotonic_ns()
-        s = Session(req, keep=self._keep).prepare()
+        s = Session(req, keep=self._keep, pool=self.agent.probes).prepare()
         self.session, self.state, self._result, self._worker = s, "armed", None, None
         self._load_error = None
         self.agent.traces += 1

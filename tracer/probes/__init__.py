@@ -11,8 +11,12 @@
 tc.bpf.o is loaded first; trace.bpf.o reuses its maps (one ring buffer, one tracked-skb table, one
 loss counter). Every attachment is a link fd owned by this process (tcx, tp_btf, netfilter), so the
 kernel detaches everything if the process dies; the clsact fallback (kernels without tcx) is the
-one exception and is swept by `sweep_clsact`. This is the per-node unit a future `podpath agent`
-runs: a Filter in, Events out.
+one exception and is swept by `sweep_clsact`.
+
+The filter is a global in the objects' .data: written before load by a trace that loads its own
+probes, or after load into a set a `podpath agent` keeps loaded (ProbePool: Probes(flt, pool=...)
+takes a set, writes the filter, clears the last trace's leftovers; close() detaches and gives it
+back). A Filter in, Events out, either way.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from . import libbpf
 from .events import Event, EventError, Filter, Kallsyms, KernelNames, Kind, Limit, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
-__all__ = ["Probes", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
+__all__ = ["Probes", "ProbeSet", "ProbePool", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
 SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost", "pp_last_ours")
@@ -96,7 +100,7 @@ def _all_or_none(makers) -> list:
 
 
 def loaded_podpath_programs() -> list[tuple[int, str]]:
-    """podpath's programs still loaded anywhere on the machine (should be none between traces)."""
+    """podpath's programs loaded anywhere on the machine (between traces: only agents' idle sets)."""
     names = {n[:15] for n in PROGRAM_NAMES}
     return [(i, n) for i, n in libbpf.loaded_programs() if n in names]
 
@@ -115,30 +119,25 @@ def sweep_clsact(netns: str | None, ifnames) -> int:
     return libbpf.in_netns_thread(body, netns)
 
 
-class Probes:
-    """One trace's probes: both objects loaded with one filter, links, and the ring buffer reader."""
+class ProbeSet:
+    """podpath's two objects loaded, with their shared maps and one ring buffer reader: no links.
 
-    def __init__(self, flt: Filter, *, tracepoints: bool = True, netfilter: bool = False) -> None:
-        self.filter = flt
-        self.links: list[Link | ClsactFilter] = []
-        self.events: list[Event] = []
-        self.keep = None  # keep(event) -> bool: events to keep (an agent: its own node's namespaces)
+    `podpath trace` loads one per trace, with the flow's filter as the .data's initial value; an
+    agent keeps some loaded (ProbePool) and writes each trace's filter into them (use()). Records
+    go to `sink` (a Probes' reader), or nowhere while the set is idle."""
+
+    def __init__(self, flt: Filter | None = None, *, tracepoints: bool = True, netfilter: bool = True) -> None:
+        self.objs: list[libbpf.BpfObject] = []
+        self.sink = None  # sink(bytes) for each ring buffer record; None: dropped
         self.timings: dict[str, float] = {}
-        self._objs: list[libbpf.BpfObject] = []
         self._rb = None
-        self._names = _kept_names or KernelNames()
         self._trace_obj: libbpf.BpfObject | None = None
         self._trace_err: BaseException | None = None
         self._trace_thread: threading.Thread | None = None
-        from .cleanup import RunLock
-        self._lock = RunLock()  # alone: no other podpath runs, so any podpath clsact filter is a leftover
-        # (netns inode, hook number) -> the priority each bracket's link was attached at
-        self.nf_priorities: dict[tuple[int, int], list[int]] = {}
-        t0 = time.perf_counter()
         try:
-            cfg = {"pp_cfg": flt.to_bytes()}
-            self.tc = libbpf.BpfObject(object_path("tc"), rodata=cfg)
-            self._objs.append(self.tc)
+            cfg = {"pp_cfg": flt.to_bytes()} if flt is not None else None
+            self.tc = libbpf.BpfObject(object_path("tc"), data=cfg)
+            self.objs.append(self.tc)
             if tracepoints or netfilter:
                 # The trace object (tracepoints, netfilter brackets: most of the verifier's work)
                 # loads in the background, while tc links attach: each tcx attach waits for an
@@ -151,7 +150,7 @@ class Probes:
                     t = time.perf_counter()
                     try:
                         self._trace_obj = libbpf.BpfObject(
-                            object_path("trace"), rodata=cfg, reuse_maps=shared, autoload=load,
+                            object_path("trace"), data=cfg, reuse_maps=shared, autoload=load,
                             prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in nf})
                     except BaseException as e:  # raised where the object is first needed
                         self._trace_err = e
@@ -163,7 +162,10 @@ class Probes:
         except BaseException:
             self.close()
             raise
-        self.timings["load_ms"] = (time.perf_counter() - t0) * 1000
+
+    def _on_record(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink(data)
 
     @property
     def trace(self) -> libbpf.BpfObject | None:
@@ -179,7 +181,201 @@ class Probes:
             self._trace_thread.join()
             self._trace_thread = None
             if self._trace_obj is not None:
-                self._objs.append(self._trace_obj)
+                self.objs.append(self._trace_obj)
+
+    def use(self, flt: Filter) -> None:
+        """Ready the loaded set for a new trace, with nothing attached: the filter written into
+        both objects, and nothing left of the last trace (its unread records, tracked skbs,
+        counters)."""
+        cfg = {"pp_cfg": flt.to_bytes()}
+        for o in (self.tc, self.trace):
+            if o is not None:
+                o.write_data(cfg)
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop unread records and clear the per-trace maps (the maps every object shares)."""
+        sink, self.sink = self.sink, None
+        try:
+            self._rb.consume()
+        finally:
+            self.sink = sink
+        _clear_hash(self.tc.map_fd("pp_tracked"))
+        for name in ("pp_ntracked", "pp_lost", "pp_last_ours"):
+            _zero_array(self.tc.map_fd(name), per_cpu=name != "pp_ntracked")
+
+    def program_ids(self) -> dict[str, int]:
+        """name -> kernel id of every program loaded (tests: the same ids trace after trace)."""
+        out = {}
+        for o in self.objs:
+            for name, prog in o._programs():
+                fd = libbpf.lib().bpf_program__fd(prog)
+                if fd >= 0:
+                    out[name] = libbpf.prog_id(fd)
+        return out
+
+    def close(self) -> None:
+        self._join_trace()  # never leave a loader behind that would create an object after close
+        if self._rb is not None:
+            self._rb.close()
+            self._rb = None
+        for o in reversed(self.objs):
+            o.close()
+        self.objs.clear()
+
+
+def _possible_cpus() -> int:
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            spec = f.read().strip()
+        return max(int(p.split("-")[-1]) for p in spec.split(",")) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _zero_array(fd: int, *, per_cpu: bool) -> None:
+    """Entry 0 of a (per-CPU) array of u64 back to zero."""
+    import ctypes
+    vals = (ctypes.c_uint64 * (_possible_cpus() if per_cpu else 1))()
+    key = ctypes.c_uint32(0)
+    r = libbpf.lib().bpf_map_update_elem(fd, ctypes.byref(key), vals, 0)
+    if r < 0:
+        raise NodeError(f"cannot reset a probe map: {os.strerror(-r)}")
+
+
+def _clear_hash(fd: int) -> None:
+    """Delete every entry of a hash map keyed by u64 (pp_tracked: a few, or at most its size)."""
+    import ctypes
+    import errno
+    lb = libbpf.lib()
+    key = ctypes.c_uint64()
+    while lb.bpf_map_get_next_key(fd, None, ctypes.byref(key)) == 0:
+        r = lb.bpf_map_delete_elem(fd, ctypes.byref(key))
+        if r < 0 and r != -errno.ENOENT:  # ENOENT: gone meanwhile (LRU eviction), the next one
+            raise NodeError(f"cannot reset a probe map: {os.strerror(-r)}")
+
+
+class ProbePool:
+    """Loaded ProbeSets an agent keeps between traces. take() gives a set to one session (a loaded
+    one, or a new one when all are taken: two coordinators at once); give() takes it back, its
+    links already closed. At most `keep` idle sets stay loaded; none holds a link.
+
+    An agent answers before it detaches (each tcx or netfilter link waits for an RCU grace period:
+    hundreds of ms in all), so back-to-back traces overlap: the first overlap loads a second set,
+    and the two then take turns, with no load after that. Waiting for the closing set instead put
+    its detach on the next trace's path (bench_agent: arm 3 ms -> 244 ms)."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self.loads = 0  # sets loaded since start (a warm agent: 1, or 2 with concurrent traces)
+        self._idle: list[ProbeSet] = []
+        self._lock = threading.Lock()
+        self._preload: threading.Thread | None = None
+
+    def preload(self) -> None:
+        """Load one set in the background (an agent at start), so the first trace does not wait."""
+        def run():
+            s = None
+            try:
+                s = self._load()
+                s.trace  # noqa: B018 - wait for the trace object too (raises if it failed)
+                self.give(s)
+            except BaseException:  # noqa: BLE001 - the first take() loads again and says why
+                if s is not None:
+                    s.close()
+        self._preload = threading.Thread(target=run, name="podpath-preload", daemon=True)
+        self._preload.start()
+
+    def _load(self) -> ProbeSet:
+        s = ProbeSet()
+        with self._lock:
+            self.loads += 1
+        return s
+
+    def take(self) -> ProbeSet:
+        t = self._preload
+        if t is not None:
+            t.join()
+            self._preload = None
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._load()
+
+    def give(self, s: ProbeSet) -> None:
+        s.sink = None
+        try:
+            s.reset()  # the last trace's leftovers go now, off the next trace's path
+        except Exception:  # noqa: BLE001 - a set that cannot be reset is not reused
+            s.close()
+            return
+        with self._lock:
+            if len(self._idle) < self.keep:
+                self._idle.append(s)
+                return
+        s.close()
+
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        if self._preload is not None:
+            self._preload.join()
+            self._preload = None
+        with self._lock:
+            sets, self._idle = self._idle, []
+        for s in sets:
+            s.close()
+
+
+class Probes:
+    """One trace's probes: a loaded ProbeSet with its filter, the links, and the events read.
+
+    Without a pool the set is loaded for this trace (the filter set before load) and unloaded on
+    close; with one (an agent) it is taken from the pool, the filter written into it, and given
+    back on close with every link detached."""
+
+    def __init__(self, flt: Filter, *, tracepoints: bool = True, netfilter: bool = False,
+                 pool: ProbePool | None = None) -> None:
+        self.filter = flt
+        self.links: list[Link | ClsactFilter] = []
+        self.events: list[Event] = []
+        self.keep = None  # keep(event) -> bool: events to keep (an agent: its own node's namespaces)
+        self.timings: dict[str, float] = {}
+        self._pool = pool
+        self._set: ProbeSet | None = None
+        self._names = _kept_names or KernelNames()
+        self._since_ns = 0  # records older than this are a previous trace's (a pooled set)
+        from .cleanup import RunLock
+        self._lock = RunLock()  # alone: no other podpath runs, so any podpath clsact filter is a leftover
+        # (netns inode, hook number) -> the priority each bracket's link was attached at
+        self.nf_priorities: dict[tuple[int, int], list[int]] = {}
+        t0 = time.perf_counter()
+        try:
+            if pool is not None:
+                self._set = pool.take()
+                self._set.use(flt)
+                self._since_ns = time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+            else:
+                self._set = ProbeSet(flt, tracepoints=tracepoints, netfilter=netfilter)
+            self.tc = self._set.tc
+            self._set.sink = self._on_record
+        except BaseException:
+            s, self._set = self._set, None
+            if s is not None:
+                s.close()  # half-loaded or not writable: never back to the pool
+            self.close()
+            raise
+        self.timings["load_ms"] = (time.perf_counter() - t0) * 1000
+
+    @property
+    def trace(self) -> libbpf.BpfObject | None:
+        """The tracepoint/netfilter object, once its background load is done (None: not loaded)."""
+        t = self._set.trace
+        if self._pool is None:  # a pooled set's load was another trace's (or the agent's start)
+            self.timings.update(self._set.timings)
+        return t
 
     # -- attach ---------------------------------------------------------------------------------
 
@@ -272,6 +468,8 @@ class Probes:
     # -- events ---------------------------------------------------------------------------------
 
     def _on_record(self, data: bytes) -> None:
+        if self._since_ns and int.from_bytes(data[:8], "little") < self._since_ns:
+            return  # a previous trace's program run that ended as its links went
         kfree = len(data) > _KIND_OFFSET and data[_KIND_OFFSET] == _KIND_KFREE
         reasons = self._names.reasons() if kfree else None
         ev = decode(data, drop_reasons=reasons, symbolize=self._names.symbolize)
@@ -289,20 +487,14 @@ class Probes:
         """Read what the ring buffer holds (waiting up to timeout_ms for the first record); returns
         the new events (also kept in self.events)."""
         start = len(self.events)
-        self._rb.poll(timeout_ms)
-        self._rb.consume()
+        self._set._rb.poll(timeout_ms)
+        self._set._rb.consume()
         return self.events[start:]
 
     def lost(self) -> int:
         """Events BPF could not submit (ring buffer full), summed over CPUs."""
         import ctypes
-        ncpu = os.cpu_count() or 1
-        try:
-            with open("/sys/devices/system/cpu/possible") as f:
-                spec = f.read().strip()
-            ncpu = max(int(p.split("-")[-1]) for p in spec.split(",")) + 1
-        except OSError:
-            pass
+        ncpu = _possible_cpus()
         vals = (ctypes.c_uint64 * ncpu)()
         key = ctypes.c_uint32(0)
         r = libbpf.lib().bpf_map_lookup_elem(self.tc.map_fd("pp_lost"), ctypes.byref(key), vals)
@@ -311,8 +503,7 @@ class Probes:
     # -- teardown -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach every link, free the reader, unload the objects. Safe to call twice."""
-        self._join_trace()  # never leave a loader behind that would create an object after close
+        """Detach every link, then unload the set (or give it back to its pool). Safe to call twice."""
         errors = []
         for l in reversed(self.links):
             try:
@@ -320,12 +511,13 @@ class Probes:
             except Exception as e:  # keep closing the rest
                 errors.append(e)
         self.links.clear()
-        if self._rb is not None:
-            self._rb.close()
-            self._rb = None
-        for o in reversed(self._objs):
-            o.close()
-        self._objs.clear()
+        s, self._set = self._set, None
+        if s is not None:
+            s.sink = None
+            if self._pool is not None and not errors:
+                self._pool.give(s)
+            else:  # a link that would not close: its programs must not serve another trace
+                s.close()
         if getattr(self, "_lock", None) is not None:
             self._lock.close()
         if errors:

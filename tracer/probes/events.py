@@ -49,7 +49,7 @@ class RawEvent(ctypes.Structure):
 
 
 class RawConfig(ctypes.Structure):
-    """struct pp_config (bpf/podpath.h): the filter, written into .rodata before load."""
+    """struct pp_config (bpf/podpath.h): the filter, written into .data (before load, or after it)."""
 
     _fields_ = [
         ("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("ip_id", u16),

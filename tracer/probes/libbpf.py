@@ -2,7 +2,7 @@
 lacks.
 
 What libbpf does here: open and load CO-RE objects (relocation against the kernel's BTF), set
-read-only data before load, share maps between objects (reuse_fd), attach tracing programs, read
+globals (.rodata, .data) before load, share maps between objects (reuse_fd), attach tracing programs, read
 ring buffers, and read BTF (enums such as `skb_drop_reason`). What we do with raw bpf(2), because
 libbpf 1.1 predates it: tcx links (BPF_LINK_CREATE with BPF_TCX_INGRESS/EGRESS, kernel 6.6+) and
 BPF netfilter links (BPF_NETFILTER, kernel 6.4+). The legacy clsact path (bpf_tc_*) is kept for
@@ -142,7 +142,11 @@ def lib() -> ctypes.CDLL:
         _sig(lb, "bpf_map__name", cp, vp)
         _sig(lb, "bpf_map__reuse_fd", i, vp, i)
         _sig(lb, "bpf_map__initial_value", vp, vp, ctypes.POINTER(sz))
+        _sig(lb, "bpf_map__value_size", u32, vp)
         _sig(lb, "bpf_map_lookup_elem", i, i, vp, vp)
+        _sig(lb, "bpf_map_update_elem", i, i, vp, vp, ctypes.c_uint64)
+        _sig(lb, "bpf_map_delete_elem", i, i, vp)
+        _sig(lb, "bpf_map_get_next_key", i, i, vp, vp)
         _sig(lb, "btf__load_vmlinux_btf", vp)
         _sig(lb, "btf__free", None, vp)
         _sig(lb, "btf__find_by_name_kind", i, vp, cp, u32)
@@ -266,6 +270,18 @@ def loaded_programs() -> list[tuple[int, str]]:
                 out.append((next_id, name))
         finally:
             os.close(fd)
+
+
+def prog_id(fd: int) -> int:
+    """The kernel id of a program (or map, link) fd: bpftool's and /proc/PID/fdinfo's id."""
+    import struct
+    info = ctypes.create_string_buffer(256)
+    c = _attr(16)
+    _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
+    r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
+    if r < 0:
+        raise _fail(f"cannot read BPF fd {fd}'s info", r)
+    return struct.unpack_from("=I", info, 4)[0]  # bpf_prog_info.id (after type)
 
 
 def prog_info(prog_id: int) -> tuple[str, str] | None:
@@ -405,6 +421,8 @@ class BpfObject:
     """An opened and loaded BPF object file.
 
     rodata: {variable name: bytes} written into `.rodata` before load (const volatile globals).
+    data: {variable name: bytes} written into `.data` before load (volatile globals, which
+    write_data() can change after load).
     reuse_maps: {map name: fd} shared with another object (one ring buffer for all programs).
     prog_types: {program name: (prog_type, expected_attach_type)} for sections libbpf 1.1 does not
     know (SEC("netfilter")). autoload: program names to load (default: all that libbpf knows, plus
@@ -412,6 +430,7 @@ class BpfObject:
     """
 
     def __init__(self, path: str, *, rodata: dict[str, bytes] | None = None,
+                 data: dict[str, bytes] | None = None,
                  reuse_maps: dict[str, int] | None = None,
                  prog_types: dict[str, tuple[int, int]] | None = None,
                  autoload: Iterable[str] | None = None) -> None:
@@ -436,7 +455,9 @@ class BpfObject:
                 if want is not None:
                     lb.bpf_program__set_autoload(prog, name in want)
             if rodata:
-                self._set_rodata(rodata)
+                self._set_initial(".rodata", rodata)
+            if data:
+                self._set_initial(".data", data)
             for mname, fd in (reuse_maps or {}).items():
                 m = self._map(mname)
                 r = lb.bpf_map__reuse_fd(m, fd)
@@ -463,35 +484,84 @@ class BpfObject:
             raise NodeError(f"BPF object {self.path} has no map {name}: rebuild it with `make -C bpf`")
         return m
 
-    def _set_rodata(self, values: dict[str, bytes]) -> None:
-        """Write const volatile globals into the .rodata map's initial value, at the offsets its BTF
-        DATASEC gives (skeleton-less: the map is found by its section name)."""
+    def _section_map(self, section: str) -> int:
+        """The internal map of a global data section (".rodata", ".data"), found by its section
+        name (skeleton-less; libbpf 1.1 may name it <object>.<section>)."""
         lb = lib()
-        m = None
-        for cand in (".rodata", f"{os.path.basename(self.path).split('.')[0]}.rodata"):
+        for cand in (section, f"{os.path.basename(self.path).split('.')[0]}{section}"):
             m = lb.bpf_object__find_map_by_name(self._obj, cand.encode())
             if m:
-                break
-        if not m:
-            raise NodeError(f"BPF object {self.path} has no .rodata: rebuild it with `make -C bpf`")
-        size = ctypes.c_size_t()
-        data = lb.bpf_map__initial_value(m, ctypes.byref(size))
+                return m
+        raise NodeError(f"BPF object {self.path} has no {section}: rebuild it with `make -C bpf`")
+
+    def _variables(self, section: str) -> dict[str, tuple[int, int]]:
+        """name -> (offset, size) of each variable of a data section (its BTF DATASEC)."""
+        lb = lib()
         btf = lb.bpf_object__btf(self._obj)
-        tid = lb.btf__find_by_name_kind(btf, b".rodata", BTF_KIND_DATASEC)
-        if not data or not btf or tid < 0:
-            raise NodeError(f"BPF object {self.path}: .rodata has no BTF; rebuild it with `make -C bpf`")
-        offsets = {}
+        tid = lb.btf__find_by_name_kind(btf, section.encode(), BTF_KIND_DATASEC) if btf else -1
+        if tid < 0:
+            raise NodeError(f"BPF object {self.path}: {section} has no BTF; rebuild it with `make -C bpf`")
+        found = {}
         for _kind, (vtype, off, vsize) in _btf_members(btf, tid):
             vt = _BtfType.from_address(lb.btf__type_by_id(btf, vtype))
-            offsets[lb.btf__name_by_offset(btf, vt.name_off).decode()] = (off, vsize)
+            found[lb.btf__name_by_offset(btf, vt.name_off).decode()] = (off, vsize)
+        return found
+
+    def _offsets(self, section: str, values: dict[str, bytes], size: int) -> dict[str, int]:
+        """Where each variable given sits in the section, checked against the bytes given."""
+        found = self._variables(section)
+        out = {}
         for name, blob in values.items():
-            if name not in offsets:
-                raise NodeError(f"BPF object {self.path} has no read-only variable {name}: rebuild it")
-            off, vsize = offsets[name]
-            if len(blob) != vsize or off + vsize > size.value:
+            if name not in found:
+                raise NodeError(f"BPF object {self.path} has no {section} variable {name}: rebuild it")
+            off, vsize = found[name]
+            if len(blob) != vsize or off + vsize > size:
                 raise NodeError(f"BPF object {self.path}: {name} is {vsize} bytes, podpath wrote "
                                 f"{len(blob)}: the object and podpath disagree; rebuild with `make -C bpf`")
-            ctypes.memmove(data + off, blob, vsize)
+            out[name] = off
+        return out
+
+    def _set_initial(self, section: str, values: dict[str, bytes]) -> None:
+        """Before load: write globals into the section map's initial value."""
+        m = self._section_map(section)
+        size = ctypes.c_size_t()
+        data = lib().bpf_map__initial_value(m, ctypes.byref(size))
+        if not data:
+            raise NodeError(f"BPF object {self.path}: {section} has no initial value; rebuild it with `make -C bpf`")
+        for name, off in self._offsets(section, values, size.value).items():
+            ctypes.memmove(data + off, values[name], len(values[name]))
+
+    def _data_value(self) -> tuple[int, ctypes.Array]:
+        """The .data map's fd and its current value (the kernel's copy)."""
+        lb = lib()
+        m = self._section_map(".data")
+        fd = lb.bpf_map__fd(m)
+        buf = ctypes.create_string_buffer(lb.bpf_map__value_size(m))
+        key = ctypes.c_uint32(0)
+        r = lb.bpf_map_lookup_elem(fd, ctypes.byref(key), buf)
+        if r < 0:
+            raise _fail(f"cannot read {self.path}'s .data", r)
+        return fd, buf
+
+    def write_data(self, values: dict[str, bytes]) -> None:
+        """After load: change .data globals in the kernel's copy, which the programs read on their
+        next run (one syscall for the whole section). Write while nothing is attached: a program
+        running meanwhile could read half of the old value and half of the new."""
+        fd, buf = self._data_value()
+        for name, off in self._offsets(".data", values, len(buf)).items():
+            ctypes.memmove(ctypes.addressof(buf) + off, values[name], len(values[name]))
+        key = ctypes.c_uint32(0)
+        r = lib().bpf_map_update_elem(fd, ctypes.byref(key), buf, 0)
+        if r < 0:
+            raise _fail(f"cannot write {self.path}'s .data", r)
+
+    def read_data(self, name: str) -> bytes:
+        """A .data global as the programs see it now."""
+        _fd, buf = self._data_value()
+        if name not in (v := self._variables(".data")):
+            raise NodeError(f"BPF object {self.path} has no .data variable {name}: rebuild it")
+        off, size = v[name]
+        return buf.raw[off:off + size]
 
     def program(self, name: str) -> int:
         p = lib().bpf_object__find_program_by_name(self._obj, name.encode())

@@ -113,10 +113,12 @@ class Session:
         s.close()                           # (also a context manager)
     """
 
-    def __init__(self, req: SessionRequest, progress: Progress | None = None, keep=None) -> None:
-        """keep(event) -> bool: which events to keep (an agent: its own node's namespaces only)."""
+    def __init__(self, req: SessionRequest, progress: Progress | None = None, keep=None, pool=None) -> None:
+        """keep(event) -> bool: which events to keep (an agent: its own node's namespaces only).
+        pool: a probes.ProbePool to take loaded probes from (an agent), else they load per session."""
         self.req = req
         self.keep = keep
+        self.pool = pool
         self.stop_requested = threading.Event()  # set from another thread: end the wait now
         self.say = progress or (lambda _m: None)
         self.timings: dict[str, float] = {}
@@ -168,7 +170,7 @@ class Session:
                              neigh_addrs=tuple(req.neigh_addrs))
             self.filter = flt
             self.say(f"loading probes ({len(req.attach)} devices)…")
-            self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter)
+            self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter, pool=self.pool)
             self._probes.keep = self.keep
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
             t = time.perf_counter()

@@ -1,0 +1,169 @@
+"""Warm probes (issue 10): an agent loads podpath's programs once and writes each trace's filter
+into the loaded .data. Real BPF on two throwaway namespaces ppwarm-<hex>-a / -b joined by one veth
+(TEST-NET-1 addresses, nothing in the root namespace), deleted in the finalizer even on failure.
+
+What a user of an agent relies on: each trace sees its own flow and nothing of the trace before
+(unread records, tracked skbs, counters), the programs are the same ones trace after trace, two
+sessions at once get two sets, and an idle set is attached to nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import ROOT_BPF_LAB, wait_no_programs  # noqa: E402
+
+from podpath.tracer.netns import inode  # noqa: E402
+from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf, object_path  # noqa: E402
+
+pytestmark = ROOT_BPF_LAB
+
+A_IP, B_IP = "192.0.2.1", "192.0.2.2"
+FIRST_ID, SECOND_ID = 0x5757, 0x5858
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+@pytest.fixture
+def pair():
+    """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
+    if not os.path.exists(object_path("tc")):
+        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    prefix = f"ppwarm-{secrets.token_hex(3)}"
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
+        for ns, dev, ip in ((a, "va", A_IP), (b, "vb", B_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        for ns in (a, b):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture
+def pool():
+    p = ProbePool()
+    try:
+        yield p
+    finally:
+        p.close()
+        left = wait_no_programs()
+        assert not left, f"the pool's programs are still loaded after close: {left}"
+
+
+def ping(ns: str, ident: int, count: int = 3) -> None:
+    r = sh("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i", "0.05", "-W", "1",
+           "-e", str(ident), B_IP, check=False)
+    assert r.returncode == 0, f"ping must succeed with the probes attached: {r.stdout}{r.stderr}"
+
+
+def flow(ident: int) -> Filter:
+    return Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ident)
+
+
+def attach(p: Probes, a: str, b: str) -> None:
+    p.attach_tc(a, "va")
+    p.attach_tc(b, "vb")
+    p.attach_tracepoints()
+
+
+def links_running(ids) -> list[dict]:
+    return [l for l in libbpf.links_info() if l["prog_id"] in ids]
+
+
+def test_a_pooled_set_serves_each_trace_its_own_flow_only(pair, pool):
+    """Two traces on one loaded set: the first leaves its records unread; the second, with another
+    filter, sees its own flow's packets (both veth ends, every sequence number) and none of the
+    first's, not even the first flow's packets sent again while it runs."""
+    a, b = pair
+    with Probes(flow(FIRST_ID), tracepoints=True, pool=pool) as first:
+        ids = first._set.program_ids()
+        attach(first, a, b)
+        ping(a, FIRST_ID)
+        time.sleep(0.1)  # its records wait in the ring buffer, never read
+    assert pool.idle() == 1 and not links_running(set(ids.values())), "the set came back with links attached"
+    with Probes(flow(SECOND_ID), tracepoints=True, pool=pool) as second:
+        assert second._set.program_ids() == ids, "the second trace loaded new programs"
+        assert second.events == [] and second.lost() == 0
+        attach(second, a, b)
+        ping(a, FIRST_ID)  # the first trace's flow again: the new filter must not match it
+        ping(a, SECOND_ID)
+        second.poll(200)
+        events = list(second.events)
+    assert pool.loads == 1
+    tc = [e for e in events if e.kind == "tc"]
+    assert not [e for e in events if e.icmp_id == FIRST_ID], "the first trace's flow leaked into the second"
+    assert {e.icmp_id for e in tc} == {SECOND_ID}, {(e.icmp_id, e.saddr) for e in tc}
+    egress_a = [e.icmp_seq for e in tc if e.point == "egress" and e.netns == inode(a)]
+    ingress_b = [e.icmp_seq for e in tc if e.point == "ingress" and e.netns == inode(b)]
+    assert egress_a == [1, 2, 3] and ingress_b == [1, 2, 3], (egress_a, ingress_b)
+
+
+def test_a_set_given_back_forgets_its_tracked_skbs_and_counters(pair, pool):
+    """What one trace tracked (skbs seen matching) and counted is gone when the set comes back."""
+    import ctypes
+
+    a, b = pair
+    with Probes(Filter(proto="icmp"), tracepoints=False, pool=pool) as p:  # no consume_skb: skbs stay tracked
+        tc = p.tc
+        p.attach_tc(a, "va")
+        p.attach_tc(b, "vb")
+        ping(a, FIRST_ID)
+        p.poll(100)
+        assert p.events, "the probes saw nothing"
+        lb, key = libbpf.lib(), ctypes.c_uint64()
+        assert lb.bpf_map_get_next_key(tc.map_fd("pp_tracked"), None, ctypes.byref(key)) == 0, \
+            "a matched skb should be tracked while the trace runs"
+    assert lb.bpf_map_get_next_key(tc.map_fd("pp_tracked"), None, ctypes.byref(key)) != 0, "pp_tracked not cleared"
+    n = ctypes.c_uint64(1)
+    zero = ctypes.c_uint32(0)
+    assert lb.bpf_map_lookup_elem(tc.map_fd("pp_ntracked"), ctypes.byref(zero), ctypes.byref(n)) == 0
+    assert n.value == 0, "pp_ntracked not reset"
+
+
+def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
+    """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
+    what the pool keeps idle are unloaded when given back."""
+    a, b = pair
+    held = [Probes(flow(i), tracepoints=False, pool=pool) for i in (1, 2, 3)]
+    try:
+        sets = [frozenset(p._set.program_ids().values()) for p in held]
+        assert len(set(sets)) == 3 and pool.loads == 3
+        for p in held:
+            p.attach_tc(a, "va")
+        ping(a, 2)
+        for p in held:
+            p.poll(100)
+        assert {e.icmp_id for e in held[1].events} == {2}
+        assert not held[0].events and not held[2].events, "one session saw another's flow"
+    finally:
+        for p in held:
+            p.close()
+    assert pool.idle() == pool.keep == 2
+    deadline = time.monotonic() + 3  # the kernel frees an unloaded program asynchronously
+    while True:
+        loaded = {i for i, _ in libbpf.loaded_programs()}
+        kept = [s for s in sets if s & loaded]
+        if len(kept) <= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(kept) == 2 and all(s <= loaded for s in kept), \
+        "the pool should keep two idle sets loaded and unload the third"
+    assert not links_running(set().union(*sets)), "an idle set is attached somewhere"

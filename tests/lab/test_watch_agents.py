@@ -55,14 +55,29 @@ def _watch(lab, out: Path, *args: str) -> subprocess.Popen:
     return w
 
 
-def _bpf_fds(pid: int) -> int:
-    n = 0
+def _held_after_watch(pid: int) -> list[str]:
+    """The BPF links and watch programs an agent holds (after a watch: none). Its trace probe sets
+    stay loaded while idle, attached to nothing (their links would show here)."""
+    held = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:bpf-prog")
+            kind = os.readlink(f"/proc/{pid}/fd/{fd}")
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text() if kind == "anon_inode:bpf-prog" else ""
         except OSError:
             continue
-    return n
+        if kind == "anon_inode:bpf_link":
+            held.append("link")
+        elif kind == "anon_inode:bpf-prog":
+            pid_line = next((x for x in info.splitlines() if x.startswith("prog_id:")), "")
+            name = _prog_name(int(pid_line.split()[1])) if pid_line else ""
+            if name.startswith("pw_"):
+                held.append(name)
+    return held
+
+
+def _prog_name(prog_id: int) -> str:
+    r = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id), "-j"], capture_output=True, text=True)
+    return json.loads(r.stdout).get("name", "") if r.returncode == 0 and r.stdout.strip() else ""
 
 
 def _drops(out: Path):
@@ -110,8 +125,8 @@ def test_intermittent_fault_on_node_b_through_agents(lab, agents, tmp_path):
         assert best >= 0.8 * (x.end - x.start), (x, bursts)
     assert all(b["cause"] == "MTU lowered on cni0 (1450 -> 1400)" for b in bursts), bursts
     assert rep["totals"]["by_node"]["node-b"] >= truth
-    # the watch ended: each agent holds no BPF program or link again (idle cost zero)
-    assert {n: _bpf_fds(pid) for n, pid in agents.items()} == {"node-a": 0, "node-b": 0}
+    # the watch ended: each agent holds no link and no watch program again (idle cost zero)
+    assert {n: _held_after_watch(pid) for n, pid in agents.items()} == {"node-a": [], "node-b": []}
     from podpath.tracer.watch.store import read_table
     assert set(read_table([out / "node-a"], "counters").to_pandas().node_name) == {"node-a"}
 

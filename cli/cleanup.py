@@ -44,10 +44,24 @@ def cleanup(output: Output = OutputOpt) -> None:
         out.print("no podpath tc filters left on any device")
     if report.tables_removed:
         out.print("removed --nftrace tables: " + ", ".join(escape(x) for x in report.tables_removed))
+    # one line per holder: an idle agent keeps 20-40 programs loaded (unattached)
+    by_holder: dict[tuple, list[dict]] = {}
     for p in report.programs_loaded:
-        who = ", ".join(f"pid {x}" for x in p["pids"]) or "no process (held by an attachment)"
-        out.print(f"program {p['id']} {escape(p['name'])} still loaded: {who}")
+        by_holder.setdefault(tuple(p["pids"]), []).append(p)
+    for pids, progs in by_holder.items():
+        who = ", ".join(f"pid {x}{_comm(x)}" for x in pids) or "no process (held by an attachment)"
+        names = sorted({p["name"] for p in progs})
+        out.print(f"{len(progs)} podpath program(s) still loaded by {who}: " + escape(", ".join(names)))
     if not report.programs_loaded:
         out.print("no podpath BPF program loaded")
     for e in report.errors:
         err.print(f"[yellow]warning:[/] {escape(e)}")
+
+
+def _comm(pid: int) -> str:
+    """ (its command name), when it still runs."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f" ({f.read().strip()})"
+    except OSError:
+        return ""

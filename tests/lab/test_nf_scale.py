@@ -126,6 +126,23 @@ def test_a_snapshot_for_a_bundle_reads_every_rule_at_once(lab):
     assert all(p.outcome == "delivered" for p in result.paths)
 
 
+def test_chain_names_over_netlink_are_the_chains_iptables_save_declares(lab):
+    from podpath.tracer.netfilter.netlink import chain_names
+    from podpath.tracer.netns import run_in
+
+    ns = lab.netns("node-a")
+    names = run_in(ns, chain_names)
+    declared: dict[str, set[str]] = {}
+    table = None
+    for line in sh(ns, "iptables-nft-save").splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            declared.setdefault(table, set()).add(line[1:].split()[0])
+    assert {t: set(c) for t, c in names.items() if t in declared} == declared
+    assert all(len(c) == len(set(c)) for c in names.values()) and len(names["nat"]) > 3 * SERVICES
+
+
 def test_chain_listings_read_back_exactly_as_iptables_save_prints_them(lab):
     """What the counters re-read uses (`iptables -S CHAIN -v`, per chain) gives the same rule text,
     counters and chain headers as iptables-save, on thousands of real kube-proxy rules."""

@@ -349,7 +349,10 @@ def close_links(links: list[Link]) -> list[Exception]:
             return e
         return None
 
-    if len(links) <= 1:
-        return [e for e in map(close, links) if e is not None]
-    with ThreadPoolExecutor(max_workers=min(CLOSERS, len(links)), thread_name_prefix="podpath-detach") as pool:
-        return [e for e in pool.map(close, links) if e is not None]
+    if len(links) > 1:
+        try:
+            with ThreadPoolExecutor(max_workers=min(CLOSERS, len(links)), thread_name_prefix="podpath-detach") as pool:
+                return [e for e in pool.map(close, links) if e is not None]
+        except RuntimeError:  # no new threads (the interpreter is shutting down): one after another
+            pass
+    return [e for e in map(close, links) if e is not None]

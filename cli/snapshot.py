@@ -28,10 +28,11 @@ def register(app: typer.Typer) -> None:
             return
         from podpath.cli.common import get_source, snapshot
 
-        from podpath.tracer.snapshot.live import read_rules_whole
+        from podpath.tracer.snapshot.live import read_rules_whole, whole_rules
 
-        bundle = snapshot(get_source(None, lab, kubeconfig, context))
-        read_rules_whole(bundle)  # a bundle holds every rule, big rulesets included
+        with whole_rules():  # a bundle holds every rule, big rulesets included: read them whole at once
+            bundle = snapshot(get_source(None, lab, kubeconfig, context))
+        read_rules_whole(bundle)  # what a source still left to read per chain
         write(bundle.to_json(), output)
         err.print(f"snapshot of {len(bundle.hosts)} namespaces → {output if output != '-' else 'stdout'}")
 

@@ -21,7 +21,16 @@ from .errors import NodeError, PermissionNeeded
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+def load_libc() -> ctypes.CDLL:
+    """libc, by glibc's soname first: ctypes.util.find_library runs `ldconfig -p` (~30 ms, at every
+    podpath start-up); it is asked only where that name is not libc (musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+_libc = load_libc()
 
 
 # The namespace podpath itself runs in (the node, on a node), as probes and sessions name it: the

@@ -6,6 +6,7 @@ finalizer deletes even when a test fails.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
@@ -103,6 +104,43 @@ def test_snapshot_keeps_native_nft_tables_and_does_not_repeat_iptables_nft_rules
     result = diagnose(Bundle.from_json(bundle.to_json()), "pod-a", "pod-b")  # also through a file
     assert result.paths[0].outcome == "dropped"
     assert any("ppscale" in f.object + f.message for f in result.errors), result.errors
+
+
+def test_a_snapshot_for_a_bundle_reads_every_rule_at_once(lab):
+    """`snapshot -o` (whole_rules): each big namespace's rules are read whole in its own thread, the
+    same text iptables-nft-save prints; without it they are read per chain as a walk needs them."""
+    from podpath.tracer.netfilter.live import LiveSaves
+    from podpath.tracer.snapshot.live import whole_rules
+
+    lazy = lab_snapshot(lab.name).host("node-a").iptables_save
+    assert isinstance(lazy, LiveSaves) and lazy.pending("nft") is not None
+    with whole_rules():
+        bundle = lab_snapshot(lab.name)
+    for node in ("node-a", "node-b"):
+        saves = bundle.host(node).iptables_save
+        assert not isinstance(saves, LiveSaves) or saves.pending("nft") is None  # already read, whole
+        saved = sh(lab.netns(node), "iptables-nft-save", "-c")
+        def rules(text): return [re.sub(r"\[\d+:\d+\]", "", l) for l in text.splitlines() if l[:1] in "[:-*"]  # counters move
+        assert rules(saves["nft"]) == rules(saved) and len(rules(saved)) > 6 * SERVICES
+    result = diagnose(Bundle.from_json(bundle.to_json()), "pod-a", "svc/default/web:80")
+    assert all(p.outcome == "delivered" for p in result.paths)
+
+
+def test_chain_names_over_netlink_are_the_chains_iptables_save_declares(lab):
+    from podpath.tracer.netfilter.netlink import chain_names
+    from podpath.tracer.netns import run_in
+
+    ns = lab.netns("node-a")
+    names = run_in(ns, chain_names)
+    declared: dict[str, set[str]] = {}
+    table = None
+    for line in sh(ns, "iptables-nft-save").splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            declared.setdefault(table, set()).add(line[1:].split()[0])
+    assert {t: set(c) for t, c in names.items() if t in declared} == declared
+    assert all(len(c) == len(set(c)) for c in names.values()) and len(names["nat"]) > 3 * SERVICES
 
 
 def test_chain_listings_read_back_exactly_as_iptables_save_prints_them(lab):

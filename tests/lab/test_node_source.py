@@ -154,6 +154,22 @@ def test_unknown_namespace_with_a_pods_ip_is_an_ip_conflict(lab, intruder):
     assert found and veth in found[0]["object"], r.stdout
 
 
+def test_discovery_told_the_likely_namespaces_still_finds_an_unknown_one(lab, intruder):
+    """Asked first for the lab's own pods (and done once every pod veth's namespace is found),
+    discovery still reaches a namespace nobody expected, and answers exactly as without the hint."""
+    from podpath.tracer.netns import inode
+    from podpath.tracer.sources.discovery import discover
+
+    ns, veth = intruder
+    likely = {inode(p.netns) for p in lab.inventory().pods}
+    def seen(found): return [(n.inode, n.name, n.host_veth, n.path) for n in found]
+    hinted = discover(lab.netns("node-b"), likely=likely)
+    assert seen(hinted) == seen(discover(lab.netns("node-b")))
+    assert (ns, veth) in {(n.name, n.host_veth) for n in hinted}
+    assert {n.name for n in discover(lab.netns("node-a"), likely=likely)} == \
+        {p.netns for p in lab.inventory().pods if p.node == "node-a"}
+
+
 # ---------------------------------------------------------------- with the (stand-in) Kubernetes API
 
 

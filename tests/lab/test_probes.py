@@ -160,6 +160,38 @@ def test_netfilter_links_see_the_hooks(pair):
     assert all("tracked" in e.flags for e in nf[1:])
 
 
+def own_link_ids() -> set[int]:
+    """The BPF links this process holds, from its fds' fdinfo."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        ids |= {int(line.split()[1]) for line in text.splitlines() if line.startswith("link_id:")}
+    return ids
+
+
+def test_close_detaches_every_kind_of_link_side_by_side(pair):
+    """Probes.close detaches its links concurrently (probes.close_links): none of this process's
+    tcx, tracepoint or netfilter links is left, and the flow passes after."""
+    a, b = pair
+    p = Probes(Filter(saddr=A_IP, daddr=B_IP, proto="icmp", icmp_id=ICMP_ID), netfilter=True)
+    try:
+        p.attach_tc(a, "va")
+        p.attach_tc(b, "vb")
+        p.attach_tracepoints()
+        p.attach_netfilter(b, hooks=("prerouting", "input"))
+        mine = own_link_ids()
+        assert len(p.links) == 4 + len(TRACEPOINTS) + 2 * len(NF_BRACKETS) == len(mine)
+        assert mine <= {l["id"] for l in json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")}
+    finally:
+        p.close()
+    assert p.links == [] and own_link_ids() == set()
+    assert not mine & {l["id"] for l in json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")}
+    assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
+
+
 def test_netfilter_bracket_priority_held_by_another_trace_moves(pair):
     """Two traces in one namespace: BPF links may not share a priority, so the second one shifts."""
     a, _ = pair

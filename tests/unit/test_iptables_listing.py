@@ -54,3 +54,39 @@ def test_drop_chains_are_the_chains_with_drop_or_reject_rules_or_a_drop_policy()
     assert drop_chains(save) == {"filter": ["INPUT", "FORWARD", "KUBE-FORWARD", "OTHER"]}
     assert drop_chains(save.replace(":FORWARD DROP", ":FORWARD ACCEPT").replace("*filter", "*mangle")
                        .replace(" -j DROP", " -j ACCEPT").replace(" -j REJECT", " -j MARK")) == {}
+
+
+# --- the fast cut of `-c P B` equals the token-by-token one ---------------------------------------------
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from podpath.tracer.netfilter.iptables import _listed_counters, _listed_counters_by_token  # noqa: E402
+
+_WORDS = st.sampled_from(["-c", "0", "12", "7", "-j", "-g", "ACCEPT", "KUBE-SVC-X", "-m", "comment", "--comment",
+                          '"a -c 1 2 b"', '"x', 'y"', '"-j"', '"', "\\\"", "²", "-A", "FWD", "--dport", "80"])
+_BLANKS = st.sampled_from([" "] * 12 + ["  ", "\t"])  # mostly single blanks: the fast cut's case
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(_WORDS, _BLANKS), min_size=1, max_size=14), st.booleans())
+@example([("-j", " "), ("X", " "), ('"q"', " "), ("-c", " "), ("1", " "), ("2", " ")], True)  # -j before the quote
+@example([('"q', " "), ('"', " "), ('"', " "), ("-c", " "), ("1", " "), ("2", " ")], True)  # odd quotes
+@example([('"a\\"', " "), ("-c", " "), ("1", " "), ("1", " ")], True)  # an escaped quote: two quotes, one string
+def test_fast_counter_cut_equals_the_token_by_token_cut(parts, lead):
+    line = ("-A C " if lead else "") + "".join(w + b for w, b in parts).rstrip()
+    assert _listed_counters(line) == _listed_counters_by_token(line)
+
+
+@pytest.mark.parametrize("line, body, counters", [
+    ('-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" '
+     '-m tcp --dport 443 -c 5 300 -j KUBE-SVC-NPX46M4PTMTKRN6Y',
+     '-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" '
+     '-m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y', "[5:300]"),
+    ('-A X -c 1 2 -c 3 4 -j DROP', '-A X -c 1 2 -j DROP', "[3:4]"),  # the last -c before the target
+    ('-A X -m comment --comment "q" -c 1 2', '-A X -m comment --comment "q"', "[1:2]"),  # no target
+    ('-A X -j LOG --log-prefix "p" -c 1 2', '-A X -j LOG --log-prefix "p" -c 1 2', None),  # the target's option
+    ('-A X -m comment --comment "-c 1 2"', '-A X -m comment --comment "-c 1 2"', None),
+])
+def test_counters_cut_from_kube_proxy_lines_and_edge_cases(line, body, counters):
+    assert _listed_counters(line) == (body, counters)

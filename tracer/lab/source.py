@@ -32,7 +32,7 @@ class LabSource(Source):
                 for r in self.lab.hosts()]
         known = {inode(r.netns) for r in refs} - {None}
         for n in NODES:
-            for ns in discover(self.lab.netns(n.name)):
+            for ns in discover(self.lab.netns(n.name), likely=known):
                 if ns.inode in known:
                     continue
                 known.add(ns.inode)

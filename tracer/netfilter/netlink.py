@@ -65,6 +65,8 @@ def chain_names(family: int = 2) -> dict[str, list[str]]:
                         table = data[a + 4:a + alen].rstrip(b"\0").decode()
                     elif atype & 0x7FFF == _NFTA_CHAIN_NAME:
                         name = data[a + 4:a + alen].rstrip(b"\0").decode()
+                        if table is not None:
+                            break  # the kernel puts table, handle and name first: the rest is not read
                     a += (alen + 3) & ~3
                 if table is not None and name is not None:
                     out.setdefault(table, []).append(name)

@@ -504,12 +504,7 @@ class Probes:
 
     def close(self) -> None:
         """Detach every link, then unload the set (or give it back to its pool). Safe to call twice."""
-        errors = []
-        for l in reversed(self.links):
-            try:
-                l.close()
-            except Exception as e:  # keep closing the rest
-                errors.append(e)
+        errors = close_links(list(reversed(self.links)))
         self.links.clear()
         s, self._set = self._set, None
         if s is not None:
@@ -528,3 +523,28 @@ class Probes:
 
     def __exit__(self, *exc):
         self.close()
+
+
+CLOSERS = 16  # links detached side by side
+
+
+def close_links(links: list[Link]) -> list[Exception]:
+    """Close links side by side; the errors, in links' order. Detaching a kprobe or a device's
+    program waits in the kernel for an RCU grace period (10-100 ms), and closes that wait together
+    share them: one after another, a trace's 84 links took 1.3 s after its verdict."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def close(link: Link) -> Exception | None:
+        try:
+            link.close()
+        except Exception as e:  # noqa: BLE001 - keep closing the rest
+            return e
+        return None
+
+    if len(links) > 1:
+        try:
+            with ThreadPoolExecutor(max_workers=min(CLOSERS, len(links)), thread_name_prefix="podpath-detach") as pool:
+                return [e for e in pool.map(close, links) if e is not None]
+        except RuntimeError:  # no new threads (the interpreter is shutting down): one after another
+            pass
+    return [e for e in map(close, links) if e is not None]

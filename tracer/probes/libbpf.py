@@ -24,7 +24,7 @@ import threading
 from typing import Callable, Iterable
 
 from ..hooks import NF_HOOK_NUMBER
-from ..netns import run_in
+from ..netns import load_libc, run_in
 from ..netns import enter as _enter
 from ..errors import NodeError, PermissionNeeded
 
@@ -75,7 +75,7 @@ _SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 _LIBBPF_PATHS = ("libbpf.so.1", "/usr/lib/x86_64-linux-gnu/libbpf.so.1", "/usr/lib/aarch64-linux-gnu/libbpf.so.1",
                  "/usr/lib64/libbpf.so.1", "/usr/lib/libbpf.so.1")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_libc = load_libc()
 _libc.syscall.restype = ctypes.c_long
 _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
 
@@ -103,15 +103,21 @@ def _sig(lib, name, restype, *argtypes) -> None:
     f.argtypes = list(argtypes)
 
 
+def _libbpf_candidates():
+    yield from _LIBBPF_PATHS
+    found = ctypes.util.find_library("bpf")
+    if found and found.endswith(".so.1"):
+        yield found
+
+
 def lib() -> ctypes.CDLL:
     """libbpf.so.1, loaded once, with the signatures we use. NodeError if it is not installed."""
     global _lib
     with _lib_lock:
         if _lib is not None:
             return _lib
-        found = ctypes.util.find_library("bpf")
-        cands = ([found] if found and found.endswith(".so.1") else []) + list(_LIBBPF_PATHS)
-        for path in cands:
+        # the usual names first: find_library runs `ldconfig -p` (~30 ms), asked only when they fail
+        for path in _libbpf_candidates():
             try:
                 lb = ctypes.CDLL(path, use_errno=True)
                 break

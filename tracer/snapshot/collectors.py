@@ -65,6 +65,7 @@ class CollectCtx:
     names: dict[int, str] = field(default_factory=dict)  # ifindex -> ifname
     cache: dict[str, Any] = field(default_factory=dict)  # what one collector learned for another
     timeout: float = 10.0  # per child process
+    whole_rules: bool = False  # read every iptables rule now, however big (a bundle for a file)
 
 
 Collector = Callable[[CollectCtx], None]
@@ -456,7 +457,7 @@ def iptables_nft(ctx: CollectCtx) -> None:
     if _no_nf_tables(ctx):
         return
     tool = "iptables-nft-save" if shutil.which("iptables-nft-save") else "iptables-save"
-    live = _live_iptables(ctx) if tool == "iptables-nft-save" else None
+    live = _live_iptables(ctx) if tool == "iptables-nft-save" and not ctx.whole_rules else None
     if live is not None:
         ctx.host.iptables_save = LiveSaves(ctx.host.iptables_save, live={"nft": live})
         return

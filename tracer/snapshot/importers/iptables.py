@@ -19,6 +19,7 @@ LEGACY_WARNING = "nft, then legacy"  # the warning line ends iptables-nft-save; 
 _CTIME_END = re.compile(r"^[0-9]{4}$")
 _CHAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _IPT_SHORT_AFTER = re.compile(r"^(?:ACCEPT|DROP|[A-Z][A-Z0-9_-]*|-S)$")  # squashed: after the previous -P/-N line
+_LINE_FIRST_WORDS = {"-A", "-P", "-N", "COMMIT"}  # with words starting "[:*#", all ipt_line accepts
 
 
 def ipt_line(w: Words, k: int) -> str | None:
@@ -110,7 +111,7 @@ def ipt_rule_end(w: Words, k: int, ctx: ImportCtx) -> int:
         if not quoted:
             if w.bol[k]:
                 break
-            if t[0] in "-[:*#C" and ipt_line(w, k):
+            if (t[0] in "[:*#" or t in _LINE_FIRST_WORDS) and ipt_line(w, k):
                 break
             if (t[-1] in "#$%" or t[0] == "[" or "@" in t) and prompts.command_line(w, k, ctx):
                 break

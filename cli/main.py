@@ -28,12 +28,29 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Each command lives in its own module and exposes `register(app)`.
-    from podpath.cli import agent, cleanup, diagnose, dns, doctor, lab, report, snapshot, trace, watch
+# Each command lives in its own module (of the same name) and exposes `register(app)`.
+COMMANDS = ("lab", "snapshot", "diagnose", "trace", "dns", "doctor", "cleanup", "watch", "report", "agent")
+_registered: set[str] = set()
 
-    for module in (lab, snapshot, diagnose, trace, dns, doctor, cleanup, watch, report, agent):
-        module.register(app)
+
+@app.callback()
+def _group() -> None:
+    """Where and why does a packet die between two pods? Snapshots, a path model, and eBPF."""
+    # (A callback keeps the app a group of commands when only the one that runs is registered.)
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Register the command argv names, only it: every command module imports its own libraries
+    (doctor the BPF loader, diagnose the path model...), a tenth of a second a trace need not pay.
+    Anything else (help, no command, a typo) registers them all, in their order."""
+    import importlib
+
+    first = next(iter(argv or []), None)
+    wanted = [first] if first in COMMANDS else list(COMMANDS)
+    for name in wanted:
+        if name not in _registered:
+            importlib.import_module(f"podpath.cli.{name}").register(app)
+            _registered.add(name)
 
 
 def _one_line(e: click_exc.UsageError) -> str:
@@ -60,7 +77,7 @@ def main(prog_name: str = "podpath") -> None:
     signal.signal(signal.SIGTERM, _terminated)
     # A forked child (pyroute2's namespace helper) must die of SIGTERM as usual, not raise here.
     os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
-    _register()
+    _register(sys.argv[1:])
     try:
         rc = app(prog_name=prog_name, standalone_mode=False)
     except PodpathError as e:
@@ -80,6 +97,48 @@ def main(prog_name: str = "podpath") -> None:
         print("podpath: interrupted" + (" (SIGTERM)" if _SIGNAL == 15 else ""), file=sys.stderr)
         sys.exit(128 + (_SIGNAL or 2))
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def run() -> None:
+    """The `podpath` console script: main(), then leave at once (_leave)."""
+    _leave(_exit_code(main))
+
+
+def kubectl_run() -> None:
+    """The `kubectl-podpath` console script: kubectl_main(), then leave at once (_leave)."""
+    _leave(_exit_code(kubectl_main))
+
+
+def _exit_code(fn) -> int:
+    try:
+        fn()
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _leave(code: int) -> None:
+    """Exit with code once the command is done, without tearing the interpreter down: freeing the
+    modules a trace imported (the API client's models, pydantic's schemas) takes 0.2-0.5 s after
+    the verdict is printed. Everything an ordinary exit runs first still runs, in its order:
+    non-daemon threads are joined (threading's shutdown), atexit handlers run, output is flushed.
+    Commands close their probes, tables and child processes in `finally` blocks before this."""
+    import atexit
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)  # what Py_Finalize calls first
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing more to say
+            code = code or 120
+    os._exit(code)
 
 
 def kubectl_main() -> None:

@@ -33,6 +33,16 @@ DNS_SERVICE = ("kube-system", "kube-dns")
 # A cluster with at most this many Services is read whole, in one page; beyond, only the flow's.
 WHOLE_SERVICES = 100
 PAGE = 500
+# What is read, by path (Kube.json: the generated typed APIs cost most of a second to import)
+NODES, PODS, SERVICES = "/api/v1/nodes", "/api/v1/pods", "/api/v1/services"
+POD, SERVICE, CONFIGMAP = "/api/v1/namespaces/{}/pods/{}", "/api/v1/namespaces/{}/services/{}", \
+    "/api/v1/namespaces/{}/configmaps/{}"
+SLICES, NS_SLICES = "/apis/discovery.k8s.io/v1/endpointslices", "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices"
+
+
+def path(template: str, *names: str) -> str:
+    from urllib.parse import quote
+    return template.format(*(quote(n, safe="") for n in names))
 
 
 def node_info(n: dict) -> NodeInfo:
@@ -87,7 +97,7 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
     one podpath cannot work without (nodes)."""
     targets = list(targets)
     inv = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
-    inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", kube.core.list_node, limit=PAGE)
+    inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", NODES, limit=PAGE)
                  for n in page]
     addrs = set(node_addrs)
     local = next((n for n in inv.nodes if n.name == node_name), None) or \
@@ -95,7 +105,7 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
     inv.local_node = local.name if local else node_name
     pods: dict[tuple[str, str], PodInfo] = {}
     if local is not None:
-        for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces, limit=PAGE,
+        for p in kube.paged_json("list", "pods", PODS, limit=PAGE,
                                  field_selector=f"spec.nodeName={local.name}"):
             info = pod_info(p)
             pods[(info.namespace, info.name)] = info
@@ -106,8 +116,8 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
     _read_services(kube, inv, {DNS_SERVICE} | {svc for t in targets if (svc := service_target(t))})
     if any((s.namespace, s.name) == DNS_SERVICE for s in inv.services):
         inv.dns_service = "/".join(DNS_SERVICE)
-    proxy = _optional(inv, "configmaps", lambda: kube.json("get", "configmaps", kube.core.read_namespaced_config_map,
-                                                           "kube-proxy", "kube-system", namespace="kube-system"))
+    proxy = _optional(inv, "configmaps", lambda: kube.json("get", "configmaps", path(CONFIGMAP, "kube-system", "kube-proxy"),
+                                                           namespace="kube-system"))
     data = (proxy or {}).get("data")
     if data:
         conf = data.get("config.conf") or ""
@@ -117,8 +127,7 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
         if m:
             inv.cluster_cidr = m.group(1)
     flannel = _optional(inv, "configmaps", lambda: kube.json(
-        "get", "configmaps", kube.core.read_namespaced_config_map, "kube-flannel-cfg", "kube-flannel",
-        namespace="kube-flannel"))
+        "get", "configmaps", path(CONFIGMAP, "kube-flannel", "kube-flannel-cfg"), namespace="kube-flannel"))
     data = (flannel or {}).get("data")
     if data:
         try:
@@ -141,16 +150,14 @@ def service_target(text: str) -> tuple[str, str] | None:
 
 def _read_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> None:
     """inv.services: every Service of a small cluster, else the wanted ones; each with its endpoints."""
-    first = _optional(inv, "services", lambda: kube.json("list", "services", kube.core.list_service_for_all_namespaces,
-                                                         limit=WHOLE_SERVICES))
+    first = _optional(inv, "services", lambda: kube.json("list", "services", SERVICES, limit=WHOLE_SERVICES))
     if first is None:
         return
     whole = not (first.get("metadata") or {}).get("continue")
     if whole:
         services = first.get("items") or []
         slices = _optional(inv, "endpointslices", lambda: kube.paged_json(
-            "list", "endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces, group="discovery.k8s.io",
-            limit=PAGE))
+            "list", "endpointslices", SLICES, group="discovery.k8s.io", limit=PAGE))
     else:
         services, slices = _named_services(kube, inv, wanted)
     inv.services = _with_endpoints(services, slices)
@@ -170,13 +177,12 @@ def read_services(kube: Kube, inv: Inventory, names: Iterable[tuple[str, str]]) 
 def _named_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> tuple[list[dict], list[dict] | None]:
     """Services by name, and their EndpointSlices by label kubernetes.io/service-name (None: refused)."""
     services = [s for ns, name in sorted(wanted) if (s := _optional(inv, "services", lambda ns=ns, name=name: kube.json(
-        "get", "services", kube.core.read_namespaced_service, name, ns, namespace=ns)))]
+        "get", "services", path(SERVICE, ns, name), namespace=ns)))]
     slices: list[dict] | None = []
     for s in services:
         ns, name = s["metadata"].get("namespace"), s["metadata"]["name"]
         got = _optional(inv, "endpointslices", lambda ns=ns, name=name: kube.paged_json(
-            "list", "endpointslices", kube.discovery.list_namespaced_endpoint_slice, ns,
-            group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
+            "list", "endpointslices", path(NS_SLICES, ns), group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
         if got is None:
             return services, None
         slices += got
@@ -216,15 +222,14 @@ def _target_pods(kube: Kube, text: str) -> list[PodInfo]:
     if not text or text.startswith(("svc/", "node/")):
         return []
     if TARGET_IP.match(text):
-        return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                                       limit=PAGE, field_selector=f"status.podIP={text}")]
+        return [pod_info(p) for p in kube.paged_json("list", "pods", PODS, limit=PAGE,
+                                                       field_selector=f"status.podIP={text}")]
     ns, _, name = text.rpartition("/")
-    found = kube.json("get", "pods", kube.core.read_namespaced_pod, name, ns or "default",
-                      namespace=ns or "default")
+    found = kube.json("get", "pods", path(POD, ns or "default", name), namespace=ns or "default")
     if found is not None:
         return [pod_info(found)]
     if ns:
         return []
     # a bare name outside `default` (coredns): look it up by name across namespaces
-    return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                                   limit=PAGE, field_selector=f"metadata.name={name}")]
+    return [pod_info(p) for p in kube.paged_json("list", "pods", PODS, limit=PAGE,
+                                                   field_selector=f"metadata.name={name}")]

@@ -20,7 +20,7 @@ import dataclasses
 import datetime
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from ..bundle import Bundle
@@ -258,18 +258,24 @@ class Coordinator:
 
     # -- agents ---------------------------------------------------------------------------------
 
-    def connect(self, nodes: set[str]) -> None:
+    def connect(self, nodes: set[str], first: dict | None = None) -> dict[str, Future]:
+        """Connect to (and greet) every node's agent at once; each gets `first` as soon as it has
+        answered hello, without waiting for the others: node -> that request's answer (a future)."""
         openers = self.find(set(nodes))
         for n in nodes - set(openers):
             self.missing[n] = "no podpath agent found on it"
+        sent: dict[str, Future] = {}
 
         def one(node: str):
             try:
-                return node, AgentClient.connect(openers[node](), node, self._on_event)
+                c = AgentClient.connect(openers[node](), node, self._on_event)
             except (PodpathError, OSError, TimeoutError) as e:
                 if "version mismatch" in str(e):
                     raise
                 return node, str(e)
+            if first is not None:
+                sent[node] = c.request(first)
+            return node, c
 
         todo = [n for n in nodes if n in openers]
         with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="podpath-connect") as ex:
@@ -278,6 +284,7 @@ class Coordinator:
                     self.clients[node] = c
                 else:
                     self.missing[node] = c
+        return sent
 
     def _lost(self, node: str, e: Exception) -> None:
         c = self.clients.pop(node, None)
@@ -349,13 +356,14 @@ class Coordinator:
                 raise UsageError(f"'{src}' is not a pod the API knows (or has no node yet); trace from a running pod")
             nodes = {src_node} | ends
             self.say(f"reaching the agents on {', '.join(sorted(nodes))}…")
-            self.connect(nodes)
+            # each node's snapshot is asked for as soon as its agent has answered hello; the merged
+            # bundle's inventory is this API read's, so the agents read only the names they need
+            snap_futs = self.connect(nodes, {"type": "snapshot", "targets": [src, dst], "inventory": False})
             if src_node not in self.clients:
                 raise AgentError(f"cannot trace from {src}: the agent on its node {src_node} is not reachable "
                                  f"({self.missing.get(src_node)}); check `kubectl -n podpath get pods -o wide`")
             self.timings["connect_ms"] = (time.perf_counter() - t0) * 1000
             self.say(f"snapshotting {len(self.clients)} node(s) while the probes load…")
-            snap_futs = {n: c.request({"type": "snapshot", "targets": [src, dst]}) for n, c in self.clients.items()}
             # The probes load (the slow part of arming) while the nodes are read: armed from the API's
             # view of the flow, kept if the snapshot's plan agrees, else re-armed from the plan.
             early = early_request(inv, src, dst, nodes, proto=proto, port=port, size=size, sport=sport,
@@ -470,8 +478,10 @@ def through_agents(source, src: str, dst: str, *, progress=None, **flow):
 
     say = progress or (lambda _m: None)
     inv = read_inventory(source.kube, targets=(src, dst))
-    src_node, _ends, _svc = involved_nodes(inv, src, dst)
-    if src_node is None or src_node not in source.agents({src_node}):
+    src_node, ends, _svc = involved_nodes(inv, src, dst)
+    found = source.agents({src_node} | ends) if src_node is not None else {}  # one look-up for every node
+    if src_node not in found:
         say(f"no podpath agent found on {src_node or 'the source node'}: tracing this node in process")
         return None
-    return Coordinator(source.kube, source.agents, say).trace(src, dst, inventory=inv, **flow)
+    return Coordinator(source.kube, lambda nodes: {n: o for n, o in found.items() if n in nodes}, say).trace(
+        src, dst, inventory=inv, **flow)

@@ -54,11 +54,19 @@ class AgentSocket(socket.socket):
 def find_agents(kube: Any, nodes: set[str]) -> dict[str, str]:
     """node -> the name of its Running and Ready agent pod, for each of nodes; NoAgent when one has
     none (one line naming it; .found keeps the others)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     found: dict[str, str] = {}
     detail: dict[str, str] = {}
-    for node in sorted(nodes):
-        pods = kube.paged_json("list", "pods", f"/api/v1/namespaces/{NAMESPACE}/pods", namespace=NAMESPACE,
+
+    def on(node: str) -> list[dict]:  # one list per node (fieldSelector): bounded by the trace, not the cluster
+        return kube.paged_json("list", "pods", f"/api/v1/namespaces/{NAMESPACE}/pods", namespace=NAMESPACE,
                                label_selector=LABEL, field_selector=f"spec.nodeName={node}")
+
+    order = sorted(nodes)
+    with ThreadPoolExecutor(max(1, min(4, len(order))), thread_name_prefix="podpath-api") as ex:
+        lists = list(ex.map(on, order))  # at once: a trace waits for every node's
+    for node, pods in zip(order, lists):
         ready = sorted(p["metadata"]["name"] for p in pods if _ready(p))
         if ready:
             found[node] = ready[0]

@@ -100,13 +100,9 @@ def main(prog_name: str = "podpath") -> None:
 
 
 def run() -> None:
-    """The `podpath` console script: main(), then leave at once (_leave)."""
+    """The `podpath` console script: main(), then leave at once (_leave). In-process callers (tests)
+    call main(), which ends in SystemExit as usual."""
     _leave(_exit_code(main))
-
-
-def kubectl_run() -> None:
-    """The `kubectl-podpath` console script: kubectl_main(), then leave at once (_leave)."""
-    _leave(_exit_code(kubectl_main))
 
 
 def _exit_code(fn) -> int:
@@ -144,5 +140,6 @@ def _leave(code: int) -> None:
 def kubectl_main() -> None:
     """`kubectl podpath ...`: kubectl runs the `kubectl-podpath` console script with the arguments
     after the plugin name. kubectl's own global flags typed before it (`kubectl --context X podpath`)
-    are not passed to plugins: give `--kubeconfig/--context` after `podpath`."""
-    main(prog_name="kubectl podpath")
+    are not passed to plugins: give `--kubeconfig/--context` after `podpath`. Only the console script
+    calls it: it leaves at once, as run() does."""
+    _leave(_exit_code(lambda: main(prog_name="kubectl podpath")))

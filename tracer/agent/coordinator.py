@@ -454,8 +454,8 @@ class Coordinator:
             joined = within_window(joined, index[src_node], timeout)
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
-            self._not_observed(t, nodes, parts, offsets)
             self.timings["correlate_ms"] = (time.perf_counter() - t_corr) * 1000
+            self._not_observed(t, nodes, parts, offsets)
             t.timings.update(self.timings)
             t.timings["verdict_ms"] = (time.perf_counter() - t0) * 1000
             t.timings["offsets_ns"] = offsets

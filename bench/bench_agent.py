@@ -2,10 +2,12 @@
 """Print what a warm `podpath trace` through per-node agents costs on this machine.
 
 On a throwaway lab (ba<hex>, torn down at the end) with its agents (`lab up` starts one per node):
-  - `podpath trace default/pod-a default/pod-b` run inside node-a's namespace (the coordinator,
-    reaching the agents directly): median seconds from spawn to the verdict line and to exit
-    (targets: < 0.6 s to the verdict, < 1 s whole);
-  - the coordinator in process: median milliseconds of each stage (where the time goes);
+  - `podpath trace default/pod-a default/pod-b` run inside node-a's namespace (the coordinator),
+    reaching the agents directly and through the stand-in API server's port-forward: median
+    seconds from spawn to the verdict line and to exit (targets: < 0.6 s to the verdict, < 1 s whole);
+  - where a CLI trace's time goes: start-up, API reads, agents, bundles, diagnose, attach, send,
+    correlate, exit (its -o json timings against this process's clock);
+  - the coordinator in process: median milliseconds of each stage;
   - each agent's RSS before and after --rss-traces traces (target: growth < 10 %), and the BPF
     links an idle agent holds (target: none: idle cost on traffic zero; its programs stay loaded,
     attached to nothing, so that no trace pays the verifier);
@@ -28,7 +30,24 @@ from pathlib import Path
 
 EXE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "podpath")
 NODES = ("node-a", "node-b")
-STAGES = ("connect_ms", "snapshot_ms", "diagnose_ms", "armed_ms", "arm_ms", "send_ms", "verdict_ms")
+STAGES = ("inventory_ms", "hello_ms", "connect_ms", "agent_snapshot_ms", "bundles_ms", "snapshot_ms", "diagnose_ms",
+          "armed_ms", "attach_wait_ms", "arm_ms", "source_result_ms", "others_stop_ms", "send_ms", "correlate_ms",
+          "verdict_ms")
+# Where a CLI trace's time goes (its -o json timings; durations unless "since"): see cli_stages()
+CLI_STAGES = (("startup_ms", "process start → the first API read (Python, imports, kubeconfig)"),
+              ("inventory_ms", "API reads: nodes, targets, Services, ConfigMaps (at once)"),
+              ("agents_ms", "API: the agent pods of the flow's nodes"),
+              ("hello_ms", "agents connected and greeted (port-forward or direct)"),
+              ("bundle_wait_ms", "snapshot asked → every node's bundle in"),
+              ("agent_snapshot_ms", "  of which the slowest agent's own snapshot"),
+              ("bundles_ms", "bundles decoded and merged"),
+              ("diagnose_ms", "diagnose + plan per node"),
+              ("attach_wait_ms", "attach asked → every node attached (probes loaded)"),
+              ("source_result_ms", "send → the source's result"),
+              ("others_stop_ms", "the other nodes stopped, their events in"),
+              ("correlate_ms", "join + correlate"),
+              ("verdict_line_ms", "process start → the verdict on stdout"),
+              ("exit_ms", "verdict on stdout → process gone"))
 
 
 def loop(n: int, kubeconfig: str) -> None:
@@ -46,6 +65,53 @@ def loop(n: int, kubeconfig: str) -> None:
         out.append({"status": t.verdict.status, "wall_ms": (time.perf_counter() - t0) * 1000,
                     **{k: t.timings.get(k) for k in STAGES}})
     print(json.dumps(out))
+
+
+def cli_runs(cli: list[str], env: dict, n: int) -> tuple[list[float], list[float], list[str]]:
+    """n CLI traces: seconds to the verdict line and to exit, and the verdicts."""
+    to_verdict, whole, statuses = [], [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        at = None
+        for line in proc.stdout:
+            if at is None and line.startswith("verdict:"):
+                at = time.perf_counter() - t0
+                statuses.append(line.split()[1])
+        proc.wait()
+        whole.append(time.perf_counter() - t0)
+        to_verdict.append(at if at is not None else float("inf"))
+    return to_verdict, whole, statuses
+
+
+def cli_stages(cli: list[str], env: dict, n: int) -> None:
+    """n CLI traces with -o json: where the time goes, from their timings and this clock. Both
+    processes read the same CLOCK_MONOTONIC (time.monotonic), so the trace's start is placed
+    against the spawn, and the JSON's arrival against the exit."""
+    rows: list[dict] = []
+    for _ in range(n):
+        spawned = time.monotonic()
+        proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        first = proc.stdout.read(1)
+        t_out = time.monotonic()
+        data = json.loads(first + proc.stdout.read())
+        proc.wait()
+        t_end = time.monotonic()
+        tm = data.get("timings") or {}
+        if "started_monotonic_s" not in tm:
+            continue  # traced in process (no agent found): not this table's
+        row = {k: tm.get(k) for k, _ in CLI_STAGES}
+        row["startup_ms"] = (tm["started_monotonic_s"] - spawned) * 1000
+        row["bundle_wait_ms"] = tm["snapshot_ms"] - tm["connect_ms"] - tm.get("bundles_ms", 0)
+        row["verdict_line_ms"] = (t_out - spawned) * 1000
+        row["exit_ms"] = (t_end - t_out) * 1000
+        rows.append(row)
+    print(f"where a CLI trace through the API server goes (median of {len(rows)} -o json runs, ms; load average "
+          f"{os.getloadavg()[0]:.1f}):")
+    for key, what in CLI_STAGES:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        if vals:
+            print(f"  {key:<18} {statistics.median(vals):7.0f}  {what}")
 
 
 def rss_kb(pid: int) -> int:
@@ -95,6 +161,12 @@ def main() -> None:
     from podpath.tracer.agent import DIRECT_ENV
     from podpath.tracer.lab import Lab, agents
 
+    # podpath's own modules as an installed wheel has them, compiled (an editable checkout under
+    # PYTHONDONTWRITEBYTECODE recompiles them in every process: a quarter of a second)
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(root / d) for d in ("tracer", "cli", "bpf"))],
+                   stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+
     lab = Lab("ba" + secrets.token_hex(2))
     pids: dict[str, int] = {}
     try:
@@ -119,21 +191,13 @@ def main() -> None:
         print(f"lab {lab.name}, two agents warm; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
         print("idle agents hold: " + idle_line(pids))
 
-        to_verdict, whole, statuses = [], [], []
-        for _ in range(a.runs):
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-            at = None
-            for line in proc.stdout:
-                if at is None and line.startswith("verdict:"):
-                    at = time.perf_counter() - t0
-                    statuses.append(line.split()[1])
-            proc.wait()
-            whole.append(time.perf_counter() - t0)
-            to_verdict.append(at if at is not None else float("inf"))
-        print(f"podpath trace through agents (CLI, median of {a.runs}): to the verdict "
-              f"{statistics.median(to_verdict):.2f} s (target < 0.6 s), whole {statistics.median(whole):.2f} s "
-              f"(target < 1 s); verdicts {sorted(set(statuses))}")
+        through_api = {k: v for k, v in env.items() if k != DIRECT_ENV}  # agents found and reached via the API
+        for label, e in (("agents direct", env), ("agents through the API server's port-forward", through_api)):
+            to_verdict, whole, statuses = cli_runs(cli, e, a.runs)
+            print(f"podpath trace, {label} (CLI, median of {a.runs}, load average {os.getloadavg()[0]:.1f}): "
+                  f"to the verdict {statistics.median(to_verdict):.2f} s (target < 0.6 s), whole "
+                  f"{statistics.median(whole):.2f} s (target < 1 s); verdicts {sorted(set(statuses))}")
+        cli_stages(cli + ["-o", "json"], through_api, a.runs)
 
         stages = helper(a.stage_runs)
         print(f"coordinator in process (median of {a.stage_runs}), ms since the trace started:")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -460,18 +461,15 @@ def _check_text(cls: type, key: str, value: Any, path: str) -> None:
 def from_dict(cls: type, data: Any, path: str = "$") -> Any:
     """Rebuild nested dataclasses from `dataclasses.asdict` output (type hints drive it); a value of
     the wrong type or form raises BadValue naming its JSON path."""
-    hints = typing.get_type_hints(cls)
+    hints, required = _shape(cls)
     if not isinstance(data, dict):
         raise BadValue(path, f"should be an object ({cls.__name__}), not {type(data).__name__}")
     kwargs = {}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    names = set(fields)
     for key, value in data.items():
-        if key not in names:
+        if key not in hints:
             continue  # tolerate fields from newer writers
-        required = fields[key].default is dataclasses.MISSING and fields[key].default_factory is dataclasses.MISSING
         if value is None and not _nullable(hints[key]):
-            if required:  # a route with no dst, an address with none
+            if key in required:  # a route with no dst, an address with none
                 raise BadValue(f"{path}.{key}", "should not be null")
             continue  # a null where the field has a default: the default
         kwargs[key] = _convert(hints[key], value, f"{path}.{key}")
@@ -480,6 +478,17 @@ def from_dict(cls: type, data: Any, path: str = "$") -> Any:
         return cls(**kwargs)
     except TypeError as e:  # a required field missing
         raise BadValue(path, f"is incomplete ({e})") from None
+
+
+@functools.cache
+def _shape(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """A dataclass's field types and its fields without a default, worked out once per class:
+    get_type_hints evaluates every annotation's text each time (most of loading a bundle)."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    return ({f.name: hints[f.name] for f in fields},
+            frozenset(f.name for f in fields if f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING))
 
 
 def _nullable(tp: Any) -> bool:

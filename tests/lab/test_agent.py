@@ -432,3 +432,28 @@ def test_agent_killed_mid_trace_is_named_not_observed(lab, agents):
     assert d["verdict"]["node"] != "node-b" or d["verdict"]["status"] != "lost"
     assert proc.returncode != 0
     assert left == [], "podpath left attached after the trace"
+
+
+def test_snapshot_without_inventory_names_the_same_hosts(lab, agents):
+    """A coordinator reads the cluster's facts itself and asks each agent for its hosts only
+    ("inventory": false): every host has the name, identity and namespace a full snapshot gives
+    it (the agent still reads its pods and the targets from the API), and the bundle carries none
+    of the Nodes or Services the coordinator would discard."""
+    from podpath.tracer.agent.client import AgentClient
+
+    c = AgentClient.connect(agents.connect("node-b"), "node-b")
+    try:
+        def hosts(msg: dict) -> list:
+            return sorted((h["name"], h["kind"], h["namespace"], h["identified_by"], h["inode"])
+                          for h in msg["bundle"]["hosts"])
+
+        targets = ["default/pod-a", "default/pod-b"]
+        full = c.call({"type": "snapshot", "targets": targets})
+        lean = c.call({"type": "snapshot", "targets": targets, "inventory": False})
+    finally:
+        c.close()
+    assert hosts(lean) == hosts(full)
+    assert ("pod-b", "pod", "default", "api") in {h[:4] for h in hosts(lean)}
+    assert full["bundle"]["inventory"]["nodes"] and full["bundle"]["inventory"]["services"]
+    assert lean["bundle"]["inventory"]["nodes"] == [] and lean["bundle"]["inventory"]["services"] == []
+    assert lean["bundle"]["inventory"]["local_node"] == "node-b"

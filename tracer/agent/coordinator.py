@@ -20,7 +20,7 @@ import dataclasses
 import datetime
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from ..bundle import Bundle
@@ -258,18 +258,24 @@ class Coordinator:
 
     # -- agents ---------------------------------------------------------------------------------
 
-    def connect(self, nodes: set[str]) -> None:
+    def connect(self, nodes: set[str], first: dict | None = None) -> dict[str, Future]:
+        """Connect to (and greet) every node's agent at once; each gets `first` as soon as it has
+        answered hello, without waiting for the others: node -> that request's answer (a future)."""
         openers = self.find(set(nodes))
         for n in nodes - set(openers):
             self.missing[n] = "no podpath agent found on it"
+        sent: dict[str, Future] = {}
 
         def one(node: str):
             try:
-                return node, AgentClient.connect(openers[node](), node, self._on_event)
+                c = AgentClient.connect(openers[node](), node, self._on_event)
             except (PodpathError, OSError, TimeoutError) as e:
                 if "version mismatch" in str(e):
                     raise
                 return node, str(e)
+            if first is not None:
+                sent[node] = c.request(first)
+            return node, c
 
         todo = [n for n in nodes if n in openers]
         with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="podpath-connect") as ex:
@@ -278,6 +284,7 @@ class Coordinator:
                     self.clients[node] = c
                 else:
                     self.missing[node] = c
+        return sent
 
     def _lost(self, node: str, e: Exception) -> None:
         c = self.clients.pop(node, None)
@@ -342,20 +349,28 @@ class Coordinator:
         from ..trace.session import SessionResult
 
         t0 = time.perf_counter()
+        # CLOCK_MONOTONIC (every process's) at the start: a caller that timed the process can place it
+        self.timings.setdefault("started_monotonic_s", time.monotonic())
         try:
-            inv = inventory if inventory is not None else read_inventory(self.kube, targets=(src, dst))
+            if inventory is None:
+                inventory = read_inventory(self.kube, targets=(src, dst))
+                self.timings["inventory_ms"] = (time.perf_counter() - t0) * 1000
+            inv = inventory
             src_node, ends, service = involved_nodes(inv, src, dst)
             if src_node is None:
                 raise UsageError(f"'{src}' is not a pod the API knows (or has no node yet); trace from a running pod")
             nodes = {src_node} | ends
             self.say(f"reaching the agents on {', '.join(sorted(nodes))}…")
-            self.connect(nodes)
+            # each node's snapshot is asked for as soon as its agent has answered hello; the merged
+            # bundle's inventory is this API read's, so the agents read only the names they need
+            t_conn = time.perf_counter()
+            snap_futs = self.connect(nodes, {"type": "snapshot", "targets": [src, dst], "inventory": False})
+            self.timings["hello_ms"] = (time.perf_counter() - t_conn) * 1000
             if src_node not in self.clients:
                 raise AgentError(f"cannot trace from {src}: the agent on its node {src_node} is not reachable "
                                  f"({self.missing.get(src_node)}); check `kubectl -n podpath get pods -o wide`")
             self.timings["connect_ms"] = (time.perf_counter() - t0) * 1000
             self.say(f"snapshotting {len(self.clients)} node(s) while the probes load…")
-            snap_futs = {n: c.request({"type": "snapshot", "targets": [src, dst]}) for n, c in self.clients.items()}
             # The probes load (the slow part of arming) while the nodes are read: armed from the API's
             # view of the flow, kept if the snapshot's plan agrees, else re-armed from the plan.
             early = early_request(inv, src, dst, nodes, proto=proto, port=port, size=size, sport=sport,
@@ -373,12 +388,15 @@ class Coordinator:
                     self._lost(n, e if str(e) else AgentError("no snapshot within 60 s"))
             if src_node not in snaps:
                 raise AgentError(f"the agent on {src_node} failed its snapshot: {self.missing.get(src_node)}")
+            t_bundles = time.perf_counter()
+            self.timings["agent_snapshot_ms"] = max((m.get("timings") or {}).get("total_ms") or 0 for m in snaps.values())
             bundles = {n: Bundle.from_json(_json(m["bundle"])) for n, m in snaps.items()}
             inv.local_node = None
             merged, index = merge_bundles(bundles, inv)
             node_of_host = {h.name: n for n, b in bundles.items() for h in b.hosts}
             t_snap = time.perf_counter()
             self.timings["snapshot_ms"] = (t_snap - t0) * 1000
+            self.timings["bundles_ms"] = (t_snap - t_bundles) * 1000
             diag = diagnose(merged, src, dst, proto=proto, port=port, size=size, sport=sport)
             reqs, src_host, dst_host, src_node = plan_per_node(merged, diag, node_of_host, count=count,
                                                                  timeout=timeout)
@@ -397,6 +415,7 @@ class Coordinator:
                 raise AgentError(f"the agent on {src_node} could not arm: {self.missing.get(src_node)}")
             self.timings["armed_ms"] = (time.perf_counter() - t0) * 1000
             self.say(f"attaching on {', '.join(sorted(armed_early))}…")
+            t_attach = time.perf_counter()
             self._all(lambda n: {"type": "attach", "attach": [list(x) for x in reqs[n].attach] if n in reqs else [],
                                  "nf_plan": reqs[n].nf_plan if n in reqs else {}}, list(armed_early))
             if src_node not in self.clients:
@@ -407,6 +426,7 @@ class Coordinator:
                             and h.name == dst_host.name), None)
             self._watch = {"dst_node": dst_node, "dst_ino": dst_ino,
                            "udp_arrival": sreq.inject.proto == "udp" and not expect_reply}
+            self.timings["attach_wait_ms"] = (time.perf_counter() - t_attach) * 1000
             self.timings["arm_ms"] = (time.perf_counter() - t_plan) * 1000
             self.say(f"sending {sreq.inject.count} {sreq.inject.proto} packet(s) from {src_node}…")
             t_send = time.perf_counter()
@@ -422,15 +442,20 @@ class Coordinator:
                 raise AgentError(f"the agent on the source's node {src_node} was lost mid-trace: "
                                  f"{self.missing[src_node]}") from None
             results = {src_node: src_result}
+            t_stop = time.perf_counter()
+            self.timings["source_result_ms"] = (t_stop - t_send) * 1000
             results.update(self._all(lambda n: {"type": "stop"}, [n for n in others if n in self.clients],
                                      timeout=5.0))
             self.timings["send_ms"] = (time.perf_counter() - t_send) * 1000
+            self.timings["others_stop_ms"] = (time.perf_counter() - t_stop) * 1000
+            t_corr = time.perf_counter()
             parts = {n: SessionResult.from_dict(m["result"]) for n, m in results.items()}
             joined, offsets = join_nodes(parts, index, src_node)
             joined = within_window(joined, index[src_node], timeout)
             joined.observed_nodes = observed_nodes(parts, offsets)
             t = correlate(session=joined, bundle=merged, diagnosis=diag, src_host=src_host, dst_host=dst_host,
                           src=src, dst=dst)
+            self.timings["correlate_ms"] = (time.perf_counter() - t_corr) * 1000
             self._not_observed(t, nodes, parts, offsets)
             self._confirm_by_counters(t, merged, node_of_host)
             self._apply_nftrace(t, merged, node_of_host, parts)
@@ -507,9 +532,15 @@ def through_agents(source, src: str, dst: str, *, progress=None, **flow):
     from ..kube import read_inventory
 
     say = progress or (lambda _m: None)
+    t0, started = time.perf_counter(), time.monotonic()
     inv = read_inventory(source.kube, targets=(src, dst))
-    src_node, _ends, _svc = involved_nodes(inv, src, dst)
-    if src_node is None or src_node not in source.agents({src_node}):
+    t_inv = time.perf_counter()
+    src_node, ends, _svc = involved_nodes(inv, src, dst)
+    found = source.agents({src_node} | ends) if src_node is not None else {}  # one look-up for every node
+    if src_node not in found:
         say(f"no podpath agent found on {src_node or 'the source node'}: tracing this node in process")
         return None
-    return Coordinator(source.kube, source.agents, say).trace(src, dst, inventory=inv, **flow)
+    c = Coordinator(source.kube, lambda nodes: {n: o for n, o in found.items() if n in nodes}, say)
+    c.timings.update(started_monotonic_s=started, inventory_ms=(t_inv - t0) * 1000,
+                     agents_ms=(time.perf_counter() - t_inv) * 1000)
+    return c.trace(src, dst, inventory=inv, **flow)

@@ -94,11 +94,13 @@ class Agent:
                 return
         self.probes.preload()
 
-    def snapshot(self, targets=()):
+    def snapshot(self, targets=(), inventory: bool = True):
+        """This node's bundle; inventory False: its API view holds only the names of its hosts (a
+        coordinator that reads the cluster's facts itself wants no more)."""
         from ..sources.node import NodeSource
 
         src = NodeSource(self.kube, warn=self.warn, kube_error="" if self.kube is None else None,
-                         node_name=self.node_name)
+                         node_name=self.node_name, names_only=not inventory)
         bundle = src.snapshot(tuple(targets))
         self.last_snapshot_timings = dict(src.timings)
         if self.node_name is None:
@@ -243,7 +245,7 @@ class Connection:
         def run() -> None:
             t = time.perf_counter()
             try:
-                bundle = self.agent.snapshot(msg.get("targets") or ())
+                bundle = self.agent.snapshot(msg.get("targets") or (), inventory=msg.get("inventory") is not False)
             except PodpathError as e:
                 self.write(P.error("failed", f"snapshot: {e}", rid))
                 return

@@ -17,6 +17,7 @@ import json
 import re
 import socket
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import ApiError, PodpathError
 from .protocol import PORT, AgentError
@@ -53,11 +54,19 @@ class AgentSocket(socket.socket):
 def find_agents(kube: Any, nodes: set[str]) -> dict[str, str]:
     """node -> the name of its Running and Ready agent pod, for each of nodes; NoAgent when one has
     none (one line naming it; .found keeps the others)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     found: dict[str, str] = {}
     detail: dict[str, str] = {}
-    for node in sorted(nodes):
-        pods = kube.paged_json("list", "pods", kube.core.list_namespaced_pod, NAMESPACE, namespace=NAMESPACE,
+
+    def on(node: str) -> list[dict]:  # one list per node (fieldSelector): bounded by the trace, not the cluster
+        return kube.paged_json("list", "pods", f"/api/v1/namespaces/{NAMESPACE}/pods", namespace=NAMESPACE,
                                label_selector=LABEL, field_selector=f"spec.nodeName={node}")
+
+    order = sorted(nodes)
+    with ThreadPoolExecutor(max(1, min(4, len(order))), thread_name_prefix="podpath-api") as ex:
+        lists = list(ex.map(on, order))  # at once: a trace waits for every node's
+    for node, pods in zip(order, lists):
         ready = sorted(p["metadata"]["name"] for p in pods if _ready(p))
         if ready:
             found[node] = ready[0]
@@ -89,10 +98,17 @@ def open_agent(kube: Any, pod: str, namespace: str = NAMESPACE, port: int = PORT
     """A socket to 127.0.0.1:port in pod's network namespace, through the API server's
     pods/portforward (the official client's WebSocket port-forward). Errors are one line each."""
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.stream import portforward
+    from kubernetes.stream.ws_client import portforward_call
 
     try:
-        pf = portforward(kube.core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+        # What stream.portforward(core.connect_get_namespaced_pod_portforward, ...) sends, without the
+        # typed CoreV1Api (most of a second to import) and without its swap of the shared
+        # ApiClient's call_api (two agents are opened at once, in two threads)
+        method, url, headers, _body, _post = kube.api_client.param_serialize(
+            method="GET", resource_path=f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}"
+            "/portforward", query_params=[("ports", str(port))], header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"])
+        pf = portforward_call(kube.api_client.configuration, method, url, headers=headers)
     except ApiException as e:
         raise _refusal(kube, e, pod, namespace) from None
     except OSError as e:

@@ -20,26 +20,67 @@ class ApiUnreachable(ApiError):
     """The API server could not be reached (DNS, refused, timeout, TLS)."""
 
 
+# The query parameters a list or get takes, as the generated methods name them (snake_case)
+QUERY = {"field_selector": "fieldSelector", "label_selector": "labelSelector", "_continue": "continue",
+         "limit": "limit", "resource_version": "resourceVersion"}
+
+
 class Kube:
-    """An ApiClient with the typed APIs podpath reads, and error mapping around every call."""
+    """An ApiClient with the typed APIs podpath reads, and error mapping around every call.
+
+    The typed APIs (`core`, `discovery`) are made on first use: importing the generated CoreV1Api
+    builds a pydantic model for every core type, 0.5-0.8 s of a command's start-up. What a trace
+    reads goes by path instead (`fn` a string: `json("get", "pods", "/api/v1/namespaces/default/pods/a")`),
+    through the same ApiClient: its kubeconfig auth, TLS, headers and errors."""
 
     def __init__(self, api_client: Any, where: str):
-        from kubernetes import client
-
         self.api_client = api_client
         self.url = api_client.configuration.host
         self.where = where  # "kubeconfig /path (context x)", "in-cluster service account"
-        self.core = client.CoreV1Api(api_client)
-        self.discovery = client.DiscoveryV1Api(api_client)
+        self._core = self._discovery = None
 
-    def call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, group: str = "",
+    @property
+    def core(self) -> Any:
+        if self._core is None:
+            from kubernetes import client
+            self._core = client.CoreV1Api(self.api_client)
+        return self._core
+
+    @property
+    def discovery(self) -> Any:
+        if self._discovery is None:
+            from kubernetes import client
+            self._discovery = client.DiscoveryV1Api(self.api_client)
+        return self._discovery
+
+    def get_path(self, path: str, *, _request_timeout: Any = None, _preload_content: bool = False,
+                 **query: Any) -> Any:
+        """GET path (query in the generated methods' snake_case names) as the generated methods
+        send it with _preload_content=False: the raw urllib3 response, ApiException for non-2xx."""
+        from kubernetes.client.exceptions import ApiException
+
+        params = [(QUERY[k], v) for k, v in query.items() if v is not None]
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method="GET", resource_path=path, query_params=params, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        r = self.api_client.call_api(method, url, headers, body, post, _request_timeout=_request_timeout)
+        if not 200 <= r.status <= 299:
+            r.read()
+            raise ApiException.from_response(http_resp=r, body=None, data=None)
+        return r.response
+
+    def call(self, verb: str, resource: str, fn: Callable[..., Any] | str, *args: Any, group: str = "",
              namespace: str | None = None, **kwargs: Any) -> Any:
-        """fn(*args, **kwargs) with timeouts; ApiError/ApiUnreachable on failure (None for a 404)."""
+        """fn(*args, **kwargs) with timeouts (fn a path: get_path(fn, **kwargs)); ApiError/ApiUnreachable
+        on failure (None for a 404)."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
         try:
+            if isinstance(fn, str):
+                assert not args, "a path call takes its query as keywords"
+                return self.get_path(fn, **kwargs)
             return fn(*args, **kwargs)
         except ApiException as e:
             if e.status == 404:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 from ..bundle import Inventory, NodeInfo, PodInfo, ServiceInfo, ServicePort
@@ -33,6 +34,17 @@ DNS_SERVICE = ("kube-system", "kube-dns")
 # A cluster with at most this many Services is read whole, in one page; beyond, only the flow's.
 WHOLE_SERVICES = 100
 PAGE = 500
+READERS = 4  # API reads at once (each its own connection, as kubectl's parallel reads)
+# What is read, by path (Kube.json: the generated typed APIs cost most of a second to import)
+NODES, PODS, SERVICES = "/api/v1/nodes", "/api/v1/pods", "/api/v1/services"
+POD, SERVICE, CONFIGMAP = "/api/v1/namespaces/{}/pods/{}", "/api/v1/namespaces/{}/services/{}", \
+    "/api/v1/namespaces/{}/configmaps/{}"
+SLICES, NS_SLICES = "/apis/discovery.k8s.io/v1/endpointslices", "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices"
+
+
+def path(template: str, *names: str) -> str:
+    from urllib.parse import quote
+    return template.format(*(quote(n, safe="") for n in names))
 
 
 def node_info(n: dict) -> NodeInfo:
@@ -84,30 +96,35 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
     for what bounds each read).
 
     A fact the user's RBAC does not allow is recorded in inv.gaps (and said once), unless it is
-    one podpath cannot work without (nodes)."""
+    one podpath cannot work without (nodes).
+
+    The reads that do not depend on each other go at once (a laptop is tens of milliseconds from
+    its API server, and a trace waits for all of them): the targets, the Services and their
+    endpoints, the two ConfigMaps, beside the Nodes and then this node's pods."""
     targets = list(targets)
     inv = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
-    inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", kube.core.list_node, limit=PAGE)
-                 for n in page]
-    addrs = set(node_addrs)
-    local = next((n for n in inv.nodes if n.name == node_name), None) or \
-        next((n for n in inv.nodes if addrs & {n.internal_ip, n.underlay_ip}), None)
-    inv.local_node = local.name if local else node_name
-    pods: dict[tuple[str, str], PodInfo] = {}
-    if local is not None:
-        for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces, limit=PAGE,
-                                 field_selector=f"spec.nodeName={local.name}"):
-            info = pod_info(p)
-            pods[(info.namespace, info.name)] = info
-    for t in targets:
-        for info in _target_pods(kube, t):
-            pods.setdefault((info.namespace, info.name), info)
-    inv.pods = list(pods.values())
-    _read_services(kube, inv, {DNS_SERVICE} | {svc for t in targets if (svc := service_target(t))})
+    with ThreadPoolExecutor(READERS, thread_name_prefix="podpath-api") as ex:
+        found = [ex.submit(_target_pods, kube, t) for t in targets]
+        services = ex.submit(_services_apart, kube, {DNS_SERVICE} | {svc for t in targets if (svc := service_target(t))})
+        maps = [ex.submit(_configmap_apart, kube, ns, name) for ns, name in
+                (("kube-system", "kube-proxy"), ("kube-flannel", "kube-flannel-cfg"))]
+        inv.nodes = [node_info(n) for page in kube.pages_json("list", "nodes", NODES, limit=PAGE)
+                     for n in page]
+        addrs = set(node_addrs)
+        local = next((n for n in inv.nodes if n.name == node_name), None) or \
+            next((n for n in inv.nodes if addrs & {n.internal_ip, n.underlay_ip}), None)
+        inv.local_node = local.name if local else node_name
+        inv.pods = _pods(kube, local.name if local is not None else None, [f.result() for f in found])
+        # each part's gaps in the order the reads were once made one after the other
+        part = services.result()
+        inv.services = part.services
+        inv.gaps.update({k: v for k, v in part.gaps.items() if k not in inv.gaps})
+        (proxy, proxy_gaps), (flannel, flannel_gaps) = (f.result() for f in maps)
+    for gaps in (proxy_gaps, flannel_gaps):
+        for k, v in gaps.items():
+            inv.gaps.setdefault(k, v)
     if any((s.namespace, s.name) == DNS_SERVICE for s in inv.services):
         inv.dns_service = "/".join(DNS_SERVICE)
-    proxy = _optional(inv, "configmaps", lambda: kube.json("get", "configmaps", kube.core.read_namespaced_config_map,
-                                                           "kube-proxy", "kube-system", namespace="kube-system"))
     data = (proxy or {}).get("data")
     if data:
         conf = data.get("config.conf") or ""
@@ -116,9 +133,6 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
         m = re.search(r"^clusterCIDR:\s*\"?([0-9./]+)", conf, re.M)
         if m:
             inv.cluster_cidr = m.group(1)
-    flannel = _optional(inv, "configmaps", lambda: kube.json(
-        "get", "configmaps", kube.core.read_namespaced_config_map, "kube-flannel-cfg", "kube-flannel",
-        namespace="kube-flannel"))
     data = (flannel or {}).get("data")
     if data:
         try:
@@ -128,6 +142,46 @@ def read_inventory(kube: Kube, *, node_name: str | None = None, node_addrs: Iter
         except ValueError:
             pass
     return inv
+
+
+def read_names(kube: Kube, node_name: str, targets: Iterable[str] = ()) -> Inventory:
+    """Only what names node_name's namespaces (sources/node.py name_hosts): its pods and the
+    targets, read at once; no Nodes, Services or ConfigMaps. For an agent whose coordinator reads
+    the cluster's facts itself (the `snapshot` request's "inventory": false)."""
+    inv = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes", local_node=node_name)
+    targets = list(targets)
+    with ThreadPoolExecutor(READERS, thread_name_prefix="podpath-api") as ex:
+        found = [ex.submit(_target_pods, kube, t) for t in targets]
+        inv.pods = _pods(kube, node_name, [f.result() for f in found])
+    return inv
+
+
+def _pods(kube: Kube, node: str | None, targets: list[list[PodInfo]]) -> list[PodInfo]:
+    """The node's pods (fieldSelector spec.nodeName; none without a node), then the targets' others."""
+    pods: dict[tuple[str, str], PodInfo] = {}
+    if node is not None:
+        for p in kube.paged_json("list", "pods", PODS, limit=PAGE, field_selector=f"spec.nodeName={node}"):
+            info = pod_info(p)
+            pods[(info.namespace, info.name)] = info
+    for infos in targets:
+        for info in infos:
+            pods.setdefault((info.namespace, info.name), info)
+    return list(pods.values())
+
+
+def _services_apart(kube: Kube, wanted: set[tuple[str, str]]) -> Inventory:
+    """_read_services into an inventory of its own (its services and gaps), for a reader thread."""
+    part = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
+    _read_services(kube, part, wanted)
+    return part
+
+
+def _configmap_apart(kube: Kube, namespace: str, name: str) -> tuple[dict | None, dict[str, str]]:
+    """A ConfigMap podpath can do without (None, and the gap, when refused), for a reader thread."""
+    part = Inventory(cluster_cidr=None, service_cidr=None, source="kubernetes")
+    got = _optional(part, "configmaps", lambda: kube.json("get", "configmaps", path(CONFIGMAP, namespace, name),
+                                                          namespace=namespace))
+    return got, part.gaps
 
 
 def service_target(text: str) -> tuple[str, str] | None:
@@ -141,16 +195,14 @@ def service_target(text: str) -> tuple[str, str] | None:
 
 def _read_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> None:
     """inv.services: every Service of a small cluster, else the wanted ones; each with its endpoints."""
-    first = _optional(inv, "services", lambda: kube.json("list", "services", kube.core.list_service_for_all_namespaces,
-                                                         limit=WHOLE_SERVICES))
+    first = _optional(inv, "services", lambda: kube.json("list", "services", SERVICES, limit=WHOLE_SERVICES))
     if first is None:
         return
     whole = not (first.get("metadata") or {}).get("continue")
     if whole:
         services = first.get("items") or []
         slices = _optional(inv, "endpointslices", lambda: kube.paged_json(
-            "list", "endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces, group="discovery.k8s.io",
-            limit=PAGE))
+            "list", "endpointslices", SLICES, group="discovery.k8s.io", limit=PAGE))
     else:
         services, slices = _named_services(kube, inv, wanted)
     inv.services = _with_endpoints(services, slices)
@@ -170,13 +222,12 @@ def read_services(kube: Kube, inv: Inventory, names: Iterable[tuple[str, str]]) 
 def _named_services(kube: Kube, inv: Inventory, wanted: set[tuple[str, str]]) -> tuple[list[dict], list[dict] | None]:
     """Services by name, and their EndpointSlices by label kubernetes.io/service-name (None: refused)."""
     services = [s for ns, name in sorted(wanted) if (s := _optional(inv, "services", lambda ns=ns, name=name: kube.json(
-        "get", "services", kube.core.read_namespaced_service, name, ns, namespace=ns)))]
+        "get", "services", path(SERVICE, ns, name), namespace=ns)))]
     slices: list[dict] | None = []
     for s in services:
         ns, name = s["metadata"].get("namespace"), s["metadata"]["name"]
         got = _optional(inv, "endpointslices", lambda ns=ns, name=name: kube.paged_json(
-            "list", "endpointslices", kube.discovery.list_namespaced_endpoint_slice, ns,
-            group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
+            "list", "endpointslices", path(NS_SLICES, ns), group="discovery.k8s.io", namespace=ns, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
         if got is None:
             return services, None
         slices += got
@@ -216,15 +267,14 @@ def _target_pods(kube: Kube, text: str) -> list[PodInfo]:
     if not text or text.startswith(("svc/", "node/")):
         return []
     if TARGET_IP.match(text):
-        return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                                       limit=PAGE, field_selector=f"status.podIP={text}")]
+        return [pod_info(p) for p in kube.paged_json("list", "pods", PODS, limit=PAGE,
+                                                       field_selector=f"status.podIP={text}")]
     ns, _, name = text.rpartition("/")
-    found = kube.json("get", "pods", kube.core.read_namespaced_pod, name, ns or "default",
-                      namespace=ns or "default")
+    found = kube.json("get", "pods", path(POD, ns or "default", name), namespace=ns or "default")
     if found is not None:
         return [pod_info(found)]
     if ns:
         return []
     # a bare name outside `default` (coredns): look it up by name across namespaces
-    return [pod_info(p) for p in kube.paged_json("list", "pods", kube.core.list_pod_for_all_namespaces,
-                                                   limit=PAGE, field_selector=f"metadata.name={name}")]
+    return [pod_info(p) for p in kube.paged_json("list", "pods", PODS, limit=PAGE,
+                                                   field_selector=f"metadata.name={name}")]

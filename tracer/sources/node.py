@@ -21,12 +21,15 @@ from .discovery import Namespace, discover
 
 class NodeSource(Source):
     def __init__(self, kube=None, *, netns: str | None = None, warn=None, kube_error: str | None = None,
-                 node_name: str | None = None):
+                 node_name: str | None = None, names_only: bool = False):
         """kube: a tracer.kube.Kube, or None (no cluster config found: node-only names).
         netns: the node's namespace (None: the one podpath runs in). node_name: what to call this
-        node (an agent's --node-name); else the API's view, else the hostname."""
+        node (an agent's --node-name); else the API's view, else the hostname. names_only (with
+        node_name): read of the API only what names the hosts (kube.read_names), for a caller
+        that reads the cluster's facts itself (an agent's coordinator)."""
         self.kube = kube
         self.node_name = node_name
+        self.names_only = names_only and node_name is not None
         self.netns = netns
         self.warn = warn or (lambda _m: None)
         self.label = "this node"
@@ -82,6 +85,9 @@ class NodeSource(Source):
         from ..kube import ApiUnreachable, read_inventory
 
         try:
+            if self.names_only:
+                from ..kube.facts import read_names
+                return read_names(self.kube, self.node_name, targets)
             # This node's addresses, read here too, so the API can name the node without waiting
             inv = read_inventory(self.kube, node_addrs=_own_addresses(self.netns), targets=targets)
             for what, why in inv.gaps.items():

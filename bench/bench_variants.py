@@ -10,9 +10,12 @@ path's next hops):
   - ns per run of the tc probe (BPF_PROG_TEST_RUN, repeated) on frames every probe sees: the
     flow's own TCP traffic (iperf3 between the pods: same addresses, not the traced protocol), an
     unrelated flow, the same inside VXLAN, and the traced ICMP echo itself
-Builds no namespace and attaches nothing: the programs are only loaded and test-run. Printed, never
-asserted; the load average is printed beside the figures (other work on the machine skews them).
-Run as root: `.venv/bin/python bench/bench_variants.py [--loads N] [--repeat N]`.
+Builds no namespace and attaches nothing: the programs are only loaded and test-run. With
+--lab NAME (a lab already up: `podpath lab up -n NAME`), also ns per run of every program attached
+as a trace of pod-a -> pod-b attaches them (bench_trace's figure, kernel.bpf_stats_enabled), each
+build in turn: iperf3 between the pods (not matched), then a ping flood with the trace's id.
+Printed, never asserted; the load average is printed beside the figures (other work on the machine
+skews them). Run as root: `.venv/bin/python bench/bench_variants.py [--loads N] [--lab NAME]`.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loads", type=int, default=5, help="loads of each build (median)")
     ap.add_argument("--repeat", type=int, default=200000, help="test runs per frame")
+    ap.add_argument("--lab", help="a lab that is up: also ns per run of the probes attached on its path")
+    ap.add_argument("--seconds", type=int, default=3, help="iperf3 -t with --lab")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (loads BPF programs)", file=sys.stderr)
@@ -160,7 +165,62 @@ def main() -> int:
     for what in results[labels[0]]["ns"]:
         row(f"  {what}", [str(results[x]["ns"][what]) for x in labels])
     print(loadavg())
+    if args.lab:
+        live_costs(args.lab, args.seconds)
     return 0
+
+
+def live_costs(lab_name: str, seconds: int) -> None:
+    """ns per program run with the probes attached on the lab's path, each build in turn."""
+    import subprocess
+
+    import bench_trace as bt
+    from podpath.tracer.lab import Lab
+    from podpath.tracer.probes import ProbePool
+
+    lab = Lab(lab_name)
+    req = bt.path_plan(lab)
+    dst = next(x.ip for x in lab.inventory().pods if x.name == "pod-b")
+    stats_key = "kernel.bpf_stats_enabled"
+    before = bt.sysctl_get(stats_key)
+    pool = ProbePool()
+    out = {}
+    try:
+        bt.sysctl_set(stats_key, "1")
+        for label, variant in BUILDS:
+            p = bt.attached_probes(lab, req, icmp_id=0x7A7A, pool=pool if variant else None)
+            try:
+                s0 = bt.prog_stats()
+                bps, err = bt.iperf(lab, seconds)
+                quiet = bt.stats_delta(s0, bt.prog_stats())
+                s0 = bt.prog_stats()
+                ping = subprocess.Popen(["ip", "netns", "exec", lab.netns("pod-a"), "ping", "-q", "-f", "-c", "2000",
+                                         "-e", str(0x7A7A), "-W", "1", dst],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                while ping.poll() is None:
+                    p.poll(20)
+                    p.events.clear()
+                flood = bt.stats_delta(s0, bt.prog_stats())
+            finally:
+                p.close()
+            out[label] = (quiet, flood, bps, err, loadavg())
+    finally:
+        bt.sysctl_set(stats_key, before)
+        pool.close()
+    labels = [label for label, _ in BUILDS]
+    print(f"\nns per run, probes on lab {lab_name}'s path{'':<9}" + "".join(f"{x:>22}" for x in labels))
+    print(f"{'  iperf3 Gb/s (' + str(seconds) + ' s, stats on)':<44}" +
+          "".join(f"{(out[x][2] / 1e9):>22.2f}" if not out[x][3] else f"{out[x][3][:20]:>22}" for x in labels))
+    for i, what in ((0, "iperf3, not matched"), (1, "ping -f with the trace's id, matched")):
+        print(f"  {what}")
+        names = sorted(set().union(*(out[x][i] for x in labels)))
+        for name in names:
+            cells = []
+            for x in labels:
+                rt, rc = out[x][i].get(name, (0, 0))
+                cells.append(f"{rt / rc:.0f} ({rc})" if rc else "-")
+            print(f"    {name:<40}" + "".join(f"{c:>22}" for c in cells))
+    print(f"{'  load average after':<44}" + "".join(f"{out[x][4]:>22}" for x in labels))
 
 
 if __name__ == "__main__":

@@ -120,17 +120,19 @@ def main() -> int:
         return 4
     cfg = flow_filter().to_bytes()
     results = {}
-    times = {label: ([], []) for label, _ in BUILDS}
+    times = {label: ([], [], []) for label, _ in BUILDS}
     # the builds take turns, so that a change in the machine's load weighs on both alike
     for i in range(args.loads):
         for label, variant in BUILDS:
             tc, trace, a, b = load(variant, cfg)
+            t0 = time.perf_counter()
             trace.close()
             tc.close()
             times[label][0].append(a)
             times[label][1].append(b)
+            times[label][2].append((time.perf_counter() - t0) * 1000)
     for label, variant in BUILDS:
-        t_tc, t_trace = times[label]
+        t_tc, t_trace, t_close = times[label]
         insns, ns = {}, {}
         tc, trace, _a, _b = load(variant, cfg)
         try:
@@ -146,6 +148,7 @@ def main() -> int:
             trace.close()
             tc.close()
         results[label] = dict(tc=statistics.median(t_tc), trace=statistics.median(t_trace),
+                              close=statistics.median(t_close),
                               insns=insns, ns=ns, load=loadavg())
     labels = [label for label, _ in BUILDS]
     print(f"{'measure':<44}" + "".join(f"{x:>22}" for x in labels))
@@ -156,6 +159,7 @@ def main() -> int:
     row(f"load tc object, ms (median of {args.loads})", [f"{results[x]['tc']:.1f}" for x in labels])
     row("load trace object (all programs), ms", [f"{results[x]['trace']:.1f}" for x in labels])
     row("  both", [f"{results[x]['tc'] + results[x]['trace']:.1f}" for x in labels])
+    row("unload both (nothing attached), ms", [f"{results[x]['close']:.1f}" for x in labels])
     row("  load average after", [results[x]["load"] for x in labels])
     total = [sum(results[x]["insns"].values()) for x in labels]
     row("verified insns, all programs", [str(t) for t in total])

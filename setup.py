@@ -18,12 +18,16 @@ from setuptools.command.build_py import build_py
 
 BPF = Path(__file__).resolve().parent / "bpf"
 TEST_ONLY = ("filter_check",)  # tests/lab/test_filter_superset.py's probe of the filter, not podpath's
+# Sources built twice (bpf/Makefile's AGENT_OBJS): `podpath agent`'s build, filter in .data
+AGENT_VARIANTS = ("tc", "trace")
 
 
 def shipped_objects() -> list[str]:
-    """The object names the wheel must hold: one per bpf/*.bpf.c except the test-only ones."""
-    names = (src.name.removesuffix(".bpf.c") for src in BPF.glob("*.bpf.c"))
-    return sorted(f"{n}.bpf.o" for n in names if n not in TEST_ONLY)
+    """The object names the wheel must hold: one per bpf/*.bpf.c except the test-only ones, and
+    the agent's build of the trace probes."""
+    names = [src.name.removesuffix(".bpf.c") for src in BPF.glob("*.bpf.c")]
+    return sorted([f"{n}.bpf.o" for n in names if n not in TEST_ONLY] +
+                  [f"{n}.agent.bpf.o" for n in AGENT_VARIANTS if n in names])
 
 
 def make_bpf() -> None:

@@ -128,13 +128,14 @@ def path_plan(lab):
 
 
 def attached_probes(lab, req, icmp_id: int, tc: bool = True, tracepoints: bool = True,
-                    netfilter: bool = True):
+                    netfilter: bool = True, pool=None):
     """Probes as a trace of pod-a → pod-b ICMP loads them: tc on every path device, the netfilter
-    brackets in every namespace of the path, and the tracepoints (with the path's next hops)."""
+    brackets in every namespace of the path, and the tracepoints (with the path's next hops).
+    pool: an agent's ProbePool (its build of the objects, the filter written after load)."""
     from podpath.tracer.probes import Filter, Probes
     pods = {p.name: p for p in lab.inventory().pods}
     p = Probes(Filter(saddr=pods["pod-a"].ip, daddr=pods["pod-b"].ip, proto="icmp", icmp_id=icmp_id, bidir=True,
-                      neigh_addrs=tuple(lab.path_nexthops(["pod-a", "pod-b"]))), netfilter=netfilter)
+                      neigh_addrs=tuple(lab.path_nexthops(["pod-a", "pod-b"]))), netfilter=netfilter, pool=pool)
     try:
         for ns, dev in req.attach if tc else ():
             p.attach_tc(ns, dev)

@@ -50,11 +50,20 @@ static __always_inline __u8 set_reported_tuple(struct pp_event *e, const struct 
 	return f;
 }
 
-/* The filter, in .data (a writable array map): `podpath trace` sets it before load; an agent keeps
- * its programs loaded and writes each trace's filter after load, before it attaches anything.
- * Not const, so the verifier checks every branch whatever the filter; volatile, so each read is a
- * plain load from the map's value (no helper call), never folded by the compiler. */
+/* The filter. Each object is built twice from the same source (bpf/Makefile):
+ * - tc.bpf.o, trace.bpf.o (one-shot, `podpath trace` in process): in .rodata, set by the loader
+ *   before load. The verifier reads it as a constant and skips every branch the filter rules out
+ *   (about 40 % fewer instructions to verify: the load is what a one-shot trace waits for).
+ * - tc.agent.bpf.o, trace.agent.bpf.o (-DPP_FILTER_DATA, `podpath agent`): in .data, a writable
+ *   array map. The agent keeps its programs loaded and writes each trace's filter after load,
+ *   before it attaches anything. Not const, so the verifier checks every branch whatever the filter.
+ * Volatile either way, so each read is a plain load from the map's value (no helper call), never
+ * folded by the compiler. */
+#ifdef PP_FILTER_DATA
 volatile struct pp_config pp_cfg SEC(".data") = {};
+#else
+const volatile struct pp_config pp_cfg = {};
+#endif
 
 /* Never read: keeps the contract's types in the object's BTF (ring buffer records are untyped,
  * and the enums only name the values of __u8/__u16 fields), so tests/unit/test_event_layout.py

@@ -12,8 +12,9 @@ generated frames, for every combination of filter flags:
 - a route lookup (fib:fib_table_lookup) has no skb: the trace probe's pp_fib keeps one that is not
   tied to a packet event of the flow when pp_fib_may_match lets its addresses and protocol through;
   it must, for every packet filter() matches by its addresses (forward, or the reply).
-- the real tc probe (tc.bpf.o's pp_tc_ingress, whose pp_tc_may_match is its own code) reports a
-  frame exactly when filter() matches it, plain or inside VXLAN.
+- the real tc probe (pp_tc_ingress, whose pp_tc_may_match is its own code) reports a frame exactly
+  when filter() matches it, plain or inside VXLAN: in both builds, the one-shot tc.bpf.o (filter a
+  load-time constant the verifier prunes on) and the agent's tc.agent.bpf.o (filter in .data).
 
 Needs root (loads BPF programs); builds no namespace and sends no packet: BPF_PROG_TEST_RUN hands
 the frame to the program alone.
@@ -21,6 +22,7 @@ the frame to the program alone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import random
@@ -52,7 +54,8 @@ PROTOS = (socket.IPPROTO_ICMP, socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 ICMP_TYPES = (8, 0, 3)  # echo request, echo reply (both carry the id), unreachable (none)
 FLAG_BITS = tuple(FilterFlag)
 CONFIGS_PER_FLAG_SET = 3
-TC_CONFIGS = 48  # configs the real tc probe runs (loaded once, its .data filter rewritten each time)
+TC_CONFIGS = 48  # configs the agent's tc probe runs (loaded once, its .data filter rewritten each time)
+ONE_SHOT_CONFIGS = 16  # of those, the one-shot tc probe's (loaded once per config: its filter is .rodata)
 
 
 @dataclass(frozen=True)
@@ -251,44 +254,66 @@ def test_the_cases_cover_every_branch(verdicts, check_bits):
     assert all(n >= 20 for n in counts.values()), counts
 
 
-def test_tc_probe_reports_exactly_what_filter_matches(verdicts, check_bits):
-    """The real tc program (tc.bpf.o), whose own pp_tc_may_match reads headers straight from the
-    packet, plain and inside VXLAN: an event for a frame exactly when filter() matches it or,
-    through VXLAN, its outer or inner packet."""
+@contextlib.contextmanager
+def _agent_tc(keys):
+    """The agent's build: loaded once for every config, the filter written into its .data."""
+    with libbpf.BpfObject(object_path("tc.agent")) as obj:
+        def each():
+            for key in keys:
+                obj.write_data({"pp_cfg": key})
+                assert obj.read_data("pp_cfg") == key
+                yield key, obj
+        yield each()
+
+
+@contextlib.contextmanager
+def _one_shot_tc(keys):
+    """`podpath trace`'s build: loaded once per config, the filter a constant in its .rodata."""
+    def each():
+        for key in keys:
+            with libbpf.BpfObject(object_path("tc"), rodata={"pp_cfg": key}) as obj:
+                yield key, obj
+    yield each()
+
+
+@pytest.mark.parametrize("build,configs", [(_agent_tc, TC_CONFIGS), (_one_shot_tc, ONE_SHOT_CONFIGS)],
+                         ids=["agent", "one-shot"])
+def test_tc_probe_reports_exactly_what_filter_matches(verdicts, check_bits, build, configs):
+    """The real tc program, whose own pp_tc_may_match reads headers straight from the packet, plain
+    and inside VXLAN: an event for a frame exactly when filter() matches it or, through VXLAN, its
+    outer or inner packet. The one-shot build, whose filter the verifier knows, must drop no branch
+    a config needs."""
     bit = check_bits
     by_config: dict[bytes, list] = {}
     for c, p, r in verdicts:
         by_config.setdefault(bytes(c), []).append((p, r))
     rng = random.Random(6)
-    sample = rng.sample(sorted(by_config), TC_CONFIGS)
+    sample = rng.sample(sorted(by_config), TC_CONFIGS)[:configs]
     wrong, reported, total = [], 0, 0
     events: list[bytes] = []
-    # One load for every config, as an agent does: the filter is written into the loaded .data.
-    with libbpf.BpfObject(str(BPF / "filter_check.bpf.o")) as check, \
-            libbpf.BpfObject(object_path("tc")) as obj, libbpf.RingBuffer(obj.map_fd("pp_events"), events.append) as rb:
+    with libbpf.BpfObject(str(BPF / "filter_check.bpf.o")) as check, build(sample) as loaded:
         check_prog, check_cfg = check.program_fd("pp_check_filter"), check.map_fd("pp_check_cfg")
-        prog, ntracked = obj.program_fd("pp_tc_ingress"), obj.map_fd("pp_ntracked")
-        for key in sample:
-            c = RawConfig.from_buffer_copy(key)
-            _map_set(check_cfg, 0, key)
-            obj.write_data({"pp_cfg": key})
-            assert obj.read_data("pp_cfg") == key
-            for p, r in by_config[key]:
-                outer = Pkt(rng.choice(ADDRS), rng.choice(ADDRS), socket.IPPROTO_UDP, 49152, 8472)
-                outer_matches = bool(_test_run(check_prog, outer.frame()) & bit["FILTER"])
-                inner_matches = bool(r & bit["FILTER"])
-                for what, frame, expect in (("", p.frame(), inner_matches),
-                                            (f"vxlan {outer.saddr} -> {outer.daddr}: ",
-                                             p.vxlan_frame(outer.saddr, outer.daddr), inner_matches or outer_matches)):
-                    events.clear()
-                    _test_run(prog, frame)
-                    # a matched skb is tracked; each run's skb is new: forget it (no false "seen")
-                    _map_set(ntracked, 0, bytes(8))
-                    rb.consume()
-                    matched = [e for e in events if RawEvent.from_buffer_copy(e).flags & EvFlag.MATCHED]
-                    total += 1
-                    reported += bool(matched)
-                    if bool(matched) != expect or len(events) != len(matched):
-                        wrong.append(f"{what}{_show(c, p)}: {len(events)} events, expected {int(expect)}")
+        for key, obj in loaded:
+            with libbpf.RingBuffer(obj.map_fd("pp_events"), events.append) as rb:
+                prog, ntracked = obj.program_fd("pp_tc_ingress"), obj.map_fd("pp_ntracked")
+                c = RawConfig.from_buffer_copy(key)
+                _map_set(check_cfg, 0, key)
+                for p, r in by_config[key]:
+                    outer = Pkt(rng.choice(ADDRS), rng.choice(ADDRS), socket.IPPROTO_UDP, 49152, 8472)
+                    outer_matches = bool(_test_run(check_prog, outer.frame()) & bit["FILTER"])
+                    inner_matches = bool(r & bit["FILTER"])
+                    for what, frame, expect in (("", p.frame(), inner_matches),
+                                                (f"vxlan {outer.saddr} -> {outer.daddr}: ",
+                                                 p.vxlan_frame(outer.saddr, outer.daddr), inner_matches or outer_matches)):
+                        events.clear()
+                        _test_run(prog, frame)
+                        # a matched skb is tracked; each run's skb is new: forget it (no false "seen")
+                        _map_set(ntracked, 0, bytes(8))
+                        rb.consume()
+                        matched = [e for e in events if RawEvent.from_buffer_copy(e).flags & EvFlag.MATCHED]
+                        total += 1
+                        reported += bool(matched)
+                        if bool(matched) != expect or len(events) != len(matched):
+                            wrong.append(f"{what}{_show(c, p)}: {len(events)} events, expected {int(expect)}")
     assert not wrong, f"{len(wrong)} of {total} frames: " + "; ".join(wrong[:3])
     assert 0 < reported < total

@@ -167,3 +167,34 @@ def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
     assert len(kept) == 2 and all(s <= loaded for s in kept), \
         "the pool should keep two idle sets loaded and unload the third"
     assert not links_running(set().union(*sets)), "an idle set is attached somewhere"
+
+
+def test_a_one_shot_trace_loads_the_constant_filter_build_and_an_agent_the_writable_one(pair, pool):
+    """`podpath trace` without agents loads its probes for one trace: tc.bpf.o, the filter a
+    load-time constant the verifier prunes on (fewer instructions to verify: a cheaper load); an
+    agent's pooled set is tc.agent.bpf.o, the filter in .data for the next trace to rewrite. Both
+    see their own flow only; the constant one cannot be given another filter."""
+    a, b = pair
+    one = Probes(flow(FIRST_ID))
+    try:
+        pooled = Probes(flow(SECOND_ID), pool=pool)
+        try:
+            assert os.path.basename(one.tc.path) == "tc.bpf.o"
+            assert os.path.basename(pooled.tc.path) == "tc.agent.bpf.o"
+            insns = [libbpf.verified_insns(p.tc.program_fd("pp_tc_ingress")) for p in (one, pooled)]
+            assert 0 < insns[0] < insns[1], f"verified instructions one-shot/agent: {insns}"
+            for p in (one, pooled):
+                attach(p, a, b)  # with the tracepoints, which stop tracking a freed skb
+            ping(a, FIRST_ID)
+            ping(a, SECOND_ID)
+            for p in (one, pooled):
+                p.poll(100)
+            # the packets' events (route lookups and neighbours carry no ICMP id)
+            assert {e.icmp_id for e in one.events if e.kind == "tc"} == {FIRST_ID}
+            assert {e.icmp_id for e in pooled.events if e.kind == "tc"} == {SECOND_ID}
+            with pytest.raises(ValueError, match="constant"):
+                one._set.use(flow(SECOND_ID))
+        finally:
+            pooled.close()
+    finally:
+        one.close()

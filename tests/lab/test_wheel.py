@@ -92,7 +92,7 @@ def installed(tmp_path_factory) -> Installed:
 
 def test_the_wheel_carries_the_co_re_objects_but_not_the_test_only_one(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    for obj in ("tc", "trace", "watch"):
+    for obj in ("tc", "trace", "tc.agent", "trace.agent", "watch"):  # *.agent: podpath agent's build
         assert f"podpath/bpf/{obj}.bpf.o" in names
     assert "podpath/bpf/filter_check.bpf.o" not in names  # tests/lab/test_filter_superset.py's probe only
     assert "podpath/bpf/vmlinux.h" not in names  # the build machine's kernel types, never needed on a node
@@ -128,7 +128,7 @@ def test_doctor_from_the_wheel_finds_live_tracing_possible(installed):
     assert checks["kernel BTF"]["status"] == "ok"
     assert checks["BPF objects"]["status"] == "ok"
     site = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    assert checks["BPF objects"]["detail"] == f"tc, trace, watch in {installed.venv}/lib/{site}/site-packages/podpath/bpf"
+    assert checks["BPF objects"]["detail"] == f"tc, trace, tc.agent, trace.agent, watch in {installed.venv}/lib/{site}/site-packages/podpath/bpf"
 
 
 def test_doctor_names_missing_objects_and_what_to_install(installed, tmp_path):
@@ -141,8 +141,8 @@ def test_doctor_names_missing_objects_and_what_to_install(installed, tmp_path):
     report = json.loads(p.stdout)
     objects = {c["name"]: c for c in report["checks"]}["BPF objects"]
     assert report["tracing"] is False and objects["status"] == "fail"
-    assert objects["detail"] == (f"trace.bpf.o, watch.bpf.o missing in {tmp_path}: install podpath from its wheel "
-                                 "(it carries them), or run `make -C bpf` in a checkout")
+    assert objects["detail"] == (f"trace.bpf.o, tc.agent.bpf.o, trace.agent.bpf.o, watch.bpf.o missing in {tmp_path}: "
+                                 "install podpath from its wheel (it carries them), or run `make -C bpf` in a checkout")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,9 @@ from podpath.tracer.probes.events import (NF_POINTS, EventError, EvFlag, Filter,
                                           NeighPoint, Point, RawConfig, RawEvent, decode)
 
 BPF = Path(__file__).resolve().parents[2] / "bpf"
-OBJECTS = ("tc", "trace")
+# the one-shot build (filter in .rodata) and the agent's (filter in .data) of each trace object
+ONE_SHOT = ("tc", "trace")
+OBJECTS = ONE_SHOT + tuple(f"{o}.agent" for o in ONE_SHOT)
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 # C enum -> (enumerator prefix, the Python mirror)
 ENUMS = {
@@ -89,7 +91,9 @@ def btf_types() -> dict[str, dict]:
                     "signed": {m["name"]: signed(m["type_id"]) for m in t["members"]},
                 }
         out[o] = {"structs": structs, "enums": _enums(types),
-                  "funcs": {t["name"] for t in types.values() if t["kind"] == "FUNC"}}
+                  "funcs": {t["name"] for t in types.values() if t["kind"] == "FUNC"},
+                  "sections": {t["name"]: {types[v["type_id"]]["name"] for v in t["vars"]}
+                               for t in types.values() if t["kind"] == "DATASEC"}}
     return out
 
 
@@ -159,10 +163,24 @@ def test_config_array_sized_by_limit():
 def test_programs_the_loader_names_exist(btf_types):
     """Every program name the loader asks for is in an object, and the netfilter brackets are
     exactly pp_nf_0 .. pp_nf_<PP_NF_BRACKETS - 1>."""
-    funcs = btf_types["tc"]["funcs"] | btf_types["trace"]["funcs"]
-    assert set(PROGRAM_NAMES) <= funcs
-    brackets = {f for f in btf_types["trace"]["funcs"] if f.startswith("pp_nf_") and f[6:].isdigit()}
-    assert brackets == set(NF_PROGRAMS) and len(NF_PROGRAMS) == Limit.NF_BRACKETS
+    for variant in ("", ".agent"):
+        funcs = btf_types["tc" + variant]["funcs"] | btf_types["trace" + variant]["funcs"]
+        assert set(PROGRAM_NAMES) <= funcs
+        brackets = {f for f in btf_types["trace" + variant]["funcs"] if f.startswith("pp_nf_") and f[6:].isdigit()}
+        assert brackets == set(NF_PROGRAMS) and len(NF_PROGRAMS) == Limit.NF_BRACKETS
+
+
+@pytest.mark.parametrize("obj", ONE_SHOT)
+def test_the_filter_is_a_constant_in_one_shot_objects_and_writable_in_agent_ones(btf_types, obj):
+    """`podpath trace` loads tc/trace.bpf.o with pp_cfg in .rodata (the verifier prunes on it);
+    ProbePool loads *.agent.bpf.o and writes pp_cfg into .data after load (ProbeSet.use): a build
+    that put it in the other section would cost the one-shot its cheap load, or fail every
+    agent trace."""
+    assert "pp_cfg" in btf_types[obj]["sections"].get(".rodata", set())
+    assert "pp_cfg" not in btf_types[obj]["sections"].get(".data", set())
+    agent = btf_types[obj + ".agent"]["sections"]
+    assert "pp_cfg" in agent.get(".data", set())
+    assert "pp_cfg" not in agent.get(".rodata", set())
 
 
 def test_netfilter_hook_numbers_are_the_kernels(kernel_enums):

@@ -86,7 +86,7 @@ class Agent:
 
         keep_kernel_names()
         _fewer_malloc_arenas()
-        for name in ("tc", "trace"):
+        for name in ("tc.agent", "trace.agent"):  # what ProbePool loads
             try:
                 object_path(name)
             except PodpathError as e:  # said now; the first `arm` fails with the same words

@@ -13,10 +13,12 @@ loss counter). Every attachment is a link fd owned by this process (tcx, tp_btf,
 kernel detaches everything if the process dies; the clsact fallback (kernels without tcx) is the
 one exception and is swept by `sweep_clsact`.
 
-The filter is a global in the objects' .data: written before load by a trace that loads its own
-probes, or after load into a set a `podpath agent` keeps loaded (ProbePool: Probes(flt, pool=...)
-takes a set, writes the filter, clears the last trace's leftovers; close() detaches and gives it
-back). A Filter in, Events out, either way.
+The filter is a global of the objects, in one of two builds of the same source (bpf/maps.bpf.h):
+a trace that loads its own probes loads tc.bpf.o/trace.bpf.o with it in .rodata, a constant the
+verifier prunes on (a cheaper load); a `podpath agent` keeps sets of tc.agent.bpf.o/
+trace.agent.bpf.o loaded, with it in .data, and writes each trace's filter into one (ProbePool:
+Probes(flt, pool=...) takes a set, writes the filter, clears the last trace's leftovers; close()
+detaches and gives it back). A Filter in, Events out, either way.
 """
 
 from __future__ import annotations
@@ -122,9 +124,10 @@ def sweep_clsact(netns: str | None, ifnames) -> int:
 class ProbeSet:
     """podpath's two objects loaded, with their shared maps and one ring buffer reader: no links.
 
-    `podpath trace` loads one per trace, with the flow's filter as the .data's initial value; an
-    agent keeps some loaded (ProbePool) and writes each trace's filter into them (use()). Records
-    go to `sink` (a Probes' reader), or nowhere while the set is idle."""
+    ProbeSet(flt): `podpath trace` loads one per trace, the one-shot objects with the flow's filter
+    as a load-time constant (.rodata). ProbeSet(): an agent keeps some loaded (ProbePool), the
+    agent objects, and writes each trace's filter into their .data (use()). Records go to `sink`
+    (a Probes' reader), or nowhere while the set is idle."""
 
     def __init__(self, flt: Filter | None = None, *, tracepoints: bool = True, netfilter: bool = True) -> None:
         self.objs: list[libbpf.BpfObject] = []
@@ -134,9 +137,12 @@ class ProbeSet:
         self._trace_obj: libbpf.BpfObject | None = None
         self._trace_err: BaseException | None = None
         self._trace_thread: threading.Thread | None = None
+        # no filter yet: the agent variant, whose filter use() writes; else the constant one
+        self.writable = flt is None
+        variant = ".agent" if self.writable else ""
         try:
             cfg = {"pp_cfg": flt.to_bytes()} if flt is not None else None
-            self.tc = libbpf.BpfObject(object_path("tc"), data=cfg)
+            self.tc = libbpf.BpfObject(object_path("tc" + variant), rodata=cfg)
             self.objs.append(self.tc)
             if tracepoints or netfilter:
                 # The trace object (tracepoints, netfilter brackets: most of the verifier's work)
@@ -150,7 +156,7 @@ class ProbeSet:
                     t = time.perf_counter()
                     try:
                         self._trace_obj = libbpf.BpfObject(
-                            object_path("trace"), data=cfg, reuse_maps=shared, autoload=load,
+                            object_path("trace" + variant), rodata=cfg, reuse_maps=shared, autoload=load,
                             prog_types={n: (BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER) for n in nf})
                     except BaseException as e:  # raised where the object is first needed
                         self._trace_err = e
@@ -187,6 +193,8 @@ class ProbeSet:
         """Ready the loaded set for a new trace, with nothing attached: the filter written into
         both objects, and nothing left of the last trace (its unread records, tracked skbs,
         counters)."""
+        if not self.writable:
+            raise ValueError("this probe set was loaded with its filter as a constant: load it without one to reuse it")
         cfg = {"pp_cfg": flt.to_bytes()}
         for o in (self.tc, self.trace):
             if o is not None:

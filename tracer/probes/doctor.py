@@ -97,7 +97,9 @@ def _caps() -> Check:
     return Check("capabilities", "ok", " ".join(have), True)
 
 
-SHIPPED_OBJECTS = ("tc", "trace", "watch")  # what a wheel carries (setup.py); filter_check is test-only
+# what a wheel carries (setup.py); filter_check is test-only. *.agent: `podpath agent`'s build
+# of the trace probes (the filter writable after load).
+SHIPPED_OBJECTS = ("tc", "trace", "tc.agent", "trace.agent", "watch")
 
 
 def _objects():

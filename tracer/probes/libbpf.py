@@ -290,6 +290,19 @@ def prog_id(fd: int) -> int:
     return struct.unpack_from("=I", info, 4)[0]  # bpf_prog_info.id (after type)
 
 
+def verified_insns(fd: int) -> int:
+    """Instructions the verifier processed to load a program (bpf_prog_info.verified_insns, 5.16+;
+    0 on older kernels): what its load cost, whatever else the machine was doing."""
+    import struct
+    info = ctypes.create_string_buffer(256)
+    c = _attr(16)
+    _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
+    r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
+    if r < 0:
+        raise _fail(f"cannot read BPF fd {fd}'s info", r)
+    return struct.unpack_from("=I", info, 216)[0]  # offsetof(struct bpf_prog_info, verified_insns)
+
+
 def prog_info(prog_id: int) -> tuple[str, str] | None:
     """(name, tag as 16 hex digits) of a loaded program by id, or None if it is gone."""
     b = _attr(16)

@@ -283,7 +283,7 @@ class Connection:
 
         def load() -> None:
             try:
-                s.load()
+                s.load(likely=early)
                 if early:  # the likely path, while the coordinator waits for the snapshots
                     s.attach(early, plan=False)
             except BaseException as e:  # noqa: BLE001 - said at `attach`

@@ -56,17 +56,6 @@ static __always_inline __u8 set_reported_tuple(struct pp_event *e, const struct 
  * plain load from the map's value (no helper call), never folded by the compiler. */
 volatile struct pp_config pp_cfg SEC(".data") = {};
 
-/* The gate: every program returns at once while it is 0, before any parsing or map access, so a
- * link that lingers between an agent's traces costs traffic one load and a branch. Open (1) in a
- * one-shot trace's objects; an agent loads its sets closed, opens the gate once a trace's filter is
- * written and closes it when the trace ends (tracer/probes ProbeSet.set_gate). */
-volatile __u32 pp_gate SEC(".data") = 1;
-
-static __always_inline bool gate_open(void)
-{
-	return pp_gate != 0;
-}
-
 /* Never read: keeps the contract's types in the object's BTF (ring buffer records are untyped,
  * and the enums only name the values of __u8/__u16 fields), so tests/unit/test_event_layout.py
  * can compare them with the Python mirror. */
@@ -85,6 +74,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* 4 MiB */
 } pp_events SEC(".maps");
+
+/* The gate: every program returns at once while it is 0, before any parsing or map access, so a
+ * link that lingers between an agent's traces costs traffic one load and a branch. Open (1) as loaded
+ * (a one-shot trace's objects stay so); an agent closes it when a trace ends and its links linger,
+ * and opens it once the next trace's filter is written (tracer/probes ProbeSet.set_gate). */
+volatile __u32 pp_gate SEC(".data") = 1;
+
+static __always_inline bool gate_open(void)
+{
+	return pp_gate != 0;
+}
 
 /* skb address -> first time (ns) it matched: later probes attribute events to it even when
  * NAT rewrote its headers. Deleted when the skb is freed; LRU bounds what is never freed. */

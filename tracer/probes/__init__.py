@@ -161,8 +161,7 @@ class ProbeSet:
         self._trace_err: BaseException | None = None
         self._trace_thread: threading.Thread | None = None
         try:
-            # a pool's set loads with its gate closed: its programs stay inert until a filter is in
-            cfg = {"pp_cfg": flt.to_bytes()} if flt is not None else {"pp_gate": GATE_CLOSED}
+            cfg = {"pp_cfg": flt.to_bytes()} if flt is not None else None
             self.tc = libbpf.BpfObject(object_path("tc"), data=cfg)
             self.objs.append(self.tc)
             if tracepoints or netfilter:
@@ -211,17 +210,19 @@ class ProbeSet:
                 self.objs.append(self._trace_obj)
 
     def use(self, flt: Filter) -> None:
-        """Ready the loaded set for a new trace, its gate closed (lingering links inert): the filter
-        written into both objects, and nothing left of the last trace (its unread records, tracked
-        skbs, counters). set_gate(True) then starts it."""
-        cfg = {"pp_cfg": flt.to_bytes(), "pp_gate": GATE_CLOSED}
+        """Ready the loaded set for a new trace (its lingering links gated): the filter written into
+        both objects, and nothing left of the last trace (its unread records, tracked skbs,
+        counters)."""
+        cfg = {"pp_cfg": flt.to_bytes()}
         for o in (self.tc, self.trace):
             if o is not None:
                 o.write_data(cfg)
         self.reset()
 
     def set_gate(self, open_: bool) -> None:
-        """Open or close the gate every program checks first (both objects' .data)."""
+        """Open or close the gate every program checks first (both objects' .data). A set loads
+        open (harmless: it has no link yet); one given back to a pool is closed while its links
+        linger, so use() writes the next filter behind it."""
         for o in (self.tc, self.trace):
             if o is not None:
                 o.write_data({"pp_gate": GATE_OPEN if open_ else GATE_CLOSED})

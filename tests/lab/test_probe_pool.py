@@ -156,39 +156,6 @@ def test_a_set_given_back_forgets_its_tracked_skbs_and_counters(pair, pool):
     assert n.value == 0, "pp_ntracked not reset"
 
 
-def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
-    """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
-    what the pool keeps idle are unloaded when given back."""
-    a, b = pair
-    held = [Probes(flow(i), tracepoints=False, pool=pool) for i in (1, 2, 3)]
-    try:
-        sets = [frozenset(p._set.program_ids().values()) for p in held]
-        assert len(set(sets)) == 3 and pool.loads == 3
-        for p in held:
-            p.attach_tc(a, "va")
-        ping(a, 2)
-        for p in held:
-            p.poll(100)
-        assert {e.icmp_id for e in held[1].events} == {2}
-        assert not held[0].events and not held[2].events, "one session saw another's flow"
-    finally:
-        for p in held:
-            p.close()
-    assert pool.idle() == pool.keep == 2
-    deadline = time.monotonic() + 3  # the kernel frees an unloaded program asynchronously
-    while True:
-        loaded = {i for i, _ in libbpf.loaded_programs()}
-        kept = [s for s in sets if s & loaded]
-        if len(kept) <= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert len(kept) == 2 and all(s <= loaded for s in kept), \
-        "the pool should keep two idle sets loaded and unload the third"
-    assert pool.held_links() > 0, "the idle sets should keep their links for the linger period"
-    assert wait_unlinked(set().union(*sets)) == [], "an idle set is still attached after its linger period"
-    assert pool.held_links() == 0 and pool.idle() == 2, "the linger period detaches links, keeps the sets loaded"
-
-
 def test_a_lingering_link_behind_the_closed_gate_reports_nothing(pair, pool):
     """Between traces the links stay attached, gate closed: the flow the last trace matched crosses
     them (and is delivered) without one record, tracked skb or loss; the next trace on the same
@@ -247,3 +214,37 @@ def test_a_trace_on_other_devices_detaches_the_lingering_links_it_did_not_need(p
         new = link_ids(q)
     running = {l["id"] for l in links_running(ids)}
     assert running == new, f"after the trace: links {running}, only its own {new} should linger"
+
+
+def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
+    """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
+    what the pool keeps idle are unloaded when given back."""
+    a, b = pair
+    held = [Probes(flow(i), tracepoints=False, pool=pool) for i in (1, 2, 3)]
+    try:
+        sets = [frozenset(p._set.program_ids().values()) for p in held]
+        assert len(set(sets)) == 3 and pool.loads == 3
+        for p in held:
+            p.attach_tc(a, "va")
+        ping(a, 2)
+        for p in held:
+            p.poll(100)
+        assert {e.icmp_id for e in held[1].events} == {2}
+        assert not held[0].events and not held[2].events, "one session saw another's flow"
+    finally:
+        for p in held:
+            p.close()
+    assert pool.idle() == pool.keep == 2
+    assert pool.held_links() > 0, "the idle sets should keep their links for the linger period"
+    assert wait_unlinked(set().union(*sets)) == [], "an idle set is still attached after its linger period"
+    assert pool.held_links() == 0 and pool.idle() == 2, "the linger period detaches links, keeps the sets loaded"
+    deadline = time.monotonic() + 3  # the kernel frees an unloaded program asynchronously
+    while True:
+        loaded = {i for i, _ in libbpf.loaded_programs()}
+        kept = [s for s in sets if s & loaded]
+        if len(kept) <= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(kept) == 2 and all(s <= loaded for s in kept), \
+        "the pool should keep two idle sets loaded and unload the third"
+    assert not links_running(set().union(*sets)), "an idle set is attached somewhere"

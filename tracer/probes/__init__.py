@@ -8,6 +8,13 @@
         events = p.poll(timeout_ms=200)          # list[Event]
         p.lost()                                 # ring buffer reservations that failed
 
+Pooled links linger (a `podpath agent`): a set given back keeps its tcx, tracepoint and netfilter
+links attached behind its closed gate (every program returns at once while pp_gate is 0), and the
+next trace that takes it reuses each one on a device, namespace, hook or tracepoint it needs (an
+attach or detach waits out an RCU grace period holding RTNL: a snapshot taken meanwhile waits for
+it). Links the new trace does not need are detached when it closes, after its result; a set idle
+for LINGER_S detaches them all, so an idle agent holds no link.
+
 tc.bpf.o is loaded first; trace.bpf.o reuses its maps (one ring buffer, one tracked-skb table, one
 loss counter). Every attachment is a link fd owned by this process (tcx, tp_btf, netfilter), so the
 kernel detaches everything if the process dies; the clsact fallback (kernels without tcx) is the
@@ -15,15 +22,8 @@ one exception and is swept by `sweep_clsact`.
 
 The filter is a global in the objects' .data: written before load by a trace that loads its own
 probes, or after load into a set a `podpath agent` keeps loaded (ProbePool: Probes(flt, pool=...)
-takes a set, writes the filter, clears the last trace's leftovers, opens the set's gate; close()
-closes the gate and gives it back). A Filter in, Events out, either way.
-
-Pooled links linger: a set given back keeps its tcx, tracepoint and netfilter links attached
-behind its closed gate (every program returns at once while pp_gate is 0), and the next trace that
-takes it reuses each one on a device, namespace, hook or tracepoint it needs (an attach or detach
-waits out an RCU grace period holding RTNL: a snapshot taken meanwhile waits for it). Links the new
-trace does not need are detached when it closes, after its result; a set idle for LINGER_S detaches
-them all, so an idle agent holds no link.
+takes a set, writes the filter, clears the last trace's leftovers; close() detaches and gives it
+back). A Filter in, Events out, either way.
 """
 
 from __future__ import annotations

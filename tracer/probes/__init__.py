@@ -106,7 +106,7 @@ def _netns_cookie() -> int:
         try:
             return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little")  # SO_NETNS_COOKIE (5.14)
         except OSError:
-            return -os.stat(f"/proc/thread-self/ns/net").st_ino  # older kernels: the inode, negated
+            return -os.stat("/proc/thread-self/ns/net").st_ino  # older kernels: the inode, negated
 
 
 def _all_or_none(makers) -> list:

@@ -61,6 +61,10 @@ GATE_OPEN, GATE_CLOSED = (1).to_bytes(4, "little"), bytes(4)  # pp_gate in .data
 # an operator's traces in a row, short enough that an agent left alone soon holds no link at all.
 LINGER_S = 30.0
 LINGER_ENV = "PODPATH_LINGER_S"  # overrides LINGER_S (tests: about a second)
+# Which links linger: tc (tcx: its attach and detach hold RTNL, which the agent's snapshot needs),
+# tp (tracepoints), nf (netfilter brackets). Gated, each still costs traffic a call per packet where
+# it sits; PODPATH_LINGER_KINDS (e.g. "tc") overrides it to compare (bench/bench_agent.py).
+LINGER_KINDS, LINGER_KINDS_ENV = "tc,tp,nf", "PODPATH_LINGER_KINDS"
 
 
 _kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once
@@ -666,8 +670,10 @@ class Probes:
             except Exception:  # noqa: BLE001 - a set whose gate will not close lingers nothing
                 linger = False
         if linger:
-            drop = [l for l in reversed(self.links) if id(l) not in self._held] + s.release()
-            s.held = {key: held for key, held in (self._held[id(l)] for l in self.links if id(l) in self._held)}
+            kinds = (os.environ.get(LINGER_KINDS_ENV) or LINGER_KINDS).split(",")
+            keep = {id(l) for l in self.links if id(l) in self._held and self._held[id(l)][0][0] in kinds}
+            drop = [l for l in reversed(self.links) if id(l) not in keep] + s.release()
+            s.held = {key: held for key, held in (self._held[id(l)] for l in self.links if id(l) in keep)}
         else:
             drop = list(reversed(self.links)) + (s.release() if s is not None else [])
         self.links.clear()

@@ -157,7 +157,7 @@ class ProbeSet:
         self.objs: list[libbpf.BpfObject] = []
         self.sink = None  # sink(bytes) for each ring buffer record; None: dropped
         self.timings: dict[str, float] = {}
-        # links kept attached (gate closed) between pooled traces: key -> Held (see Probes._key_*)
+        # links kept attached (gate closed) between pooled traces: key -> Held (keys: Probes.attach_*)
         self.held: dict[tuple, Held] = {}
         self.idle_since = 0.0  # time.monotonic() when last given back
         self._rb = None
@@ -510,10 +510,10 @@ class Probes:
 
             def one(d):
                 if ns_id is not None:
-                    key = ("tc", ns_id, ifindex, d)
-                    link = self._claim(key, Held(None, where=(netns, ifname)))
-                    if link is not None:
-                        return link
+                    key = ("tc", ns_id, ifindex, d)  # the cookie: never another namespace's device
+                    held = self._claim(key)
+                    if held is not None:
+                        return held.link
                 fd = self.tc.program_fd(TC_PROGRAMS[d])
                 if mode in ("tcx", "auto"):
                     try:
@@ -541,7 +541,8 @@ class Probes:
         t0 = time.perf_counter()
         made = []
         for n in names:
-            link = self._claim(("tp", n), Held(None)) if self._pool is not None else None
+            held = self._claim(("tp", n)) if self._pool is not None else None
+            link = held.link if held is not None else None
             if link is None:
                 link = self.trace.attach(n)
                 if self._pool is not None:
@@ -571,12 +572,10 @@ class Probes:
             name = NF_MATCH_PROGRAM if (match and i == 0 and hook == "output") else NF_PROGRAMS[i]
             used = self.nf_priorities.setdefault((ino, libbpf.NF_HOOKS[hook]), [None] * len(prios))
             key = ("nf", ns_id, hook, name, i, prios[i])
-            if ns_id is not None:
-                held = Held(None)
-                link = self._claim(key, held)
-                if link is not None:
-                    used[i] = held.prio
-                    return link
+            held = self._claim(key) if ns_id is not None else None
+            if held is not None:
+                used[i] = held.prio  # where it was attached: its events map back to it
+                return held.link
             fd = self.trace.program_fd(name)
             step = 1 if prios[i] <= NF_PRI_FIRST + 1 else -1
             for k in range(16):
@@ -606,13 +605,11 @@ class Probes:
         self.timings["attach_nf_ms"] = self.timings.get("attach_nf_ms", 0) + (time.perf_counter() - t0) * 1000
         return made
 
-    def _claim(self, key: tuple, out: Held):
-        """A link the pooled set has lingering under key, now this trace's (None: attach one);
-        out receives what was held with it (a netfilter link's priority)."""
+    def _claim(self, key: tuple) -> Held | None:
+        """The link the pooled set has lingering under key, now this trace's (None: attach one)."""
         held = self._set.held.pop(key, None)
         if held is None:
             return None
-        out.prio = held.prio
         self._held[id(held.link)] = (key, held)
         self.reused += 1
         self.timings["reused_links"] = self.reused

@@ -613,7 +613,7 @@ class Probes:
         self._held[id(held.link)] = (key, held)
         self.reused += 1
         self.timings["reused_links"] = self.reused
-        return held.link
+        return held
 
     def _hold(self, link, key: tuple, held: Held) -> None:
         self._held[id(link)] = (key, held)

@@ -216,6 +216,24 @@ def test_a_trace_on_other_devices_detaches_the_lingering_links_it_did_not_need(p
     assert running == new, f"after the trace: links {running}, only its own {new} should linger"
 
 
+def test_the_pool_gives_a_trace_the_set_whose_links_fit_it(pair, pool):
+    """Two idle sets, one lingering on a's veth, the other on b's: a trace likely to use b's device
+    takes the set already attached there and reuses both its links, attaching nothing."""
+    a, b = pair
+    on_a, on_b = Probes(flow(1), tracepoints=False, pool=pool), Probes(flow(2), tracepoints=False, pool=pool)
+    try:
+        on_a.attach_tc(a, "va")
+        on_b.attach_tc(b, "vb")
+        b_links = link_ids(on_b)
+    finally:
+        on_b.close()
+        on_a.close()  # given back last: a plain stack would hand it out next
+    with Probes(flow(3), tracepoints=False, pool=pool, likely=[(b, "vb")]) as q:
+        q.attach_tc(b, "vb")
+        assert q.reused == 2 and link_ids(q) == b_links, "the trace took the set lingering elsewhere"
+    assert pool.loads == 2
+
+
 def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
     """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
     what the pool keeps idle are unloaded when given back."""

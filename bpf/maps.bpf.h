@@ -84,6 +84,17 @@ struct {
 	__uint(max_entries, 1 << 22); /* 4 MiB */
 } pp_events SEC(".maps");
 
+/* The gate: every program returns at once while it is 0, before any parsing or map access, so a
+ * link that lingers between an agent's traces costs traffic one load and a branch. Open (1) as loaded
+ * (a one-shot trace's objects stay so); an agent closes it when a trace ends and its links linger,
+ * and opens it once the next trace's filter is written (tracer/probes ProbeSet.set_gate). */
+volatile __u32 pp_gate SEC(".data") = 1;
+
+static __always_inline bool gate_open(void)
+{
+	return pp_gate != 0;
+}
+
 /* skb address -> first time (ns) it matched: later probes attribute events to it even when
  * NAT rewrote its headers. Deleted when the skb is freed; LRU bounds what is never freed. */
 struct {

@@ -48,6 +48,8 @@ static __always_inline int pp_tc(struct __sk_buff *ctx, __u8 point)
 	__u32 ip_off = 14;
 	__u8 f = 0;
 
+	if (!gate_open())
+		return PP_TC_ACT_UNSPEC;
 	if (ctx->protocol != bpf_htons(PP_ETH_P_IP))
 		return PP_TC_ACT_UNSPEC;
 

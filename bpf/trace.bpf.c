@@ -78,6 +78,8 @@ static __always_inline int pp_trace(struct sk_buff *skb, const struct pp_skb_sit
 {
 	struct pp_tuple outer = {}, m = {};
 	__u64 addr = (__u64)skb;
+	if (!gate_open())
+		return 0;
 	__u64 *seen = pp_lookup_tracked(&addr);
 	__u8 f = 0;
 
@@ -156,6 +158,8 @@ int BPF_PROG(pp_xmit, struct sk_buff *skb, struct net_device *dev)
 SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(pp_fib, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
 {
+	if (!gate_open())
+		return 0;
 	/* cheapest test first: input lookups carry no protocol, so other traffic fails it at once */
 	__u8 proto = flp->__fl_common.flowic_proto;
 	__u64 now = bpf_ktime_get_ns();
@@ -206,6 +210,8 @@ static __always_inline int pp_neigh(const struct neighbour *n, __u8 point, int e
 {
 	__u32 addr = 0;
 
+	if (!gate_open())
+		return 0;
 	if (n->tbl->family != 2 /* AF_INET */)
 		return 0;
 	bpf_probe_read_kernel(&addr, sizeof(addr), (const void *)n + bpf_core_field_offset(struct neighbour, primary_key));
@@ -266,6 +272,8 @@ static __always_inline int pp_nf_bracket(struct bpf_nf_ctx *ctx, __s32 bracket, 
 {
 	bool match = role == PP_NF_MATCH;
 
+	if (!gate_open())
+		return 1; /* NF_ACCEPT */
 	if (!match && !pp_any_tracked())
 		return 1; /* NF_ACCEPT: nothing of ours in flight, the cheapest exit */
 	struct sk_buff *skb = ctx->skb;

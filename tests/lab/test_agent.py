@@ -79,8 +79,18 @@ class Agents:
         return direct(self.lab.netns(node))
 
 
+# The lab agents' linger period here (PODPATH_LINGER_S; an agent's default is 30 s): longer than
+# the gap between two traces in a row, short enough to wait out before checking an idle agent.
+AGENT_LINGER_S = 4.0
+
+
 @pytest.fixture(scope="module")
 def lab(request):
+    from podpath.tracer.probes import LINGER_ENV
+
+    env = pytest.MonkeyPatch()  # the agents inherit it: the ones `lab up` starts and Agents.start's
+    env.setenv(LINGER_ENV, str(AGENT_LINGER_S))
+    request.addfinalizer(env.undo)
     return bpf_lab(request, "ag")
 
 
@@ -133,6 +143,12 @@ def bpf_links(pid: int) -> int:
     return len(bpf_fds(pid, "bpf_link"))
 
 
+def link_ids(pid: int) -> set[int]:
+    """The ids of the BPF links a process holds (an agent between traces: its lingering links)."""
+    return {int(line.split()[1]) for info in bpf_fds(pid, "bpf_link")
+            for line in info.splitlines() if line.startswith("link_id:")}
+
+
 def program_ids(pid: int) -> set[int]:
     """The ids of the BPF programs a process holds loaded (an agent: its probe sets)."""
     return {int(line.split()[1]) for info in bpf_fds(pid, "bpf-prog")
@@ -163,7 +179,8 @@ def podpath_attached_in_lab(lab, agents) -> list[str]:
     return found
 
 
-def wait_nothing_attached(lab, agents, timeout: float = 5.0) -> list[str]:
+def wait_nothing_attached(lab, agents, timeout: float = AGENT_LINGER_S + 5) -> list[str]:
+    """What stays attached once the agents' links have outlived their linger period."""
     deadline = time.monotonic() + timeout
     while (left := podpath_attached_in_lab(lab, agents)) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -186,7 +203,8 @@ def agents_programs(agents) -> dict[str, set[int]]:
 
 def test_idle_agents_keep_programs_loaded_and_attach_nothing(lab, agents):
     """After a trace an agent still holds podpath's programs (loaded once: the verifier's work is
-    not paid per trace) and no link: nothing of it runs on the node's traffic."""
+    not paid per trace) and, once its links' linger period is over, no link: nothing of it runs on
+    the node's traffic."""
     from podpath.tracer.probes import PROGRAM_NAMES
     from podpath.tracer.probes.libbpf import prog_info
 
@@ -203,27 +221,43 @@ def test_back_to_back_traces_reuse_the_loaded_programs(lab, agents):
     """Traces in a row through the same agents, each another flow and fault (tcp to a port nobody
     listens on, icmp healthy, tcp to a Service without endpoints): each verdict is the in-process
     lab trace's, and the agents hold the same programs throughout (loaded once, each trace's filter
-    written into them), so nothing of one trace (a drop, a tracked skb) reaches the next."""
+    written into them) and reuse the links of the trace before (lingering behind the closed gate;
+    the same flow twice: every one), so nothing of one trace (a drop, a tracked skb) reaches the
+    next. Idle past the linger period, they hold no link."""
+    wants = {}
+    for name in ("no-listener", "svc-no-endpoints"):  # first: the agents' traces then follow each other
+        lab.inject(name)
+        try:
+            wants[name] = in_process(lab, FAULTS[name].flow)["verdict"]
+        finally:
+            lab.clear(name)
     verdict_of(trace_through_agents(lab, agents, "default/pod-a", "default/pod-b"))  # warm
-    assert wait_nothing_attached(lab, agents) == []
     before = agents_programs(agents)
     assert all(before.values()), before
-    for name in ("no-listener", None, "svc-no-endpoints"):
+    links = {n: link_ids(pid) for n, pid in agents.pids.items()}
+    assert all(links.values()), f"the agents should keep the warm trace's links for the next: {links}"
+    for i, name in enumerate((None, "no-listener", None, "svc-no-endpoints")):
         if name is None:
             got = verdict_of(trace_through_agents(lab, agents, "default/pod-a", "default/pod-b"))["verdict"]
             assert (got["status"], got["cause"]) == ("delivered", None), got["message"]
         else:
-            fault = FAULTS[name]
             lab.inject(name)
             try:
-                want = in_process(lab, fault.flow)["verdict"]
-                got = verdict_of(trace_through_agents(lab, agents, *flow_args(fault.flow)))["verdict"]
+                got = verdict_of(trace_through_agents(lab, agents, *flow_args(FAULTS[name].flow)))["verdict"]
             finally:
                 lab.clear(name)
+            want = wants[name]
             assert {k: got[k] for k in COMPARED} == {k: want[k] for k in COMPARED}, \
                 f"{name}: through agents {got['message']!r}, in process {want['message']!r}"
-        assert wait_nothing_attached(lab, agents) == []
         assert agents_programs(agents) == before, f"after {name or 'the healthy trace'}: the agents loaded again"
+        now = {n: link_ids(pid) for n, pid in agents.pids.items()}
+        if i == 0:  # the warm trace's flow again: every link reused, none attached
+            assert now == links, f"the same flow again attached anew: {links} -> {now}"
+        else:
+            assert all(now[n] & links[n] for n in now), f"after {name or 'the healthy trace'}: no link reused " \
+                f"({links} -> {now})"
+        links = now
+    assert wait_nothing_attached(lab, agents) == []
 
 
 # Faults whose packet dies in the lab's underlay: the switch namespace joining the nodes, which no
@@ -404,6 +438,7 @@ def test_agent_survives_garbage_and_wrong_versions(lab, agents):
 def test_agent_killed_mid_trace_is_named_not_observed(lab, agents):
     """node-b's agent dies after it armed: the verdict names node-b not observed, guesses nothing
     there, and nothing of podpath stays attached in the lab."""
+    assert wait_nothing_attached(lab, agents) == []  # no lingering link: more than 4 means armed
     lab.inject("fdb-wrong-dst")  # the packet goes to the wrong VTEP: the source waits its whole timeout
     proc = subprocess.Popen(["ip", "netns", "exec", lab.netns("node-a"), EXE, "trace", "default/pod-a",
                              "default/pod-b", "--timeout", "4", "--kubeconfig", str(lab.kubeconfig), "-o", "json"],

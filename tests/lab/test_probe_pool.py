@@ -4,7 +4,9 @@ into the loaded .data. Real BPF on two throwaway namespaces ppwarm-<hex>-a / -b 
 
 What a user of an agent relies on: each trace sees its own flow and nothing of the trace before
 (unread records, tracked skbs, counters), the programs are the same ones trace after trace, two
-sessions at once get two sets, and an idle set is attached to nothing.
+sessions at once get two sets, a set given back keeps its links behind a closed gate (traffic over
+them gives no event) for the next trace to reuse, and an idle set is attached to nothing once its
+linger period (LINGER, short here) is over.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf, object_path
 pytestmark = ROOT_BPF_LAB
 
 A_IP, B_IP = "192.0.2.1", "192.0.2.2"
+LINGER = 1.0  # the pool's linger period here (an agent's: LINGER_S)
 FIRST_ID, SECOND_ID = 0x5757, 0x5858
 
 
@@ -59,7 +62,7 @@ def pair():
 
 @pytest.fixture
 def pool():
-    p = ProbePool()
+    p = ProbePool(linger_s=LINGER)
     try:
         yield p
     finally:
@@ -88,6 +91,18 @@ def links_running(ids) -> list[dict]:
     return [l for l in libbpf.links_info() if l["prog_id"] in ids]
 
 
+def wait_unlinked(ids, timeout: float = LINGER + 5) -> list[dict]:
+    """The links still running these programs once the linger period is over (expected: none)."""
+    deadline = time.monotonic() + timeout
+    while (left := links_running(ids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def link_ids(p: Probes) -> set[int]:
+    return {libbpf.prog_id(l.fd) for l in p.links}  # prog_id reads any BPF fd's id
+
+
 def test_a_pooled_set_serves_each_trace_its_own_flow_only(pair, pool):
     """Two traces on one loaded set: the first leaves its records unread; the second, with another
     filter, sees its own flow's packets (both veth ends, every sequence number) and none of the
@@ -96,13 +111,16 @@ def test_a_pooled_set_serves_each_trace_its_own_flow_only(pair, pool):
     with Probes(flow(FIRST_ID), tracepoints=True, pool=pool) as first:
         ids = first._set.program_ids()
         attach(first, a, b)
+        first_links = link_ids(first)
         ping(a, FIRST_ID)
         time.sleep(0.1)  # its records wait in the ring buffer, never read
-    assert pool.idle() == 1 and not links_running(set(ids.values())), "the set came back with links attached"
+    assert pool.idle() == 1 and pool.held_links() == len(first_links), "the set came back without its links"
     with Probes(flow(SECOND_ID), tracepoints=True, pool=pool) as second:
         assert second._set.program_ids() == ids, "the second trace loaded new programs"
         assert second.events == [] and second.lost() == 0
         attach(second, a, b)
+        assert link_ids(second) == first_links and second.reused == len(first_links), \
+            "the second trace attached again instead of reusing the lingering links"
         ping(a, FIRST_ID)  # the first trace's flow again: the new filter must not match it
         ping(a, SECOND_ID)
         second.poll(200)
@@ -138,6 +156,84 @@ def test_a_set_given_back_forgets_its_tracked_skbs_and_counters(pair, pool):
     assert n.value == 0, "pp_ntracked not reset"
 
 
+def test_a_lingering_link_behind_the_closed_gate_reports_nothing(pair, pool):
+    """Between traces the links stay attached, gate closed: the flow the last trace matched crosses
+    them (and is delivered) without one record, tracked skb or loss; the next trace on the same
+    devices reuses them and sees its own packets again."""
+    import ctypes
+
+    a, b = pair
+    with Probes(flow(FIRST_ID), tracepoints=True, pool=pool) as p:
+        attach(p, a, b)
+        s, links = p._set, link_ids(p)
+    assert not s.gate() and pool.held_links() == len(links)
+    assert {l["id"] for l in links_running(set(s.program_ids().values()))} == links, "the links should linger"
+    records = []
+    s.sink = records.append
+    try:
+        ping(a, FIRST_ID)  # the last trace's own flow, over its lingering links
+        s._rb.poll(200)
+        s._rb.consume()
+    finally:
+        s.sink = None
+    lb, key = libbpf.lib(), ctypes.c_uint64()
+    assert records == [], f"{len(records)} records came through the closed gate"
+    assert lb.bpf_map_get_next_key(s.tc.map_fd("pp_tracked"), None, ctypes.byref(key)) != 0, \
+        "a gated program tracked an skb"
+    with Probes(flow(SECOND_ID), tracepoints=True, pool=pool) as q:
+        assert q._set is s
+        attach(q, a, b)
+        assert link_ids(q) == links
+        ping(a, SECOND_ID)
+        q.poll(200)
+        seqs = sorted(e.icmp_seq for e in q.events if e.kind == "tc" and e.point == "egress" and e.netns == inode(a))
+    assert seqs == [1, 2, 3], seqs
+
+
+def test_a_trace_on_other_devices_detaches_the_lingering_links_it_did_not_need(pair, pool):
+    """A lingering link on a device the next trace does not use goes when that trace closes; one on
+    a device deleted meanwhile (a pod gone) breaks nothing: a new device of the same name gets its
+    own link."""
+    a, b = pair
+    with Probes(flow(FIRST_ID), tracepoints=False, pool=pool) as p:
+        p.attach_tc(a, "va")
+        p.attach_tc(b, "vb")
+        ids = set(p._set.program_ids().values())
+        old = link_ids(p)
+    sh("ip", "-n", a, "link", "del", "va")  # vb goes with it
+    sh("ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
+    for ns, dev, ip in ((a, "va", A_IP), (b, "vb", B_IP)):
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    with Probes(flow(SECOND_ID), tracepoints=False, pool=pool) as q:
+        q.attach_tc(a, "va")
+        assert q.reused == 0 and not link_ids(q) & old, "a link of the deleted device was reused"
+        ping(a, SECOND_ID)
+        q.poll(200)
+        assert sorted(e.icmp_seq for e in q.events if e.point == "egress") == [1, 2, 3]
+        new = link_ids(q)
+    running = {l["id"] for l in links_running(ids)}
+    assert running == new, f"after the trace: links {running}, only its own {new} should linger"
+
+
+def test_the_pool_gives_a_trace_the_set_whose_links_fit_it(pair, pool):
+    """Two idle sets, one lingering on a's veth, the other on b's: a trace likely to use b's device
+    takes the set already attached there and reuses both its links, attaching nothing."""
+    a, b = pair
+    on_a, on_b = Probes(flow(1), tracepoints=False, pool=pool), Probes(flow(2), tracepoints=False, pool=pool)
+    try:
+        on_a.attach_tc(a, "va")
+        on_b.attach_tc(b, "vb")
+        b_links = link_ids(on_b)
+    finally:
+        on_b.close()
+        on_a.close()  # given back last: a plain stack would hand it out next
+    with Probes(flow(3), tracepoints=False, pool=pool, likely=[(b, "vb")]) as q:
+        q.attach_tc(b, "vb")
+        assert q.reused == 2 and link_ids(q) == b_links, "the trace took the set lingering elsewhere"
+    assert pool.loads == 2
+
+
 def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
     """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
     what the pool keeps idle are unloaded when given back."""
@@ -157,6 +253,9 @@ def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
         for p in held:
             p.close()
     assert pool.idle() == pool.keep == 2
+    assert pool.held_links() > 0, "the idle sets should keep their links for the linger period"
+    assert wait_unlinked(set().union(*sets)) == [], "an idle set is still attached after its linger period"
+    assert pool.held_links() == 0 and pool.idle() == 2, "the linger period detaches links, keeps the sets loaded"
     deadline = time.monotonic() + 3  # the kernel frees an unloaded program asynchronously
     while True:
         loaded = {i for i, _ in libbpf.loaded_programs()}

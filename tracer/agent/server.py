@@ -2,9 +2,11 @@
 
 Warm state: the imports done, the API client made once, and podpath's BPF programs loaded once
 (a ProbePool: the verifier's work is paid at start, not per trace). Each `arm` takes a loaded set
-from the pool, writes its flow's filter into it (.data) and attaches; the session's end detaches
-every link and gives the set back. Idle, the agent holds loaded programs and no link: nothing runs
-on traffic. Two coordinators at once take two sets (a second one is loaded then, and kept).
+from the pool, writes its flow's filter into it (.data), opens its gate and attaches what the set
+does not already have; the session's end closes the gate and gives the set back with its links
+lingering (the next trace reuses them). Idle for the linger period (probes.LINGER_S), the agent
+holds loaded programs and no link: nothing runs on traffic. Two coordinators at once take two sets
+(a second one is loaded then, and kept).
 
 Each connection is one coordinator, served by its own thread with its own session; a connection
 that drops closes its session (every link is fd-owned: nothing stays attached). Events are kept
@@ -283,7 +285,7 @@ class Connection:
 
         def load() -> None:
             try:
-                s.load()
+                s.load(likely=early)
                 if early:  # the likely path, while the coordinator waits for the snapshots
                     s.attach(early, plan=False)
             except BaseException as e:  # noqa: BLE001 - said at `attach`

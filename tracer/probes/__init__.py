@@ -8,6 +8,13 @@
         events = p.poll(timeout_ms=200)          # list[Event]
         p.lost()                                 # ring buffer reservations that failed
 
+Pooled links linger (a `podpath agent`): a set given back keeps its tcx, tracepoint and netfilter
+links attached behind its closed gate (every program returns at once while pp_gate is 0), and the
+next trace that takes it reuses each one on a device, namespace, hook or tracepoint it needs (an
+attach or detach waits out an RCU grace period holding RTNL: a snapshot taken meanwhile waits for
+it). Links the new trace does not need are detached when it closes, after its result; a set idle
+for LINGER_S detaches them all, so an idle agent holds no link.
+
 tc.bpf.o is loaded first; trace.bpf.o reuses its maps (one ring buffer, one tracked-skb table, one
 loss counter). Every attachment is a link fd owned by this process (tcx, tp_btf, netfilter), so the
 kernel detaches everything if the process dies; the clsact fallback (kernels without tcx) is the
@@ -33,7 +40,7 @@ from . import libbpf
 from .events import Event, EventError, Filter, Kallsyms, KernelNames, Kind, Limit, RawConfig, RawEvent, decode
 from .libbpf import BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, ClsactFilter, Link
 
-__all__ = ["Probes", "ProbeSet", "ProbePool", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
+__all__ = ["Probes", "ProbeSet", "ProbePool", "LINGER_S", "Filter", "NF_BRACKETS", "NF_HOOKS", "TRACEPOINTS", "Event", "EventError", "RawEvent", "RawConfig", "decode", "Kallsyms",
            "bpf_dir", "object_path", "PROGRAM_NAMES", "loaded_podpath_programs", "sweep_clsact"]
 
 SHARED_MAPS = ("pp_events", "pp_tracked", "pp_ntracked", "pp_lost", "pp_last_ours")
@@ -51,6 +58,15 @@ NF_BRACKETS = (NF_PRI_FIRST + 1, -301, -151, -101, -1, 49, 99, NF_PRI_LAST - 1)
 _KIND_OFFSET = RawEvent.kind.offset
 _KIND_KFREE = Kind.KFREE_SKB.value
 PROGRAM_NAMES = tuple(TC_PROGRAMS.values()) + TRACEPOINTS + NF_PROGRAMS + (NF_MATCH_PROGRAM,)
+GATE_OPEN, GATE_CLOSED = (1).to_bytes(4, "little"), bytes(4)  # pp_gate in .data
+# How long an idle pooled set keeps its links (gated) for the next trace to reuse: long enough for
+# an operator's traces in a row, short enough that an agent left alone soon holds no link at all.
+LINGER_S = 30.0
+LINGER_ENV = "PODPATH_LINGER_S"  # overrides LINGER_S (tests: about a second)
+# Which links linger: tc (tcx: its attach and detach hold RTNL, which the agent's snapshot needs),
+# tp (tracepoints), nf (netfilter brackets). Gated, each still costs traffic a call per packet where
+# it sits; PODPATH_LINGER_KINDS (e.g. "tc") overrides it to compare (bench/bench_agent.py).
+LINGER_KINDS, LINGER_KINDS_ENV = "tc,tp,nf", "PODPATH_LINGER_KINDS"
 
 
 _kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once
@@ -86,6 +102,17 @@ def _netns_ino(netns: str | None) -> int:
     if ino is None:
         raise NodeError(f"network namespace '{netns}' does not exist; list them with `ip netns list`")
     return ino
+
+
+def _netns_cookie() -> int:
+    """The calling thread's network namespace's cookie (SO_NETNS_COOKIE): unlike its inode number,
+    never reused by a later namespace, so a lingering link is reused only in its own namespace."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little")  # SO_NETNS_COOKIE (5.14)
+        except OSError:
+            return -os.stat("/proc/thread-self/ns/net").st_ino  # older kernels: the inode, negated
 
 
 def _all_or_none(makers) -> list:
@@ -133,6 +160,9 @@ class ProbeSet:
         self.objs: list[libbpf.BpfObject] = []
         self.sink = None  # sink(bytes) for each ring buffer record; None: dropped
         self.timings: dict[str, float] = {}
+        # links kept attached (gate closed) between pooled traces: key -> Held (keys: Probes.attach_*)
+        self.held: dict[tuple, Held] = {}
+        self.idle_since = 0.0  # time.monotonic() when last given back
         self._rb = None
         self._trace_obj: libbpf.BpfObject | None = None
         self._trace_err: BaseException | None = None
@@ -190,7 +220,7 @@ class ProbeSet:
                 self.objs.append(self._trace_obj)
 
     def use(self, flt: Filter) -> None:
-        """Ready the loaded set for a new trace, with nothing attached: the filter written into
+        """Ready the loaded set for a new trace (its lingering links gated): the filter written into
         both objects, and nothing left of the last trace (its unread records, tracked skbs,
         counters)."""
         if not self.writable:
@@ -200,6 +230,28 @@ class ProbeSet:
             if o is not None:
                 o.write_data(cfg)
         self.reset()
+
+    def set_gate(self, open_: bool) -> None:
+        """Open or close the gate every program checks first (both objects' .data). A set loads
+        open (harmless: it has no link yet); one given back to a pool is closed while its links
+        linger, so use() writes the next filter behind it."""
+        for o in (self.tc, self.trace):
+            if o is not None:
+                o.write_data({"pp_gate": GATE_OPEN if open_ else GATE_CLOSED})
+
+    def gate(self) -> bool:
+        return self.tc.read_data("pp_gate") != GATE_CLOSED
+
+    def release(self) -> list:
+        """Take away every lingering link (for the caller to close)."""
+        held, self.held = self.held, {}
+        return [h.link for h in held.values()]
+
+    def reusable(self, likely) -> tuple[int, int]:
+        """How well this set's lingering links fit a trace on these (netns, device) pairs: the
+        devices it already has links on, then how many links it has."""
+        want = set(likely)
+        return sum(1 for h in self.held.values() if h.where in want), len(self.held)
 
     def reset(self) -> None:
         """Drop unread records and clear the per-trace maps (the maps every object shares)."""
@@ -224,6 +276,7 @@ class ProbeSet:
 
     def close(self) -> None:
         self._join_trace()  # never leave a loader behind that would create an object after close
+        close_links(self.release())
         if self._rb is not None:
             self._rb.close()
             self._rb = None
@@ -263,21 +316,37 @@ def _clear_hash(fd: int) -> None:
             raise NodeError(f"cannot reset a probe map: {os.strerror(-r)}")
 
 
+class Held:
+    """A link a pooled set keeps between traces. where: (netns, device) of a tc link (a trace's
+    likely devices pick the set); prio: the priority a netfilter link got (its bracket's events map
+    back to it)."""
+    __slots__ = ("link", "where", "prio")
+
+    def __init__(self, link, where=None, prio=None) -> None:
+        self.link, self.where, self.prio = link, where, prio
+
+
 class ProbePool:
     """Loaded ProbeSets an agent keeps between traces. take() gives a set to one session (a loaded
-    one, or a new one when all are taken: two coordinators at once); give() takes it back, its
-    links already closed. At most `keep` idle sets stay loaded; none holds a link.
+    one, or a new one when all are taken: two coordinators at once); give() takes it back, its gate
+    closed and its links lingering. At most `keep` idle sets stay loaded; a set idle for linger_s
+    seconds detaches its links (a thread here), so an idle agent soon holds none.
 
-    An agent answers before it detaches (each tcx or netfilter link waits for an RCU grace period:
-    hundreds of ms in all), so back-to-back traces overlap: the first overlap loads a second set,
-    and the two then take turns, with no load after that. Waiting for the closing set instead put
-    its detach on the next trace's path (bench_agent: arm 3 ms -> 244 ms)."""
+    An agent answers before it closes the session, so back-to-back traces may overlap: the first
+    overlap loads a second set, and the two then take turns, with no load after that; take() picks
+    the idle set whose links fit the trace best."""
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 2, linger_s: float | None = None) -> None:
         self.keep = keep
+        if linger_s is None:
+            linger_s = float(os.environ.get(LINGER_ENV) or LINGER_S)
+        self.linger_s = linger_s
         self.loads = 0  # sets loaded since start (a warm agent: 1, or 2 with concurrent traces)
         self._idle: list[ProbeSet] = []
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the reaper waits on it
+        self._closing = False
+        self._reaper: threading.Thread | None = None
         self._preload: threading.Thread | None = None
 
     def preload(self) -> None:
@@ -300,17 +369,22 @@ class ProbePool:
             self.loads += 1
         return s
 
-    def take(self) -> ProbeSet:
+    def take(self, likely=()) -> ProbeSet:
+        """An idle set (the one whose lingering links fit `likely`, (netns, device) pairs, best),
+        else a newly loaded one."""
         t = self._preload
         if t is not None:
             t.join()
             self._preload = None
         with self._lock:
             if self._idle:
-                return self._idle.pop()
+                best = max(self._idle, key=lambda s: s.reusable(likely))
+                self._idle.remove(best)
+                return best
         return self._load()
 
     def give(self, s: ProbeSet) -> None:
+        """Back to the pool, its gate closed (the caller's), links lingering."""
         s.sink = None
         try:
             s.reset()  # the last trace's leftovers go now, off the next trace's path
@@ -318,20 +392,55 @@ class ProbePool:
             s.close()
             return
         with self._lock:
-            if len(self._idle) < self.keep:
+            if len(self._idle) < self.keep and not self._closing:
+                s.idle_since = time.monotonic()
                 self._idle.append(s)
+                if s.held:
+                    self._start_reaper()
+                    self._wake.notify()
                 return
         s.close()
+
+    def _start_reaper(self) -> None:  # under self._lock
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="podpath-linger", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        """Detach the links of sets idle for linger_s (their programs stay loaded)."""
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                now, due, wait = time.monotonic(), [], None
+                for s in self._idle:
+                    if s.held:
+                        left = s.idle_since + self.linger_s - now
+                        if left <= 0:
+                            due += s.release()
+                        else:
+                            wait = left if wait is None else min(wait, left)
+                if not due:
+                    self._wake.wait(wait)
+                    continue
+            close_links(due)  # errors: nothing to do but let the fds go
 
     def idle(self) -> int:
         with self._lock:
             return len(self._idle)
+
+    def held_links(self) -> int:
+        """Links the idle sets keep attached (gated)."""
+        with self._lock:
+            return sum(len(s.held) for s in self._idle)
 
     def close(self) -> None:
         if self._preload is not None:
             self._preload.join()
             self._preload = None
         with self._lock:
+            self._closing = True
+            self._wake.notify_all()
             sets, self._idle = self._idle, []
         for s in sets:
             s.close()
@@ -341,13 +450,17 @@ class Probes:
     """One trace's probes: a loaded ProbeSet with its filter, the links, and the events read.
 
     Without a pool the set is loaded for this trace (the filter set before load) and unloaded on
-    close; with one (an agent) it is taken from the pool, the filter written into it, and given
-    back on close with every link detached."""
+    close; with one (an agent) it is taken from the pool, the filter written into it, its lingering
+    links reused where this trace needs them, and given back on close, gate closed, with this
+    trace's links lingering (the ones it did not need detached). likely: the (netns, device) pairs
+    the trace will probably attach (picks the pooled set whose links fit best)."""
 
     def __init__(self, flt: Filter, *, tracepoints: bool = True, netfilter: bool = False,
-                 pool: ProbePool | None = None) -> None:
+                 pool: ProbePool | None = None, likely=()) -> None:
         self.filter = flt
         self.links: list[Link | ClsactFilter] = []
+        self.reused = 0  # links a pooled set had lingering that this trace took over
+        self._held: dict[int, tuple[tuple, Held]] = {}  # id(link) -> its key and Held: may linger
         self.events: list[Event] = []
         self.keep = None  # keep(event) -> bool: events to keep (an agent: its own node's namespaces)
         self.timings: dict[str, float] = {}
@@ -362,9 +475,10 @@ class Probes:
         t0 = time.perf_counter()
         try:
             if pool is not None:
-                self._set = pool.take()
+                self._set = pool.take(likely)
                 self._set.use(flt)
                 self._since_ns = time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+                self._set.set_gate(True)
             else:
                 self._set = ProbeSet(flt, tracepoints=tracepoints, netfilter=netfilter)
             self.tc = self._set.tc
@@ -400,12 +514,21 @@ class Probes:
             except OSError:
                 raise NodeError(f"no device {ifname} in network namespace {netns or '(current)'}") from None
             what = f"{netns or '-'}/{ifname}"
+            ns_id = _netns_cookie() if self._pool is not None else None
 
             def one(d):
+                if ns_id is not None:
+                    key = ("tc", ns_id, ifindex, d)  # the cookie: never another namespace's device
+                    held = self._claim(key)
+                    if held is not None:
+                        return held.link
                 fd = self.tc.program_fd(TC_PROGRAMS[d])
                 if mode in ("tcx", "auto"):
                     try:
-                        return libbpf.attach_tcx(fd, ifindex, d, what)
+                        link = libbpf.attach_tcx(fd, ifindex, d, what)
+                        if ns_id is not None:  # a clsact filter never lingers: no fd would own it
+                            self._hold(link, key, Held(link, where=(netns, ifname)))
+                        return link
                     except NodeError:
                         if mode == "tcx":
                             raise
@@ -424,7 +547,15 @@ class Probes:
         if self.trace is None:
             raise NodeError("probes were loaded without tracepoints")
         t0 = time.perf_counter()
-        made = [self.trace.attach(n) for n in names]
+        made = []
+        for n in names:
+            held = self._claim(("tp", n)) if self._pool is not None else None
+            link = held.link if held is not None else None
+            if link is None:
+                link = self.trace.attach(n)
+                if self._pool is not None:
+                    self._hold(link, ("tp", n), Held(link))
+            made.append(link)
         self.links.extend(made)
         self.timings["attach_tp_ms"] = (time.perf_counter() - t0) * 1000
         return made
@@ -444,9 +575,15 @@ class Probes:
         ino = _netns_ino(netns)
         t0 = time.perf_counter()
 
-        def one(hook: str, i: int, prios: list[int]):
+        def one(hook: str, i: int, prios: list[int], ns_id):
             # only OUTPUT creates packets; at every other hook the skb is already tracked
             name = NF_MATCH_PROGRAM if (match and i == 0 and hook == "output") else NF_PROGRAMS[i]
+            used = self.nf_priorities.setdefault((ino, libbpf.NF_HOOKS[hook]), [None] * len(prios))
+            key = ("nf", ns_id, hook, name, i, prios[i])
+            held = self._claim(key) if ns_id is not None else None
+            if held is not None:
+                used[i] = held.prio  # where it was attached: its events map back to it
+                return held.link
             fd = self.trace.program_fd(name)
             step = 1 if prios[i] <= NF_PRI_FIRST + 1 else -1
             for k in range(16):
@@ -455,8 +592,9 @@ class Probes:
                     link = libbpf.attach_netfilter(fd, hook, prio)
                 except libbpf.PriorityTaken:
                     continue
-                used = self.nf_priorities.setdefault((ino, libbpf.NF_HOOKS[hook]), [None] * len(prios))
                 used[i] = prio
+                if ns_id is not None:
+                    self._hold(link, key, Held(link, prio=prio))
                 return link
             raise NodeError(f"netfilter {hook}: priorities {prios[i]}..{prio} all held by other BPF links; "
                             "too many traces at once in this namespace?")
@@ -466,12 +604,27 @@ class Probes:
                 raise ValueError(f"netfilter brackets for {hook} must be 1..{len(NF_PROGRAMS)} rising priorities")
 
         def body():
-            return _all_or_none(lambda h=h, i=i, ps=ps: one(h, i, ps) for h, ps in plan.items() for i in range(len(ps)))
+            ns_id = _netns_cookie() if self._pool is not None else None
+            return _all_or_none(lambda h=h, i=i, ps=ps: one(h, i, ps, ns_id)
+                                for h, ps in plan.items() for i in range(len(ps)))
 
         made = libbpf.in_netns_thread(body, netns)
         self.links.extend(made)
         self.timings["attach_nf_ms"] = self.timings.get("attach_nf_ms", 0) + (time.perf_counter() - t0) * 1000
         return made
+
+    def _claim(self, key: tuple) -> Held | None:
+        """The link the pooled set has lingering under key, now this trace's (None: attach one)."""
+        held = self._set.held.pop(key, None)
+        if held is None:
+            return None
+        self._held[id(held.link)] = (key, held)
+        self.reused += 1
+        self.timings["reused_links"] = self.reused
+        return held
+
+    def _hold(self, link, key: tuple, held: Held) -> None:
+        self._held[id(link)] = (key, held)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -511,13 +664,29 @@ class Probes:
     # -- teardown -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach every link, then unload the set (or give it back to its pool). Safe to call twice."""
-        errors = close_links(list(reversed(self.links)))
-        self.links.clear()
+        """Detach every link, then unload the set; or, pooled, close the set's gate, keep this
+        trace's links lingering in it, detach the ones it held that this trace did not need, and
+        give it back. Safe to call twice."""
         s, self._set = self._set, None
+        linger = self._pool is not None and s is not None
+        if linger:
+            try:
+                s.set_gate(False)
+            except Exception:  # noqa: BLE001 - a set whose gate will not close lingers nothing
+                linger = False
+        if linger:
+            kinds = (os.environ.get(LINGER_KINDS_ENV) or LINGER_KINDS).split(",")
+            keep = {id(l) for l in self.links if id(l) in self._held and self._held[id(l)][0][0] in kinds}
+            drop = [l for l in reversed(self.links) if id(l) not in keep] + s.release()
+            s.held = {key: held for key, held in (self._held[id(l)] for l in self.links if id(l) in keep)}
+        else:
+            drop = list(reversed(self.links)) + (s.release() if s is not None else [])
+        self.links.clear()
+        self._held.clear()
+        errors = close_links(drop)
         if s is not None:
             s.sink = None
-            if self._pool is not None and not errors:
+            if linger and not errors:
                 self._pool.give(s)
             else:  # a link that would not close: its programs must not serve another trace
                 s.close()

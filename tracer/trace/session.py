@@ -150,8 +150,9 @@ class Session:
             raise
         return self
 
-    def load(self) -> "Session":
-        """Load the probes with the flow's filter and attach req.attach (nothing if the socket failed)."""
+    def load(self, likely=()) -> "Session":
+        """Load the probes with the flow's filter and attach req.attach (nothing if the socket failed).
+        likely: devices the trace will probably need besides req.attach (a pool's best-fitting set)."""
         from ..probes import Filter, Probes
 
         req, ir, res = self.req, self.req.inject, self.result.inject
@@ -170,7 +171,8 @@ class Session:
                              neigh_addrs=tuple(req.neigh_addrs))
             self.filter = flt
             self.say(f"loading probes ({len(req.attach)} devices)…")
-            self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter, pool=self.pool)
+            self._probes = Probes(flt, tracepoints=req.tracepoints, netfilter=req.netfilter, pool=self.pool,
+                                  likely=list(req.attach) + list(likely))
             self._probes.keep = self.keep
             self.timings["load_ms"] = (time.perf_counter() - self._t0) * 1000
             t = time.perf_counter()

@@ -65,8 +65,10 @@ LINGER_S = 30.0
 LINGER_ENV = "PODPATH_LINGER_S"  # overrides LINGER_S (tests: about a second)
 # Which links linger: tc (tcx: its attach and detach hold RTNL, which the agent's snapshot needs),
 # tp (tracepoints), nf (netfilter brackets). Gated, each still costs traffic a call per packet where
-# it sits; PODPATH_LINGER_KINDS (e.g. "tc") overrides it to compare (bench/bench_agent.py).
-LINGER_KINDS, LINGER_KINDS_ENV = "tc,tp,nf", "PODPATH_LINGER_KINDS"
+# it sits, and tracepoints sit on every skb of the node (kfree_skb, consume_skb): only tcx links,
+# on the path's devices, are worth it; tracepoint and netfilter links attach in microseconds without
+# RTNL. PODPATH_LINGER_KINDS (e.g. "tc,tp,nf") overrides it to compare (bench/bench_agent.py).
+LINGER_KINDS, LINGER_KINDS_ENV = "tc", "PODPATH_LINGER_KINDS"
 
 
 _kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once

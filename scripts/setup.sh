@@ -49,7 +49,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # every dependency must import, or the install did not work: fail here, not in the first test
   .venv/bin/python -c 'import podpath.cli.main, pyroute2, typer, rich, kubernetes, pandas, pyarrow, matplotlib, dns
-import aiohttp, cryptography, prometheus_client, pytest, hypothesis, kubernetes_validate'
+import aiohttp, cryptography, prometheus_client, pytest, hypothesis, kubernetes_validate, xdist'
 
   echo "$want" > "$stamp"
 fi

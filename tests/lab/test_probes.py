@@ -285,6 +285,7 @@ def test_clsact_fallback_and_sweep(pair):
     assert "pp_tc" not in sh("ip", "netns", "exec", b, "tc", "filter", "show", "dev", "vb", "ingress").stdout
 
 
+@pytest.mark.serial  # asserts it is the only podpath running; `podpath cleanup` sweeps every lab
 def test_leftover_clsact_filter_swept_at_start_and_by_cleanup(pair):
     """A killed clsact run's filter: the next podpath alone on the node sweeps it before attaching
     on that device; `podpath cleanup` removes it from every namespace."""

@@ -59,6 +59,23 @@ class NftraceLine:
         return d
 
 
+def _await_subscribed(procs: list[subprocess.Popen], most: float = 2.0) -> None:
+    """`nft monitor` prints nothing once it has subscribed: wait until each has become `nft` (the
+    setpriv/nsenter chain execs in place) and opened its netlink socket, then a little more."""
+    end = time.monotonic() + most
+    for p in procs:
+        while time.monotonic() < end and p.poll() is None:
+            try:
+                if open(f"/proc/{p.pid}/comm").read().strip() == "nft" and any(
+                        os.readlink(f"/proc/{p.pid}/fd/{fd}").startswith("socket:")
+                        for fd in os.listdir(f"/proc/{p.pid}/fd")):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+    time.sleep(0.05)  # from the socket to the subscription: a few system calls
+
+
 def with_positions(lines: list[NftraceLine]) -> list[NftraceLine]:
     """The lines, each decisive rule line with its rule's position in its chain, read now in its
     namespace (on the node that saw it)."""
@@ -126,7 +143,7 @@ class NfTrace:
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 self._procs.append((ns, mon))
                 threading.Thread(target=self._read, args=(ns, mon), daemon=True).start()
-            time.sleep(0.15)  # `nft monitor` prints nothing when it has subscribed: give it time
+            _await_subscribed([mon for _, mon in self._procs])
         except BaseException:
             self.close()
             raise
@@ -138,8 +155,18 @@ class NfTrace:
                 with self._lock:
                     self._lines.append(line)
 
-    def lines(self, settle: float = 0.05) -> list[NftraceLine]:
-        time.sleep(settle)  # the monitors print asynchronously
+    def lines(self, settle: float = 0.1, most: float = 1.0) -> list[NftraceLine]:
+        """What the monitors printed, once they have been quiet for `settle` s (they print
+        asynchronously, later on a loaded machine), waiting at most `most` s."""
+        end, seen, quiet_since = time.monotonic() + most, -1, time.monotonic()
+        while time.monotonic() < end:
+            with self._lock:
+                n = len(self._lines)
+            if n != seen:
+                seen, quiet_since = n, time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                break
+            time.sleep(0.02)
         with self._lock:
             return list(self._lines)
 

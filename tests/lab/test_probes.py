@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,17 @@ def own_link_ids() -> set[int]:
     return ids
 
 
+def bpftool_links() -> list[dict]:
+    """Every BPF link on the machine, as bpftool lists them. bpftool fails when a link another
+    process closes vanishes while it lists (parallel test workers): asked again."""
+    for _ in range(10):
+        p = subprocess.run(["bpftool", "link", "show", "-j"], capture_output=True, text=True)
+        if p.returncode == 0:
+            return json.loads(p.stdout or "[]")
+        time.sleep(0.05)
+    raise RuntimeError(f"bpftool link show -j failed ({p.returncode}): {p.stderr.strip()}")
+
+
 def test_close_detaches_every_kind_of_link_side_by_side(pair):
     """Probes.close detaches its links concurrently (probes.close_links): none of this process's
     tcx, tracepoint or netfilter links is left, and the flow passes after."""
@@ -184,11 +196,11 @@ def test_close_detaches_every_kind_of_link_side_by_side(pair):
         p.attach_netfilter(b, hooks=("prerouting", "input"))
         mine = own_link_ids()
         assert len(p.links) == 4 + len(TRACEPOINTS) + 2 * len(NF_BRACKETS) == len(mine)
-        assert mine <= {l["id"] for l in json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")}
+        assert mine <= {l["id"] for l in bpftool_links()}
     finally:
         p.close()
     assert p.links == [] and own_link_ids() == set()
-    assert not mine & {l["id"] for l in json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")}
+    assert not mine & {l["id"] for l in bpftool_links()}
     assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0
 
 
@@ -227,13 +239,13 @@ def test_sigkill_leaves_nothing_behind(pair):
         held = held_by(proc.pid)
         assert {n for _, n in held} >= {"pp_tc_ingress", "pp_tc_egress", "pp_kfree_skb", "pp_nf_0", "pp_nf_7"}
         ours = {i for i, _ in held}
-        before = json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")
+        before = bpftool_links()
         assert [l for l in before if l.get("prog_id") in ours], "the loader's links should be visible"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert wait_no_programs() == [], "the kernel should release fd-owned links and programs"
-    links = json.loads(sh("bpftool", "link", "show", "-j").stdout or "[]")
+    links = bpftool_links()
     # any link type (bpftool 7.1 prints tcx as 11): none may still point at the dead loader's programs
     assert not [l for l in links if l.get("prog_id") in ours]
     assert ping(a, B_IP, ICMP_ID, count=1).returncode == 0

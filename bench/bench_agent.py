@@ -217,7 +217,7 @@ def main() -> None:
 
         before = {n: rss_kb(p) for n, p in pids.items()}
         t0 = time.perf_counter()
-        done = 0
+        done, series = 0, {n: [before[n]] for n in pids}
         while done < a.rss_traces:
             batch = min(100, a.rss_traces - done)
             got = helper(batch)
@@ -225,7 +225,12 @@ def main() -> None:
             bad = [g["status"] for g in got if g["status"] != "delivered"]
             if bad:
                 print(f"  (traces {done - batch}..{done}: {len(bad)} not delivered: {sorted(set(bad))})")
+            for n, p in pids.items():
+                series[n].append(rss_kb(p))
         after = {n: rss_kb(p) for n, p in pids.items()}
+        if a.rss_traces:  # the curve: a step while the pool loads its second set, then flat (or a leak)
+            for n in NODES:
+                print(f"  agent {n} RSS every 100 traces, MiB: " + " ".join(f"{x / 1024:.0f}" for x in series[n]))
         for n in NODES:
             growth = (after[n] - before[n]) / before[n] * 100
             print(f"agent {n} RSS: {before[n] / 1024:.1f} MiB before, {after[n] / 1024:.1f} MiB after "

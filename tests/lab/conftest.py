@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -117,6 +119,34 @@ ROOT_BPF_LAB = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces and loads BPF programs"),
 ]
+
+
+PAIR_A_IP, PAIR_B_IP = "192.0.2.1", "192.0.2.2"  # TEST-NET-1: never routed anywhere
+
+
+@contextlib.contextmanager
+def veth_pair(prefix: str):
+    """(ns_a, ns_b), two new namespaces joined by a veth: va PAIR_A_IP/24 in a <-> vb PAIR_B_IP/24 in
+    b, everything up; both namespaces deleted after, even when the test fails."""
+    def ip(*argv: str, check: bool = True) -> None:
+        p = subprocess.run(["ip", *argv], capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+
+    prefix = f"{prefix}-{secrets.token_hex(3)}"
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    try:
+        ip("netns", "add", a)
+        ip("netns", "add", b)
+        ip("-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
+        for ns, dev, addr in ((a, "va", PAIR_A_IP), (b, "vb", PAIR_B_IP)):
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        for ns in (a, b):
+            ip("netns", "del", ns, check=False)
 
 
 def fresh_lab(request, prefix: str):

@@ -12,7 +12,6 @@ linger period (LINGER, short here) is over.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -20,14 +19,14 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ROOT_BPF_LAB, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, ROOT_BPF_LAB, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
 from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf, object_path  # noqa: E402
 
 pytestmark = ROOT_BPF_LAB
 
-A_IP, B_IP = "192.0.2.1", "192.0.2.2"
+A_IP, B_IP = PAIR_A_IP, PAIR_B_IP
 LINGER = 1.0  # the pool's linger period here (an agent's: LINGER_S)
 FIRST_ID, SECOND_ID = 0x5757, 0x5858
 
@@ -44,20 +43,8 @@ def pair():
     """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
     if not os.path.exists(object_path("tc")):
         pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
-    prefix = f"ppwarm-{secrets.token_hex(3)}"
-    a, b = f"{prefix}-a", f"{prefix}-b"
-    try:
-        sh("ip", "netns", "add", a)
-        sh("ip", "netns", "add", b)
-        sh("ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
-        for ns, dev, ip in ((a, "va", A_IP), (b, "vb", B_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+    with veth_pair("ppwarm") as (a, b):
         yield a, b
-    finally:
-        for ns in (a, b):
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,14 +25,14 @@ pytestmark = [
 ]
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import held_by, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, held_by, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
 from podpath.tracer.probes import NF_BRACKETS, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
 
 PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
 
-A_IP, B_IP = "192.0.2.1", "192.0.2.2"
+A_IP, B_IP = PAIR_A_IP, PAIR_B_IP
 ICMP_ID, OTHER_ID = 0x5151, 0x6262
 
 
@@ -55,22 +54,10 @@ def pair():
     """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
     if not os.path.exists(object_path("tc")):
         pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
-    prefix = f"ppbpf-{secrets.token_hex(3)}"
-    a, b = f"{prefix}-a", f"{prefix}-b"
-    try:
-        sh("ip", "netns", "add", a)
-        sh("ip", "netns", "add", b)
-        sh("ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
-        for ns, dev, ip in ((a, "va", A_IP), (b, "vb", B_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+    with veth_pair("ppbpf") as (a, b):
         yield a, b
-    finally:
-        for ns in (a, b):
-            sh("ip", "netns", "del", ns, check=False)
-        left = wait_no_programs()
-        assert not left, f"podpath BPF programs still loaded after the test: {left}"
+    left = wait_no_programs()
+    assert not left, f"podpath BPF programs still loaded after the test: {left}"
 
 
 def ping(ns: str, dst: str, ident: int, count: int = 3) -> subprocess.CompletedProcess:

@@ -278,8 +278,8 @@ def loaded_programs() -> list[tuple[int, str]]:
             os.close(fd)
 
 
-def prog_id(fd: int) -> int:
-    """The kernel id of a program (or map, link) fd: bpftool's and /proc/PID/fdinfo's id."""
+def _info_u32(fd: int, offset: int) -> int:
+    """One __u32 of a BPF fd's info (BPF_OBJ_GET_INFO_BY_FD: bpf_prog_info, or a map's or link's)."""
     import struct
     info = ctypes.create_string_buffer(256)
     c = _attr(16)
@@ -287,20 +287,18 @@ def prog_id(fd: int) -> int:
     r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
     if r < 0:
         raise _fail(f"cannot read BPF fd {fd}'s info", r)
-    return struct.unpack_from("=I", info, 4)[0]  # bpf_prog_info.id (after type)
+    return struct.unpack_from("=I", info, offset)[0]
+
+
+def prog_id(fd: int) -> int:
+    """The kernel id of a program (or map, link) fd: bpftool's and /proc/PID/fdinfo's id."""
+    return _info_u32(fd, 4)  # bpf_prog_info.id (after type)
 
 
 def verified_insns(fd: int) -> int:
     """Instructions the verifier processed to load a program (bpf_prog_info.verified_insns, 5.16+;
     0 on older kernels): what its load cost, whatever else the machine was doing."""
-    import struct
-    info = ctypes.create_string_buffer(256)
-    c = _attr(16)
-    _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
-    r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
-    if r < 0:
-        raise _fail(f"cannot read BPF fd {fd}'s info", r)
-    return struct.unpack_from("=I", info, 216)[0]  # offsetof(struct bpf_prog_info, verified_insns)
+    return _info_u32(fd, 216)  # offsetof(struct bpf_prog_info, verified_insns)
 
 
 def prog_info(prog_id: int) -> tuple[str, str] | None:

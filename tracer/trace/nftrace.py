@@ -155,6 +155,11 @@ class NfTrace:
                 with self._lock:
                     self._lines.append(line)
 
+    def result(self) -> list[NftraceLine]:
+        """The lines once the monitors are quiet, each decisive rule line located in its chain
+        (with_positions: read here, on the node that saw it)."""
+        return with_positions(self.lines())
+
     def lines(self, settle: float = 0.1, most: float = 1.0) -> list[NftraceLine]:
         """What the monitors printed, once they have been quiet for `settle` s (they print
         asynchronously, later on a loaded machine), waiting at most `most` s."""
@@ -187,21 +192,19 @@ class NfTrace:
 
 
 def rule_for(host, line: NftraceLine):
-    """The snapshot's RuleRef for a decisive nftrace line (by handle), or None."""
+    """The snapshot's RuleRef for a decisive nftrace line (by handle), or None. Its position in the
+    chain: what the node that saw it read (with_positions: iptables-nft's tables are in the snapshot
+    as iptables-save text only, without handles), else the snapshot's nft rules (native tables)."""
     from ..netfilter import Netfilter
 
     if line.handle is None or not host.nftables:
         return None
-    rules = [x["rule"] for x in host.nftables.get("nftables", []) if "rule" in x]
-    same_chain = [r for r in rules if (r.get("family"), r.get("table"), r.get("chain")) ==
-                  (line.family, line.table, line.chain)]
-    pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
-    if pos is None and line.position is not None:  # located on its node (through an agent)
-        pos = line.position
-    elif pos is None and not same_chain and line.family == "ip":
-        # The snapshot keeps iptables-nft's tables as iptables-save text only (the nftables
-        # collector does not repeat them): read this one chain's rule handles now.
-        pos = next((i + 1 for i, r in enumerate(_live_chain_rules(line)) if r.get("handle") == line.handle), None)
+    pos = line.position
+    if pos is None:
+        rules = [x["rule"] for x in host.nftables.get("nftables", []) if "rule" in x]
+        same_chain = [r for r in rules if (r.get("family"), r.get("table"), r.get("chain")) ==
+                      (line.family, line.table, line.chain)]
+        pos = next((i + 1 for i, r in enumerate(same_chain) if r.get("handle") == line.handle), None)
     if pos is None:
         return None
     try:

@@ -254,8 +254,7 @@ class Session:
                 out.answered = _wait(p, req, res, src_ino, src_ifindex, dst_ino, self.stop_requested)
         self._inj.check_answer()
         if self._nftrace is not None:
-            from .nftrace import with_positions
-            out.nftrace = with_positions(self._nftrace.lines())
+            out.nftrace = self._nftrace.result()
         out.events = list(p.events)
         out.lost = p.lost()
         self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})
@@ -301,8 +300,7 @@ class Session:
                 if on_events is not None:
                     on_events(new)
             if self._nftrace is not None:
-                from .nftrace import with_positions
-                out.nftrace = with_positions(self._nftrace.lines())
+                out.nftrace = self._nftrace.result()
             out.events = list(p.events)
             out.lost = p.lost()
             self.timings.update({f"probes_{k}": v for k, v in p.timings.items()})

@@ -471,11 +471,10 @@ class Coordinator:
     def _confirm_by_counters(self, t, merged, node_of_host: dict) -> None:
         """A netfilter drop: the agent of the node that dropped it re-reads that namespace's rule
         counters (what trace() does in process); the verdict stands without them."""
-        from ..trace.correlate import apply_counters, verdict_host, wants_counters
+        from ..trace.correlate import apply_counters, wants_counters
 
         v = t.verdict
-        host = verdict_host(merged, v) if wants_counters(v) else None
-        node = node_of_host.get(host.name) if host is not None else None
+        host, node = _verdict_place(merged, v, node_of_host) if wants_counters(v) else (None, None)
         if node not in self.clients:
             return
         t0 = time.perf_counter()
@@ -490,10 +489,9 @@ class Coordinator:
     def _apply_nftrace(t, merged, node_of_host: dict, parts: dict) -> None:
         """--nftrace: the lines of the node the verdict points at (namespace names are that node's;
         every node's own is the same /proc/self/ns/net)."""
-        from ..trace.correlate import apply_nftrace, verdict_host
+        from ..trace.correlate import apply_nftrace
 
-        host = verdict_host(merged, t.verdict)
-        node = node_of_host.get(host.name) if host is not None else None
+        _host, node = _verdict_place(merged, t.verdict, node_of_host)
         lines = parts[node].nftrace if node in parts else []
         if lines:
             apply_nftrace(t.verdict, merged, lines)
@@ -511,6 +509,14 @@ class Coordinator:
                 f"not observed: {names} ({'; '.join(f'{n}: {w}' for n, w in sorted(gone.items()))})"
             if v.status == "lost" and v.node in gone:
                 v.node = v.location = v.device = None  # nothing seen there: say so, don't place it
+
+
+def _verdict_place(merged, v, node_of_host: dict) -> tuple:
+    """(the merged bundle's host the verdict points at, the node whose agent holds it), or Nones."""
+    from ..trace.correlate import verdict_host
+
+    host = verdict_host(merged, v)
+    return host, (node_of_host.get(host.name) if host is not None else None)
 
 
 def observed_nodes(parts: dict, offsets: dict) -> list[str]:

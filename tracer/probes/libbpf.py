@@ -562,8 +562,9 @@ class BpfObject:
 
     def write_data(self, values: dict[str, bytes]) -> None:
         """After load: change .data globals in the kernel's copy, which the programs read on their
-        next run (one syscall for the whole section). Write while nothing is attached: a program
-        running meanwhile could read half of the old value and half of the new."""
+        next run (one syscall for the whole section). A program running meanwhile could read half of
+        the old value and half of the new: write a filter while nothing runs it (no link, or behind
+        a closed gate, which is one aligned word)."""
         fd, buf = self._data_value()
         for name, off in self._offsets(".data", values, len(buf)).items():
             ctypes.memmove(ctypes.addressof(buf) + off, values[name], len(values[name]))

@@ -59,21 +59,30 @@ class NftraceLine:
         return d
 
 
-def _await_subscribed(procs: list[subprocess.Popen], most: float = 2.0) -> None:
-    """`nft monitor` prints nothing once it has subscribed: wait until each has become `nft` (the
-    setpriv/nsenter chain execs in place) and opened its netlink socket, then a little more."""
+NFNLGRP_NFTRACE = 9  # linux/netfilter/nfnetlink.h: the multicast group trace messages go to
+
+
+def _subscribed(pid: int) -> bool:
+    """Whether process `pid` holds a netfilter netlink socket that has joined the trace group, as
+    its namespace's /proc/net/netlink lists it (Groups: the first 32 groups' bits)."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+        with open(f"/proc/{pid}/net/netlink") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return False
+    return any(len(r) >= 10 and r[1] == "12" and r[9] in inodes and
+               int(r[3], 16) & (1 << (NFNLGRP_NFTRACE - 1)) for r in rows)
+
+
+def _await_subscribed(procs: list[subprocess.Popen], most: float = 5.0) -> None:
+    """`nft monitor` prints nothing once it has subscribed: wait until each one's netlink socket has
+    joined the trace group (a packet sent before that is not traced; on a loaded machine nft takes
+    a while to start)."""
     end = time.monotonic() + most
     for p in procs:
-        while time.monotonic() < end and p.poll() is None:
-            try:
-                if open(f"/proc/{p.pid}/comm").read().strip() == "nft" and any(
-                        os.readlink(f"/proc/{p.pid}/fd/{fd}").startswith("socket:")
-                        for fd in os.listdir(f"/proc/{p.pid}/fd")):
-                    break
-            except OSError:
-                pass
+        while time.monotonic() < end and p.poll() is None and not _subscribed(p.pid):
             time.sleep(0.01)
-    time.sleep(0.05)  # from the socket to the subscription: a few system calls
 
 
 def with_positions(lines: list[NftraceLine]) -> list[NftraceLine]:
@@ -160,16 +169,17 @@ class NfTrace:
         (with_positions: read here, on the node that saw it)."""
         return with_positions(self.lines())
 
-    def lines(self, settle: float = 0.1, most: float = 1.0) -> list[NftraceLine]:
-        """What the monitors printed, once they have been quiet for `settle` s (they print
-        asynchronously, later on a loaded machine), waiting at most `most` s."""
-        end, seen, quiet_since = time.monotonic() + most, -1, time.monotonic()
+    def lines(self, settle: float = 0.1, most: float = 2.0) -> list[NftraceLine]:
+        """What the monitors printed, once they have been quiet for `settle` s after their first
+        line (they print asynchronously, later on a loaded machine), waiting at most `most` s: a
+        namespace the packet never reached prints nothing, and costs the whole wait."""
+        end, seen, quiet_since = time.monotonic() + most, 0, time.monotonic()
         while time.monotonic() < end:
             with self._lock:
                 n = len(self._lines)
             if n != seen:
                 seen, quiet_since = n, time.monotonic()
-            elif time.monotonic() - quiet_since >= settle:
+            elif n and time.monotonic() - quiet_since >= settle:
                 break
             time.sleep(0.02)
         with self._lock:

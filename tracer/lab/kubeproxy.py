@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from .topology import CLUSTER_CIDR, Endpoint, NodeSpec, ServiceRules
 
 MASQ_MARK = "0x4000"
+# kube-proxy (iptables mode) leaves comments off endpoint rules past this many endpoints
+# (largeClusterEndpointsThreshold in pkg/proxy/iptables/proxier.go)
+LARGE_CLUSTER_ENDPOINTS = 1000
 
 # Built-in chains the lab owns completely in its node namespaces (flushed and rewritten by a restore).
 BUILTIN = {
@@ -129,6 +132,13 @@ def kube_proxy_rules(services: list[ServiceRules], cluster_cidr: str = CLUSTER_C
         for sp in sr.spec.ports:
             spn = service_port_name(sr.spec.namespace, sr.spec.name, sp.name)
             ports.append((spn, sr, sp))
+    # kube-proxy's large-cluster mode: past 1,000 endpoints it leaves the comments off the rules
+    # that jump to and fill the endpoint chains (about 40 % of the rule text, its source says)
+    large = sum(len(sr.endpoints.get(sp.name, [])) for _, sr, sp in ports) > LARGE_CLUSTER_ENDPOINTS
+
+    def ep_comment(text: str) -> str:
+        return "" if large else f" {_c(text)}"
+
     for spn, sr, sp in sorted(ports, key=lambda x: (x[0], x[2].protocol)):
         proto = sp.protocol.lower()
         cip = sr.spec.cluster_ip
@@ -149,9 +159,9 @@ def kube_proxy_rules(services: list[ServiceRules], cluster_cidr: str = CLUSTER_C
             sep_chains.append(sep)
             left = len(eps) - i
             stat = f" -m statistic --mode random --probability {probability(left)}" if left > 1 else ""
-            n.add(svc, f'{_c(f"{spn} -> {ep_str}")}{stat} -j {sep}')
-            n.add(sep, f"-s {ep.ip}/32 {_c(spn)} -j KUBE-MARK-MASQ")
-            n.add(sep, f"-p {proto} {_c(spn)} -m {proto} -j DNAT --to-destination {ep_str}")
+            n.add(svc, f'{ep_comment(f"{spn} -> {ep_str}")}{stat} -j {sep}'.lstrip())
+            n.add(sep, f"-s {ep.ip}/32{ep_comment(spn)} -j KUBE-MARK-MASQ")
+            n.add(sep, f"-p {proto}{ep_comment(spn)} -m {proto} -j DNAT --to-destination {ep_str}")
     n.add("KUBE-SERVICES", f'{_c("kubernetes service nodeports; NOTE: this must be the last rule in this chain")} '
           "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
     for ch in sorted(set(svc_chains)) + sorted(set(sep_chains)):
@@ -205,7 +215,7 @@ def restore_text(tables: dict[str, Table], existing_chains: dict[str, set[str]] 
         out.append(f"*{name}")
         stale = sorted(ch for ch in existing_chains.get(name, set()) - set(t.chains) - set(BUILTIN.get(name, ()))
                        if not services_only or _kube_proxy_chain(ch))
-        for ch in chains + stale:
+        for ch in sorted(chains, key=_declaration_order) + stale:
             out.append(f":{ch} - [0:0]")
         if not services_only:
             for ch in BUILTIN.get(name, ()):
@@ -218,6 +228,15 @@ def restore_text(tables: dict[str, Table], existing_chains: dict[str, set[str]] 
             out.append(f"-X {ch}")
         out.append("COMMIT")
     return "\n".join(out) + "\n"
+
+
+def _declaration_order(chain: str) -> bytes:
+    """The order chains are declared (so created) in: kube-proxy writes them while ranging over a
+    Go map of Services, in no order of their names, and the kernel keeps creation order. Declared
+    sorted by name, they would meet the worst case of iptables-nft-save 1.8.9's chain sort (a
+    quicksort on the first element: 3 CPU-s at 30,000 chains instead of 0.2), which only a node
+    whose rules were restored from a sorted iptables-save dump sees. A hash keeps it repeatable."""
+    return hashlib.blake2b(chain.encode(), digest_size=8).digest()
 
 
 def _kube_proxy_chain(chain: str) -> bool:

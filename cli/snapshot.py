@@ -26,12 +26,15 @@ def register(app: typer.Typer) -> None:
         facts from the API, into one versioned JSON bundle."""
         if ctx.invoked_subcommand:
             return
-        from podpath.cli.common import get_source, snapshot
+        from podpath.tracer.snapshot.early import saves_started
 
-        from podpath.tracer.snapshot.live import read_rules_whole, whole_rules
+        # the slowest reader (iptables-save of a big node) first, while the rest of podpath loads
+        with saves_started(_rule_namespaces(lab)):
+            from podpath.cli.common import get_source, snapshot
+            from podpath.tracer.snapshot.live import read_rules_whole, whole_rules
 
-        with whole_rules():  # a bundle holds every rule, big rulesets included: read them whole at once
-            bundle = snapshot(get_source(None, lab, kubeconfig, context))
+            with whole_rules():  # a bundle holds every rule, big rulesets included: read them whole at once
+                bundle = snapshot(get_source(None, lab, kubeconfig, context))
         read_rules_whole(bundle)  # what a source still left to read per chain
         write(bundle.to_json(), output)
         err.print(f"snapshot of {len(bundle.hosts)} namespaces → {output if output != '-' else 'stdout'}")
@@ -61,6 +64,21 @@ def register(app: typer.Typer) -> None:
                       + (f" (not parsed: {h.gaps})" if h.gaps else ""))
 
     app.add_typer(snap, name="snapshot")
+
+
+def _rule_namespaces(lab: str | None) -> list[str | None]:
+    """Where most of the rules are: the lab's nodes, or this node's own namespace."""
+    if lab is None:
+        return [None]
+    from podpath.tracer.errors import PodpathError
+    from podpath.tracer.lab.core import Lab
+    from podpath.tracer.lab.topology import NODES
+
+    try:
+        names = Lab.load(lab).names
+    except PodpathError:
+        return []  # no such lab: the snapshot says so
+    return [names.netns(n.name) for n in NODES]
 
 
 def write(text: str, output: str) -> None:

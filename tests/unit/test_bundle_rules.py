@@ -21,15 +21,18 @@ def _kube_services(n: int) -> str:
     return "*nat\n:KUBE-SERVICES - [0:0]\n" + "\n".join(rules) + "\nCOMMIT\n"
 
 
-def test_rule_text_is_compressed_on_disk_and_plain_in_memory():
-    big = _kube_services(5000)
+@pytest.mark.parametrize("services,big_nodes", [(5000, 1), (12000, 1), (12000, 2)])
+def test_rule_text_is_compressed_on_disk_and_plain_in_memory(services, big_nodes):
+    """Whatever the size (over 1 MB of rules a node's are compressed beside the others')."""
+    big = _kube_services(services)
+    others = [Host(name=f"node-{i}", iptables_save={"nft": big}) for i in range(1, big_nodes)]
     b = Bundle(hosts=[Host(name="node-a", iptables_save={"nft": big, "legacy": KUBE_SAVE},
-                           nftables=NATIVE), Host(name="pod-a")])
+                           nftables=NATIVE), Host(name="pod-a")] + others)
     text = b.to_json()
     raw = json.loads(text)
     assert raw["version"] == BUNDLE_VERSION == 2
     assert "KUBE-SERVICES" not in text  # no rule text in the clear
-    assert len(text) < len(big) / 5  # kube-proxy's repetitive rules compress well
+    assert len(text) < len(big) * big_nodes / 5  # kube-proxy's repetitive rules compress well
     again = Bundle.from_json(text)
     assert again == b
     assert again.host("node-a").iptables_save["nft"] == big

@@ -1,8 +1,8 @@
 """iptables rules of a live namespace, read a chain at a time when a packet's walk first needs them.
 
 At 10,000 Services a node's nat table holds 30,000 chains and 80,000 rules. Reading them all
-(iptables-nft-save) costs 1.6 CPU-s per node, ~1 s of it the kernel's netlink dump, whatever tool
-asks; one packet's walk reads a dozen chains. So a live snapshot of a big namespace keeps, instead
+(iptables-nft-save) costs 0.7 CPU-s per node, two thirds of it the kernel's netlink dump, whatever
+tool asks; one packet's walk reads a dozen chains. So a live snapshot of a big namespace keeps, instead
 of the save text, a `LiveSaves`: the chain names (netlink, milliseconds), the built-in chains and
 small tables read up front, and a reader for any other chain (`iptables -t T -S C -v`, 5-90 ms).
 Everything else that looks at the text (a check scanning it, writing the bundle) reads it whole
@@ -25,7 +25,7 @@ ChainReader = Callable[[str, "list[str] | None"], str]
 # 30 ms at 10,000 Services); a bigger one, its built-in chains.
 SMALL_TABLE = 200
 # After this many single-chain reads in one table, the rest of it is read at once: one walk needs
-# a dozen, and a check following many Services is better served by one listing (~1.6 s at 10,000).
+# a dozen, and a check following many Services is better served by one listing (~0.7 s at 10,000).
 MAX_CHAIN_READS = 64
 
 

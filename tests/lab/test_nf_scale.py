@@ -6,9 +6,12 @@ finalizer deletes even when a test fails.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import ROOT_BPF_LAB, bpf_lab
@@ -276,3 +279,68 @@ def test_rules_changed_under_the_walk_are_reported_not_mixed(lab):
         sh(ns, "iptables", "-t", "nat", "-D", *rule)
     result = diagnose(lab_snapshot(lab.name), "pod-a", "svc/default/web:80")  # a new snapshot: fine
     assert all(p.outcome == "delivered" for p in result.paths)
+
+
+EXE = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath")
+
+
+def test_an_agent_sends_a_big_nodes_chain_names_and_reads_chains_on_request(lab):
+    """Asked for "rules": "per-chain", the agent `lab up` runs on node-a answers its snapshot with
+    the nat table's chain names (live_rules), not its 6,000 chains of rules, and reads any chain
+    on a `chains` request, in its namespace, exactly as iptables-save prints it; a request for a
+    host or a field it does not have is a one-line bad_request, and the connection goes on."""
+    from podpath.tracer.agent import protocol as P
+    from podpath.tracer.agent.client import AgentClient
+    from podpath.tracer.agent.transport import direct
+
+    c = AgentClient.connect(direct(lab.netns("node-a")), "node-a")
+    try:
+        snap = c.call({"type": "snapshot", "targets": ["default/pod-a", "default/pod-b"], "inventory": False,
+                       "rules": "per-chain"}, timeout=60)
+        live = snap["live_rules"]["node-a"]["nft"]
+        assert len(live["tables"]["nat"]) > 3 * SERVICES
+        sent = Bundle.from_json(json.dumps(snap["bundle"])).host("node-a")
+        assert "nft" not in sent.iptables_save  # no rule of it went with the snapshot
+        svc = next(c for c in live["tables"]["nat"] if c.startswith("KUBE-SVC-"))
+        text = c.call({"type": "chains", "host": "node-a", "table": "nat", "chains": ["KUBE-SERVICES", svc]})["text"]
+        saved = sh(lab.netns("node-a"), "iptables-nft-save", "-t", "nat")
+        for chain in ("KUBE-SERVICES", svc):
+            def rules(t, chain=chain): return [l.split("] ", 1)[-1] for l in t.splitlines() if f"-A {chain} " in l]
+            assert rules(text) == rules(saved) and rules(text), chain
+        for bad, code in (({"host": "pod-z", "table": "nat", "chains": ["KUBE-SERVICES"]}, "bad_request"),
+                          ({"host": "node-a", "table": 7}, "bad_request")):
+            with pytest.raises(P.AgentError) as e:
+                c.call({"type": "chains", **bad})
+            assert e.value.code == code and "\n" not in str(e.value)
+        assert c.call({"type": "ping"})["type"] == "pong"
+    finally:
+        c.close()
+
+
+def test_a_drop_among_thousands_of_services_through_agents_is_the_lab_trace(lab):
+    """`podpath trace` through the lab's agents on a node with 2,000 Services: the coordinator
+    walks node-b's rules a chain at a time through its agent, and names the DROP rule (confirmed by
+    its counter) as the in-process trace does."""
+    from podpath.tracer.agent import DIRECT_ENV
+    from podpath.tracer.lab.source import LabSource
+    from podpath.tracer.trace import trace
+
+    ns = lab.netns("node-b")
+    b_ip = next(p.ip for p in lab.inventory().pods if p.name == "pod-b")
+    sh(ns, "iptables", "-N", "NFS-AGENT")
+    try:
+        sh(ns, "iptables", "-A", "NFS-AGENT", "-d", f"{b_ip}/32", "-p", "icmp", "-j", "DROP")
+        sh(ns, "iptables", "-I", "FORWARD", "1", "-j", "NFS-AGENT")
+        want = trace("pod-a", "pod-b", source=LabSource(lab.name)).to_dict()["verdict"]
+        env = {**os.environ, DIRECT_ENV: ",".join(f"{n}={lab.netns(n)}" for n in ("node-a", "node-b"))}
+        r = subprocess.run(["ip", "netns", "exec", lab.netns("node-a"), EXE, "trace", "pod-a", "pod-b",
+                            "--kubeconfig", str(lab.kubeconfig), "-o", "json"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        for argv in (["-D", "FORWARD", "-j", "NFS-AGENT"], ["-F", "NFS-AGENT"], ["-X", "NFS-AGENT"]):
+            subprocess.run(["ip", "netns", "exec", ns, "iptables", *argv], capture_output=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    got = json.loads(r.stdout)["verdict"]
+    keys = ("status", "cause", "node", "hook", "counter")
+    assert {k: got.get(k) for k in keys} == {k: want.get(k) for k in keys}, got["message"]
+    assert got["cause"] == "iptables" and "NFS-AGENT" in got["counter"], got["message"]

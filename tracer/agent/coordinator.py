@@ -28,6 +28,7 @@ from ..errors import PodpathError, UsageError
 from ..netns import OWN_NETNS
 from .client import AgentClient
 from .protocol import AgentError
+from .rules import PER_CHAIN, attach_remote_rules
 
 # Inode remap: node i's inode x becomes (i + 1) << INODE_SHIFT | x. nsfs inodes are 32-bit, so the
 # remapped values never clash with each other nor with a real one.
@@ -364,7 +365,8 @@ class Coordinator:
             # each node's snapshot is asked for as soon as its agent has answered hello; the merged
             # bundle's inventory is this API read's, so the agents read only the names they need
             t_conn = time.perf_counter()
-            snap_futs = self.connect(nodes, {"type": "snapshot", "targets": [src, dst], "inventory": False})
+            snap_futs = self.connect(nodes, {"type": "snapshot", "targets": [src, dst], "inventory": False,
+                                             "rules": PER_CHAIN})
             self.timings["hello_ms"] = (time.perf_counter() - t_conn) * 1000
             if src_node not in self.clients:
                 raise AgentError(f"cannot trace from {src}: the agent on its node {src_node} is not reachable "
@@ -391,6 +393,8 @@ class Coordinator:
             t_bundles = time.perf_counter()
             self.timings["agent_snapshot_ms"] = max((m.get("timings") or {}).get("total_ms") or 0 for m in snaps.values())
             bundles = {n: Bundle.from_json(_json(m["bundle"])) for n, m in snaps.items()}
+            for n, m in snaps.items():  # big tables: read a chain at a time through the node's agent
+                attach_remote_rules(bundles[n], m.get("live_rules"), self.clients.get(n), n)
             inv.local_node = None
             merged, index = merge_bundles(bundles, inv)
             node_of_host = {h.name: n for n, b in bundles.items() for h in b.hosts}

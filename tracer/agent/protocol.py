@@ -26,13 +26,14 @@ MAX_LINE = 64 * 1024 * 1024
 HEARTBEAT_S = 0.5
 DEAD_AFTER_S = 3.0  # no line at all for this long: the agent (or the way to it) is gone
 
-# `counters` and `watch` came within protocol 1: an agent of an older release answers them
-# unknown_type, which the coordinator says in one line
-REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "counters", "watch", "ping")
+# `counters`, `watch` and `chains` came within protocol 1: an agent of an older release answers
+# them unknown_type, which the coordinator says in one line (`chains` is asked for only after a
+# snapshot answered with live_rules, which such an agent never sends)
+REQUESTS = ("hello", "snapshot", "arm", "attach", "send", "stop", "counters", "watch", "chains", "ping")
 # what the agent writes: answers to requests, and the unsolicited lines (`rows`: a watch's rows of
 # one tick, until `stop`)
 ANSWERS = {"hello": "hello", "snapshot": "bundle", "arm": "armed", "attach": "attached", "send": "result",
-           "stop": "result", "counters": "counters", "watch": "watching", "ping": "pong"}
+           "stop": "result", "counters": "counters", "watch": "watching", "chains": "chains", "ping": "pong"}
 UNSOLICITED = ("event", "heartbeat", "error", "rows")
 ERROR_CODES = ("bad_json", "too_long", "bad_request", "unknown_type", "version", "not_armed", "busy", "failed",
                "no_pod")

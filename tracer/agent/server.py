@@ -244,6 +244,8 @@ class Connection:
         """In a worker: an `arm` may come meanwhile (its probes load while the node is read)."""
         import json
 
+        from .rules import PER_CHAIN, wire_bundle
+
         def run() -> None:
             t = time.perf_counter()
             try:
@@ -253,10 +255,15 @@ class Connection:
                 return
             self._inodes = {h.inode for h in bundle.hosts if h.inode is not None}
             self._bundle = bundle
-            self.write({"type": "bundle", "id": rid, "node": self.agent.node_name,
-                        "bundle": json.loads(bundle.to_json(indent=None)),
-                        "timings": {**getattr(self.agent, "last_snapshot_timings", {}),
-                                    "answer_ms": (time.perf_counter() - t) * 1000}})
+            answer = {"type": "bundle", "id": rid, "node": self.agent.node_name}
+            if msg.get("rules") == PER_CHAIN:  # big tables: their chain names now, their rules on request
+                wire, answer["live_rules"], self._live_rules = wire_bundle(bundle)
+            else:
+                wire, self._live_rules = bundle, {}
+            answer["bundle"] = json.loads(wire.to_json(indent=None))
+            answer["timings"] = {**getattr(self.agent, "last_snapshot_timings", {}),
+                                 "answer_ms": (time.perf_counter() - t) * 1000}
+            self.write(answer)
 
         threading.Thread(target=run, name="podpath-snapshot", daemon=True).start()
 
@@ -438,6 +445,28 @@ class Connection:
                                   "snapshot (ask for a snapshot first)", rid)
         after = reread_rules(host)
         self.write({"type": "counters", "id": rid, "bundle": json.loads(Bundle(hosts=[after]).to_json(indent=None))})
+
+    def on_chains(self, msg, rid) -> None:
+        """Some rules of a big table of the last snapshot (agent/rules.py), read in a worker: the
+        whole of a big node's save takes seconds, and the connection goes on meanwhile."""
+        from .rules import check_chains_request, serve_chains
+
+        host, backend_name, table, chains = check_chains_request(msg)
+        backend = getattr(self, "_live_rules", {}).get((host, backend_name))
+        if backend is None:
+            raise P.ProtocolError("bad_request", f"chains: host {host!r} has no {backend_name} rules read per "
+                                  "chain in this connection's snapshot (ask for one with \"rules\": \"per-chain\")",
+                                  rid)
+
+        def run() -> None:
+            try:
+                text = serve_chains(backend, table, chains)
+            except PodpathError as e:
+                self.write(P.error("failed", f"chains: {e}", rid))
+                return
+            self.write({"type": "chains", "id": rid, "text": text})
+
+        threading.Thread(target=run, name="podpath-chains", daemon=True).start()
 
     def _relative(self, res):
         from ..trace.join import shift

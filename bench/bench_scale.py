@@ -7,7 +7,9 @@ Services with two endpoints each (KUBE-SERVICES → KUBE-SVC-<hash> → statisti
 → DNAT; tracer/lab/kubeproxy.py renders them) on top of the lab's own, and measures:
   iptables-save lines per node; `podpath snapshot --lab L -o F` (whole process) and its bundle's
   size; `podpath diagnose pod-a pod-b --lab L` (whole process); `podpath trace pod-a pod-b --lab L`
-  (cold: the first process after loading the rules); `podpath diagnose pod-a pod-b --bundle F`.
+  (cold: the first process after loading the rules); the same trace from node-a through the agents
+  `lab up` runs (a chain at a time through them: agent/rules.py); `podpath diagnose pod-a pod-b
+  --bundle F`.
 Targets at 10,000 Services: snapshot < 1 s, diagnose < 1 s, trace < 2 s, bundle < 10 MB; every
 figure should grow flat or linearly. Printed, never asserted.
 
@@ -148,8 +150,12 @@ def main() -> int:
     notes = []
     tmp = tempfile.mkdtemp(prefix="podpath-bench-scale-")
     print(f"lab {name}; load average before: {os.getloadavg()[0]:.2f} (2 CPUs shared)", flush=True)
+    from podpath.tracer.agent import DIRECT_ENV
+    from podpath.tracer.lab.topology import NODES
+
     try:
         lab.up()
+        os.environ[DIRECT_ENV] = ",".join(f"{node.name}={lab.netns(node.name)}" for node in NODES)
         for n in sizes:
             t0 = time.perf_counter()
             lines, save = load_services(lab, n)
@@ -166,9 +172,13 @@ def main() -> int:
             size_mb = os.path.getsize(bundle) / 1e6 if os.path.exists(bundle) else float("nan")  # both nodes
             diag = median_timed([podpath, "diagnose", "pod-a", "pod-b", "--lab", name], args.runs, notes,
                                 f"{n}: diagnose")
+            # through the agents `lab up` runs, from node-a, as on a cluster (warm: the agents run on)
+            agents = median_timed(["ip", "netns", "exec", lab.netns("node-a"), podpath, "trace", "pod-a", "pod-b",
+                                   "--kubeconfig", str(lab.kubeconfig)], args.runs, notes, f"{n}: trace through agents")
             off = median_timed([podpath, "diagnose", "pod-a", "pod-b", "--bundle", bundle], args.runs, notes,
                                f"{n}: diagnose --bundle")
-            rows.append((n, lines, snap, size_mb, diag, (trace_s, trace_cpu), off, os.getloadavg()[0], save, lab_snap))
+            rows.append((n, lines, snap, size_mb, diag, (trace_s, trace_cpu), off, os.getloadavg()[0], save, lab_snap,
+                         agents))
             print(f"  {n} Services loaded in {load_s:.1f} s; measured", flush=True)
         sorted_save = save_restored_sorted(lab, name) if sizes else None
     finally:
@@ -182,16 +192,17 @@ def main() -> int:
     print("snapshot: on node-a, as on a real node; --lab: both nodes, sharing this machine's 2 CPUs; "
           "bundle: the --lab one")
     print(f"{'Services':>9} {'save lines':>10} {'snapshot':>15} {'snapshot --lab':>15} {'bundle MB':>9} "
-          f"{'diagnose':>15} {'trace cold':>15} {'diagnose --bundle':>17} {'load':>5} {'iptables-save -c':>16}")
-    for n, lines, snap, mb, diag, tr, off, load, save, lab_snap in rows:
+          f"{'diagnose':>15} {'trace cold':>15} {'trace (agents)':>15} {'diagnose --bundle':>17} {'load':>5} "
+          f"{'iptables-save -c':>16}")
+    for n, lines, snap, mb, diag, tr, off, load, save, lab_snap, agents in rows:
         print(f"{n:>9} {lines:>10} {cell(snap):>15} {cell(lab_snap):>15} {mb:>9.2f} {cell(diag):>15} "
-              f"{cell(tr):>15} {cell(off):>17} {load:>5.2f} {cell(save):>16}")
+              f"{cell(tr):>15} {cell(agents):>15} {cell(off):>17} {load:>5.2f} {cell(save):>16}")
     if rows:
-        n, _, snap, mb, diag, tr, off, _, save, lab_snap = rows[-1]
+        n, _, snap, mb, diag, tr, off, _, save, lab_snap, agents = rows[-1]
         print(f"\nat {n} Services: snapshot {snap[0]:.3f} s {mark(snap[0], TARGETS['snapshot'])} "
               f"(--lab, two nodes: {lab_snap[0]:.3f} s), "
               f"diagnose {diag[0]:.3f} s {mark(diag[0], TARGETS['diagnose'])}, trace {tr[0]:.3f} s "
-              f"{mark(tr[0], TARGETS['trace'])}, bundle {mb:.2f} MB {mark(mb, TARGETS['bundle_mb'])}, "
+              f"{mark(tr[0], TARGETS['trace'])} (through agents, warm: {agents[0]:.3f} s), bundle {mb:.2f} MB {mark(mb, TARGETS['bundle_mb'])}, "
               f"diagnose --bundle {off[0]:.3f} s; iptables-save -c alone on one node: {save[0]:.3f} s")
         if len(rows) > 1:
             first, last = rows[0], rows[-1]
@@ -200,7 +211,8 @@ def main() -> int:
 
             print(f"CPU growth {first[0]} → {last[0]} Services (x{last[0] / first[0]:g}): snapshot x{grow(2):.1f}, "
                   f"--lab x{grow(9):.1f}, bundle x{last[3] / first[3]:.1f} (size), diagnose x{grow(4):.1f}, "
-                  f"trace x{grow(5):.1f}, diagnose --bundle x{grow(6):.1f}, iptables-save x{grow(8):.1f}")
+                  f"trace x{grow(5):.1f}, through agents x{grow(10):.1f}, diagnose --bundle x{grow(6):.1f}, "
+                  f"iptables-save x{grow(8):.1f}")
         if sorted_save is not None:
             print(f"the same rules restored from node-a's iptables-save (chains created in name order): "
                   f"iptables-save -c {cell(sorted_save)} against {cell(save)}: iptables-nft-save 1.8.9's "

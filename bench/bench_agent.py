@@ -13,7 +13,9 @@ On a throwaway lab (ba<hex>, torn down at the end) with its agents (`lab up` sta
     and once idle past the linger period (--linger, the agents' PODPATH_LINGER_S; target: none, idle
     cost on traffic zero; its programs stay loaded, attached to nothing, so no trace pays the verifier);
   - iperf3 pod-a → pod-b without agents, with them idle between traces (links lingering, gate
-    closed: target ≥ 99 %), and while traces run through them (target ≥ 97 %).
+    closed: target ≥ 99 %), during a trace (its probes attached on both nodes, gates open, while
+    the trace waits to send: target ≥ 97 %), and while traces run back to back through them (the
+    traces' own CPU too, on the same 2 cores).
 Printed, never asserted. Run as root: `.venv/bin/python bench/bench_agent.py [--runs N] [--rss-traces N]`.
 """
 
@@ -49,6 +51,29 @@ CLI_STAGES = (("startup_ms", "process start → the first API read (Python, impo
               ("correlate_ms", "join + correlate"),
               ("verdict_line_ms", "process start → the verdict on stdout"),
               ("exit_ms", "verdict on stdout → process gone"))
+
+
+def hold(seconds: float, kubeconfig: str) -> None:
+    """(Inside node-a's namespace.) One coordinator trace that, attached on both nodes (gates open,
+    the flow's filter set), waits `seconds` before it sends: prints "attached" then, and the
+    verdict's status at the end. What iperf3 meets during a trace, without the traces' own CPU."""
+    from podpath.tracer.agent import agent_finder
+    from podpath.tracer.agent.client import AgentClient
+    from podpath.tracer.agent.coordinator import Coordinator
+    from podpath.tracer.kube import connect
+
+    request = AgentClient.request
+
+    def delayed(self, msg):
+        if msg.get("type") == "send":
+            print("attached", flush=True)
+            time.sleep(seconds)
+        return request(self, msg)
+
+    AgentClient.request = delayed
+    kube = connect(kubeconfig)
+    t = Coordinator(kube, agent_finder(kube)).trace("default/pod-a", "default/pod-b")
+    print(json.dumps({"status": t.verdict.status}), flush=True)
 
 
 def loop(n: int, kubeconfig: str) -> None:
@@ -159,10 +184,14 @@ def main() -> None:
     ap.add_argument("--linger", type=float, default=10.0,
                     help="the agents' linger period, s (PODPATH_LINGER_S; an agent's default: 30)")
     ap.add_argument("--loop", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--hold", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.loop is not None:
         loop(a.loop, a.kubeconfig)
+        return
+    if a.hold is not None:
+        hold(a.hold, a.kubeconfig)
         return
 
     from podpath.tracer.agent import DIRECT_ENV
@@ -237,15 +266,19 @@ def main() -> None:
                   f"{a.rss_traces} traces ({growth:+.1f} %, target < 10 %)")
         print(f"  ({a.rss_traces} traces in {time.perf_counter() - t0:.0f} s; between traces: {lingering_line(pids)})")
         if a.iperf_seconds:
-            iperf_figures(lab, a, pids, helper)
+            iperf_figures(lab, a, pids, helper, in_a + [sys.executable, __file__, "--kubeconfig", str(lab.kubeconfig)],
+                          env)
         print(f"idle past the linger period ({a.linger:g} s), the agents hold: {idle_line(pids, a.linger + 5)}")
     finally:
         lab.down()  # stops the agents too
 
 
-def iperf_figures(lab, a, pids: dict[str, int], helper) -> None:
-    """iperf3 pod-a → pod-b without agents, with them idle, and while traces run through them
-    (rounds alternate, medians): targets ≥ 99 % idle, ≥ 97 % during a trace."""
+def iperf_figures(lab, a, pids: dict[str, int], helper, bench_in_a: list[str], env: dict) -> None:
+    """iperf3 pod-a → pod-b without agents, with them idle, with one trace's probes attached on
+    both nodes (the trace waits to send while iperf3 runs: the probes' cost on other traffic),
+    and while traces run back to back through them (the probes plus the traces' own CPU: the
+    coordinator's and both agents', on the cores iperf3 uses too) (rounds alternate, medians):
+    targets ≥ 99 % idle, ≥ 97 % during a trace."""
     import threading
 
     from bench_trace import iperf
@@ -277,20 +310,36 @@ def iperf_figures(lab, a, pids: dict[str, int], helper) -> None:
             t.join()
             print(f"  ({len(count)} traces ran during {a.iperf_seconds} s of iperf3)")
 
+    def attached() -> float:
+        p = subprocess.Popen(bench_in_a + ["--hold", str(a.iperf_seconds + 1)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            if p.stdout.readline().strip() != "attached":
+                sys.exit(f"bench: the holding trace did not attach: {p.stderr.read().strip()[-300:]}")
+            return iperf(lab, a.iperf_seconds)[0]
+        finally:
+            out, _ = p.communicate(timeout=60)
+            status = json.loads(out.strip().splitlines()[-1])["status"] if out.strip() else "?"
+            if status != "delivered":
+                print(f"  (the holding trace's verdict: {status})")
+
     idle = f"agents idle, links lingering ({a.linger:g} s)"
     if a.iperf_seconds > a.linger:
         print(f"  (iperf3 runs {a.iperf_seconds} s: longer than the linger period, so the idle figure is part gated, part detached)")
-    runs: dict[str, list[float]] = {"without agents": [], idle: [], "traces through agents": []}
+    armed = "one trace's probes attached"
+    runs: dict[str, list[float]] = {"without agents": [], idle: [], armed: [], "traces through agents": []}
     for _ in range(a.iperf_rounds):
         runs["without agents"].append(stopped())
         runs[idle].append(iperf(lab, a.iperf_seconds)[0])
+        runs[armed].append(attached())
         runs["traces through agents"].append(during())
     base = statistics.median(runs["without agents"])
     print(f"iperf3 pod-a → pod-b, median of {a.iperf_rounds} × {a.iperf_seconds} s (load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; the coordinator, both agents and iperf3 share them):")
     for label, vals in runs.items():
         m = statistics.median(vals)
-        target = {idle: " (target ≥ 99 %)", "traces through agents": " (target ≥ 97 %)"}.get(label, "")
+        target = {idle: " (target ≥ 99 %)", armed: " (target ≥ 97 %)",
+                  "traces through agents": " (back to back: the traces' CPU too)"}.get(label, "")
         print(f"  {label:<34} {m / 1e9:6.2f} Gb/s  {m / base * 100 if base else 0:5.1f} %{target}")
 
 

@@ -433,12 +433,16 @@ def _run(ctx: CollectCtx, argv: list[str]) -> str:
 
 
 def save_tables(text: str) -> list[str]:
-    """The tables an iptables-save text holds (its `*table` lines), found without splitting it."""
+    """The tables an iptables-save text holds (its `*table` lines, as `^\\*(\\S+)` finds them),
+    found without splitting the text or running a regex over all of it (12 MB at 10,000 Services)."""
     out, at = [], 0 if text.startswith("*") else text.find("\n*")
     while at != -1:
-        start = at + (text[at] == "\n") + 1
-        end = min(x for x in (text.find("\n", start), text.find(" ", start), len(text)) if x != -1)
-        out.append(text[start:end].strip())
+        start = at + 1 if text[at] == "\n" else at  # the '*'
+        end = text.find("\n", start)
+        end = len(text) if end == -1 else end
+        line = text[start + 1:end]
+        if line and not line[0].isspace():
+            out.append(line.split(None, 1)[0])
         at = text.find("\n*", end)
     return out
 

@@ -227,6 +227,45 @@ def test_the_pool_gives_a_trace_the_set_whose_links_fit_it(pair, pool):
     assert pool.loads == 2
 
 
+def test_a_trace_arriving_while_the_last_one_closes_waits_for_its_set(pair, pool, monkeypatch):
+    """Back to back through an agent, the next trace can come while the last session is still
+    detaching what it did not keep (slow here: 0.3 s): it waits for that set, whose links fit,
+    and reuses them, rather than load another set and attach everything again beside them."""
+    import threading
+
+    from podpath.tracer import probes as P
+
+    a, b = pair
+    first = Probes(flow(1), pool=pool)
+    attach(first, a, b)
+    tc_links = link_ids(first, "tc")
+    slow = P.close_links
+
+    def close_links_slowly(links):
+        time.sleep(0.3)
+        return slow(links)
+
+    monkeypatch.setattr(P, "close_links", close_links_slowly)
+    closing = threading.Thread(target=first.close)
+    closing.start()
+    try:
+        deadline = time.monotonic() + 2
+        while not pool._returning and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert pool._returning, "the closing session should have its set on the way back"
+        with Probes(flow(2), tracepoints=False, pool=pool, likely=[(a, "va"), (b, "vb")]) as q:
+            q.attach_tc(a, "va")
+            q.attach_tc(b, "vb")
+            assert q.reused == len(tc_links) == 4 and link_ids(q) == tc_links, \
+                "the trace attached anew beside the set coming back"
+            ping(a, 2)
+            q.poll(100)
+            assert {e.icmp_id for e in q.events} == {2}
+    finally:
+        closing.join()
+    assert pool.loads == 1, "a second set was loaded while the first was on its way back"
+
+
 def test_two_sessions_at_once_take_two_sets_and_the_pool_keeps_two(pair, pool):
     """Concurrent sessions never share a set (each its own filter and ring buffer); sets beyond
     what the pool keeps idle are unloaded when given back."""

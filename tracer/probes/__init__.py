@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..errors import NodeError
@@ -69,6 +70,10 @@ LINGER_ENV = "PODPATH_LINGER_S"  # overrides LINGER_S (tests: about a second)
 # on the path's devices, are worth it; tracepoint and netfilter links attach in microseconds without
 # RTNL. PODPATH_LINGER_KINDS (e.g. "tc,tp,nf") overrides it to compare (bench/bench_agent.py).
 LINGER_KINDS, LINGER_KINDS_ENV = "tc", "PODPATH_LINGER_KINDS"
+# How long take() waits for a set on its way back (its session detaching the links it did not keep)
+# whose links fit better: that detaching takes 10-100 ms, more on a busy node; attaching the links
+# anew on another set would take as long, and leave both sets' links attached.
+RETURN_WAIT_S = 1.0
 
 
 _kept_names: KernelNames | None = None  # a long-running agent's: drop reasons and kallsyms read once
@@ -334,9 +339,10 @@ class ProbePool:
     closed and its links lingering. At most `keep` idle sets stay loaded; a set idle for linger_s
     seconds detaches its links (a thread here), so an idle agent soon holds none.
 
-    An agent answers before it closes the session, so back-to-back traces may overlap: the first
-    overlap loads a second set, and the two then take turns, with no load after that; take() picks
-    the idle set whose links fit the trace best."""
+    An agent answers before it closes the session, so back-to-back traces may overlap: take() then
+    waits (at most RETURN_WAIT_S) for a set on its way back whose links fit the trace better than
+    any idle one's, rather than attach them all again on another set (or load one); otherwise it
+    picks the idle set whose links fit the trace best."""
 
     def __init__(self, keep: int = 2, linger_s: float | None = None) -> None:
         self.keep = keep
@@ -347,6 +353,8 @@ class ProbePool:
         self._idle: list[ProbeSet] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the reaper waits on it
+        self._returning: list[ProbeSet] = []  # sets a session is closing, on their way back
+        self._returned = threading.Condition(self._lock)  # take() waits on it for one of them
         self._closing = False
         self._reaper: threading.Thread | None = None
         self._preload: threading.Thread | None = None
@@ -378,12 +386,32 @@ class ProbePool:
         if t is not None:
             t.join()
             self._preload = None
+        end = time.monotonic() + RETURN_WAIT_S
         with self._lock:
-            if self._idle:
-                best = max(self._idle, key=lambda s: s.reusable(likely))
+            while True:
+                best = max(self._idle, key=lambda s: s.reusable(likely), default=None)
+                fit = best.reusable(likely)[0] if best is not None else -1  # devices it has links on
+                left = end - time.monotonic()
+                if left <= 0 or not any(r.reusable(likely)[0] > fit for r in self._returning):
+                    break
+                self._returned.wait(left)
+            if best is not None:
                 self._idle.remove(best)
                 return best
         return self._load()
+
+    @contextmanager
+    def returning(self, s: ProbeSet):
+        """A session is closing `s` (its links detaching) and will give it back or close it within
+        the block: a take() meanwhile may wait for it."""
+        with self._lock:
+            self._returning.append(s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._returning.remove(s)
+                self._returned.notify_all()
 
     def give(self, s: ProbeSet) -> None:
         """Back to the pool, its gate closed (the caller's), links lingering."""
@@ -685,13 +713,14 @@ class Probes:
             drop = list(reversed(self.links)) + (s.release() if s is not None else [])
         self.links.clear()
         self._held.clear()
-        errors = close_links(drop)
-        if s is not None:
-            s.sink = None
-            if linger and not errors:
-                self._pool.give(s)
-            else:  # a link that would not close: its programs must not serve another trace
-                s.close()
+        with self._pool.returning(s) if linger else nullcontext():
+            errors = close_links(drop)
+            if s is not None:
+                s.sink = None
+                if linger and not errors:
+                    self._pool.give(s)
+                else:  # a link that would not close: its programs must not serve another trace
+                    s.close()
         if getattr(self, "_lock", None) is not None:
             self._lock.close()
         if errors:

@@ -461,8 +461,9 @@ class Connection:
         def run() -> None:
             try:
                 text = serve_chains(backend, table, chains)
-            except PodpathError as e:
-                self.write(P.error("failed", f"chains: {e}", rid))
+            except Exception as e:  # noqa: BLE001 - said in one line: the coordinator must not wait it out
+                self.write(P.error("failed", f"chains: {e if isinstance(e, PodpathError) else f'{type(e).__name__}: {e}'}",
+                                   rid))
                 return
             self.write({"type": "chains", "id": rid, "text": text})
 

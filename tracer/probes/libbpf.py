@@ -268,23 +268,26 @@ def loaded_programs() -> list[tuple[int, str]]:
         if fd < 0:
             continue
         try:
-            info = ctypes.create_string_buffer(256)
-            c = _attr(16)
-            _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
-            if sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c) == 0:
-                name = info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
+            r, info = _obj_info(fd)
+            if r == 0:
+                name = info[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
                 out.append((next_id, name))
         finally:
             os.close(fd)
 
 
-def _info_u32(fd: int, offset: int) -> int:
-    """One __u32 of a BPF fd's info (BPF_OBJ_GET_INFO_BY_FD: bpf_prog_info, or a map's or link's)."""
-    import struct
-    info = ctypes.create_string_buffer(256)
+def _obj_info(fd: int, size: int = 256) -> tuple[int, bytes]:
+    """(BPF_OBJ_GET_INFO_BY_FD's result, the info's first `size` bytes) of a program, map or link fd."""
+    info = ctypes.create_string_buffer(size)
     c = _attr(16)
     _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
-    r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
+    return sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c), info.raw
+
+
+def _info_u32(fd: int, offset: int) -> int:
+    """One __u32 of a BPF fd's info (bpf_prog_info, or a map's or link's)."""
+    import struct
+    r, info = _obj_info(fd)
     if r < 0:
         raise _fail(f"cannot read BPF fd {fd}'s info", r)
     return struct.unpack_from("=I", info, offset)[0]
@@ -311,14 +314,11 @@ def prog_info(prog_id: int) -> tuple[str, str] | None:
             raise _fail(f"cannot open BPF program {prog_id}", fd)
         return None
     try:
-        info = ctypes.create_string_buffer(256)
-        c = _attr(16)
-        _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
-        r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c)
+        r, info = _obj_info(fd)
         if r < 0:
             raise _fail(f"cannot read BPF program {prog_id}'s info", r)
-        name = info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
-        tag = info.raw[8:16].hex()  # bpf_prog_info.tag, as bpftool and tc print it
+        name = info[64:80].split(b"\0", 1)[0].decode(errors="replace")  # bpf_prog_info.name
+        tag = info[8:16].hex()  # bpf_prog_info.tag, as bpftool and tc print it
         return name, tag
     finally:
         os.close(fd)
@@ -369,10 +369,8 @@ def links_info() -> list[dict]:
                 raise _fail("cannot open BPF links", fd)
             continue
         try:
-            info = ctypes.create_string_buffer(128)
-            c = _attr(16)
-            _put(c, 0, "=IIQ", fd, len(info), ctypes.addressof(info))
-            if sys_bpf(BPF_OBJ_GET_INFO_BY_FD, c) < 0:
+            r, info = _obj_info(fd, 128)
+            if r < 0:
                 continue
             ltype, lid, prog_id = struct.unpack_from("=III", info, 0)
             d = {"id": lid, "type": ltype, "prog_id": prog_id}

@@ -350,16 +350,14 @@ class Bundle:
     def to_json(self, indent: int | None = 1) -> str:
         data = dataclasses.asdict(self)
         data["version"] = BUNDLE_VERSION
-        big = [h for h in data["hosts"] if _rules_size(h) > 1 << 20]
-        if len(big) > 1:  # zlib lets go of the GIL: two 12 MB nodes compress side by side
-            from concurrent.futures import ThreadPoolExecutor
+        hosts = data["hosts"]
+        if sum(_rules_size(h) > 1 << 20 for h in hosts) > 1:  # zlib lets go of the GIL: two 12 MB
+            from concurrent.futures import ThreadPoolExecutor  # nodes compress side by side
 
-            with ThreadPoolExecutor(min(len(big), os.cpu_count() or 1)) as pool:
-                list(pool.map(_pack_rules, big))
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                list(pool.map(_pack_rules, hosts))
         else:
-            big = []
-        for host in data["hosts"]:
-            if not any(host is b for b in big):
+            for host in hosts:
                 _pack_rules(host)
         return json.dumps(data, indent=indent)
 

@@ -124,6 +124,14 @@ ROOT_BPF_LAB = [
 PAIR_A_IP, PAIR_B_IP = "192.0.2.1", "192.0.2.2"  # TEST-NET-1: never routed anywhere
 
 
+def require_bpf_objects() -> None:
+    """Fail (never skip: `make -C bpf` is part of the set-up) when the BPF objects are not built."""
+    from podpath.tracer.probes import object_path
+
+    if not os.path.exists(object_path("tc")):
+        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+
+
 @contextlib.contextmanager
 def veth_pair(prefix: str):
     """(ns_a, ns_b), two new namespaces joined by a veth: va PAIR_A_IP/24 in a <-> vb PAIR_B_IP/24 in
@@ -178,10 +186,8 @@ def standin_agents(request) -> None:
 def bpf_lab(request, prefix: str):
     """A fresh lab named <prefix><4 hex>, torn down by the test module's finalizer even on failure."""
     from podpath.tracer.lab import Lab
-    from podpath.tracer.probes import object_path
 
-    if not os.path.exists(object_path("tc")):
-        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    require_bpf_objects()
     lab = Lab(prefix + secrets.token_hex(2))
     request.addfinalizer(lab.down)
     lab.up()

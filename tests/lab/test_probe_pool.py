@@ -19,10 +19,10 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PAIR_A_IP, PAIR_B_IP, ROOT_BPF_LAB, veth_pair, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, ROOT_BPF_LAB, require_bpf_objects, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
-from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf, object_path  # noqa: E402
+from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf  # noqa: E402
 
 pytestmark = ROOT_BPF_LAB
 
@@ -41,8 +41,7 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture
 def pair():
     """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
-    if not os.path.exists(object_path("tc")):
-        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    require_bpf_objects()
     with veth_pair("ppwarm") as (a, b):
         yield a, b
 

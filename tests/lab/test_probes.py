@@ -25,10 +25,10 @@ pytestmark = [
 ]
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PAIR_A_IP, PAIR_B_IP, held_by, veth_pair, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, held_by, require_bpf_objects, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
-from podpath.tracer.probes import NF_BRACKETS, TRACEPOINTS, Filter, Probes, object_path  # noqa: E402
+from podpath.tracer.probes import NF_BRACKETS, TRACEPOINTS, Filter, Probes  # noqa: E402
 
 PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
 
@@ -52,8 +52,7 @@ def netns_inode(name: str) -> int:
 @pytest.fixture
 def pair():
     """(ns_a, ns_b): va 192.0.2.1/24 in a <-> vb 192.0.2.2/24 in b."""
-    if not os.path.exists(object_path("tc")):
-        pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
+    require_bpf_objects()
     with veth_pair("ppbpf") as (a, b):
         yield a, b
     left = wait_no_programs()

@@ -40,6 +40,7 @@ from ..netfilter.iptables import BUILTIN_CHAINS
 from ..netfilter.live import SMALL_TABLE, LiveBackend, LiveSaves, changed_chains
 from ..netfilter.netlink import chain_names, generation, list_tables
 from ..netns import run_in
+from . import early
 
 
 class Gap(Exception):
@@ -420,7 +421,7 @@ def _run(ctx: CollectCtx, argv: list[str]) -> str:
     try:
         p = subprocess.run(
             [exe, *argv[1:]], capture_output=True, timeout=ctx.timeout,
-            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
+            env=early.tool_env(),
         )
     except subprocess.TimeoutExpired:
         raise Gap(f"{argv[0]} timed out after {ctx.timeout:g} s") from None
@@ -477,8 +478,6 @@ def iptables_nft(ctx: CollectCtx) -> None:
     if live is not None:
         ctx.host.iptables_save = LiveSaves(ctx.host.iptables_save, live={"nft": live})
         return
-    from . import early
-
     text = early.claim(ctx.host.inode, ctx.timeout) if tool == early.TOOL and ctx.host.inode else None
     if text is None:
         text = _run(ctx, [tool, "-c"])
@@ -622,7 +621,7 @@ def read_iptables_chains(backend: str, chains: dict[str, list[str] | None], time
     exe = next((x for x in map(shutil.which, LISTERS[backend]) if x), None)
     if exe is None:
         raise Gap(f"{LISTERS[backend][0]} not installed")
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
+    env = early.tool_env()
     out = []
     for table, names in chains.items():
         listed = []

@@ -25,7 +25,8 @@ _lock = threading.Lock()
 _started: dict[int, subprocess.Popen] = {}  # namespace inode -> the save running there
 
 
-def _env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
+    """The environment a snapshot's tools run in: the PATH, and C messages (their errors are quoted)."""
     return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
 
 
@@ -39,7 +40,7 @@ def _start(netns: str | None) -> None:
 
         def spawn() -> subprocess.Popen:  # in a thread that entered the namespace: the child inherits it
             enter(fd, netns or "this node")
-            return subprocess.Popen([exe, "-c"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+            return subprocess.Popen([exe, "-c"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env())
 
         proc = in_thread(spawn)
     finally:

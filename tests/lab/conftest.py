@@ -132,14 +132,20 @@ def require_bpf_objects() -> None:
         pytest.fail("bpf/tc.bpf.o not built: run `make -C bpf`")
 
 
+def run_cmd(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command (captured, text); check: a failure raises, naming it with its stderr."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
 @contextlib.contextmanager
 def veth_pair(prefix: str):
     """(ns_a, ns_b), two new namespaces joined by a veth: va PAIR_A_IP/24 in a <-> vb PAIR_B_IP/24 in
     b, everything up; both namespaces deleted after, even when the test fails."""
     def ip(*argv: str, check: bool = True) -> None:
-        p = subprocess.run(["ip", *argv], capture_output=True, text=True)
-        if check and p.returncode != 0:
-            raise RuntimeError(f"ip {' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
+        run_cmd("ip", *argv, check=check)
 
     prefix = f"{prefix}-{secrets.token_hex(3)}"
     a, b = f"{prefix}-a", f"{prefix}-b"

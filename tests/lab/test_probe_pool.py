@@ -12,14 +12,13 @@ linger period (LINGER, short here) is over.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PAIR_A_IP, PAIR_B_IP, ROOT_BPF_LAB, require_bpf_objects, veth_pair, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, ROOT_BPF_LAB, require_bpf_objects, run_cmd as sh, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
 from podpath.tracer.probes import Filter, ProbePool, Probes, libbpf  # noqa: E402
@@ -29,13 +28,6 @@ pytestmark = ROOT_BPF_LAB
 A_IP, B_IP = PAIR_A_IP, PAIR_B_IP
 LINGER = 1.0  # the pool's linger period here (an agent's: LINGER_S)
 FIRST_ID, SECOND_ID = 0x5757, 0x5858
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PAIR_A_IP, PAIR_B_IP, held_by, require_bpf_objects, veth_pair, wait_no_programs  # noqa: E402
+from conftest import PAIR_A_IP, PAIR_B_IP, held_by, require_bpf_objects, run_cmd as sh, veth_pair, wait_no_programs  # noqa: E402
 
 from podpath.tracer.netns import inode  # noqa: E402
 from podpath.tracer.probes import NF_BRACKETS, TRACEPOINTS, Filter, Probes  # noqa: E402
@@ -34,13 +34,6 @@ PODPATH = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "podpath"
 
 A_IP, B_IP = PAIR_A_IP, PAIR_B_IP
 ICMP_ID, OTHER_ID = 0x5151, 0x6262
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
 
 
 def netns_inode(name: str) -> int:

@@ -458,11 +458,16 @@ _register(Fault(
 def _neigh_failed(f: NodeFacts) -> Plan:
     ip = f.pod("pod-b").ip
     keys = ("net.ipv4.neigh.cni0.mcast_solicit", "net.ipv4.neigh.cni0.ucast_solicit")
+    # Any ARP from pod-b teaches the node its MAC and heals the fault, and pod-b asks for its gateway
+    # whenever it sends something: resolve that once, then pin it in pod-b (nothing more to ask).
     return Plan(
-        [*(cmd(f"sysctl -w {k}=0") for k in keys), cmd(f"ip neigh del {ip} dev cni0", check=False),
+        [cmd(f"ping -c 1 -W 1 {f.gateway}", on="pod-b", check=False),
+         cmd(f"ip neigh change {f.gateway} dev eth0 nud permanent", on="pod-b"),
+         *(cmd(f"sysctl -w {k}=0") for k in keys), cmd(f"ip neigh del {ip} dev cni0", check=False),
          # resolve once now, so the FAILED entry is there for a snapshot before any traffic
          cmd(f"ping -c 1 -W 1 {ip}", check=False)],
-        [*(cmd(f"sysctl -w {k}={f.sysctls[k]}") for k in keys), cmd(f"ip neigh del {ip} dev cni0", check=False)])
+        [*(cmd(f"sysctl -w {k}={f.sysctls[k]}") for k in keys), cmd(f"ip neigh del {ip} dev cni0", check=False),
+         cmd(f"ip neigh del {f.gateway} dev eth0", on="pod-b", check=False)])
 
 
 _register(Fault(
